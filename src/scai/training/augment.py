@@ -1,0 +1,51 @@
+"""Optional training-time augmentation for spectra (off by default).
+
+Three physically plausible perturbations: detector noise, a small wavenumber shift (calibration
+drift between instruments) and a multiplicative intensity change (laser power drift).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+__all__ = ["Augmentation"]
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """Random perturbations applied to each training batch."""
+
+    noise_std: float = 0.0  # std of additive Gaussian noise, relative to each spectrum's std
+    max_shift: int = 0  # largest shift along the axis, in points (edge values are repeated)
+    scale_std: float = 0.0  # std of the multiplicative intensity factor around 1
+
+    def __post_init__(self) -> None:
+        if self.noise_std < 0 or self.scale_std < 0 or self.max_shift < 0:
+            raise ValueError("noise_std, scale_std and max_shift must be >= 0")
+
+    @property
+    def enabled(self) -> bool:
+        return self.noise_std > 0 or self.max_shift > 0 or self.scale_std > 0
+
+    def apply(self, x: Tensor, rng: np.random.Generator) -> Tensor:
+        """Return a perturbed copy of ``x`` (B, 1, W); ``x`` itself is not modified."""
+        b = x.shape[0]
+        out = x.clone()
+        if self.max_shift > 0:
+            shifts = rng.integers(-self.max_shift, self.max_shift + 1, size=b)
+            width = x.shape[-1]
+            base = np.arange(width)
+            idx = np.clip(base[None, :] - shifts[:, None], 0, width - 1)
+            out = torch.gather(out, 2, torch.from_numpy(idx).unsqueeze(1))
+        if self.scale_std > 0:
+            scale = torch.from_numpy(rng.normal(1.0, self.scale_std, size=(b, 1, 1)).astype(np.float32))
+            out = out * scale
+        if self.noise_std > 0:
+            std = out.std(dim=-1, keepdim=True)
+            noise = torch.from_numpy(rng.standard_normal(out.shape).astype(np.float32))
+            out = out + noise * std * self.noise_std
+        return out

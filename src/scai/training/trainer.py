@@ -1,0 +1,292 @@
+"""Trainer for multi-exit networks: Adam, early stopping on validation, best-checkpoint selection.
+
+The trainer works on preprocessed NumPy arrays; preprocessing and label encoding belong to the
+estimator. Everything it records per epoch is kept per exit so the paper's Fig. 11 (per-exit
+training curves) can be drawn from the history alone.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from scai.training.augment import Augmentation
+from scai.training.losses import DISTILL_MODES, exit_losses
+
+__all__ = ["TrainConfig", "History", "Trainer", "evaluate_exits"]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training settings. Defaults follow the paper (§4.3) except where noted."""
+
+    lr: float = 1e-3  # Adam learning rate (paper: 1e-3)
+    weight_decay: float = 0.0  # Adam weight decay
+    batch_size: int = 32  # mini-batch size
+    max_epochs: int = 200  # hard cap on epochs (early stopping usually ends sooner)
+    patience: int = 30  # epochs without validation improvement before stopping (paper: 50)
+    min_epochs: int = 10  # never stop before this many epochs
+    max_time_s: float | None = None  # optional wall-clock cap for the whole fit
+    seed: int = 0  # seeds weight init, shuffling and augmentation
+    threads: int | None = None  # torch intra-op threads; None keeps torch's default
+    distill: str = "last"  # "last" (paper), "next" (step-by-step), "none" (w/o KD ablation)
+    temperature: float = 1.0  # distillation temperature T (KL scaled by T^2)
+    alpha: float = 0.0  # weight of an early exit's own cross-entropy mixed into its KD loss
+    tau: float = 1e-5  # ponder-cost weight for PA blocks (paper: 1e-5)
+    augment: Augmentation = field(default_factory=Augmentation)  # off by default
+    eval_batch_size: int = 512  # batch size for validation passes
+    progress: bool = True  # show a progress bar with per-exit validation accuracy
+    tensorboard_dir: str | None = None  # write TensorBoard scalars here (needs `tensorboard`)
+
+    def __post_init__(self) -> None:
+        if self.distill not in DISTILL_MODES:
+            raise ValueError(f"distill must be one of {DISTILL_MODES}; got {self.distill!r}")
+        for name in ("batch_size", "max_epochs", "eval_batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1; got {getattr(self, name)}")
+        if self.patience < 0 or self.min_epochs < 0:
+            raise ValueError("patience and min_epochs must be >= 0")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be > 0; got {self.lr}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        d = dict(d)
+        valid = set(cls.__dataclass_fields__)
+        unknown = sorted(set(d) - valid)
+        if unknown:
+            raise ValueError(f"unknown training option(s) {unknown}; valid options: {sorted(valid)}")
+        if isinstance(d.get("augment"), dict):
+            d["augment"] = Augmentation(**d["augment"])
+        return cls(**d)
+
+
+@dataclass
+class History:
+    """Per-epoch record; each ``*_acc``/``*_loss`` list entry holds one value per exit."""
+
+    epochs: list[dict[str, Any]] = field(default_factory=list)
+    best_epoch: int = -1
+    stopped_early: bool = False
+    fit_time_s: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "best_epoch": self.best_epoch,
+            "stopped_early": self.stopped_early,
+            "fit_time_s": self.fit_time_s,
+            "epochs": self.epochs,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> History:
+        return cls(
+            epochs=list(d.get("epochs", [])),
+            best_epoch=int(d.get("best_epoch", -1)),
+            stopped_early=bool(d.get("stopped_early", False)),
+            fit_time_s=float(d.get("fit_time_s", 0.0)),
+        )
+
+    def save(self, directory: str | Path) -> tuple[Path, Path]:
+        """Write ``history.json`` and a flat ``history.csv`` (one column per exit and metric)."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        json_path = directory / "history.json"
+        json_path.write_text(json.dumps(self.to_dict(), indent=1))
+        csv_path = directory / "history.csv"
+        rows = [_flatten(e) for e in self.epochs]
+        columns: list[str] = []
+        for row in rows:
+            columns.extend(k for k in row if k not in columns)
+        with csv_path.open("w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows(rows)
+        return json_path, csv_path
+
+
+def _flatten(epoch: dict[str, Any]) -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in epoch.items():
+        if isinstance(value, list):
+            for i, v in enumerate(value):
+                flat[f"{key}_exit{i + 1}"] = v
+        else:
+            flat[key] = value
+    return flat
+
+
+@torch.inference_mode()
+def evaluate_exits(network: nn.Module, X: np.ndarray, y: np.ndarray, batch_size: int = 512) -> dict[str, Any]:
+    """Per-exit cross-entropy and accuracy of ``network`` on ``(X, y)`` in eval mode."""
+    was_training = network.training
+    network.eval()
+    n_exits = int(network.n_exits)
+    loss_sum = np.zeros(n_exits)
+    correct = np.zeros(n_exits)
+    ponder_sum = 0.0
+    for start in range(0, len(X), batch_size):
+        xb = torch.from_numpy(np.ascontiguousarray(X[start : start + batch_size], dtype=np.float32)).unsqueeze(1)
+        yb = torch.from_numpy(np.asarray(y[start : start + batch_size], dtype=np.int64))
+        out = network.forward_detailed(xb)
+        for i, logits in enumerate(out.logits):
+            loss_sum[i] += float(torch.nn.functional.cross_entropy(logits, yb, reduction="sum"))
+            correct[i] += float((logits.argmax(1) == yb).sum())
+        ponder_sum += float(out.ponder) * len(yb)
+    network.train(was_training)
+    n = max(len(X), 1)
+    return {
+        "loss": (loss_sum / n).tolist(),
+        "acc": (correct / n).tolist(),
+        "ponder": ponder_sum / n,
+    }
+
+
+class Trainer:
+    """Fits a multi-exit network with self-distillation and early stopping.
+
+    The checkpoint kept is the epoch with the best validation accuracy at the last exit, ties
+    broken by the mean accuracy over all exits (so among equally good final classifiers the one
+    with better early exits wins).
+    """
+
+    def __init__(self, config: TrainConfig | None = None) -> None:
+        self.config = config or TrainConfig()
+
+    def fit(
+        self,
+        network: nn.Module,
+        X_train: np.ndarray,
+        y_train: np.ndarray,
+        X_val: np.ndarray,
+        y_val: np.ndarray,
+    ) -> History:
+        cfg = self.config
+        if cfg.threads is not None:
+            torch.set_num_threads(int(cfg.threads))
+        torch.manual_seed(cfg.seed)
+        gen = torch.Generator().manual_seed(cfg.seed)
+        rng = np.random.default_rng(cfg.seed)
+
+        X_t = torch.from_numpy(np.ascontiguousarray(X_train, dtype=np.float32)).unsqueeze(1)
+        y_t = torch.from_numpy(np.asarray(y_train, dtype=np.int64))
+        optimizer = torch.optim.Adam(network.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        writer = _tensorboard_writer(cfg.tensorboard_dir)
+
+        history = History()
+        best_key: tuple[float, float] = (-math.inf, -math.inf)
+        best_state: dict[str, Tensor] | None = None
+        since_best = 0
+        n = len(X_t)
+        n_exits = int(network.n_exits)
+        start_time = time.perf_counter()
+        bar = tqdm(range(cfg.max_epochs), desc="training", unit="epoch", disable=not cfg.progress, leave=False)
+        for epoch in bar:
+            network.train()
+            t0 = time.perf_counter()
+            order = torch.randperm(n, generator=gen)
+            sums: dict[str, float] = {}
+            correct = np.zeros(n_exits)
+            seen = 0
+            for start in range(0, n, cfg.batch_size):
+                idx = order[start : start + cfg.batch_size]
+                if len(idx) < 2 and n >= 2:  # BatchNorm needs >1 sample in training mode
+                    continue
+                xb, yb = X_t[idx], y_t[idx]
+                if cfg.augment.enabled:
+                    xb = cfg.augment.apply(xb, rng)
+                out = network.forward_detailed(xb)
+                losses = exit_losses(
+                    out.logits,
+                    yb,
+                    ponder=out.ponder,
+                    mode=cfg.distill,
+                    temperature=cfg.temperature,
+                    alpha=cfg.alpha,
+                    tau=cfg.tau,
+                )
+                optimizer.zero_grad(set_to_none=True)
+                losses["total"].backward()
+                optimizer.step()
+                b = len(yb)
+                seen += b
+                for key, value in losses.items():
+                    sums[key] = sums.get(key, 0.0) + float(value.detach()) * b
+                with torch.no_grad():
+                    for i, logits in enumerate(out.logits):
+                        correct[i] += float((logits.argmax(1) == yb).sum())
+            seen = max(seen, 1)
+            val = evaluate_exits(network, X_val, y_val, cfg.eval_batch_size)
+            record: dict[str, Any] = {
+                "epoch": epoch + 1,
+                "train_loss": sums.get("total", 0.0) / seen,
+                "train_ponder": sums.get("ponder", 0.0) / seen,
+                "train_exit_loss": [sums.get(f"exit_{i}", 0.0) / seen for i in range(n_exits - 1)]
+                + [sums.get("ce_last", 0.0) / seen],
+                "train_acc": (correct / seen).tolist(),
+                "val_loss": val["loss"],
+                "val_acc": val["acc"],
+                "val_ponder": val["ponder"],
+                "epoch_time_s": time.perf_counter() - t0,
+            }
+            history.epochs.append(record)
+            if writer is not None:
+                _log_tensorboard(writer, record)
+            key = (val["acc"][-1], float(np.mean(val["acc"])))
+            if key > best_key:
+                best_key = key
+                best_state = copy.deepcopy(network.state_dict())
+                history.best_epoch = epoch + 1
+                since_best = 0
+            else:
+                since_best += 1
+            bar.set_postfix_str(
+                "val acc " + " ".join(f"{a:.2f}" for a in val["acc"]) + f" | best@{history.best_epoch}"
+            )
+            if epoch + 1 >= cfg.min_epochs and since_best > cfg.patience:
+                history.stopped_early = True
+                break
+            if cfg.max_time_s is not None and time.perf_counter() - start_time > cfg.max_time_s:
+                history.stopped_early = True
+                break
+        bar.close()
+        if writer is not None:
+            writer.close()
+        if best_state is not None:
+            network.load_state_dict(best_state)
+        network.eval()
+        history.fit_time_s = time.perf_counter() - start_time
+        return history
+
+
+def _tensorboard_writer(directory: str | None) -> Any:
+    if directory is None:
+        return None
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError as exc:  # pragma: no cover - depends on the optional package
+        raise ImportError(
+            "tensorboard_dir was given but TensorBoard is not installed; run `pip install tensorboard`"
+        ) from exc
+    return SummaryWriter(directory)
+
+
+def _log_tensorboard(writer: Any, record: dict[str, Any]) -> None:
+    step = record["epoch"]
+    for key, value in _flatten(record).items():
+        if key != "epoch":
+            writer.add_scalar(key, value, step)
