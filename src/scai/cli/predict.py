@@ -1,0 +1,103 @@
+"""``scai predict``: classify spectra with real early exit, streaming large files in chunks."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from scai.cli._common import CliError
+
+__all__ = ["register"]
+
+HELP = """\
+Classify spectra with a trained model and write OUT as CSV with columns
+  index,prediction,exit,confidence,macs
+(exit is 1-based; macs = multiply-accumulates actually spent on that spectrum).
+
+Policies:
+  full       run every spectrum to the last exit
+  anytime    --budget B per spectrum: answer with the deepest exit that fits (B in MACs such as
+             150k / 1.2M, or a latency such as 2ms, converted with per-stage timings measured now)
+  threshold  --threshold P: leave at the first exit whose confidence reaches P
+  batch      --budget B = mean MACs per spectrum over the whole file; thresholds are calibrated
+             on the validation split stored with the model (budgeted batch, MSDNet-style)
+Large files (CSV, .npy, HDF5) are streamed in chunks of --chunk-size spectra with a progress bar.
+"""
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("predict", help="classify spectra (anytime, threshold or budgeted-batch early exit)", description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("model_dir", metavar="MODEL_DIR", help="model directory from `scai train`")
+    p.add_argument("data", metavar="DATA", help="spectra to classify (labels, if present, are ignored except for the accuracy line)")
+    p.add_argument("--policy", choices=["full", "anytime", "threshold", "batch"], default="full")
+    p.add_argument("--budget", default=None, help="budget: MACs (150k, 1.2M) or milliseconds (2ms)")
+    p.add_argument("--threshold", type=float, default=None, help="confidence threshold 0..1 for --policy threshold")
+    p.add_argument("--label-column", "-l", default=None, help="label column name or index, if DATA has one")
+    p.add_argument("--out", required=True, help="CSV file to write")
+    p.add_argument("--chunk-size", type=int, default=4096, help="spectra per chunk when streaming (default 4096)")
+    p.add_argument("--batch-size", type=int, default=256, help="network batch size (default 256)")
+    p.set_defaults(func=_run)
+
+
+def _policy_kwargs(args: argparse.Namespace, est: Any) -> dict[str, Any]:
+    if args.policy == "anytime":
+        if args.budget is None:
+            raise CliError("--policy anytime needs --budget (e.g. 300k or 2ms)")
+        return {"policy": "anytime", "budget": args.budget}
+    if args.policy == "threshold":
+        if args.threshold is None:
+            raise CliError("--policy threshold needs --threshold P (0..1)")
+        return {"policy": "threshold", "thresholds": est._threshold_vector(args.threshold)}
+    if args.policy == "batch":
+        if args.budget is None:
+            raise CliError("--policy batch needs --budget (mean MACs per spectrum, e.g. 200k)")
+        cal = est.calibrate_batch(args.budget)
+        print(f"budgeted batch: thresholds {np.round(cal['thresholds'], 4).tolist()} (expected mean {cal['expected_mean_macs']:,.0f} MACs on validation)", file=sys.stderr)
+        return {"policy": "threshold", "thresholds": np.asarray(cal["thresholds"])}
+    return {"policy": "full"}
+
+
+def _run(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
+    import scai
+    from scai.data import iter_chunks
+
+    est = scai.load(args.model_dir)
+    kwargs = _policy_kwargs(args, est)
+    predictor = est.predictor()
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    label = int(args.label_column) if args.label_column and args.label_column.isdigit() else args.label_column
+    n_done = 0
+    correct = 0
+    labelled = 0
+    macs_total = 0.0
+    note_printed = False
+    with out.open("w", newline="") as fh, tqdm(desc="predict", unit="spectra", disable=None) as bar:
+        writer = csv.writer(fh)
+        writer.writerow(["index", "prediction", "exit", "confidence", "macs"])
+        for chunk in iter_chunks(args.data, chunk_size=args.chunk_size, label_column=label):
+            Z = est.transform_input(chunk.X, chunk.axis if chunk.axis_unit != "index" else None)
+            res = predictor.predict(Z, batch_size=args.batch_size, **kwargs)
+            if not note_printed and getattr(res, "budget_note", None):
+                print(res.budget_note, file=sys.stderr)
+                note_printed = True
+            for i in range(len(Z)):
+                writer.writerow([n_done + i, res.prediction[i], int(res.exit[i]) + 1, f"{float(res.confidence[i]):.6f}", int(res.macs[i])])
+            if chunk.y is not None:
+                truth = np.asarray(chunk.class_names, dtype=object)[chunk.y]
+                correct += int(np.sum(np.asarray(res.prediction, dtype=object) == truth))
+                labelled += len(truth)
+            macs_total += float(np.sum(res.macs))
+            n_done += len(Z)
+            bar.update(len(Z))
+    print(f"wrote {n_done} predictions to {out}; mean {macs_total / max(n_done, 1):,.0f} MACs per spectrum", file=sys.stderr)
+    if labelled:
+        print(f"accuracy on the labels in DATA: {correct / labelled:.4f} ({labelled} spectra)", file=sys.stderr)
+    return 0

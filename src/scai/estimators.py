@@ -1,0 +1,467 @@
+"""``SCAIClassifier``: the scikit-learn front of scai.
+
+The estimator owns everything between raw spectra and a trained multi-exit network: input
+validation, the spectral-axis contract, the preprocessing pipeline, label encoding, the
+validation split, training, per-exit temperature scaling, and saving/loading a model
+directory. The network itself is built in ``fit`` from the registry (``scai.models``).
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.model_selection import train_test_split
+
+from scai.errors import AxisError, DataValueError, LabelError, ModelFileError, NotFittedError
+
+__all__ = ["SCAIClassifier", "load"]
+
+_POLICIES = ("full", "anytime", "threshold", "batch")
+
+
+def _as_2d_float(X: Any, name: str = "X") -> np.ndarray:
+    try:
+        arr = np.asarray(X, dtype=np.float32)
+    except (TypeError, ValueError) as exc:
+        raise DataValueError(f"{name} must be numeric (n_samples, n_points); {exc}") from exc
+    if arr.ndim == 1:
+        raise DataValueError(
+            f"{name} is 1-D with shape {arr.shape}; pass a 2-D array (n_samples, n_points), "
+            "e.g. X.reshape(1, -1) for a single spectrum"
+        )
+    if arr.ndim != 2:
+        raise DataValueError(f"{name} must be 2-D (n_samples, n_points); got shape {arr.shape}")
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise DataValueError(f"{name} is empty (shape {arr.shape}); need at least one sample and one point")
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        row, col = np.argwhere(bad)[0]
+        raise DataValueError(
+            f"{name} holds {int(bad.sum())} NaN/inf value(s), first at row {row}, column {col}; "
+            "clean or interpolate them first (scai.data.read(..., nan_policy='interpolate'))"
+        )
+    return arr
+
+
+class SCAIClassifier(ClassifierMixin, BaseEstimator):
+    """Early-exit spectral classifier (SCAI / SCAI+) with a scikit-learn interface.
+
+    Parameters
+    ----------
+    model
+        Registered network name (see ``scai.models.list_models()``): ``"scai_plus"`` (default,
+        early exits + position-adaptive blocks), ``"scai"``, ``"resnet1d"``, ``"drsn_cs"``, ...
+    model_config
+        Keyword overrides of the network family's configuration dataclass.
+    train_config
+        Keyword overrides of :class:`scai.training.TrainConfig` (epochs, patience, lr, distill
+        mode, ...). ``random_state`` overrides its seed.
+    preprocessing
+        ``"raman"`` (the documented default Raman pipeline), ``"none"``, or a
+        :class:`scai.preprocessing.Pipeline`.
+    val_fraction
+        Share of the training data held out (stratified, seeded) for early stopping and
+        calibration when ``fit`` gets no explicit validation set.
+    calibrate
+        Fit one temperature per exit on the validation set so that confidences are comparable
+        across exits (used by threshold and budgeted-batch policies).
+    random_state
+        Seed for the split, weight initialisation and shuffling.
+    verbose
+        Show a progress bar during training.
+    """
+
+    def __init__(
+        self,
+        *,
+        model: str = "scai_plus",
+        model_config: dict[str, Any] | None = None,
+        train_config: dict[str, Any] | None = None,
+        preprocessing: Any = "raman",
+        val_fraction: float = 0.1,
+        calibrate: bool = True,
+        random_state: int = 0,
+        verbose: bool = False,
+    ) -> None:
+        self.model = model
+        self.model_config = model_config
+        self.train_config = train_config
+        self.preprocessing = preprocessing
+        self.val_fraction = val_fraction
+        self.calibrate = calibrate
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # ------------------------------------------------------------------ fitting
+    def _make_pipeline(self) -> Any:
+        from scai.preprocessing import Pipeline, default_pipeline
+
+        spec = self.preprocessing
+        if spec is None or (isinstance(spec, str) and spec == "none"):
+            return Pipeline([])
+        if isinstance(spec, str):
+            return default_pipeline(spec)
+        if isinstance(spec, Pipeline):
+            return clone(spec)
+        raise TypeError(
+            f"preprocessing must be 'raman', 'none' or a scai.preprocessing.Pipeline; got {type(spec).__name__}"
+        )
+
+    def _train_config(self) -> Any:
+        from scai.training import TrainConfig
+
+        overrides = dict(self.train_config or {})
+        overrides.setdefault("seed", self.random_state)
+        overrides.setdefault("progress", self.verbose)
+        return TrainConfig.from_dict(overrides)
+
+    def fit(
+        self,
+        X: Any,
+        y: Any,
+        axis: Any = None,
+        *,
+        X_val: Any = None,
+        y_val: Any = None,
+        axis_unit: str | None = None,
+    ) -> SCAIClassifier:
+        """Fit on raw spectra ``X`` (n, W) with labels ``y``; returns ``self``."""
+        import torch
+
+        from scai.models import create_model
+        from scai.training import Trainer
+
+        X = _as_2d_float(X)
+        y = np.asarray(y)
+        if y.ndim != 1 or len(y) != len(X):
+            raise LabelError(f"Mismatch in number of cases. Found X = {len(X)} and y = {y.shape}")
+        self.classes_, y_idx = np.unique(y, return_inverse=True)
+        self._check_class_counts(y_idx)
+        self.n_features_in_ = X.shape[1]
+        self.axis_ = self._validated_axis(axis, X.shape[1])
+        self.axis_unit_ = axis_unit or ("index" if axis is None else "unknown")
+
+        if X_val is None:
+            tr, va = self._split(y_idx)
+            X_tr, y_tr, X_va_raw, y_va = X[tr], y_idx[tr], X[va], y_idx[va]
+        else:
+            X_tr, y_tr = X, y_idx
+            X_va_raw = self._aligned(_as_2d_float(X_val, "X_val"), axis)
+            y_va = self._encode(np.asarray(y_val), "y_val")
+
+        self.pipeline_ = self._make_pipeline()
+        Z_tr = np.asarray(self.pipeline_.fit_transform(X_tr, axis=self.axis_), dtype=np.float32)
+        Z_va = np.asarray(self.pipeline_.transform(X_va_raw), dtype=np.float32)
+        train_cfg = self._train_config()
+        torch.manual_seed(train_cfg.seed)
+        self.network_ = create_model(self.model, Z_tr.shape[1], len(self.classes_), **(self.model_config or {}))
+        self.history_ = Trainer(train_cfg).fit(self.network_, Z_tr, y_tr, Z_va, y_va)
+        self.network_.eval()
+        self.train_config_ = train_cfg
+        self.exit_macs_ = [int(m) for m in self.network_.exit_macs()]
+        self.validation_ = {"X": Z_va, "y": y_va.astype(np.int64)}
+        self.temperatures_ = self._fit_temperatures(Z_va, y_va) if self.calibrate else np.ones(len(self.exit_macs_))
+        self.thresholds_: dict[str, Any] = {}
+        return self
+
+    def _check_class_counts(self, y_idx: np.ndarray) -> None:
+        if len(self.classes_) < 2:
+            raise LabelError(f"training needs at least 2 classes; got {len(self.classes_)} ({list(self.classes_)})")
+        counts = np.bincount(y_idx, minlength=len(self.classes_))
+        if counts.min() < 2:
+            bad = self.classes_[int(np.argmin(counts))]
+            raise LabelError(f"class {bad!r} has {counts.min()} sample(s); every class needs at least 2 to train")
+
+    def _split(self, y_idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be between 0 and 1; got {self.val_fraction}")
+        idx = np.arange(len(y_idx))
+        n_val = max(int(round(self.val_fraction * len(idx))), len(self.classes_))
+        stratify = y_idx if n_val < len(idx) - len(self.classes_) else None
+        if stratify is None or np.bincount(y_idx).min() < 2:
+            stratify = None
+        tr, va = train_test_split(idx, test_size=n_val, random_state=self.random_state, stratify=stratify)
+        return np.sort(tr), np.sort(va)
+
+    def _encode(self, y: np.ndarray, name: str = "y") -> np.ndarray:
+        lookup = {c: i for i, c in enumerate(self.classes_.tolist())}
+        out = np.empty(len(y), dtype=np.int64)
+        for i, label in enumerate(y.tolist()):
+            if label not in lookup:
+                raise LabelError(
+                    f"{name}[{i}] = {label!r} is not a class the model knows; known classes: {self.classes_.tolist()}"
+                )
+            out[i] = lookup[label]
+        return out
+
+    def _fit_temperatures(self, Z_va: np.ndarray, y_va: np.ndarray) -> np.ndarray:
+        from scai.inference import fit_temperatures
+
+        logits = self.exit_logits(Z_va, preprocessed=True)
+        return np.asarray(fit_temperatures(logits, y_va), dtype=np.float64)
+
+    # ------------------------------------------------------------------ axis contract
+    @staticmethod
+    def _validated_axis(axis: Any, width: int) -> np.ndarray:
+        if axis is None:
+            return np.arange(width, dtype=np.float64)
+        axis = np.asarray(axis, dtype=np.float64)
+        if axis.shape != (width,):
+            raise AxisError(f"axis has length {axis.size} but X has {width} points per spectrum")
+        if not np.all(np.isfinite(axis)):
+            raise AxisError("axis holds NaN/inf values")
+        if np.unique(axis).size != axis.size:
+            raise AxisError("axis holds duplicate values")
+        if np.any(np.diff(axis) <= 0):
+            raise AxisError("axis must be strictly increasing; sort the columns first (scai.data.read does)")
+        return axis
+
+    def _aligned(self, X: np.ndarray, axis: Any) -> np.ndarray:
+        """Put raw spectra on the model's training axis (resampling when needed)."""
+        if axis is None:
+            if X.shape[1] != self.n_features_in_:
+                raise AxisError(
+                    f"X has {X.shape[1]} points per spectrum but the model was trained on {self.n_features_in_}; "
+                    "pass the spectral axis so the input can be resampled"
+                )
+            return X
+        axis = np.asarray(axis, dtype=np.float64)
+        if axis.shape == self.axis_.shape and np.allclose(axis, self.axis_):
+            return X
+        from scai.preprocessing import Resample
+
+        lo, hi = max(axis.min(), self.axis_.min()), min(axis.max(), self.axis_.max())
+        span = self.axis_.max() - self.axis_.min()
+        overlap = (hi - lo) / span if span > 0 else 0.0
+        if overlap < 0.9:
+            raise AxisError(
+                f"input axis {axis.min():g}..{axis.max():g} covers {max(overlap, 0):.0%} of the model's axis "
+                f"{self.axis_.min():g}..{self.axis_.max():g}; at least 90 % overlap is needed"
+            )
+        warnings.warn(
+            f"input axis {axis.min():g}..{axis.max():g} ({axis.size} points) differs from the model's "
+            f"{self.axis_.min():g}..{self.axis_.max():g} ({self.axis_.size} points); resampled "
+            f"(overlap {overlap:.0%})",
+            stacklevel=3,
+        )
+        return np.asarray(Resample(target_axis=self.axis_).fit(X, axis=axis).transform(X), dtype=np.float32)
+
+    # ------------------------------------------------------------------ inference
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "network_"):
+            raise NotFittedError(
+                f"This {type(self).__name__} instance is not fitted yet; call fit(X, y) or scai.load(dir) first"
+            )
+
+    def transform_input(self, X: Any, axis: Any = None) -> np.ndarray:
+        """Raw spectra -> the network's preprocessed input (n, W')."""
+        self._check_fitted()
+        X = self._aligned(_as_2d_float(X), axis)
+        return np.asarray(self.pipeline_.transform(X), dtype=np.float32)
+
+    def _detailed(self, Z: np.ndarray, batch_size: int = 512) -> tuple[np.ndarray, np.ndarray]:
+        """Dense pass over preprocessed input: per-exit logits (n_exits, n, C) and MACs (n, n_exits)."""
+        import torch
+
+        logits: list[np.ndarray] = []
+        macs: list[np.ndarray] = []
+        with torch.inference_mode():
+            for start in range(0, len(Z), batch_size):
+                xb = torch.from_numpy(np.ascontiguousarray(Z[start : start + batch_size], dtype=np.float32)).unsqueeze(1)
+                out = self.network_.forward_detailed(xb)
+                logits.append(np.stack([t.numpy() for t in out.logits]))
+                macs.append(out.macs.double().numpy())
+        return np.concatenate(logits, axis=1), np.concatenate(macs, axis=0)
+
+    def exit_logits(self, X: Any, axis: Any = None, *, preprocessed: bool = False) -> np.ndarray:
+        """Per-exit logits, shape (n_exits, n, n_classes), computed at every exit."""
+        self._check_fitted()
+        Z = np.asarray(X, dtype=np.float32) if preprocessed else self.transform_input(X, axis)
+        return self._detailed(Z)[0]
+
+    def exit_outputs(self, X: Any, axis: Any = None, *, preprocessed: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """Per-exit probabilities (n_exits, n, C), temperature-scaled, and cumulative MACs per sample (n, n_exits)."""
+        from scai.inference import softmax
+
+        self._check_fitted()
+        Z = np.asarray(X, dtype=np.float32) if preprocessed else self.transform_input(X, axis)
+        logits, macs = self._detailed(Z)
+        return np.stack([softmax(l, t) for l, t in zip(logits, self.temperatures_)]), macs
+
+    def exit_proba(self, X: Any, axis: Any = None, *, preprocessed: bool = False) -> np.ndarray:
+        """Per-exit class probabilities (n_exits, n, n_classes) after temperature scaling."""
+        return self.exit_outputs(X, axis, preprocessed=preprocessed)[0]
+
+    def predictor(self, sparse: str = "auto") -> Any:
+        """A :class:`scai.inference.Predictor` that really stops computing at the chosen exit."""
+        from scai.inference import Predictor
+
+        self._check_fitted()
+        return Predictor(
+            self.network_,
+            temperatures=self.temperatures_,
+            class_names=[str(c) for c in self.classes_],
+            sparse=sparse,
+        )
+
+    def predict_detailed(
+        self,
+        X: Any,
+        axis: Any = None,
+        *,
+        policy: str = "full",
+        budget: Any = None,
+        threshold: Any = None,
+        batch_size: int = 256,
+    ) -> Any:
+        """Run a policy with real early exit; returns per-sample prediction, exit, confidence, MACs."""
+        if policy not in _POLICIES:
+            raise ValueError(f"policy must be one of {_POLICIES}; got {policy!r}")
+        Z = self.transform_input(X, axis)
+        pred = self.predictor()
+        if policy == "full":
+            return pred.predict(Z, policy="full", batch_size=batch_size)
+        if policy == "anytime":
+            if budget is None:
+                raise ValueError("policy 'anytime' needs a budget, e.g. budget='150k' (MACs) or '2ms'")
+            return pred.predict(Z, policy="anytime", budget=budget, batch_size=batch_size)
+        if policy == "threshold":
+            thresholds = self._threshold_vector(threshold)
+            return pred.predict(Z, policy="threshold", thresholds=thresholds, batch_size=batch_size)
+        if budget is None:
+            raise ValueError("policy 'batch' needs a mean budget per spectrum, e.g. budget='200k'")
+        thresholds = self.calibrate_batch(budget)["thresholds"]
+        return pred.predict(Z, policy="threshold", thresholds=thresholds, batch_size=batch_size)
+
+    def _threshold_vector(self, threshold: Any) -> np.ndarray:
+        n = len(self.exit_macs_)
+        if threshold is None:
+            raise ValueError("policy 'threshold' needs threshold=P (0..1) or one value per exit")
+        arr = np.atleast_1d(np.asarray(threshold, dtype=np.float64))
+        if arr.size == 1:
+            arr = np.full(n, float(arr[0]))
+        if arr.size not in (n - 1, n) or np.any((arr < 0) | (arr > 1)):
+            raise ValueError(f"threshold must be one value or {n - 1}/{n} values in [0, 1]; got {arr.tolist()}")
+        return np.concatenate([arr[: n - 1], [0.0]])
+
+    def calibrate_batch(self, budget: Any) -> dict[str, Any]:
+        """Budgeted-batch thresholds for a mean per-spectrum budget, calibrated on the stored validation split."""
+        from scai.inference import calibrate_budgeted_batch, parse_budget
+
+        self._check_fitted()
+        b = parse_budget(budget) if isinstance(budget, str) else None
+        value = float(b.value) if b is not None else float(budget)
+        if b is not None and b.unit != "macs":
+            raise ValueError("budgeted batch takes a budget in MACs (e.g. '200k'), not milliseconds")
+        probs, costs = self.validation_outputs()
+        cal = calibrate_budgeted_batch(probs, costs, value)
+        result = {"budget_macs": value, "thresholds": np.asarray(cal.thresholds).tolist(), "expected_mean_macs": float(cal.expected_mean_cost)}
+        self.thresholds_[f"{value:g}"] = result
+        return result
+
+    def validation_outputs(self) -> tuple[np.ndarray, np.ndarray]:
+        """(per-exit probabilities, per-sample cumulative MACs) on the stored validation split."""
+        return self.exit_outputs(self.validation_["X"], preprocessed=True)
+
+    def predict_proba(self, X: Any, axis: Any = None) -> np.ndarray:
+        """Final-exit class probabilities (temperature-scaled)."""
+        return self.exit_proba(X, axis)[-1]
+
+    def predict(self, X: Any, axis: Any = None, **policy: Any) -> np.ndarray:
+        """Class labels. With ``policy=`` / ``budget=`` / ``threshold=`` runs that inference policy."""
+        if policy and policy.get("policy", "full") != "full":
+            result = self.predict_detailed(X, axis, **policy)
+            return self.classes_[np.asarray(result.class_index)]
+        return self.classes_[np.argmax(self.predict_proba(X, axis), axis=1)]
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, directory: str | Path) -> Path:
+        """Write ``config.json`` + ``model.safetensors`` (+ the preprocessed validation split)."""
+        from scai.model_io import ModelFiles, save_model_dir
+
+        self._check_fitted()
+        config = {
+            "model_name": self.network_.name,
+            "in_length": int(self.network_.in_length),
+            "n_classes": int(self.network_.n_classes),
+            "model_config": asdict(self.network_.config),
+            "class_names": [_jsonable(c) for c in self.classes_.tolist()],
+            "class_dtype": self.classes_.dtype.kind,
+            "axis": self.axis_.tolist(),
+            "axis_unit": self.axis_unit_,
+            "n_features_in": int(self.n_features_in_),
+            "preprocessing": json.loads(self.pipeline_.to_json()),
+            "exit_macs": self.exit_macs_,
+            "mac_convention": "multiply-accumulates; FLOPs = 2 x MACs",
+            "temperatures": np.asarray(self.temperatures_).tolist(),
+            "thresholds": self.thresholds_,
+            "train_config": self.train_config_.to_dict(),
+            "estimator_params": {k: v for k, v in self.get_params().items() if k != "preprocessing"},
+            "history_summary": {
+                "best_epoch": self.history_.best_epoch,
+                "epochs_run": len(self.history_.epochs),
+                "fit_time_s": self.history_.fit_time_s,
+            },
+        }
+        files = ModelFiles(config=config, state_dict=self.network_.state_dict(), validation=self.validation_)
+        path = save_model_dir(directory, files)
+        self.history_.save(path)
+        return path
+
+    @classmethod
+    def load(cls, directory: str | Path) -> SCAIClassifier:
+        """Rebuild a fitted classifier from a model directory (never unpickles)."""
+        from scai.model_io import load_model_dir, load_state_checked
+        from scai.models import create_model
+        from scai.preprocessing import Pipeline
+        from scai.training import History, TrainConfig
+
+        files = load_model_dir(directory)
+        c = files.config
+        params = dict(c.get("estimator_params", {}))
+        est = cls(**{k: v for k, v in params.items() if k in cls._get_param_names()})
+        try:
+            est.network_ = create_model(c["model_name"], int(c["in_length"]), int(c["n_classes"]), **c["model_config"])
+        except (TypeError, ValueError, KeyError) as exc:
+            raise ModelFileError(f"{directory}: config.json describes a network this scai cannot build ({exc})") from exc
+        load_state_checked(est.network_, files.state_dict, str(Path(directory) / "model.safetensors"))
+        est.network_.eval()
+        kind = c.get("class_dtype", "U")
+        names = c["class_names"]
+        est.classes_ = np.asarray(names, dtype=np.int64 if kind in "iu" else (np.float64 if kind == "f" else str))
+        est.axis_ = np.asarray(c["axis"], dtype=np.float64)
+        est.axis_unit_ = c.get("axis_unit", "unknown")
+        est.n_features_in_ = int(c.get("n_features_in", est.axis_.size))
+        est.pipeline_ = Pipeline.from_json(json.dumps(c["preprocessing"]))
+        est.exit_macs_ = [int(m) for m in c["exit_macs"]]
+        if est.exit_macs_ != [int(m) for m in est.network_.exit_macs()]:
+            raise ModelFileError(f"{directory}: per-exit MACs in config.json do not match the rebuilt network")
+        est.temperatures_ = np.asarray(c.get("temperatures", [1.0] * len(est.exit_macs_)), dtype=np.float64)
+        est.thresholds_ = dict(c.get("thresholds", {}))
+        est.train_config_ = TrainConfig.from_dict(c.get("train_config", {}))
+        hist_path = Path(directory) / "history.json"
+        est.history_ = History.from_dict(json.loads(hist_path.read_text())) if hist_path.is_file() else History()
+        est.validation_ = {k: np.asarray(v) for k, v in files.validation.items()}
+        return est
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.non_deterministic = False
+        tags.input_tags.allow_nan = False
+        return tags
+
+
+def _jsonable(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def load(directory: str | Path) -> SCAIClassifier:
+    """Load a model directory written by :meth:`SCAIClassifier.save` or ``scai train``."""
+    return SCAIClassifier.load(directory)
+
