@@ -1,0 +1,208 @@
+"""The multi-exit network contract shared by every registered model.
+
+A network is a chain of *stages*; stage ``i`` ends with exit ``i``:
+
+    stage 0 = stem + block 1 + exit 1;  stage k = transition + block k+1 + exit k+1.
+
+Static baselines (ResNet-1D, DRSN) are a single stage with one exit. Subclasses implement
+``_stage(i, features) -> StageResult`` and ``stage_macs(i)``; everything else (``forward``,
+``forward_exits``, ``forward_detailed``, ``run_stage``, ``exit_macs``) is derived here, so the
+stage-by-stage path and the full forward are the same code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from scai.errors import DataValueError, ScaiError
+
+__all__ = ["NetworkOutput", "StageResult", "MultiExitNetwork", "ModelConfigError", "EXECUTION_MODES"]
+
+
+class ModelConfigError(ScaiError, ValueError):
+    """Bad model name, configuration key/value, stage index or execution mode."""
+
+
+#: Execution modes of position-adaptive (PA) blocks; static layers ignore them.
+EXECUTION_MODES = ("dense", "sparse", "auto")
+
+
+@dataclass
+class NetworkOutput:
+    """Everything training and reports need from one forward pass.
+
+    Attributes
+    ----------
+    logits : list of Tensor
+        One (B, n_classes) tensor per exit.
+    ponder : Tensor
+        Scalar: sum over PA blocks of the batch mean of the per-sample mean over positions of
+        N + R. Zero for networks without PA blocks.
+    macs : Tensor
+        int64 (B, n_exits): cumulative MACs actually spent per sample to reach each exit.
+    units_executed : list of Tensor or None
+        PA networks: one float (B, W_block) tensor per block, units executed per position.
+    """
+
+    logits: list[Tensor]
+    ponder: Tensor
+    macs: Tensor
+    units_executed: list[Tensor] | None = None
+
+
+@dataclass
+class StageResult:
+    """What one stage returns internally (see ``MultiExitNetwork._stage``)."""
+
+    features: Tensor  # (B, C, W_i) output features of the block
+    logits: Tensor  # (B, n_classes) exit logits
+    macs: Tensor  # int64 (B,) MACs spent by this stage per sample, exit head included
+    ponder: Tensor | None = None  # (B,) mean over positions of N + R (PA stages only)
+    units_executed: Tensor | None = None  # (B, W_i) float (PA stages only)
+
+
+class MultiExitNetwork(nn.Module):
+    """Base class: a chain of stages, each ending with an exit.
+
+    Attributes
+    ----------
+    name : str
+        Registered name that built it.
+    in_length : int
+        Spectrum length W the network expects, input shape (B, 1, W).
+    n_classes : int
+    config : frozen dataclass
+        ``dataclasses.asdict(config)`` round-trips through ``create_model``.
+    n_exits : int
+        Number of exits (= number of stages).
+    """
+
+    name: str
+    in_length: int
+    n_classes: int
+    config: Any
+    n_exits: int
+
+    def __init__(self, name: str, in_length: int, n_classes: int, config: Any, n_exits: int) -> None:
+        super().__init__()
+        self.name = name
+        self.in_length = int(in_length)
+        self.n_classes = int(n_classes)
+        self.config = config
+        self.n_exits = int(n_exits)
+        self.execution = "dense"
+
+    # ---- to implement ---------------------------------------------------------------------
+    def _stage(self, i: int, features: Tensor) -> StageResult:
+        raise NotImplementedError
+
+    def stage_macs(self, i: int) -> int:
+        """MACs of stage ``i`` for one sample at full compute (exit head included)."""
+        raise NotImplementedError
+
+    def stage_shapes(self) -> list[tuple[int, int]]:
+        """(channels, length) of the features each stage outputs (the offload payload)."""
+        raise NotImplementedError
+
+    # ---- derived API ----------------------------------------------------------------------
+    @property
+    def sparse(self) -> bool:
+        """True when PA blocks may use the sparse path (mode "sparse" or "auto", eval only)."""
+        return self.execution != "dense"
+
+    def set_execution(self, mode: str) -> MultiExitNetwork:
+        """Choose how PA blocks run in eval mode: "dense" (masked), "sparse" or "auto".
+
+        "auto" picks dense or sparse per unit from the measured fraction of active positions.
+        Training always uses the dense masked path. Networks without PA blocks accept and ignore
+        the mode. Returns ``self``.
+        """
+        if mode not in EXECUTION_MODES:
+            raise ModelConfigError(f"execution mode must be one of {EXECUTION_MODES}; got {mode!r}")
+        self.execution = mode
+        for m in self.modules():
+            if m is not self and hasattr(m, "execution"):
+                m.execution = mode
+        return self
+
+    def exit_macs(self) -> list[int]:
+        """Cumulative MACs of one sample to reach each exit at full compute (heads passed included)."""
+        out, total = [], 0
+        for i in range(self.n_exits):
+            total += self.stage_macs(i)
+            out.append(total)
+        return out
+
+    def _check_stage(self, i: int) -> None:
+        if not 0 <= i < self.n_exits:
+            raise ModelConfigError(f"stage index must be in [0, {self.n_exits - 1}]; got {i}")
+
+    def _check_input(self, x: Tensor) -> None:
+        if x.dim() != 3 or x.shape[1] != 1 or x.shape[2] != self.in_length:
+            raise DataValueError(
+                f"input must have shape (batch, 1, {self.in_length}); got {tuple(x.shape)}"
+            )
+
+    def run_stage(
+        self, i: int, features: Tensor, return_macs: bool = False
+    ) -> tuple[Tensor, Tensor] | tuple[Tensor, Tensor, Tensor]:
+        """Run stage ``i`` alone.
+
+        Stage 0 takes the (B, 1, W) input; stage i > 0 takes stage i-1's features. Returns
+        ``(features, logits)`` or, with ``return_macs``, ``(features, logits, macs)`` where
+        ``macs`` is int64 (B,): what this stage actually spent per sample.
+        """
+        self._check_stage(i)
+        if i == 0:
+            self._check_input(features)
+        r = self._stage(i, features)
+        return (r.features, r.logits, r.macs) if return_macs else (r.features, r.logits)
+
+    def forward_exits(self, x: Tensor, stop_at: int | None = None) -> list[Tensor]:
+        """Logits of exits 0..stop_at (all exits when None)."""
+        last = self.n_exits - 1 if stop_at is None else stop_at
+        self._check_stage(last)
+        self._check_input(x)
+        logits = []
+        for i in range(last + 1):
+            r = self._stage(i, x)
+            x = r.features
+            logits.append(r.logits)
+        return logits
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Final-exit logits (B, n_classes): an ordinary classifier for ONNX and scikit-learn."""
+        return self.forward_exits(x)[-1]
+
+    def forward_detailed(self, x: Tensor) -> NetworkOutput:
+        """All exits plus ponder cost, per-sample MACs and (PA) units executed per position."""
+        self._check_input(x)
+        logits, macs, ponders, units = [], [], [], []
+        for i in range(self.n_exits):
+            r = self._stage(i, x)
+            x = r.features
+            logits.append(r.logits)
+            macs.append(r.macs)
+            if r.ponder is not None:
+                ponders.append(r.ponder.mean())
+            if r.units_executed is not None:
+                units.append(r.units_executed)
+        ponder = torch.stack(ponders).sum() if ponders else x.new_zeros(())
+        return NetworkOutput(
+            logits=logits,
+            ponder=ponder,
+            macs=torch.cumsum(torch.stack(macs, dim=1), dim=1),
+            units_executed=units or None,
+        )
+
+    def extra_repr(self) -> str:
+        return f"name={self.name!r}, in_length={self.in_length}, n_classes={self.n_classes}"
+
+
+def constant_macs(macs: int, batch: int, device: torch.device) -> Tensor:
+    """int64 (B,) tensor filled with a static stage's MACs."""
+    return torch.full((batch,), int(macs), dtype=torch.int64, device=device)

@@ -1,0 +1,183 @@
+"""Position-adaptive residual block (PA-ResNet, paper section 3.2 and Algorithm 1, as fixed by DESIGN).
+
+For every position i along the spectrum the block decides how many of its S residual units to run.
+After unit s (s < S) a halting score
+
+    h_s = sigmoid(conv3x1(x_s) + fc(gap(x_s)) + b)        (one output channel)
+
+mixes local (3-tap conv) and global (average-pooled) information; the last unit forces h_S = 1.
+N(i) = min{n : h_1 + ... + h_n >= 1 - eps}; the remainder R = 1 - (h_1 + ... + h_{N-1}) starts at 1
+(Algorithm 1 initialises it to 0, which is wrong: eq. 12). The block output is
+
+    sum_s p_s x_s + x_0,   p_s = h_s (s < N), R (s = N), 0 (s > N)
+
+(the weighted units plus the block-level residual). A halted position is copied forward
+unchanged, so unit s+1 sees the previous value there. Ponder cost per position is N + R (N carries
+no gradient, R does).
+
+Two execution paths give the same result (eval mode, <= 1e-5):
+
+* dense (masked): every unit runs on the whole map and ``torch.where`` keeps the active rows;
+  differentiable, used for training and ONNX export;
+* sparse: each unit runs only at active positions (see ``scai.models._sparse``); what makes fewer
+  active positions cost less wall time. "auto" chooses per unit from the active fraction.
+
+MACs per sample: unit s costs (its per-position MACs + the halting conv's 3C) times the number of
+positions active in unit s, plus C for the halting fc when any position of that sample is active.
+The halo rows the sparse kernel recomputes are an implementation overhead and are not counted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from scai.models.layers import Conv1d, Linear, ResidualUnit
+
+__all__ = ["HaltingHead", "PABlock", "PAResult"]
+
+
+class HaltingHead(nn.Module):
+    """h = sigmoid(conv3x1(x) + fc(gap(x)) + b): one score in (0, 1) per position.
+
+    The conv's bias is the ``b`` of the formula; the fc has no bias of its own.
+    """
+
+    def __init__(self, channels: int, bias_init: float = -1.0) -> None:
+        super().__init__()
+        self.local = Conv1d(channels, 1, 3, padding=1, bias=True)
+        self.glob = Linear(channels, 1, bias=False)
+        nn.init.constant_(self.local.bias, bias_init)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(B, C, W) -> (B, W)."""
+        return torch.sigmoid(self.local(x).squeeze(1) + self.glob(x.mean(dim=-1)))
+
+    def macs_per_position(self) -> int:
+        return self.local.macs(1)
+
+    def macs(self, length: int) -> int:
+        return self.local.macs(length) + self.glob.macs()
+
+
+@dataclass
+class PAResult:
+    """Output of a PA block for a batch."""
+
+    features: Tensor  # (B, C, W) block output incl. the block-level residual
+    ponder: Tensor  # (B,) mean over positions of N + R
+    units_executed: Tensor  # (B, W) float: N per position
+    macs: Tensor  # int64 (B,) MACs spent per sample
+
+
+class PABlock(nn.Module):
+    """S residual units with per-position halting.
+
+    Parameters
+    ----------
+    channels : int
+    units : int
+        S, the number of residual units (>= 1).
+    kernel_size : int
+        Kernel of the unit convs (odd).
+    eps : float
+        Halting threshold: a position halts once its cumulative score reaches 1 - eps.
+    halting_bias_init : float
+        Initial ``b`` of every halting head; negative means "compute more units at first".
+
+    Attributes
+    ----------
+    execution : str
+        "dense", "sparse" or "auto" (eval mode only; training is always dense).
+    forced_halting : Tensor or None
+        Testing/benchmark hook: (S-1, B, W) halting scores used instead of the heads' outputs
+        (the heads are still evaluated, so timing stays honest).
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        units: int,
+        kernel_size: int = 3,
+        eps: float = 0.02,
+        halting_bias_init: float = -1.0,
+    ) -> None:
+        super().__init__()
+        self.channels = channels
+        self.eps = float(eps)
+        self.units = nn.ModuleList(ResidualUnit(channels, kernel_size) for _ in range(units))
+        self.halting = nn.ModuleList(HaltingHead(channels, halting_bias_init) for _ in range(units - 1))
+        self.execution = "dense"
+        self.forced_halting: Tensor | None = None
+
+    # ---- cost --------------------------------------------------------------------------
+    def unit_macs_per_position(self, s: int) -> int:
+        """MACs of unit s at one position, its halting conv included."""
+        m = self.units[s].macs(1)
+        return m + (self.halting[s].macs_per_position() if s < len(self.halting) else 0)
+
+    def macs(self, length: int) -> int:
+        """Full-compute MACs of one sample (every position runs every unit)."""
+        return sum(u.macs(length) for u in self.units) + sum(h.macs(length) for h in self.halting)
+
+    def _macs_from_counts(self, n_active: list[Tensor]) -> Tensor:
+        """Per-sample MACs from the number of active positions of each unit (list of (B,) int64)."""
+        total = torch.zeros_like(n_active[0])
+        for s, n in enumerate(n_active):
+            total = total + n * self.unit_macs_per_position(s)
+            if s < len(self.halting):
+                total = total + (n > 0).to(n.dtype) * self.halting[s].glob.macs()
+        return total
+
+    # ---- forward -----------------------------------------------------------------------
+    def halting_score(self, s: int, x: Tensor) -> Tensor:
+        h = self.halting[s](x)
+        if self.forced_halting is not None:
+            h = self.forced_halting[s].to(h)
+        return h
+
+    def forward(self, x: Tensor) -> PAResult:
+        if not self.training and self.execution != "dense" and not _exporting():
+            from scai.models._sparse import pa_block_sparse
+
+            return pa_block_sparse(self, x, self.execution)
+        return self._forward_dense(x)
+
+    def _forward_dense(self, x0: Tensor) -> PAResult:
+        """Masked dense path: every unit on the whole map, active rows kept (differentiable)."""
+        B, _, W = x0.shape
+        n_units = len(self.units)
+        active = torch.ones(B, W, dtype=torch.bool, device=x0.device)
+        cum = x0.new_zeros(B, W)  # sum of halting scores so far
+        rem = x0.new_ones(B, W)  # R: starts at 1 (DESIGN fix of Algorithm 1)
+        rem_at_halt = x0.new_zeros(B, W)
+        steps = x0.new_zeros(B, W)  # N
+        out = torch.zeros_like(x0)
+        x = x0
+        n_active: list[Tensor] = []
+        dynamic = not _exporting()
+        for s, unit in enumerate(self.units):
+            if dynamic and s > 0 and not bool(active.any()):
+                break
+            n_active.append(active.sum(dim=1))
+            mask = active.unsqueeze(1)
+            x = torch.where(mask, unit(x), x)
+            h = self.halting_score(s, x) if s < n_units - 1 else torch.ones_like(cum)
+            act = active.to(x.dtype)
+            cum = cum + h * act
+            halt = active & (cum >= 1.0 - self.eps)
+            go_on = active & ~halt
+            p = torch.where(go_on, h, torch.where(halt, rem, torch.zeros_like(rem)))
+            out = out + p.unsqueeze(1) * x
+            rem_at_halt = torch.where(halt, rem, rem_at_halt)
+            rem = torch.where(go_on, rem - h, rem)
+            steps = steps + act
+            active = go_on
+        ponder = (steps + rem_at_halt).mean(dim=1)
+        return PAResult(out + x0, ponder, steps, self._macs_from_counts(n_active))
+
+
+def _exporting() -> bool:
+    return torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
