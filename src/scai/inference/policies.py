@@ -1,0 +1,397 @@
+"""Exit policies of an early-exit network, as pure functions of per-exit outputs (paper 3.3.1).
+
+Every function here takes the per-exit softmax probabilities ``probs`` with shape
+``(n_exits, n, n_classes)`` and the cumulative cost of reaching each exit ``costs`` (MACs), either
+``(n_exits,)`` for a static network or ``(n, n_exits)`` per sample for position-adaptive (PA)
+networks whose cost depends on the input. They never run a network, so they serve offline
+evaluation (accuracy-vs-budget curves) and the edge runtime alike, which is why this module needs
+only NumPy.
+
+* :func:`anytime` -- each sample has a budget; it answers with the deepest exit that fits.
+* :func:`threshold` -- a sample answers at the first exit that is confident enough.
+* :func:`calibrate_budgeted_batch` -- MSDNet's dynamic evaluation, solved for a mean budget:
+  picks the thresholds that :func:`threshold` then applies.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from scai.errors import BudgetError, DataValueError
+
+__all__ = [
+    "PolicyResult",
+    "BatchCalibration",
+    "anytime",
+    "threshold",
+    "calibrate_budgeted_batch",
+    "exit_shares",
+    "as_cost_matrix",
+]
+
+
+@dataclass(frozen=True)
+class PolicyResult:
+    """What a policy decided for each sample.
+
+    Attributes
+    ----------
+    exit : ndarray of int, shape (n,)
+        0-based exit that answered.
+    prediction : ndarray of int, shape (n,)
+        Class index predicted by that exit.
+    confidence : ndarray of float, shape (n,)
+        Largest probability at that exit.
+    macs : ndarray of float, shape (n,)
+        Cumulative MACs spent to reach that exit.
+    flagged : ndarray of bool, shape (n,)
+        The answer broke the policy's promise: under :func:`anytime`, even exit 1 did not fit
+        the budget. Always ``False`` under :func:`threshold`.
+    """
+
+    exit: np.ndarray
+    prediction: np.ndarray
+    confidence: np.ndarray
+    macs: np.ndarray
+    flagged: np.ndarray
+
+    @property
+    def n(self) -> int:
+        """Number of samples."""
+        return int(self.exit.shape[0])
+
+    @property
+    def mean_macs(self) -> float:
+        """Mean MACs per sample actually spent."""
+        return float(np.mean(self.macs)) if self.n else 0.0
+
+    def accuracy(self, y: np.ndarray) -> float:
+        """Fraction of samples whose prediction equals ``y``."""
+        y = np.asarray(y)
+        if y.shape != self.prediction.shape:
+            raise DataValueError(
+                f"y has shape {y.shape}; expected {self.prediction.shape} to match the predictions"
+            )
+        return float(np.mean(self.prediction == y)) if self.n else float("nan")
+
+    def exit_shares(self, n_exits: int) -> np.ndarray:
+        """Fraction of samples answered by each of ``n_exits`` exits."""
+        counts = np.bincount(self.exit, minlength=n_exits).astype(np.float64)
+        return counts / max(self.n, 1)
+
+
+@dataclass(frozen=True)
+class BatchCalibration:
+    """Thresholds that make a validation set meet a mean budget (budgeted batch inference).
+
+    Attributes
+    ----------
+    thresholds : ndarray, shape (n_exits,)
+        Confidence a sample needs to leave at each exit: ``inf`` means nobody leaves there, the
+        last entry is ``0`` (the last exit always answers).
+    expected_mean_cost : float
+        Mean MACs per sample measured by applying ``thresholds`` back to the validation set;
+        the estimate of what the test set will spend.
+    q : float
+        Exit probability of the geometric share law ``q_l = z (1-q)^(l-1) q``. It is 1 when
+        everything leaves at exit 1 and falls as the budget grows; below 0 (``1-q > 1``) the
+        shares grow with depth, which budgets above the uniform-share cost need (MSDNet's code
+        does the same); ``-inf`` means everything runs to the last exit.
+    exit_shares : ndarray, shape (n_exits,)
+        Planned fraction of samples leaving at each exit (``q_l``).
+    planned_mean_cost : float
+        ``sum_l q_l C_l`` with ``C_l`` the mean validation cost of exit ``l``.
+    budget : float
+        The target mean MACs per sample.
+    feasible : bool
+        ``False`` when the budget is below the cost of exit 1 (everything then exits at 1).
+    val_exit_shares : ndarray, shape (n_exits,)
+        Fraction of validation samples that actually left at each exit with ``thresholds``.
+    """
+
+    thresholds: np.ndarray
+    expected_mean_cost: float
+    q: float
+    exit_shares: np.ndarray
+    planned_mean_cost: float = float("nan")
+    budget: float = float("nan")
+    feasible: bool = True
+    val_exit_shares: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary; infinite thresholds ("nobody leaves here") become ``None``."""
+        return {
+            "budget_macs": float(self.budget),
+            "thresholds": [float(t) if math.isfinite(t) else None for t in self.thresholds],
+            "expected_mean_cost": float(self.expected_mean_cost),
+            "planned_mean_cost": float(self.planned_mean_cost),
+            "q": float(self.q) if math.isfinite(self.q) else None,
+            "exit_shares": [float(s) for s in self.exit_shares],
+            "val_exit_shares": [float(s) for s in self.val_exit_shares],
+            "feasible": bool(self.feasible),
+        }
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation helpers
+
+
+def _check_probs(probs: np.ndarray, name: str = "probs") -> np.ndarray:
+    probs = np.asarray(probs)
+    if probs.ndim != 3:
+        raise DataValueError(f"{name} has shape {probs.shape}; expected (n_exits, n_samples, n_classes)")
+    if probs.shape[0] < 1 or probs.shape[2] < 1:
+        raise DataValueError(f"{name} has shape {probs.shape}; expected at least one exit and one class")
+    if not np.issubdtype(probs.dtype, np.floating) or not np.all(np.isfinite(probs)):
+        raise DataValueError(f"{name} must hold finite floating-point probabilities")
+    return probs
+
+
+def as_cost_matrix(costs: np.ndarray, n_exits: int, n: int, name: str = "costs") -> np.ndarray:
+    """Return cumulative costs as a float64 ``(n, n_exits)`` matrix.
+
+    Accepts ``(n_exits,)`` (static network, broadcast to every sample) or ``(n, n_exits)``.
+    Costs must be finite, non-negative and non-decreasing along the exits (they are cumulative).
+    """
+    costs = np.asarray(costs, dtype=np.float64)
+    if costs.shape == (n_exits,):
+        costs = np.broadcast_to(costs, (n, n_exits))
+    elif costs.shape != (n, n_exits):
+        raise DataValueError(
+            f"{name} has shape {costs.shape}; expected ({n_exits},) or ({n}, {n_exits}) for "
+            f"{n_exits} exits and {n} samples"
+        )
+    if not np.all(np.isfinite(costs)) or np.any(costs < 0):
+        raise DataValueError(f"{name} must be finite and non-negative")
+    if n_exits > 1 and np.any(np.diff(costs, axis=1) < 0):
+        raise DataValueError(f"{name} must be cumulative (non-decreasing from exit to exit)")
+    return costs
+
+
+def _budget_vector(budget: Any, n: int) -> np.ndarray:
+    arr = np.asarray(getattr(budget, "value", budget), dtype=np.float64)
+    if getattr(budget, "unit", "macs") != "macs":
+        raise BudgetError(
+            f"budget={budget} is a latency; policies work in MACs, convert it with Predictor first"
+        )
+    if arr.ndim == 0:
+        arr = np.full(n, float(arr))
+    elif arr.shape != (n,):
+        raise BudgetError(f"budget has shape {arr.shape}; expected a scalar or ({n},)")
+    if np.any(np.isnan(arr)) or np.any(arr <= 0):
+        raise BudgetError("budget must be > 0 (inf allowed) for every sample")
+    return arr
+
+
+def _result(probs: np.ndarray, costs: np.ndarray, exits: np.ndarray, flagged: np.ndarray) -> PolicyResult:
+    idx = np.arange(probs.shape[1])
+    chosen = probs[exits, idx]  # (n, n_classes)
+    return PolicyResult(
+        exit=exits.astype(np.int64),
+        prediction=np.argmax(chosen, axis=1).astype(np.int64),
+        confidence=np.max(chosen, axis=1).astype(np.float64) if chosen.shape[0] else np.zeros(0),
+        macs=costs[idx, exits].astype(np.float64),
+        flagged=flagged.astype(bool),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Policies
+
+
+def anytime(probs: np.ndarray, costs: np.ndarray, budget: Any) -> PolicyResult:
+    """Answer each sample with the deepest exit whose cumulative cost fits its budget.
+
+    Parameters
+    ----------
+    probs : ndarray, shape (n_exits, n, n_classes)
+    costs : ndarray, shape (n_exits,) or (n, n_exits)
+        Cumulative MACs to reach each exit.
+    budget : float, ndarray of shape (n,) or Budget
+        MACs per sample. A sample whose budget is below exit 1's cost still gets exit 1's answer
+        (a classifier must answer), with ``flagged=True``.
+
+    Returns
+    -------
+    PolicyResult
+    """
+    probs = _check_probs(probs)
+    n_exits, n, _ = probs.shape
+    costs = as_cost_matrix(costs, n_exits, n)
+    b = _budget_vector(budget, n)
+    fits = costs <= b[:, None]  # cumulative costs: fits is True up to some exit, then False
+    n_fit = fits.sum(axis=1)
+    exits = np.maximum(n_fit - 1, 0)
+    return _result(probs, costs, exits, flagged=n_fit == 0)
+
+
+def _check_thresholds(thresholds: Any, n_exits: int) -> np.ndarray:
+    th = np.asarray(thresholds, dtype=np.float64).reshape(-1)
+    if th.shape[0] == n_exits - 1:
+        th = np.append(th, 0.0)
+    elif th.shape[0] != n_exits:
+        raise BudgetError(
+            f"thresholds has {th.shape[0]} values; expected {n_exits - 1} or {n_exits} for {n_exits} exits"
+        )
+    if np.any(np.isnan(th[:-1])):
+        raise BudgetError("thresholds must not contain NaN; use inf for 'never exit here'")
+    th = th.copy()
+    th[-1] = -np.inf  # the last exit always answers
+    return th
+
+
+def threshold(probs: np.ndarray, costs: np.ndarray, thresholds: Any) -> PolicyResult:
+    """Answer each sample at the first exit whose confidence reaches its threshold.
+
+    Parameters
+    ----------
+    probs : ndarray, shape (n_exits, n, n_classes)
+    costs : ndarray, shape (n_exits,) or (n, n_exits)
+    thresholds : array-like, length n_exits - 1 or n_exits
+        Confidence (largest probability) needed to leave at each exit, ``>=`` comparison. The
+        last exit always answers, so its threshold, when given, is ignored.
+
+    Returns
+    -------
+    PolicyResult
+        ``flagged`` is all ``False``.
+    """
+    probs = _check_probs(probs)
+    n_exits, n, _ = probs.shape
+    costs = as_cost_matrix(costs, n_exits, n)
+    th = _check_thresholds(thresholds, n_exits)
+    conf = probs.max(axis=2)  # (n_exits, n)
+    leaves = conf >= th[:, None]
+    leaves[-1] = True
+    exits = np.argmax(leaves, axis=0)  # first True
+    return _result(probs, costs, exits, flagged=np.zeros(n, dtype=bool))
+
+
+# ---------------------------------------------------------------------------------------------
+# Budgeted batch calibration
+
+
+def exit_shares(q: float, n_exits: int) -> np.ndarray:
+    """Geometric exit shares ``q_l = z (1-q)^(l-1) q`` normalised to sum to 1.
+
+    ``q`` may be below 0 (shares growing with depth) and ``-inf`` (everything at the last exit).
+    """
+    if q >= 1.0:
+        shares = np.zeros(n_exits)
+        shares[0] = 1.0
+        return shares
+    if q == -np.inf:
+        shares = np.zeros(n_exits)
+        shares[-1] = 1.0
+        return shares
+    # q cancels in the normalisation; work in logs of r = 1 - q for stability at extreme r.
+    logits = np.arange(n_exits) * math.log(1.0 - q)
+    logits -= logits.max()
+    w = np.exp(logits)
+    return w / w.sum()
+
+
+def _thresholds_for_shares(conf: np.ndarray, shares: np.ndarray) -> np.ndarray:
+    """Thresholds that make cumulative fractions ``cumsum(shares)`` of all samples leave.
+
+    ``conf`` is (n_exits, n). At each exit, the confidences of the samples still running are
+    sorted; the threshold is the confidence of the last sample needed to reach the cumulative
+    target. Targets are cumulative (and rounded up) so rounding and ties never push more
+    samples than planned into deeper, costlier exits.
+    """
+    n_exits, n = conf.shape
+    th = np.full(n_exits, np.inf)
+    th[-1] = 0.0
+    running = np.ones(n, dtype=bool)
+    targets = np.ceil(np.cumsum(shares) * n - 1e-9).astype(np.int64)
+    for k in range(n_exits - 1):
+        n_running = int(running.sum())
+        need = int(targets[k]) - (n - n_running)
+        if need <= 0 or n_running == 0:
+            continue  # threshold stays inf: nobody leaves here
+        c = np.sort(conf[k, running])[::-1]
+        th[k] = c[min(need, n_running) - 1]
+        running &= ~(conf[k] >= th[k])
+    return th
+
+
+def calibrate_budgeted_batch(val_probs: np.ndarray, val_costs: np.ndarray, budget: Any) -> BatchCalibration:
+    """Choose exit thresholds so that the mean cost per sample meets ``budget``.
+
+    MSDNet's dynamic evaluation (paper 3.3.1) solved for the budget: exit shares follow
+    ``q_l = z (1-q)^(l-1) q``; ``q`` is found by bisection so that the planned mean cost
+    ``sum_l q_l C_l`` meets the budget, where ``C_l`` is the mean cumulative cost of exit ``l``
+    on the validation set (for PA networks, whose cost varies per sample, the mean is what the
+    solve uses). Each threshold is then set on the validation set so that a fraction ``q_l``
+    of *all* samples leaves at exit ``l``.
+
+    Parameters
+    ----------
+    val_probs : ndarray, shape (n_exits, n, n_classes)
+        Validation probabilities (temperature-scaled if the predictor will scale them).
+    val_costs : ndarray, shape (n_exits,) or (n, n_exits)
+    budget : float or Budget
+        Target mean MACs per sample. Below exit 1's cost everything leaves at exit 1
+        (``feasible=False``, with a warning); at or above the full cost everything runs to the
+        end.
+
+    Returns
+    -------
+    BatchCalibration
+        ``expected_mean_cost`` is measured by applying the thresholds back to validation.
+    """
+    val_probs = _check_probs(val_probs, "val_probs")
+    n_exits, n, _ = val_probs.shape
+    if n == 0:
+        raise DataValueError("val_probs holds no samples; budgeted batch calibration needs validation data")
+    costs = as_cost_matrix(val_costs, n_exits, n, "val_costs")
+    b = float(_budget_vector(budget, 1)[0])
+    mean_costs = costs.mean(axis=0)
+
+    feasible = True
+    if b <= mean_costs[0] or n_exits == 1:
+        q = 1.0
+        feasible = b >= mean_costs[0] * (1 - 1e-12)  # tolerate round-off in budget grids
+        if not feasible:
+            warnings.warn(
+                f"budget={b:,.0f} MACs is below exit 1's mean cost {mean_costs[0]:,.0f}; "
+                "every sample will leave at exit 1",
+                stacklevel=2,
+            )
+    elif b >= mean_costs[-1]:
+        q = -np.inf
+    else:
+        # Planned cost rises with r = 1 - q (shares shift to deeper exits); bisect on log r and
+        # keep the side that stays within the budget.
+        lo, hi = -60.0, 60.0
+        for _ in range(200):
+            mid = 0.5 * (lo + hi)
+            if exit_shares(1.0 - math.exp(mid), n_exits) @ mean_costs <= b:
+                lo = mid
+            else:
+                hi = mid
+            if hi - lo < 1e-12:
+                break
+        q = 1.0 - math.exp(lo)
+    shares = exit_shares(q, n_exits)
+    conf = val_probs.max(axis=2)
+    if q == 1.0:
+        th = np.zeros(n_exits)  # everyone leaves at exit 1
+    else:
+        th = _thresholds_for_shares(conf, shares)
+    applied = threshold(val_probs, costs, th)
+    return BatchCalibration(
+        thresholds=th,
+        expected_mean_cost=applied.mean_macs,
+        q=float(q),
+        exit_shares=shares,
+        planned_mean_cost=float(shares @ mean_costs),
+        budget=b,
+        feasible=feasible,
+        val_exit_shares=applied.exit_shares(n_exits),
+    )

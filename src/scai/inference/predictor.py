@@ -1,0 +1,508 @@
+"""Real early exit: run a multi-exit network stage by stage and drop samples as they leave.
+
+The policies in :mod:`scai.inference.policies` decide offline from every exit's output, which is
+what evaluation needs but saves no compute. :class:`Predictor` runs the network through its
+stage contract (``network.run_stage(i, features, return_macs=True)``, see ``docs/CONTRACTS.md``)
+and removes a sample from the batch as soon as it has answered, so the later, costlier stages
+only see the samples that still need them. With the same thresholds it reaches exactly the
+decisions of :func:`~scai.inference.threshold` applied to ``forward_exits`` outputs.
+
+PyTorch is imported inside the methods, so importing this module stays cheap.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Iterator, Literal, Sequence
+
+import numpy as np
+
+from scai.errors import BudgetError, DataValueError, LabelError
+from scai.inference.budget import Budget, parse_budget
+from scai.inference.calibration import fit_temperatures, softmax
+from scai.inference.policies import BatchCalibration, PolicyResult, calibrate_budgeted_batch
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+__all__ = ["Predictor", "PredictionBatch"]
+
+Policy = Literal["threshold", "anytime", "full"]
+_POLICIES = ("threshold", "anytime", "full")
+_MODES = ("auto", "sparse", "dense")
+
+
+@dataclass(frozen=True)
+class PredictionBatch:
+    """Per-sample answers of :meth:`Predictor.predict`, with what they cost.
+
+    Attributes
+    ----------
+    prediction : ndarray, shape (n,)
+        Class names when the predictor knows them, else class indices.
+    class_index : ndarray of int, shape (n,)
+    exit : ndarray of int, shape (n,)
+        0-based exit that answered.
+    confidence : ndarray of float, shape (n,)
+        Largest (temperature-scaled) probability at that exit.
+    probabilities : ndarray of float, shape (n, n_classes)
+        Temperature-scaled probabilities at that exit.
+    macs : ndarray of float, shape (n,)
+        MACs actually spent on each sample (the sum of what its stages reported).
+    flagged : ndarray of bool, shape (n,)
+        Anytime policy: even exit 1 did not fit the sample's budget.
+    wall_time_s : float
+        Wall-clock time of the whole call.
+    policy : str
+    thresholds : ndarray or None
+        Thresholds used by the threshold policy.
+    budget_macs : ndarray or None
+        Per-sample budget in MACs used by the anytime policy.
+    budget_conversion : str
+        How the budget was turned into MACs (``"none"``, ``"macs"`` or the measured
+        milliseconds-to-MACs table).
+    """
+
+    prediction: np.ndarray
+    class_index: np.ndarray
+    exit: np.ndarray
+    confidence: np.ndarray
+    probabilities: np.ndarray
+    macs: np.ndarray
+    flagged: np.ndarray
+    wall_time_s: float
+    policy: str
+    thresholds: np.ndarray | None = None
+    budget_macs: np.ndarray | None = None
+    budget_conversion: str = "none"
+
+    @property
+    def mean_macs(self) -> float:
+        """Mean MACs per sample actually spent."""
+        return float(np.mean(self.macs)) if self.macs.size else 0.0
+
+    def accuracy(self, y: np.ndarray) -> float:
+        """Accuracy against class indices or class names."""
+        y = np.asarray(y)
+        if y.shape != self.class_index.shape:
+            raise LabelError(f"y has shape {y.shape}; expected {self.class_index.shape}")
+        ref = self.class_index if np.issubdtype(y.dtype, np.integer) else self.prediction
+        return float(np.mean(ref == y)) if y.size else float("nan")
+
+    def to_policy_result(self) -> PolicyResult:
+        """The same decisions as a :class:`PolicyResult` (class indices)."""
+        return PolicyResult(self.exit, self.class_index, self.confidence, self.macs, self.flagged)
+
+
+def _take(features: Any, idx: "torch.Tensor") -> Any:
+    """Keep rows ``idx`` of stage features (a tensor, or a tuple/list of tensors)."""
+    if isinstance(features, (tuple, list)):
+        return type(features)(_take(f, idx) for f in features)
+    return features.index_select(0, idx)
+
+
+class Predictor:
+    """Answer spectra with a multi-exit network, spending compute only where it is needed.
+
+    Parameters
+    ----------
+    network : torch.nn.Module
+        A multi-exit network following the stage contract of ``docs/CONTRACTS.md``
+        (``n_exits``, ``in_length``, ``n_classes``, ``run_stage``, ``exit_macs``).
+    temperatures : array-like of shape (n_exits,), optional
+        Per-exit temperatures (see :func:`~scai.inference.fit_temperatures`). ``None`` means 1
+        until :meth:`calibrate` fits them (it does by default).
+    class_names : sequence of str, optional
+        Names reported in :attr:`PredictionBatch.prediction`.
+    sparse : {"auto", "sparse", "dense"} or bool
+        Execution mode of position-adaptive networks (``network.set_execution``); ignored by
+        networks without one. ``True``/``False`` mean ``"sparse"``/``"dense"``.
+    threads : int, optional
+        Torch intra-op threads while predicting (restored afterwards); ``None`` leaves it.
+    thresholds : array-like, optional
+        Default thresholds of the threshold policy; :meth:`calibrate` sets them.
+    """
+
+    def __init__(
+        self,
+        network: Any,
+        *,
+        temperatures: Sequence[float] | np.ndarray | None = None,
+        class_names: Sequence[str] | None = None,
+        sparse: str | bool = "auto",
+        threads: int | None = None,
+        thresholds: Sequence[float] | np.ndarray | None = None,
+    ) -> None:
+        for attr in ("n_exits", "run_stage", "exit_macs", "in_length", "n_classes"):
+            if not hasattr(network, attr):
+                raise TypeError(
+                    f"network {type(network).__name__} has no {attr!r}; expected a multi-exit network "
+                    "following the stage contract (docs/CONTRACTS.md)"
+                )
+        self.network = network
+        self.n_exits = int(network.n_exits)
+        self.exit_macs = np.asarray(network.exit_macs(), dtype=np.float64)
+        if self.exit_macs.shape != (self.n_exits,):
+            raise ValueError(
+                f"network.exit_macs() has {self.exit_macs.size} values; expected n_exits={self.n_exits}"
+            )
+        if temperatures is None:
+            self.temperatures = np.ones(self.n_exits)
+        else:
+            t = np.asarray(temperatures, dtype=np.float64).reshape(-1)
+            if t.shape != (self.n_exits,) or np.any(~np.isfinite(t)) or np.any(t <= 0):
+                raise DataValueError(
+                    f"temperatures={temperatures!r} is not allowed; use {self.n_exits} finite values > 0"
+                )
+            self.temperatures = t
+        names = class_names if class_names is not None else getattr(network, "class_names", None)
+        if names is not None and len(names) != int(network.n_classes):
+            raise LabelError(
+                f"class_names has {len(names)} names; expected n_classes={int(network.n_classes)}"
+            )
+        self.class_names = tuple(str(c) for c in names) if names is not None else None
+        if isinstance(sparse, bool):
+            sparse = "sparse" if sparse else "dense"
+        if sparse not in _MODES:
+            raise ValueError(f"sparse={sparse!r} is not allowed; use one of {_MODES} or a bool")
+        self.execution_mode = sparse
+        if threads is not None and (not isinstance(threads, int) or threads < 1):
+            raise ValueError(f"threads={threads!r} is not allowed; use a positive int or None")
+        self.threads = threads
+        self.thresholds = None if thresholds is None else np.asarray(thresholds, dtype=np.float64)
+        self.calibration_: BatchCalibration | None = None
+        self._latency_cache: dict[tuple[int, str], np.ndarray] = {}
+        network.eval()
+        if hasattr(network, "set_execution"):
+            network.set_execution(sparse)
+
+    # -----------------------------------------------------------------------------------------
+    # helpers
+
+    @contextmanager
+    def _torch_threads(self) -> Iterator[None]:
+        import torch
+
+        old = torch.get_num_threads()
+        if self.threads is not None:
+            torch.set_num_threads(self.threads)
+        try:
+            yield
+        finally:
+            if self.threads is not None:
+                torch.set_num_threads(old)
+
+    def _check_X(self, X: np.ndarray) -> np.ndarray:
+        X = np.asarray(X)
+        W = int(self.network.in_length)
+        if X.ndim == 1:
+            X = X[None, :]
+        if X.ndim != 2 or X.shape[1] != W:
+            raise DataValueError(f"X has shape {X.shape}; expected (n_samples, {W}) preprocessed spectra")
+        if not np.issubdtype(X.dtype, np.number):
+            raise DataValueError(f"X has dtype {X.dtype}; expected float32 spectra")
+        X = np.ascontiguousarray(X, dtype=np.float32)
+        if not np.all(np.isfinite(X)):
+            bad = int(np.argwhere(~np.isfinite(X))[0, 0])
+            raise DataValueError(f"X row {bad} contains NaN or inf; expected finite values")
+        return X
+
+    @staticmethod
+    def _check_batch_size(batch_size: int) -> int:
+        if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise ValueError(f"batch_size={batch_size!r} is not allowed; use a positive int")
+        return int(batch_size)
+
+    def _stage(self, i: int, features: Any) -> tuple[Any, np.ndarray, np.ndarray]:
+        """Run stage ``i``; return features, float64 logits (B, C) and MACs spent (B,)."""
+        features, logits, macs = self.network.run_stage(i, features, return_macs=True)
+        b = logits.shape[0]
+        z = logits.detach().to("cpu").double().numpy()
+        m = macs.detach().to("cpu").double().numpy() if hasattr(macs, "detach") else np.asarray(macs, float)
+        return features, z, np.broadcast_to(m, (b,)).astype(np.float64)
+
+    # -----------------------------------------------------------------------------------------
+    # full pass, calibration, latency
+
+    def exit_outputs(self, X: np.ndarray, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+        """Run every stage on every sample: raw logits of all exits and cumulative MACs.
+
+        Returns
+        -------
+        logits : ndarray, shape (n_exits, n, n_classes), float64
+        costs : ndarray, shape (n, n_exits), float64
+            Cumulative MACs actually spent per sample to reach each exit.
+        """
+        import torch
+
+        X = self._check_X(X)
+        batch_size = self._check_batch_size(batch_size)
+        n = X.shape[0]
+        logits = np.zeros((self.n_exits, n, int(self.network.n_classes)))
+        costs = np.zeros((n, self.n_exits))
+        with self._torch_threads(), torch.inference_mode():
+            for start in range(0, n, batch_size):
+                sl = slice(start, min(start + batch_size, n))
+                feats: Any = torch.from_numpy(X[sl]).unsqueeze(1)
+                spent = np.zeros(sl.stop - sl.start)
+                for k in range(self.n_exits):
+                    feats, z, m = self._stage(k, feats)
+                    spent = spent + m
+                    logits[k, sl] = z
+                    costs[sl, k] = spent
+        return logits, costs
+
+    def calibrate(
+        self,
+        X_val: np.ndarray,
+        y_val: np.ndarray,
+        budget: str | float | Budget,
+        *,
+        fit_temperature: bool = True,
+        batch_size: int = 256,
+    ) -> BatchCalibration:
+        """Fit temperatures (by default) and budgeted-batch thresholds on validation data.
+
+        Temperatures are fitted first so that the thresholds are set on the same scaled
+        confidences the predictor will compare them with. The result's thresholds become the
+        default of :meth:`predict`.
+
+        Parameters
+        ----------
+        X_val : ndarray, shape (n, W)
+        y_val : ndarray of int, shape (n,)
+        budget : str, float or Budget
+            Target mean cost per spectrum (MACs, or milliseconds converted with
+            :meth:`measure_stage_latency`).
+        fit_temperature : bool
+            Fit per-exit temperature scaling (on by default; see
+            :func:`~scai.inference.fit_temperatures`).
+        """
+        logits, costs = self.exit_outputs(X_val, batch_size)
+        if fit_temperature:
+            self.temperatures = fit_temperatures(logits, np.asarray(y_val))
+        b = parse_budget(budget)
+        budget_macs, _ = self.budget_to_macs(b, batch_size=batch_size)
+        probs = softmax(logits, self.temperatures)
+        cal = calibrate_budgeted_batch(probs, costs, float(budget_macs))
+        self.thresholds = cal.thresholds
+        self.calibration_ = cal
+        return cal
+
+    def measure_stage_latency(
+        self, batch_size: int = 256, *, X: np.ndarray | None = None, repeats: int = 5
+    ) -> np.ndarray:
+        """Milliseconds per spectrum that each stage takes on this machine, at ``batch_size``.
+
+        Measured once per batch size and cached (pass ``X`` with representative spectra for
+        position-adaptive networks, whose speed depends on the input; without it, standard
+        normal noise is used). Median over ``repeats`` after one warm-up pass.
+
+        Returns
+        -------
+        ndarray, shape (n_exits,)
+        """
+        import torch
+
+        batch_size = self._check_batch_size(batch_size)
+        key = (batch_size, "random" if X is None else f"data{id(X)}")
+        if key in self._latency_cache:
+            return self._latency_cache[key].copy()
+        W = int(self.network.in_length)
+        if X is None:
+            data = np.random.default_rng(0).standard_normal((batch_size, W)).astype(np.float32)
+        else:
+            data = self._check_X(X)
+            data = np.resize(data, (batch_size, W)).astype(np.float32)
+        times = np.zeros((max(int(repeats), 1), self.n_exits))
+        with self._torch_threads(), torch.inference_mode():
+            x = torch.from_numpy(data).unsqueeze(1)
+            for r in range(-1, times.shape[0]):  # r = -1 is the warm-up
+                feats: Any = x
+                for k in range(self.n_exits):
+                    t0 = time.perf_counter()
+                    feats, _, _ = self.network.run_stage(k, feats, return_macs=True)
+                    dt = time.perf_counter() - t0
+                    if r >= 0:
+                        times[r, k] = dt
+        ms = np.median(times, axis=0) * 1e3 / batch_size
+        self._latency_cache[key] = ms
+        return ms.copy()
+
+    def budget_to_macs(
+        self, budget: Any, *, batch_size: int = 256
+    ) -> tuple[np.ndarray | float, str]:
+        """Turn a budget (MACs, a :class:`Budget`, a string or a per-sample array) into MACs.
+
+        Milliseconds are converted through the stage latencies of
+        :meth:`measure_stage_latency`: piecewise-linear between (cumulative latency, cumulative
+        MACs) of the exits, proportional beyond them, so "fits in b ms" and "fits in the
+        converted MACs" pick the same exit for a static network.
+
+        Returns
+        -------
+        budget_macs : float or ndarray
+        conversion : str
+            ``"macs"``, or a description of the measured table used.
+        """
+        if isinstance(budget, (str, Budget)):
+            b = parse_budget(budget)
+            value: Any = b.value
+            unit = b.unit
+        else:
+            value = np.asarray(budget, dtype=np.float64)
+            if np.any(np.isnan(value)) or np.any(value <= 0):
+                raise BudgetError(f"budget={budget!r} is not allowed; use MACs > 0 or a string such as '3ms'")
+            value = float(value) if value.ndim == 0 else value
+            unit = "macs"
+        if unit == "macs":
+            return value, "macs"
+        ms = self.measure_stage_latency(batch_size)
+        cum_ms = np.cumsum(ms)
+        cum_macs = self.exit_macs
+        v = float(value)
+        if v < cum_ms[0]:
+            macs = v * cum_macs[0] / cum_ms[0]
+        elif v > cum_ms[-1]:
+            macs = v * cum_macs[-1] / cum_ms[-1]
+        else:
+            macs = float(np.interp(v, cum_ms, cum_macs))
+        conversion = (
+            f"{v:g} ms -> {macs:,.0f} MACs via stage latencies measured on this machine at batch "
+            f"{batch_size}: cumulative ms/spectrum per exit "
+            + ", ".join(f"{c:.4g}" for c in cum_ms)
+        )
+        return macs, conversion
+
+    # -----------------------------------------------------------------------------------------
+    # prediction
+
+    def predict(
+        self,
+        X: np.ndarray,
+        policy: Policy = "threshold",
+        thresholds: Sequence[float] | np.ndarray | None = None,
+        budget: Any = None,
+        batch_size: int = 256,
+    ) -> PredictionBatch:
+        """Classify spectra, letting each sample leave at its exit.
+
+        Parameters
+        ----------
+        X : ndarray, shape (n, W)
+            Preprocessed spectra (float32).
+        policy : {"threshold", "anytime", "full"}
+            ``"threshold"``: leave at the first exit whose confidence >= its threshold (given,
+            or calibrated). ``"anytime"``: a sample stops before the next stage whenever what it
+            has spent plus that stage's full-compute cost (from ``network.exit_macs()``) would
+            exceed its budget, so it never exceeds it unless exit 1 alone does (then flagged).
+            ``"full"``: every sample runs to the last exit.
+        thresholds : array-like, optional
+            Overrides the calibrated thresholds (length n_exits - 1 or n_exits).
+        budget : str, float, Budget or ndarray of shape (n,)
+            Anytime budget per spectrum: MACs or a latency such as ``"3ms"``.
+        batch_size : int
+            Samples per forward batch; also the batch size latencies are measured at.
+
+        Returns
+        -------
+        PredictionBatch
+        """
+        import torch
+
+        if policy not in _POLICIES:
+            raise ValueError(f"policy={policy!r} is not allowed; use one of {_POLICIES}")
+        X = self._check_X(X)
+        batch_size = self._check_batch_size(batch_size)
+        n, L = X.shape[0], self.n_exits
+
+        th: np.ndarray | None = None
+        budget_macs: np.ndarray | None = None
+        conversion = "none"
+        if policy == "threshold":
+            raw = thresholds if thresholds is not None else self.thresholds
+            if raw is None:
+                raise BudgetError(
+                    "thresholds=None and the predictor is not calibrated; pass thresholds or call "
+                    "calibrate() first, or use policy='anytime' or 'full'"
+                )
+            th = np.asarray(raw, dtype=np.float64).reshape(-1)
+            if th.shape[0] == L - 1:
+                th = np.append(th, 0.0)
+            if th.shape[0] != L or np.any(np.isnan(th[:-1])):
+                raise BudgetError(
+                    f"thresholds has {th.shape[0]} values; expected {L - 1} or {L} non-NaN values"
+                )
+        elif policy == "anytime":
+            if budget is None:
+                raise BudgetError("budget=None is not allowed with policy='anytime'; pass e.g. '150k' or '3ms'")
+            value, conversion = self.budget_to_macs(budget, batch_size=batch_size)
+            budget_macs = np.broadcast_to(np.asarray(value, dtype=np.float64), (n,)).copy()
+            if budget_macs.shape != (n,):
+                raise BudgetError(f"budget has shape {np.shape(value)}; expected a scalar or ({n},)")
+        # Static cost of each next stage at full compute: the anytime look-ahead.
+        next_cost = np.append(np.diff(self.exit_macs), np.inf)
+
+        out_exit = np.full(n, L - 1, dtype=np.int64)
+        out_conf = np.zeros(n)
+        out_probs = np.zeros((n, int(self.network.n_classes)))
+        out_macs = np.zeros(n)
+
+        t0 = time.perf_counter()
+        with self._torch_threads(), torch.inference_mode():
+            for start in range(0, n, batch_size):
+                stop = min(start + batch_size, n)
+                active = np.arange(start, stop)  # global indices of samples still running
+                feats: Any = torch.from_numpy(X[start:stop]).unsqueeze(1)
+                spent = np.zeros(stop - start)
+                for k in range(L):
+                    feats, z, m = self._stage(k, feats)
+                    spent += m
+                    p = softmax(z, float(self.temperatures[k]))
+                    conf = p.max(axis=1)
+                    if k == L - 1 or policy == "full":
+                        leave = np.full(active.shape[0], k == L - 1)
+                    elif policy == "threshold":
+                        leave = conf >= th[k]  # type: ignore[index]
+                    else:
+                        leave = spent + next_cost[k] > budget_macs[active]  # type: ignore[index]
+                    if leave.any():
+                        idx = active[leave]
+                        out_exit[idx] = k
+                        out_conf[idx] = conf[leave]
+                        out_probs[idx] = p[leave]
+                        out_macs[idx] = spent[leave]
+                    if leave.all():
+                        break
+                    if leave.any():
+                        keep = ~leave
+                        feats = _take(feats, torch.from_numpy(np.flatnonzero(keep)))
+                        active, spent = active[keep], spent[keep]
+        wall = time.perf_counter() - t0
+
+        cls = np.argmax(out_probs, axis=1).astype(np.int64)
+        names = np.asarray(self.class_names)[cls] if self.class_names is not None else cls
+        flagged = out_macs > budget_macs if budget_macs is not None else np.zeros(n, dtype=bool)
+        return PredictionBatch(
+            prediction=names,
+            class_index=cls,
+            exit=out_exit,
+            confidence=out_conf,
+            probabilities=out_probs,
+            macs=out_macs,
+            flagged=flagged,
+            wall_time_s=wall,
+            policy=policy,
+            thresholds=th,
+            budget_macs=budget_macs,
+            budget_conversion=conversion,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"Predictor({type(self.network).__name__}, n_exits={self.n_exits}, "
+            f"exit_macs={[int(c) for c in self.exit_macs]}, mode={self.execution_mode!r}, "
+            f"calibrated={self.thresholds is not None})"
+        )
