@@ -1,1 +1,44 @@
-"""scai.preprocessing."""
+"""Spectral preprocessing: scikit-learn transformers and a JSON-serialisable pipeline.
+
+Pure NumPy/SciPy/pybaselines (never torch), so the edge runtime can run it as is.
+"""
+
+from scai.preprocessing.base import Step, get_step, list_steps, register_step
+from scai.preprocessing.baseline import BASELINE_METHODS, BaselineCorrection
+from scai.preprocessing.pipeline import PIPELINE_KINDS, Pipeline, default_pipeline
+from scai.preprocessing.steps import (
+    SNV,
+    WATER_OH_WINDOW,
+    AreaNorm,
+    Crop,
+    Despike,
+    LaserCalibration,
+    MinMax,
+    Resample,
+    SavitzkyGolay,
+    Standardize,
+    VectorNorm,
+)
+
+__all__ = [
+    "Step",
+    "register_step",
+    "get_step",
+    "list_steps",
+    "Pipeline",
+    "default_pipeline",
+    "PIPELINE_KINDS",
+    "Crop",
+    "Resample",
+    "SavitzkyGolay",
+    "BaselineCorrection",
+    "BASELINE_METHODS",
+    "Despike",
+    "SNV",
+    "MinMax",
+    "VectorNorm",
+    "AreaNorm",
+    "Standardize",
+    "LaserCalibration",
+    "WATER_OH_WINDOW",
+]

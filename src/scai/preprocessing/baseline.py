@@ -1,0 +1,75 @@
+"""Baseline (fluorescence background) removal through pybaselines."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from pybaselines import Baseline
+
+from scai.preprocessing.base import Step, register_step
+
+__all__ = ["BaselineCorrection", "BASELINE_METHODS"]
+
+#: Single-spectrum pybaselines methods that need no extra inputs (custom_bc, interp_pts,
+#: collab_pls and optimize_extended_range are left out: they need side information).
+BASELINE_METHODS: tuple[str, ...] = tuple(
+    m
+    for m in (
+        "asls", "iasls", "airpls", "arpls", "drpls", "iarpls", "aspls", "psalsa", "derpsalsa", "mpls",
+        "brpls", "lsrpls", "pspline_asls", "pspline_airpls", "pspline_arpls",
+        "poly", "modpoly", "imodpoly", "penalized_poly", "loess", "quant_reg", "goldindec",
+        "snip", "swima", "ipsa", "noise_median", "ria",
+        "rolling_ball", "mor", "imor", "mormol", "amormol", "tophat", "mpspline", "jbcd", "rubberband",
+        "std_distribution", "fastchrom", "cwt_br", "fabc", "dietrich", "golotvin",
+        "irsqr", "mixture_model", "corner_cutting", "beads",
+    )
+    if hasattr(Baseline, m)
+)
+
+
+@register_step
+class BaselineCorrection(Step):
+    """Subtract a baseline fitted by a pybaselines method, spectrum by spectrum.
+
+    Parameters
+    ----------
+    method : str
+        One of :data:`BASELINE_METHODS` (e.g. "asls", "arpls", "airpls", "modpoly", "snip").
+    params : dict, optional
+        Keyword arguments of the pybaselines method (``lam``, ``p``, ``poly_order``,
+        ``max_half_window``, ...); extra keyword arguments of the constructor are merged in, so
+        ``BaselineCorrection("asls", lam=1e6, p=0.01)`` works.
+    axis : array-like, optional
+        Spectral axis (``x_data``); may instead be passed to ``fit``.
+
+    Notes
+    -----
+    pybaselines fits one spectrum at a time; measured on 500 x 1738 milk spectra (1 core):
+    asls ~0.9 s, airpls ~0.9 s, snip ~0.7 s, modpoly ~1.7 s, arpls ~3.4 s.
+    """
+
+    def __init__(self, method: str = "asls", params: dict[str, Any] | None = None, axis: Any = None, **kwargs: Any) -> None:
+        self.method = method
+        self.params = {**(params or {}), **kwargs}
+        self.axis = axis
+
+    def _fit(self, X: np.ndarray, y: Any) -> None:
+        if self.method not in BASELINE_METHODS:
+            raise ValueError(
+                f"BaselineCorrection: method={self.method!r} is not one of {', '.join(BASELINE_METHODS)}"
+            )
+        try:  # surface bad parameters at fit time, not deep inside transform
+            self._baseline(Baseline(x_data=self.axis_), X[0])
+        except TypeError as e:
+            raise ValueError(f"BaselineCorrection(method={self.method!r}): bad parameters {self.params}: {e}") from None
+
+    def _baseline(self, fitter: Baseline, row: np.ndarray) -> np.ndarray:
+        baseline, _ = getattr(fitter, self.method)(row, **(self.params or {}))
+        return np.asarray(baseline, dtype=np.float64)
+
+    def _transform(self, X: np.ndarray) -> np.ndarray:
+        fitter = Baseline(x_data=self.axis_)  # one fitter reuses its penalty matrices across rows
+        for i in range(X.shape[0]):
+            X[i] -= self._baseline(fitter, X[i])
+        return X

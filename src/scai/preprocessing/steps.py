@@ -1,0 +1,299 @@
+"""Axis, smoothing, spike and normalisation steps (pure NumPy/SciPy, vectorised over rows)."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from scipy.integrate import trapezoid
+from scipy.ndimage import convolve1d
+from scipy.signal import savgol_filter
+
+from scai.errors import AxisError, DataValueError
+from scai.preprocessing.base import Step, register_step
+
+__all__ = [
+    "Crop",
+    "Resample",
+    "SavitzkyGolay",
+    "Despike",
+    "SNV",
+    "MinMax",
+    "VectorNorm",
+    "AreaNorm",
+    "Standardize",
+    "LaserCalibration",
+    "WATER_OH_WINDOW",
+]
+
+#: O–H stretching band of liquid water (cm-1). Its Raman intensity is set by the laser power,
+#: not by the analyte, so scaling every spectrum to a fixed water-band area removes laser-power
+#: drift between measurements and instruments (paper §4.2, calibration on pure water).
+WATER_OH_WINDOW = (3100.0, 3700.0)
+
+
+def _range(axis: np.ndarray) -> str:
+    return f"{axis[0]:g}..{axis[-1]:g}"
+
+
+def _safe_divide(X: np.ndarray, d: np.ndarray) -> np.ndarray:
+    """Row-wise ``X / d`` leaving rows with ``d == 0`` (flat or empty spectra) unscaled."""
+    d = np.where(d == 0, 1.0, d)
+    return X / d[:, None]
+
+
+@register_step
+class Crop(Step):
+    """Keep the points with ``lo <= axis <= hi`` (either bound may be None)."""
+
+    _state = ("index_",)
+
+    def __init__(self, lo: float | None = None, hi: float | None = None, axis: Any = None) -> None:
+        self.lo = lo
+        self.hi = hi
+        self.axis = axis
+
+    def _fit(self, X: np.ndarray, y: Any) -> None:
+        lo = -np.inf if self.lo is None else float(self.lo)
+        hi = np.inf if self.hi is None else float(self.hi)
+        if lo > hi:
+            raise ValueError(f"Crop: lo={self.lo} must not exceed hi={self.hi}")
+        index = np.flatnonzero((self.axis_ >= lo) & (self.axis_ <= hi))
+        if index.size == 0:
+            raise AxisError(f"Crop({self.lo}, {self.hi}): range does not overlap the axis {_range(self.axis_)}")
+        self.index_ = index.astype(np.int64)
+
+    def _transform(self, X: np.ndarray) -> np.ndarray:
+        return X[:, self.index_]
+
+    @property
+    def output_axis_(self) -> np.ndarray:
+        self._check_fitted()
+        return self.axis_[self.index_]
+
+
+@register_step
+class Resample(Step):
+    """Linear interpolation onto ``target_axis`` (e.g. a model's axis from another instrument).
+
+    Target points beyond the input range take the edge value; that extrapolation is warned about,
+    and a target that does not overlap the input at all is refused.
+    """
+
+    def __init__(self, target_axis: Sequence[float] | np.ndarray = (), axis: Any = None) -> None:
+        self.target_axis = target_axis
+        self.axis = axis
+
+    def _target(self) -> np.ndarray:
+        t = np.asarray(self.target_axis, dtype=np.float64).ravel()
+        if t.size == 0 or not np.all(np.isfinite(t)) or (t.size > 1 and not np.all(np.diff(t) > 0)):
+            raise AxisError("Resample: target_axis must be a non-empty, finite, strictly increasing array")
+        return t
+
+    def _fit(self, X: np.ndarray, y: Any) -> None:
+        t, a = self._target(), self.axis_
+        if t[-1] < a[0] or t[0] > a[-1]:
+            raise AxisError(f"Resample: target axis {_range(t)} does not overlap the input axis {_range(a)}")
+        outside = int(np.count_nonzero((t < a[0]) | (t > a[-1])))
+        if outside:
+            warnings.warn(
+                f"Resample: target axis {_range(t)} extends beyond the input axis {_range(a)}; "
+                f"{outside} of {t.size} points are extrapolated (edge values held)",
+                UserWarning,
+                stacklevel=3,
+            )
+
+    def _transform(self, X: np.ndarray) -> np.ndarray:
+        t, a = self._target(), self.axis_
+        if a.size == 1:
+            return np.repeat(X, t.size, axis=1)
+        i = np.clip(np.searchsorted(a, t, side="right") - 1, 0, a.size - 2)
+        w = np.clip((t - a[i]) / (a[i + 1] - a[i]), 0.0, 1.0)
+        return X[:, i] * (1.0 - w) + X[:, i + 1] * w
+
+    @property
+    def output_axis_(self) -> np.ndarray:
+        self._check_fitted()
+        return self._target()
+
+
+@register_step
+class SavitzkyGolay(Step):
+    """Savitzky–Golay smoothing or derivative (``scipy.signal.savgol_filter``, mode "interp").
+
+    Derivatives are per axis unit (``delta`` = mean axis spacing), so they do not depend on
+    the instrument's sampling.
+    """
+
+    def __init__(self, window: int = 11, polyorder: int = 2, deriv: int = 0) -> None:
+        self.window = window
+        self.polyorder = polyorder
+        self.deriv = deriv
+
+    def _fit(self, X: np.ndarray, y: Any) -> None:
+        w, p, d = int(self.window), int(self.polyorder), int(self.deriv)
+        if w < 3 or w % 2 == 0:
+            raise ValueError(f"SavitzkyGolay: window={self.window} must be an odd integer >= 3")
+        if not 0 <= p < w:
+            raise ValueError(f"SavitzkyGolay: polyorder={self.polyorder} must be in 0..window-1 ({w - 1})")
+        if not 0 <= d <= p:
+            raise ValueError(f"SavitzkyGolay: deriv={self.deriv} must be in 0..polyorder ({p})")
+        if w > X.shape[1]:
+            raise ValueError(f"SavitzkyGolay: window={w} exceeds the {X.shape[1]} points per spectrum")
+
+    def _transform(self, X: np.ndarray) -> np.ndarray:
+        a = self.axis_
+        delta = float((a[-1] - a[0]) / (a.size - 1)) if a.size > 1 else 1.0
+        return savgol_filter(X, int(self.window), int(self.polyorder), deriv=int(self.deriv), delta=delta, axis=1)
+
+
+@register_step
+class Despike(Step):
+    """Remove cosmic-ray spikes (Whitaker & Hayes 2018).
+
+    Modified z-scores of the first difference, ``0.6745 (d - median) / MAD`` per spectrum, flag
+    spikes above ``threshold``; each flagged point is replaced by the mean of its unflagged
+    neighbours within ``window`` points. Spikes are sharper than any Raman band, so their
+    first difference stands out while band shoulders do not.
+    """
+
+    def __init__(self, threshold: float = 6.0, window: int = 2) -> None:
+        self.threshold = threshold
+        self.window = window
+
+    def _fit(self, X: np.ndarray, y: Any) -> None:
+        if float(self.threshold) <= 0:
+            raise ValueError(f"Despike: threshold={self.threshold} must be positive")
+        if int(self.window) < 1:
+            raise ValueError(f"Despike: window={self.window} must be >= 1")
+
+    def _transform(self, X: np.ndarray) -> np.ndarray:
+        if X.shape[1] < 3:
+            return X
+        d = np.diff(X, axis=1)
+        med = np.median(d, axis=1, keepdims=True)
+        mad = np.median(np.abs(d - med), axis=1, keepdims=True)
+        z = np.divide(0.6745 * (d - med), mad, out=np.zeros_like(d), where=mad > 0)
+        flag = np.abs(z) > float(self.threshold)
+        spikes = np.zeros(X.shape, dtype=bool)
+        spikes[:, 1:] |= flag  # a spike at j makes both d[j-1] and d[j] large
+        if not spikes.any():
+            return X
+        keep = (~spikes).astype(np.float64)
+        kernel = np.ones(2 * int(self.window) + 1)
+        sums = convolve1d(X * keep, kernel, axis=1, mode="constant")
+        counts = convolve1d(keep, kernel, axis=1, mode="constant")
+        fill = spikes & (counts > 0)
+        X[fill] = sums[fill] / counts[fill]
+        return X
+
+
+@register_step
+class SNV(Step):
+    """Standard normal variate: each spectrum to mean 0, standard deviation 1.
+
+    Removes multiplicative scatter and laser-power effects; a flat spectrum becomes zeros.
+    """
+
+    def _transform(self, X: np.ndarray) -> np.ndarray:
+        X -= X.mean(axis=1, keepdims=True)
+        return _safe_divide(X, X.std(axis=1))
+
+
+@register_step
+class MinMax(Step):
+    """Each spectrum scaled to [0, 1] (a flat spectrum becomes zeros)."""
+
+    def _transform(self, X: np.ndarray) -> np.ndarray:
+        X -= X.min(axis=1, keepdims=True)
+        return _safe_divide(X, X.max(axis=1))
+
+
+@register_step
+class VectorNorm(Step):
+    """Each spectrum divided by its L2 norm."""
+
+    def _transform(self, X: np.ndarray) -> np.ndarray:
+        return _safe_divide(X, np.linalg.norm(X, axis=1))
+
+
+@register_step
+class AreaNorm(Step):
+    """Each spectrum divided by the trapezoid integral of its absolute value along the axis.
+
+    The absolute value keeps the sign of baseline-corrected spectra (which dip below zero).
+    """
+
+    def _transform(self, X: np.ndarray) -> np.ndarray:
+        return _safe_divide(X, trapezoid(np.abs(X), self.axis_, axis=1))
+
+
+@register_step
+class Standardize(Step):
+    """Per-feature standardisation with the training mean and standard deviation."""
+
+    _state = ("mean_", "scale_")
+
+    def _fit(self, X: np.ndarray, y: Any) -> None:
+        self.mean_ = X.mean(axis=0)
+        std = X.std(axis=0)
+        self.scale_ = np.where(std > 0, std, 1.0)
+
+    def _transform(self, X: np.ndarray) -> np.ndarray:
+        return (X - self.mean_) / self.scale_
+
+
+@register_step
+class LaserCalibration(Step):
+    """Scale each spectrum so its water-band integral equals a reference (laser-power drift).
+
+    ``window`` defaults to the water O–H stretch, :data:`WATER_OH_WINDOW` (3100–3700 cm-1);
+    ``reference`` defaults to the mean integral of the training spectra. The integral is the
+    trapezoid over the axis points inside the window.
+    """
+
+    _state = ("index_", "reference_")
+
+    def __init__(
+        self, window: Sequence[float] = WATER_OH_WINDOW, reference: float | None = None, axis: Any = None
+    ) -> None:
+        self.window = window
+        self.reference = reference
+        self.axis = axis
+
+    def _integrals(self, X: np.ndarray) -> np.ndarray:
+        return trapezoid(X[:, self.index_], self.axis_[self.index_], axis=1)
+
+    def _fit(self, X: np.ndarray, y: Any) -> None:
+        lo, hi = (float(v) for v in self.window)
+        a = self.axis_
+        index = np.flatnonzero((a >= lo) & (a <= hi))
+        if index.size < 2:
+            raise AxisError(
+                f"LaserCalibration: window {lo:g}..{hi:g} lies outside the axis {_range(a)} "
+                f"(needs at least 2 axis points inside); pass window=(lo, hi) on your water band"
+            )
+        if lo < a[0] or hi > a[-1]:
+            warnings.warn(
+                f"LaserCalibration: window {lo:g}..{hi:g} extends beyond the axis {_range(a)}; integrating "
+                f"{a[index[0]]:g}..{a[index[-1]]:g} only",
+                UserWarning,
+                stacklevel=3,
+            )
+        self.index_ = index.astype(np.int64)
+        ref = float(np.mean(self._integrals(X))) if self.reference is None else float(self.reference)
+        if not ref > 0:
+            raise DataValueError(f"LaserCalibration: reference water-band integral {ref:g} must be positive")
+        self.reference_ = ref
+
+    def _transform(self, X: np.ndarray) -> np.ndarray:
+        integrals = self._integrals(X)
+        bad = np.flatnonzero(~(integrals > 0))
+        if bad.size:
+            raise DataValueError(
+                f"LaserCalibration: row {int(bad[0])} has water-band integral {integrals[bad[0]]:g} <= 0 "
+                f"over {self.window}; calibrate before baseline correction/normalisation"
+            )
+        return X * (self.reference_ / integrals)[:, None]
