@@ -155,3 +155,84 @@ def test_eps_threshold(eps):
     block.forced_halting = torch.full((1, 1, 3), 0.75)
     r = block(torch.randn(1, 4, 3))
     assert r.units_executed[0, 0].item() == (1.0 if 0.75 >= 1 - eps else 2.0)
+
+
+def randomise_bn(module: torch.nn.Module) -> None:
+    for m in module.modules():
+        if isinstance(m, torch.nn.BatchNorm1d):
+            m.running_mean.uniform_(-0.3, 0.3)
+            m.running_var.uniform_(0.5, 1.5)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.2, 0.2)
+
+
+def mixed_scores(units: int, batch: int, width: int, seed: int = 0) -> torch.Tensor:
+    """Forced halting scores giving each sample a different active fraction (0 % .. 100 %)."""
+    g = torch.Generator().manual_seed(seed)
+    h = torch.rand(units - 1, batch, width, generator=g) * 0.5
+    for b in range(batch):
+        band = round(width * b / max(batch - 1, 1))  # sample b keeps a band of b/(B-1) positions
+        start = int(torch.randint(0, width - band + 1, (1,), generator=g))
+        h[0, b] = 0.99
+        h[0, b, start : start + band] = 0.0
+    h[1:, 0, ::4] = 0.7  # scattered halting too
+    return h
+
+
+@pytest.mark.parametrize("kernel_size", [1, 3, 5])
+@pytest.mark.parametrize("mode", ["sparse", "auto"])
+@torch.no_grad()
+def test_sparse_equals_dense_block(kernel_size, mode):
+    torch.manual_seed(0)
+    block = PABlock(6, 4, kernel_size=kernel_size).eval()
+    randomise_bn(block)
+    for head in block.halting:
+        head.local.bias.data.fill_(0.2)  # natural (unforced) halting after 2-3 units
+    x0 = torch.randn(6, 6, 29)
+    for forced in (None, mixed_scores(4, 6, 29)):
+        block.forced_halting = forced
+        block.execution = "dense"
+        d = block(x0)
+        block.execution = mode
+        s = block(x0)
+        assert (d.features - s.features).abs().max() <= 1e-5
+        assert torch.allclose(d.ponder, s.ponder, atol=1e-6)
+        assert torch.equal(d.units_executed, s.units_executed)
+        assert torch.equal(d.macs, s.macs)
+        assert len(set(d.units_executed.flatten().tolist())) > 1
+
+
+@pytest.mark.parametrize("mode", ["sparse", "auto"])
+@torch.no_grad()
+def test_sparse_equals_dense_network(mode):
+    torch.manual_seed(1)
+    net = create_model("scai_plus", 128, 3, channels=(4, 8, 8)).eval()
+    randomise_bn(net)
+    B = 6
+    for block, (_, w) in zip(net.blocks, net.stage_shapes()):
+        block.forced_halting = mixed_scores(len(block.units), B, w, seed=w)
+    x = torch.randn(B, 1, 128)
+    dense = net.set_execution("dense").forward_detailed(x)
+    sparse = net.set_execution(mode).forward_detailed(x)
+    assert net.sparse
+    for a, b in zip(dense.logits, sparse.logits):
+        assert (a - b).abs().max() <= 1e-5
+    assert torch.equal(dense.macs, sparse.macs)
+    assert torch.allclose(dense.ponder, sparse.ponder, atol=1e-6)
+    # stage by stage on the sparse path equals the full forward
+    feats = x
+    for i in range(net.n_exits):
+        feats, logits, macs = net.run_stage(i, feats, return_macs=True)
+        assert (logits - sparse.logits[i]).abs().max() <= 1e-6
+    # training mode always uses the dense, differentiable path
+    net.train()
+    with torch.enable_grad():
+        assert net.forward_detailed(x).logits[-1].requires_grad
+
+
+def test_set_execution_rejects_unknown_mode():
+    net = create_model("scai_plus", 128, 3, channels=(4, 8))
+    with pytest.raises(ValueError, match="dense"):
+        net.set_execution("fast")
+    assert not net.sparse
+    assert net.set_execution("auto").blocks[0].execution == "auto"
