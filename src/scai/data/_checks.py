@@ -104,7 +104,7 @@ def fix_nonfinite(
         line = None if lines is None else lines[i]
         raise DataValueError(
             f"{row_text(source, row_offset + i + 1, line)}, {cols.describe(j, axis)}: "
-            f"non-finite value {X[i, j]!r} ({count} non-finite cell(s) in total); "
+            f"non-finite value {float(X[i, j])} ({count} non-finite cell(s) in total); "
             f"fix the file or pass nan_policy='interpolate'"
         )
     for i in rows:
