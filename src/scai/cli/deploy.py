@@ -1,0 +1,169 @@
+"""``scai export`` / ``scai serve`` / ``scai edge``: run one trained model from edge to centre."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from scai.cli._common import CliError
+
+__all__ = ["register"]
+
+EXPORT_HELP = """\
+Export a model directory as one ONNX graph per stage (stage_k.onnx: features of stage k-1 ->
+features_k, logits_k; stage 0 takes the preprocessed spectrum (batch, 1, W)) plus manifest.json
+(stage shapes, per-exit MACs, calibrated thresholds and temperatures, classes, spectral axis,
+preprocessing pipeline, SHA-256 of the weights and of every graph). Thresholds are calibrated
+on the model's validation split for --budget (mean MACs per spectrum), or given by --threshold.
+"""
+
+SERVE_HELP = """\
+Serve a model directory over HTTP (FastAPI + uvicorn): POST /v1/predict (raw spectra, JSON or
+.npy), POST /v1/continue?stage=k (edge features, .npy float32/float16), GET /v1/health,
+GET /v1/model, /docs. With --token-file every request but health needs
+'Authorization: Bearer <token>'. Requests arriving within a few ms are batched together.
+"""
+
+EDGE_HELP = """\
+Classify spectra as an edge device would: run the ONNX stages locally while the cumulative
+cost fits --bmax and no exit is confident; spectra still unsure are offloaded to --server
+(raw spectrum or fp16 stage features, whichever is smaller). If the server is unreachable or
+slower than --timeout, the best local exit answers and the row says offload_failed.
+Writes OUT as CSV: index, prediction, class_index, exit (0-based), decided_at (edge/centre),
+offload (none/raw/features), offload_failed, confidence, macs_edge, macs_centre, bytes_sent,
+latency_ms, error. MODEL is an export directory (manifest.json) or a model directory
+(exported to a temporary folder first, which needs torch).
+"""
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("export", help="export a model as per-stage ONNX graphs + manifest", description=EXPORT_HELP,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("model_dir", metavar="MODEL_DIR", help="model directory from `scai train`")
+    p.add_argument("--out", required=True, help="export directory to write")
+    p.add_argument("--budget", default=None, help="mean MACs per spectrum to calibrate exit thresholds for (e.g. 300k)")
+    p.add_argument("--threshold", type=float, default=None, help="fixed confidence threshold 0..1 for every exit instead")
+    p.add_argument("--opset", type=int, default=None, help="ONNX opset (default 17)")
+    p.set_defaults(func=_export)
+
+    p = sub.add_parser("serve", help="serve a model over HTTP (computing centre)", description=SERVE_HELP,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("model_dir", metavar="MODEL_DIR", help="model directory from `scai train`")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.add_argument("--token-file", default=None, help="file holding the bearer token clients must send")
+    p.add_argument("--max-body-mb", type=float, default=8.0, help="largest request body in MiB (default 8)")
+    p.add_argument("--batch-wait-ms", type=float, default=3.0, help="micro-batching window in ms (default 3)")
+    p.add_argument("--max-batch", type=int, default=256, help="most spectra per micro-batch (default 256)")
+    p.add_argument("--threads", type=int, default=None, help="PyTorch threads (default: all cores)")
+    p.set_defaults(func=_serve)
+
+    p = sub.add_parser("edge", help="classify on the edge under a MAC budget, offloading to a server", description=EDGE_HELP,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("model", metavar="MODEL_DIR_OR_EXPORT", help="export directory (manifest.json) or model directory")
+    p.add_argument("data", metavar="DATA", help="spectra: file, folder, or bundled dataset name")
+    p.add_argument("--bmax", required=True, help="edge budget per spectrum in MACs (e.g. 300k, 1.2M)")
+    p.add_argument("--server", default=None, help="computing centre URL, e.g. http://127.0.0.1:8000 (default: never offload)")
+    p.add_argument("--token-file", default=None, help="file holding the server's bearer token")
+    p.add_argument("--threshold", type=float, default=None, help="confidence threshold 0..1 (default: calibrated, from the manifest)")
+    p.add_argument("--timeout", type=float, default=2.0, help="seconds to wait for the server before answering locally (default 2)")
+    p.add_argument("--batch-size", type=int, default=1, help="spectra processed together (default 1, as a device measuring one at a time)")
+    p.add_argument("--label-column", "-l", default=None, help="label column name or index, if DATA has one (prints accuracy)")
+    p.add_argument("--out", required=True, help="CSV file to write")
+    p.set_defaults(func=_edge)
+
+
+def _export(args: argparse.Namespace) -> int:
+    from scai.deploy.onnx_export import DEFAULT_OPSET, export_onnx
+
+    if args.budget is not None and args.threshold is not None:
+        raise CliError("give --budget or --threshold, not both")
+    if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
+        raise CliError(f"--threshold {args.threshold} must be in [0, 1]")
+    out = export_onnx(args.model_dir, args.out, budget=args.budget, thresholds=args.threshold,
+                      opset=args.opset or DEFAULT_OPSET)
+    from scai.deploy.manifest import load_manifest
+
+    m = load_manifest(out)
+    print(f"exported {m['n_exits']} stages to {out} (opset {m['opset']}); exit MACs "
+          + ", ".join(f"{v:,}" for v in m["exit_macs"]) + f"; thresholds from {m['threshold_source']}")
+    return 0
+
+
+def _token(path: str | None) -> str | None:
+    if path is None:
+        return None
+    from scai.deploy.server import read_token_file
+
+    try:
+        return read_token_file(path)
+    except (OSError, ValueError) as exc:
+        raise CliError(str(exc)) from None
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from scai.deploy.server import ServerConfig, serve
+
+    if not 0 <= args.port <= 65535:
+        raise CliError(f"--port {args.port} must be in 0..65535")
+    token = _token(args.token_file)
+    cfg = ServerConfig(max_body_bytes=int(args.max_body_mb * (1 << 20)), batch_wait_ms=args.batch_wait_ms,
+                       max_batch_rows=args.max_batch, threads=args.threads)
+    if token is None and args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"scai serve: warning: listening on {args.host} without --token-file; anyone who can reach it may use it",
+              file=sys.stderr)
+    serve(args.model_dir, host=args.host, port=args.port, token=token, config=cfg)
+    return 0
+
+
+def _edge(args: argparse.Namespace) -> int:
+    from scai.cli._common import load_spectra
+    from scai.deploy.edge import EdgeClient, write_results_csv
+    from scai.deploy.manifest import MANIFEST
+
+    src = Path(args.model)
+    tmp = None
+    if (src / MANIFEST).is_file():
+        export_dir = src
+    elif (src / "config.json").is_file():
+        from scai.deploy.onnx_export import export_onnx
+
+        tmp = tempfile.TemporaryDirectory(prefix="scai-export-")
+        export_dir = export_onnx(src, tmp.name)
+        print(f"exported {src} to a temporary folder (use `scai export` once to skip this)", file=sys.stderr)
+    else:
+        raise CliError(f"{src}: neither an export directory (manifest.json) nor a model directory (config.json)")
+    if args.batch_size < 1:
+        raise CliError(f"--batch-size {args.batch_size} must be >= 1")
+    try:
+        client = EdgeClient(export_dir, bmax=args.bmax, server=args.server, token=_token(args.token_file),
+                            threshold=args.threshold, timeout_s=args.timeout)
+        spectra = load_spectra(args.data, args.label_column)
+        results = []
+        for start in range(0, len(spectra.X), args.batch_size):
+            batch = client.classify(spectra.X[start : start + args.batch_size], spectra.axis)
+            for r in batch:
+                r.index += start
+            results.extend(batch)
+        write_results_csv(results, args.out)
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
+    n = len(results)
+    where = {k: sum(r.decided_at == k for r in results) for k in ("edge", "centre")}
+    failed = sum(r.offload_failed for r in results)
+    line = (f"{n} spectra: {where['edge']} decided on the edge, {where['centre']} by the centre, "
+            f"{failed} offload(s) failed; mean MACs edge {np.mean([r.macs_edge for r in results]):,.0f}, "
+            f"centre {np.mean([r.macs_centre for r in results]):,.0f}; bytes sent {sum(r.bytes_sent for r in results):,}")
+    if spectra.y is not None and len(spectra.class_names):
+        truth = np.asarray(spectra.class_names)[spectra.y]
+        acc = float(np.mean([r.prediction == str(t) for r, t in zip(results, truth)]))
+        line += f"; accuracy {acc:.4f}"
+    print(line)
+    print(f"wrote {args.out}")
+    return 0

@@ -1,0 +1,444 @@
+"""The edge client: run exported ONNX stages under a compute budget, offload when unsure.
+
+An edge spectrometer runs the exported stages one by one while the cumulative cost stays within
+its budget ``Bmax`` and no exit is confident (DESIGN, "Edge device with budget Bmax"). A spectrum
+that leaves the budget unconfident is offloaded to the computing centre with the smaller of two
+payloads: the raw spectrum (float32 ``.npy`` to ``/v1/predict``) or the features of the last stage
+run on the edge (float16 ``.npy`` to ``/v1/continue?stage=k``). When the centre is unreachable,
+slow or refuses the request, the edge answers with its best local exit (the most confident one;
+temperatures make exits comparable) and marks the result ``offload_failed``.
+
+Only NumPy, SciPy/scikit-learn (preprocessing), ONNX Runtime and the standard library are
+imported: an edge install needs no PyTorch. HTTP uses :mod:`urllib.request`, which keeps the edge
+dependency set to what it already has.
+
+Costs: an ONNX stage runs its full-compute MACs (PA blocks are exported on the dense masked
+path), so ``macs_edge`` is the sum of the executed stages' ``stage_macs`` and the budget check
+uses those same numbers before each stage.
+"""
+
+from __future__ import annotations
+
+import csv
+import ipaddress
+import json
+import socket
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import warnings
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from scai.deploy.manifest import load_manifest, thresholds_array
+from scai.deploy.payloads import NPY_CONTENT_TYPE, encode_npy, parse_threshold
+from scai.errors import AxisError, BudgetError, DataValueError
+
+__all__ = ["EdgeClient", "EdgeResult", "write_results_csv"]
+
+#: Minimum share of the model's axis an input axis must cover to be resampled (as the estimator).
+MIN_AXIS_OVERLAP = 0.9
+#: Largest centre response the edge reads.
+MAX_RESPONSE_BYTES = 16 << 20
+
+
+@dataclass
+class EdgeResult:
+    """What the edge answered for one spectrum and what it cost.
+
+    Attributes
+    ----------
+    index : int
+        Row of the spectrum in the input.
+    prediction : str
+        Class name.
+    class_index : int
+    exit : int
+        0-based exit that answered (an edge exit, or the centre's).
+    decided_at : str
+        ``"edge"`` or ``"centre"``.
+    offload : str
+        ``"none"``, ``"raw"`` (raw spectrum sent) or ``"features"`` (fp16 stage features sent).
+    offload_failed : bool
+        The centre could not be used; the answer is the best local exit.
+    confidence : float
+        Temperature-scaled probability of the predicted class at the answering exit.
+    macs_edge : int
+        MACs executed on the edge (full-compute cost of the stages run).
+    macs_centre : int
+        MACs the centre reported spending on this spectrum.
+    bytes_sent : int
+        Request body bytes attributed to this spectrum (a group request's body split evenly).
+    latency_ms : float
+        From the start of the call (preprocessing included) to this spectrum's answer.
+    error : str
+        Why an offload failed, or why the edge exceeded its budget; empty otherwise.
+    """
+
+    index: int
+    prediction: str
+    class_index: int
+    exit: int
+    decided_at: str
+    offload: str
+    offload_failed: bool
+    confidence: float
+    macs_edge: int
+    macs_centre: int
+    bytes_sent: int
+    latency_ms: float
+    error: str = ""
+
+
+def _softmax(z: np.ndarray, t: float) -> np.ndarray:
+    z = np.asarray(z, dtype=np.float64) / t
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _parse_bmax(bmax: Any) -> float:
+    from scai.inference.budget import parse_budget
+
+    try:
+        b = parse_budget(bmax if isinstance(bmax, str) else float(bmax))
+    except (TypeError, ValueError) as exc:
+        raise BudgetError(f"bmax={bmax!r} is not allowed ({exc})") from None
+    if b.unit != "macs":
+        raise BudgetError(f"bmax={bmax!r}: the edge budget is in MACs (e.g. 300k, 1.2M), not time")
+    return float(b.value)
+
+
+def _is_loopback(url: str) -> bool:
+    host = urllib.parse.urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class _OffloadError(Exception):
+    """The centre could not answer (network error, timeout, HTTP error, bad reply)."""
+
+
+class EdgeClient:
+    """Classify spectra on an edge device with a MAC budget, offloading to a centre when unsure.
+
+    Parameters
+    ----------
+    export_dir : str or Path
+        Directory written by ``scai export`` (``manifest.json`` + ``stage_k.onnx``).
+    bmax : str or float
+        Per-spectrum compute budget on the edge in MACs (``"300k"``, ``1.2e6``).
+    server : str, optional
+        Base URL of the computing centre (``http://host:8000``); ``None`` never offloads.
+    token : str, optional
+        Bearer token for the centre.
+    threshold : float or sequence of float, optional
+        Exit confidence threshold(s); default: the calibrated thresholds in the manifest.
+    timeout_s : float
+        Socket timeout of an offload request; beyond it the edge answers locally.
+    centre_policy : str
+        Policy the centre applies to offloaded spectra (``"full"``: its last exit).
+    threads : int
+        ONNX Runtime intra-op threads (small devices: 1).
+    verify : bool
+        Check the ONNX files' SHA-256 against the manifest on load.
+    """
+
+    def __init__(
+        self,
+        export_dir: str | Path,
+        *,
+        bmax: Any,
+        server: str | None = None,
+        token: str | None = None,
+        threshold: Any = None,
+        timeout_s: float = 2.0,
+        centre_policy: str = "full",
+        threads: int = 1,
+        verify: bool = True,
+    ) -> None:
+        self.export_dir = Path(export_dir)
+        self.manifest = load_manifest(self.export_dir, verify=verify)
+        m = self.manifest
+        self.n_exits = int(m["n_exits"])
+        self.bmax = _parse_bmax(bmax)
+        self.class_names = [str(c) for c in m["class_names"]]
+        self.stage_macs = np.asarray(m["stage_macs"], dtype=np.float64)
+        self.exit_macs = np.asarray(m["exit_macs"], dtype=np.float64)
+        self.temperatures = np.asarray(m["temperatures"], dtype=np.float64)
+        self.axis = np.asarray(m["axis"], dtype=np.float64)
+        if threshold is None:
+            self.thresholds = thresholds_array(m)
+        else:
+            th = parse_threshold(threshold if not isinstance(threshold, tuple) else list(threshold), self.n_exits)
+            assert th is not None
+            vec = np.full(self.n_exits, th[0]) if len(th) == 1 else np.asarray(th[: self.n_exits - 1] + (0.0,))
+            self.thresholds = np.asarray(vec, dtype=np.float64)
+            self.thresholds[-1] = 0.0
+        if server is not None and not urllib.parse.urlsplit(server).scheme in ("http", "https"):
+            raise ValueError(f"server={server!r} must be an http:// or https:// URL")
+        self.server = server.rstrip("/") if server else None
+        self.token = token
+        if not timeout_s > 0:
+            raise ValueError(f"timeout_s={timeout_s!r} must be > 0")
+        self.timeout_s = float(timeout_s)
+        self.centre_policy = centre_policy
+        self.threads = int(threads)
+        self._sessions: dict[int, Any] = {}
+        self._pipeline = self._load_pipeline(m["preprocessing"])
+        # Loopback needs no proxy; elsewhere honour the environment's proxy settings.
+        self._opener = (
+            urllib.request.build_opener(urllib.request.ProxyHandler({}))
+            if self.server and _is_loopback(self.server)
+            else urllib.request.build_opener()
+        )
+
+    # ------------------------------------------------------------------ runtime pieces
+    @staticmethod
+    def _load_pipeline(spec: Any) -> Any:
+        from scai.preprocessing import Pipeline
+
+        return Pipeline.from_json(json.dumps(spec))
+
+    def _session(self, k: int) -> Any:
+        if k not in self._sessions:
+            import onnxruntime as ort
+
+            opts = ort.SessionOptions()
+            opts.intra_op_num_threads = self.threads
+            opts.inter_op_num_threads = 1
+            path = self.export_dir / self.manifest["stages"][k]["file"]
+            self._sessions[k] = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        return self._sessions[k]
+
+    def run_stage(self, k: int, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Run ONNX stage ``k``: features (B, C, W) float32 -> (features_k, logits_k)."""
+        sess = self._session(k)
+        name = self.manifest["stages"][k]["inputs"][0]["name"]
+        feats, logits = sess.run(None, {name: np.ascontiguousarray(features, dtype=np.float32)})
+        return feats, logits
+
+    def align(self, X: Any, axis: Any = None) -> np.ndarray:
+        """Raw spectra onto the model's axis (resampled when ``axis`` differs), float32 (n, W)."""
+        X = np.asarray(X, dtype=np.float32)
+        if X.ndim == 1:
+            X = X[None, :]
+        if X.ndim != 2 or X.size == 0:
+            raise DataValueError(f"X must be 2-D (n_spectra, n_points); got shape {X.shape}")
+        if not np.all(np.isfinite(X)):
+            row, col = (int(v) for v in np.argwhere(~np.isfinite(X))[0])
+            raise DataValueError(f"X holds NaN/inf, first at row {row}, column {col}")
+        if axis is None:
+            if X.shape[1] != self.axis.size:
+                raise AxisError(f"X has {X.shape[1]} points per spectrum but the model expects {self.axis.size}; pass the axis to resample")
+            return X
+        axis = np.asarray(axis, dtype=np.float64)
+        if axis.shape == self.axis.shape and np.allclose(axis, self.axis):
+            return X
+        lo, hi = max(axis.min(), self.axis.min()), min(axis.max(), self.axis.max())
+        span = self.axis.max() - self.axis.min()
+        overlap = (hi - lo) / span if span > 0 else 0.0
+        if overlap < MIN_AXIS_OVERLAP:
+            raise AxisError(
+                f"input axis {axis.min():g}..{axis.max():g} covers {max(overlap, 0):.0%} of the model's axis "
+                f"{self.axis.min():g}..{self.axis.max():g}; at least {MIN_AXIS_OVERLAP:.0%} overlap is needed"
+            )
+        from scai.preprocessing import Resample
+
+        warnings.warn(f"input axis differs from the model's; resampled (overlap {overlap:.0%})", stacklevel=2)
+        return np.asarray(Resample(target_axis=self.axis).fit(X, axis=axis).transform(X), dtype=np.float32)
+
+    def preprocess(self, X_aligned: np.ndarray) -> np.ndarray:
+        """The model's fitted preprocessing (NumPy), float32 (n, W')."""
+        return np.asarray(self._pipeline.transform(X_aligned), dtype=np.float32)
+
+    # ------------------------------------------------------------------ offloading
+    def _post(self, path: str, body: bytes, params: dict[str, Any]) -> dict[str, Any]:
+        assert self.server is not None
+        query = urllib.parse.urlencode({k: v for k, v in params.items() if v is not None})
+        url = f"{self.server}{path}" + (f"?{query}" if query else "")
+        headers = {"Content-Type": NPY_CONTENT_TYPE, "Accept": "application/json"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        req = urllib.request.Request(url, data=body, headers=headers, method="POST")
+        try:
+            with self._opener.open(req, timeout=self.timeout_s) as resp:
+                raw = resp.read(MAX_RESPONSE_BYTES + 1)
+        except urllib.error.HTTPError as exc:
+            detail = ""
+            try:
+                detail = json.loads(exc.read(4096).decode("utf-8")).get("detail", "")
+            except Exception:  # noqa: BLE001 - the status alone is enough
+                pass
+            raise _OffloadError(f"centre answered HTTP {exc.code} {detail}".strip()) from None
+        except (socket.timeout, TimeoutError):
+            raise _OffloadError(f"centre did not answer within {self.timeout_s:g} s") from None
+        except (urllib.error.URLError, ConnectionError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            if isinstance(reason, (socket.timeout, TimeoutError)):
+                raise _OffloadError(f"centre did not answer within {self.timeout_s:g} s") from None
+            raise _OffloadError(f"centre unreachable ({reason})") from None
+        if len(raw) > MAX_RESPONSE_BYTES:
+            raise _OffloadError("centre reply too large")
+        try:
+            reply = json.loads(raw.decode("utf-8"))
+            results = reply["results"]
+            if not isinstance(results, list):
+                raise TypeError("results is not a list")
+        except (ValueError, KeyError, TypeError) as exc:
+            raise _OffloadError(f"centre reply is not the expected JSON ({exc})") from None
+        return reply
+
+    def payload_bytes(self, stage: int) -> dict[str, int]:
+        """Body bytes of one spectrum's offload: raw float32 vs stage features in float16."""
+        raw = len(encode_npy(np.zeros((1, self.axis.size), dtype=np.float32)))
+        if stage < 0:
+            return {"raw": raw}
+        shape = self.manifest["stages"][stage]["outputs"][0]["shape"][1:]
+        feat = len(encode_npy(np.zeros((1, *shape), dtype=np.float16)))
+        return {"raw": raw, "features": feat}
+
+    # ------------------------------------------------------------------ the policy
+    def classify(self, X: Any, axis: Any = None) -> list[EdgeResult]:
+        """Classify raw spectra ``X`` (n, W) on the edge, offloading what it cannot settle.
+
+        Returns
+        -------
+        list of EdgeResult
+            One per row of ``X``, in order.
+        """
+        t0 = time.perf_counter()
+        raw = self.align(X, axis)
+        Z = self.preprocess(raw)
+        n, L = Z.shape[0], self.n_exits
+        spent = np.zeros(n)
+        last_stage = np.full(n, -1)
+        results: list[EdgeResult | None] = [None] * n
+        # Best local answer so far (for offload failures): exit, probs, confidence.
+        best_exit = np.full(n, -1)
+        best_probs = np.zeros((n, len(self.class_names)))
+        best_conf = np.full(n, -1.0)
+        saved_feats: dict[int, np.ndarray] = {}
+
+        active = np.arange(n)
+        feats = Z[:, None, :]
+        for k in range(L):
+            fits = spent[active] + self.stage_macs[k] <= self.bmax
+            if not fits.all():  # these stop here unconfident (or never started): offload
+                active, feats = active[fits], feats[fits]
+            if active.size == 0:
+                break
+            feats, logits = self.run_stage(k, feats)
+            spent[active] += self.stage_macs[k]
+            last_stage[active] = k
+            p = _softmax(logits, float(self.temperatures[k]))
+            conf = p.max(axis=1)
+            better = conf >= best_conf[active]
+            best_exit[active[better]], best_probs[active[better]], best_conf[active[better]] = k, p[better], conf[better]
+            leave = conf >= self.thresholds[k] if k < L - 1 else np.ones(active.size, dtype=bool)
+            now_ms = (time.perf_counter() - t0) * 1e3
+            for j in np.flatnonzero(leave):
+                i = int(active[j])
+                c = int(np.argmax(p[j]))
+                results[i] = EdgeResult(i, self.class_names[c], c, k, "edge", "none", False, float(conf[j]),
+                                        int(spent[i]), 0, 0, now_ms)
+            keep = ~leave
+            active, feats = active[keep], feats[keep]
+            # Remember features of samples that the next stage will not fit (offload payload).
+            if k + 1 < L:
+                stop = spent[active] + self.stage_macs[k + 1] > self.bmax
+                for j in np.flatnonzero(stop):
+                    saved_feats[int(active[j])] = feats[j]
+        pending = [i for i in range(n) if results[i] is None]
+        if pending:
+            self._offload(pending, raw, Z, last_stage, saved_feats, spent, best_exit, best_probs, best_conf, results, t0)
+        return [r for r in results if r is not None]
+
+    def _offload(
+        self,
+        pending: Sequence[int],
+        raw: np.ndarray,
+        Z: np.ndarray,
+        last_stage: np.ndarray,
+        saved_feats: dict[int, np.ndarray],
+        spent: np.ndarray,
+        best_exit: np.ndarray,
+        best_probs: np.ndarray,
+        best_conf: np.ndarray,
+        results: list[EdgeResult | None],
+        t0: float,
+    ) -> None:
+        groups: dict[tuple[str, int], list[int]] = {}
+        for i in pending:
+            k = int(last_stage[i])
+            sizes = self.payload_bytes(k)
+            kind = "features" if "features" in sizes and sizes["features"] <= sizes["raw"] else "raw"
+            groups.setdefault((kind, k if kind == "features" else -1), []).append(i)
+        for (kind, k), rows in groups.items():
+            if kind == "raw":
+                body = encode_npy(raw[rows])
+                path, params = "/v1/predict", {"policy": self.centre_policy}
+            else:
+                body = encode_npy(np.stack([saved_feats[i] for i in rows]).astype(np.float16))
+                path, params = "/v1/continue", {"stage": k, "policy": self.centre_policy}
+            share = int(round(len(body) / len(rows)))
+            error = ""
+            replies: list[dict[str, Any]] = []
+            if self.server is None:
+                error = "no centre configured"
+            else:
+                try:
+                    replies = self._post(path, body, params)["results"]
+                    if len(replies) != len(rows):
+                        raise _OffloadError(f"centre answered {len(replies)} results for {len(rows)} spectra")
+                except _OffloadError as exc:
+                    error, replies = str(exc), []
+            now_ms = (time.perf_counter() - t0) * 1e3
+            if replies:
+                for i, rep in zip(rows, replies):
+                    c = int(rep["class_index"])
+                    results[i] = EdgeResult(i, self.class_names[c], c, int(rep["exit"]), "centre", kind, False,
+                                            float(rep["confidence"]), int(spent[i]), int(round(float(rep["macs"]))),
+                                            share if self.server else 0, now_ms)
+                continue
+            for i in rows:
+                results[i] = self._local_fallback(i, Z, spent, best_exit, best_probs, best_conf, kind,
+                                                  share if self.server else 0, error, t0)
+
+    def _local_fallback(
+        self, i: int, Z: np.ndarray, spent: np.ndarray, best_exit: np.ndarray, best_probs: np.ndarray,
+        best_conf: np.ndarray, kind: str, sent: int, error: str, t0: float,
+    ) -> EdgeResult:
+        if best_exit[i] < 0:  # Bmax below exit 1: nothing ran locally; run stage 0 anyway
+            _, logits = self.run_stage(0, Z[i : i + 1, None, :])
+            spent[i] += self.stage_macs[0]
+            best_exit[i], best_probs[i] = 0, _softmax(logits, float(self.temperatures[0]))[0]
+            best_conf[i] = best_probs[i].max()
+            error += f"; ran exit 1 locally beyond Bmax ({self.stage_macs[0]:,.0f} > {self.bmax:,.0f} MACs)"
+        c = int(np.argmax(best_probs[i]))
+        return EdgeResult(i, self.class_names[c], c, int(best_exit[i]), "edge", kind, True, float(best_conf[i]),
+                          int(spent[i]), 0, sent, (time.perf_counter() - t0) * 1e3, error)
+
+
+def write_results_csv(results: Sequence[EdgeResult], path: str | Path) -> Path:
+    """Write edge results as CSV (one row per spectrum, columns as :class:`EdgeResult`)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    names = [f.name for f in fields(EdgeResult)]
+    with open(path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=names)
+        w.writeheader()
+        for r in results:
+            row = asdict(r)
+            row["latency_ms"] = f"{r.latency_ms:.3f}"
+            row["confidence"] = f"{r.confidence:.6f}"
+            w.writerow(row)
+    return path

@@ -1,0 +1,211 @@
+"""``manifest.json``: everything an edge device needs to run an exported model without PyTorch.
+
+The manifest is written by :func:`scai.deploy.export_onnx` next to the ``stage_k.onnx`` files
+and served by the computing centre at ``GET /v1/model``. It is plain JSON (no pickle) and lists:
+stage order with input/output names and shapes, per-stage and cumulative MACs, calibrated exit
+thresholds and temperatures, class names, the spectral axis, the fitted preprocessing pipeline,
+and SHA-256 hashes of ``model.safetensors`` and of every ONNX file, which :func:`load_manifest`
+checks so that an edge never runs a graph that does not belong to the manifest.
+
+This module imports NumPy only (building a manifest takes a fitted estimator, but only reads
+its attributes).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from scai._version import __version__
+from scai.errors import ModelFileError
+
+__all__ = [
+    "MANIFEST",
+    "MANIFEST_FORMAT",
+    "MANIFEST_VERSION",
+    "build_manifest",
+    "default_thresholds",
+    "load_manifest",
+    "thresholds_array",
+    "sha256_file",
+]
+
+MANIFEST = "manifest.json"
+MANIFEST_FORMAT = "scai-deploy"
+MANIFEST_VERSION = 1
+BATCH_AXIS = "batch"
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _finite_or_none(values: Sequence[float]) -> list[float | None]:
+    return [float(v) if math.isfinite(float(v)) else None for v in values]
+
+
+def default_thresholds(estimator: Any, budget: Any = None) -> tuple[list[float | None], str]:
+    """Exit thresholds an edge device uses when none is given on its command line.
+
+    Order of preference: budgeted-batch calibration for ``budget`` (mean MACs per spectrum);
+    else the lowest-budget calibration stored with the model (edges are the constrained end);
+    else a calibration at the midpoint between the first and the last exit's cost. Thresholds
+    are calibrated on the validation split saved with the model (see
+    :meth:`SCAIClassifier.calibrate_batch`). ``None`` stands for "nobody leaves at this exit".
+
+    Returns
+    -------
+    thresholds : list of float or None, length n_exits (the last is 0)
+    source : str
+        How they were obtained (stored in the manifest).
+    """
+    macs = [float(m) for m in estimator.exit_macs_]
+    if len(macs) == 1:
+        return [0.0], "single exit: it always answers"
+    if budget is None and getattr(estimator, "thresholds_", None):
+        stored = sorted(estimator.thresholds_.values(), key=lambda r: float(r.get("budget_macs", math.inf)))
+        chosen = stored[0]
+        th = [math.inf if t is None else float(t) for t in chosen["thresholds"]]
+        return _finite_or_none(th), f"stored budgeted-batch calibration at {float(chosen['budget_macs']):,.0f} MACs"
+    if budget is None:
+        budget = 0.5 * (macs[0] + macs[-1])
+        source = f"budgeted-batch calibration at the midpoint budget {budget:,.0f} MACs (validation split)"
+    else:
+        source = f"budgeted-batch calibration at {budget} (validation split)"
+    result = estimator.calibrate_batch(budget)
+    th = [math.inf if t is None else float(t) for t in result["thresholds"]]
+    return _finite_or_none(th), source
+
+
+def thresholds_array(manifest: dict[str, Any]) -> np.ndarray:
+    """The manifest's thresholds as float64 (n_exits,), ``None`` -> inf, last exit 0."""
+    th = np.asarray([np.inf if t is None else float(t) for t in manifest["thresholds"]], dtype=np.float64)
+    th[-1] = 0.0
+    return th
+
+
+def build_manifest(
+    estimator: Any,
+    *,
+    thresholds: Sequence[float | None],
+    threshold_source: str,
+    weights_sha256: str | None,
+    stage_files: Sequence[tuple[str, str]] | None = None,
+    opset: int | None = None,
+    execution: str = "dense",
+) -> dict[str, Any]:
+    """The manifest dictionary of a fitted estimator.
+
+    Parameters
+    ----------
+    estimator : SCAIClassifier
+        Fitted (``scai.load(dir)``).
+    thresholds, threshold_source
+        From :func:`default_thresholds` (or user-given).
+    weights_sha256 : str or None
+        SHA-256 of the model's ``model.safetensors``.
+    stage_files : sequence of (file name, sha256), optional
+        The exported ONNX graphs, one per stage; ``None`` for the server's ``/v1/model`` view.
+    opset : int, optional
+        ONNX opset the graphs use.
+    execution : str
+        How PA blocks run in the graphs (``"dense"``: masked, every unit at every position).
+    """
+    net = estimator.network_
+    n_exits = int(net.n_exits)
+    shapes = [(int(c), int(w)) for c, w in net.stage_shapes()]
+    stage_macs = [int(net.stage_macs(i)) for i in range(n_exits)]
+    exit_macs = [int(m) for m in estimator.exit_macs_]
+    if len(thresholds) != n_exits:
+        raise ValueError(f"thresholds has {len(thresholds)} values; expected n_exits={n_exits}")
+    stages = []
+    for k in range(n_exits):
+        in_name = "spectrum" if k == 0 else f"features_{k - 1}"
+        in_shape: list[Any] = [BATCH_AXIS, 1, int(net.in_length)] if k == 0 else [BATCH_AXIS, *shapes[k - 1]]
+        stage: dict[str, Any] = {
+            "index": k,
+            "inputs": [{"name": in_name, "shape": in_shape, "dtype": "float32"}],
+            "outputs": [
+                {"name": f"features_{k}", "shape": [BATCH_AXIS, *shapes[k]], "dtype": "float32"},
+                {"name": f"logits_{k}", "shape": [BATCH_AXIS, int(net.n_classes)], "dtype": "float32"},
+            ],
+            "macs": stage_macs[k],
+            "exit_macs": exit_macs[k],
+        }
+        if stage_files is not None:
+            stage["file"], stage["sha256"] = stage_files[k]
+        stages.append(stage)
+    pipeline = estimator.pipeline_
+    return {
+        "format": MANIFEST_FORMAT,
+        "format_version": MANIFEST_VERSION,
+        "scai_version": __version__,
+        "model_name": net.name,
+        "model_sha256": weights_sha256,
+        "in_length": int(net.in_length),
+        "n_classes": int(net.n_classes),
+        "n_exits": n_exits,
+        "class_names": [str(c) for c in estimator.classes_.tolist()],
+        "axis": np.asarray(estimator.axis_, dtype=np.float64).tolist(),
+        "axis_unit": str(getattr(estimator, "axis_unit_", "unknown")),
+        "n_features_in": int(estimator.n_features_in_),
+        "preprocessing": json.loads(pipeline.to_json()),
+        "exit_macs": exit_macs,
+        "stage_macs": stage_macs,
+        "mac_convention": "multiply-accumulates of conv and linear layers at full compute; FLOPs = 2 x MACs",
+        "temperatures": [float(t) for t in np.asarray(estimator.temperatures_, dtype=np.float64)],
+        "thresholds": list(thresholds),
+        "threshold_source": threshold_source,
+        "execution": execution,
+        "opset": opset,
+        "stages": stages,
+    }
+
+
+_REQUIRED = ("format", "format_version", "n_exits", "n_classes", "in_length", "class_names", "axis",
+             "preprocessing", "exit_macs", "stage_macs", "temperatures", "thresholds", "stages")
+
+
+def load_manifest(directory: str | Path, *, verify: bool = True) -> dict[str, Any]:
+    """Read and check ``manifest.json`` of an export directory.
+
+    Checks the format and version, that every stage names an existing ONNX file and (with
+    ``verify``) that its SHA-256 matches, so a truncated or swapped graph is reported here
+    rather than as a wrong answer later.
+    """
+    directory = Path(directory)
+    path = directory / MANIFEST
+    if not path.is_file():
+        raise ModelFileError(f"{path}: missing; export a model first with `scai export MODEL_DIR --out {directory}`")
+    try:
+        m = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelFileError(f"{path}: not valid JSON ({exc})") from exc
+    if not isinstance(m, dict) or m.get("format") != MANIFEST_FORMAT:
+        raise ModelFileError(f"{path}: not a scai deploy manifest (format {m.get('format') if isinstance(m, dict) else None!r})")
+    missing = [k for k in _REQUIRED if k not in m]
+    if missing:
+        raise ModelFileError(f"{path}: missing field(s) {missing}")
+    if not isinstance(m["format_version"], int) or m["format_version"] > MANIFEST_VERSION:
+        raise ModelFileError(f"{path}: manifest version {m['format_version']!r} is newer than this scai reads ({MANIFEST_VERSION})")
+    n = int(m["n_exits"])
+    for key in ("stages", "exit_macs", "stage_macs", "temperatures", "thresholds"):
+        if len(m[key]) != n:
+            raise ModelFileError(f"{path}: {key} has {len(m[key])} entries; expected n_exits={n}")
+    for st in m["stages"]:
+        f = directory / str(st.get("file", ""))
+        if not st.get("file") or not f.is_file():
+            raise ModelFileError(f"{path}: stage {st.get('index')} names ONNX file {st.get('file')!r}, which is missing")
+        if verify and sha256_file(f) != st.get("sha256"):
+            raise ModelFileError(f"{f}: SHA-256 does not match manifest.json; the graph was truncated, replaced or tampered with")
+    return m

@@ -1,0 +1,314 @@
+"""Wire formats shared by the computing-centre server and the edge client (NumPy only).
+
+Two body formats travel between edge and centre:
+
+* ``.npy`` (``Content-Type: application/x-npy``): one array, parsed with
+  ``np.load(..., allow_pickle=False)`` only after its header has been checked, so an object
+  array, a lying shape or an unexpected dtype is refused before any memory is allocated;
+* JSON ``{"spectra": [[...]], "axis": [...], "policy": ..., "budget": ..., "threshold": ...}``.
+
+Every malformed payload raises :class:`PayloadError` carrying the HTTP status the server answers
+with (400 bad request, 413 too large), and a one-line message naming the field, the bad value and
+what is allowed. Nothing here imports torch; the edge client uses the same code to build its
+requests.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+from scai.errors import ScaiError
+
+__all__ = [
+    "PayloadError",
+    "POLICIES",
+    "NPY_CONTENT_TYPE",
+    "RequestOptions",
+    "encode_npy",
+    "decode_npy",
+    "parse_json_body",
+    "spectra_from_json",
+    "parse_options",
+    "parse_stage",
+    "parse_threshold",
+]
+
+#: Policies the server accepts (``scai predict`` has the same four).
+POLICIES: tuple[str, ...] = ("full", "anytime", "threshold", "batch")
+NPY_CONTENT_TYPE = "application/x-npy"
+#: dtypes accepted for raw spectra and for intermediate features.
+SPECTRA_DTYPES: tuple[str, ...] = ("float16", "float32", "float64")
+FEATURE_DTYPES: tuple[str, ...] = ("float16", "float32")
+
+
+class PayloadError(ScaiError, ValueError):
+    """A request body or parameter the server refuses; ``status`` is the HTTP status to answer."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = int(status)
+
+
+@dataclass(frozen=True)
+class RequestOptions:
+    """Validated policy options of one request.
+
+    Attributes
+    ----------
+    policy : str
+        One of :data:`POLICIES`.
+    budget : str or None
+        The budget as given (``"150k"``, ``"2ms"``); required by ``anytime`` and ``batch``.
+    threshold : tuple of float or None
+        One value, or one per exit (``n_exits - 1`` or ``n_exits``), each in [0, 1].
+    """
+
+    policy: str = "full"
+    budget: str | None = None
+    threshold: tuple[float, ...] | None = None
+
+    def key(self) -> tuple[Any, ...]:
+        """Requests with equal keys can share one forward pass (micro-batching)."""
+        return (self.policy, self.budget, self.threshold)
+
+
+# ---------------------------------------------------------------------------------------------
+# .npy
+
+
+def encode_npy(array: np.ndarray) -> bytes:
+    """Serialise ``array`` as ``.npy`` bytes (never pickled)."""
+    arr = np.asarray(array)
+    if arr.dtype.hasobject:
+        raise PayloadError(f"cannot encode an array of dtype {arr.dtype}; only numeric arrays travel")
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(arr), allow_pickle=False)
+    return buf.getvalue()
+
+
+def decode_npy(
+    body: bytes,
+    *,
+    name: str = "body",
+    dtypes: Sequence[str] = SPECTRA_DTYPES,
+    ndim: Sequence[int] = (2,),
+) -> np.ndarray:
+    """Parse ``.npy`` bytes into a finite float array, checking the header before reading data.
+
+    Parameters
+    ----------
+    body : bytes
+        The request body.
+    name : str
+        What the array is, for messages (``"spectra"``, ``"features"``).
+    dtypes : sequence of str
+        Allowed dtypes (little- or big-endian).
+    ndim : sequence of int
+        Allowed numbers of dimensions.
+
+    Returns
+    -------
+    ndarray
+        The array in native byte order, float32 unless it came as float16/float64.
+
+    Raises
+    ------
+    PayloadError
+        Not ``.npy``, object/structured/unsupported dtype, wrong number of dimensions, a
+        header whose shape does not match the data length, or NaN/inf values.
+    """
+    if not body:
+        raise PayloadError(f"{name}: empty body; send a .npy array (numpy.save(..., allow_pickle=False))")
+    fh = io.BytesIO(body)
+    try:
+        version = np.lib.format.read_magic(fh)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(fh)
+        elif version in ((2, 0), (3, 0)):
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(fh)
+        else:  # pragma: no cover - read_magic accepts only these today
+            raise ValueError(f"unsupported .npy version {version}")
+    except (ValueError, SyntaxError, TypeError, EOFError) as exc:
+        raise PayloadError(f"{name}: not a valid .npy array ({_short(exc)})") from None
+    if dtype.hasobject or dtype.fields is not None:
+        raise PayloadError(f"{name}: dtype {dtype} is not allowed (object/structured arrays are refused); use one of {list(dtypes)}")
+    if dtype.newbyteorder("=").name not in dtypes and dtype.name not in dtypes:
+        raise PayloadError(f"{name}: dtype {dtype.name} is not allowed; use one of {list(dtypes)}")
+    if len(shape) not in ndim:
+        raise PayloadError(f"{name}: array has {len(shape)} dimension(s) {tuple(shape)}; expected {' or '.join(map(str, ndim))}")
+    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    remaining = len(body) - fh.tell()
+    if expected != remaining:
+        raise PayloadError(f"{name}: header says shape {tuple(shape)} ({expected} bytes) but the body holds {remaining} data bytes")
+    if expected == 0:
+        raise PayloadError(f"{name}: array of shape {tuple(shape)} is empty; send at least one spectrum")
+    try:
+        arr = np.load(io.BytesIO(body), allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:  # pragma: no cover - header already checked
+        raise PayloadError(f"{name}: not a valid .npy array ({_short(exc)})") from None
+    arr = np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("="))
+    _check_finite(arr, name)
+    return arr
+
+
+def _check_finite(arr: np.ndarray, name: str) -> None:
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        where = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise PayloadError(f"{name}: {int(bad.sum())} NaN/inf value(s), first at index {where}; send finite values")
+
+
+def _short(exc: BaseException, limit: int = 160) -> str:
+    text = str(exc).replace("\n", " ")
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+# ---------------------------------------------------------------------------------------------
+# JSON
+
+
+def parse_json_body(body: bytes) -> dict[str, Any]:
+    """Decode a JSON object body; refuses bad UTF-8, bad JSON, NaN literals and non-objects."""
+    if not body:
+        raise PayloadError('empty body; send JSON {"spectra": [[...], ...]} or a .npy array with Content-Type application/x-npy')
+    try:
+        obj = json.loads(body.decode("utf-8"), parse_constant=_refuse_constant)
+    except UnicodeDecodeError as exc:
+        raise PayloadError(f"body is not UTF-8 text ({_short(exc)})") from None
+    except json.JSONDecodeError as exc:
+        raise PayloadError(f"body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    if not isinstance(obj, dict):
+        raise PayloadError(f'JSON body must be an object {{"spectra": [[...]]}}; got {type(obj).__name__}')
+    return obj
+
+
+def _refuse_constant(token: str) -> float:
+    raise PayloadError(f"JSON holds {token}; spectra must be finite numbers")
+
+
+def _numeric_matrix(value: Any, name: str, max_rows: int) -> np.ndarray:
+    if not isinstance(value, list) or not value:
+        raise PayloadError(f"{name} must be a non-empty list of spectra (lists of numbers); got {_kind(value)}")
+    if len(value) > max_rows:
+        raise PayloadError(f"{name} holds {len(value)} spectra; at most {max_rows} per request", status=413)
+    width = None
+    for i, row in enumerate(value):
+        if not isinstance(row, list):
+            raise PayloadError(f"{name}[{i}] must be a list of numbers; got {_kind(row)}")
+        if width is None:
+            width = len(row)
+        elif len(row) != width:
+            raise PayloadError(f"{name}[{i}] has {len(row)} values but {name}[0] has {width}; all spectra need the same length")
+        for j, v in enumerate(row):
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise PayloadError(f"{name}[{i}][{j}] = {v!r:.40} is not a number")
+    if not width:
+        raise PayloadError(f"{name}[0] is empty; each spectrum needs at least one value")
+    arr = np.asarray(value, dtype=np.float64)
+    _check_finite(arr, name)
+    return arr.astype(np.float32)
+
+
+def _kind(value: Any) -> str:
+    return "an empty list" if value == [] else type(value).__name__
+
+
+def spectra_from_json(obj: dict[str, Any], *, max_rows: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """``{"spectra": [[...]], "axis": [...]?}`` -> (float32 (n, W) spectra, float64 axis or None)."""
+    unknown = set(obj) - {"spectra", "axis", "policy", "budget", "threshold"}
+    if unknown:
+        raise PayloadError(f"unknown field(s) {sorted(unknown)}; allowed: spectra, axis, policy, budget, threshold")
+    if "spectra" not in obj:
+        raise PayloadError('JSON body lacks "spectra": a list of spectra (lists of numbers)')
+    X = _numeric_matrix(obj["spectra"], "spectra", max_rows)
+    axis = obj.get("axis")
+    if axis is None:
+        return X, None
+    if not isinstance(axis, list) or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in axis):
+        raise PayloadError("axis must be a list of numbers (one per spectrum point)")
+    ax = np.asarray(axis, dtype=np.float64)
+    if ax.shape != (X.shape[1],):
+        raise PayloadError(f"axis has {ax.size} values but each spectrum has {X.shape[1]}")
+    _check_finite(ax, "axis")
+    return X, ax
+
+
+# ---------------------------------------------------------------------------------------------
+# options
+
+
+def parse_threshold(value: Any, n_exits: int) -> tuple[float, ...] | None:
+    """A threshold given as a number, a list, or a comma-separated string -> validated tuple."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        parts = [p.strip() for p in value.split(",")]
+        try:
+            values = [float(p) for p in parts]
+        except ValueError:
+            raise PayloadError(f"threshold={value!r:.60} is not a number or comma-separated numbers in [0, 1]") from None
+    elif isinstance(value, bool):
+        raise PayloadError(f"threshold={value!r} is not a number in [0, 1]")
+    elif isinstance(value, (int, float)):
+        values = [float(value)]
+    elif isinstance(value, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+        values = [float(v) for v in value]
+    else:
+        raise PayloadError(f"threshold must be a number in [0, 1] or a list of them; got {_kind(value)}")
+    if len(values) not in (1, n_exits - 1, n_exits):
+        raise PayloadError(f"threshold has {len(values)} values; give 1, {n_exits - 1} or {n_exits}")
+    if any(not math.isfinite(v) or v < 0 or v > 1 for v in values):
+        raise PayloadError(f"threshold values must be in [0, 1]; got {values}")
+    return tuple(values)
+
+
+def parse_options(policy: Any, budget: Any, threshold: Any, *, n_exits: int) -> RequestOptions:
+    """Validate the policy options of a request (JSON fields or query parameters).
+
+    ``policy`` defaults to ``"full"``; ``anytime`` and ``batch`` need a budget (``batch`` in
+    MACs); ``threshold`` without a value uses the model's calibrated thresholds.
+    """
+    from scai.inference.budget import parse_budget
+
+    policy = "full" if policy in (None, "") else policy
+    if not isinstance(policy, str) or policy not in POLICIES:
+        raise PayloadError(f"policy={policy!r:.40} is unknown; use one of {list(POLICIES)}")
+    budget_text: str | None = None
+    if budget not in (None, ""):
+        if isinstance(budget, bool) or not isinstance(budget, (str, int, float)):
+            raise PayloadError(f"budget must be a string such as '150k' or '2ms' or a number of MACs; got {_kind(budget)}")
+        budget_text = str(budget)
+        try:
+            parsed = parse_budget(budget if isinstance(budget, str) else float(budget))
+        except (ValueError, TypeError) as exc:
+            raise PayloadError(f"budget={budget!r:.40} is not allowed: {_short(exc)}") from None
+        if policy == "batch" and parsed.unit != "macs":
+            raise PayloadError(f"policy 'batch' takes a mean budget in MACs (e.g. '200k'); got {budget_text!r}")
+    if policy in ("anytime", "batch") and budget_text is None:
+        raise PayloadError(f"policy {policy!r} needs a budget, e.g. budget=150k (MACs) or 2ms")
+    th = parse_threshold(threshold, n_exits)
+    if th is not None and policy != "threshold":
+        raise PayloadError(f"threshold is only used by policy 'threshold'; got policy {policy!r}")
+    return RequestOptions(policy=policy, budget=budget_text, threshold=th)
+
+
+def parse_stage(value: Any, n_exits: int) -> int:
+    """The stage index ``k`` whose features are sent; the centre continues at ``k + 1``."""
+    if value is None or value == "":
+        raise PayloadError(f"missing query parameter stage (the index 0..{n_exits - 2} of the last stage run on the edge)")
+    try:
+        k = int(str(value))
+    except ValueError:
+        raise PayloadError(f"stage={value!r:.40} is not an integer; use 0..{n_exits - 2}") from None
+    if not 0 <= k <= n_exits - 2:
+        raise PayloadError(
+            f"stage={k} is out of range; features of stage 0..{n_exits - 2} can be continued "
+            f"(the model has {n_exits} stages, the last one has nothing after it)"
+        )
+    return k
