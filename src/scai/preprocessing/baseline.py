@@ -51,7 +51,8 @@ class BaselineCorrection(Step):
 
     def __init__(self, method: str = "asls", params: dict[str, Any] | None = None, axis: Any = None, **kwargs: Any) -> None:
         self.method = method
-        self.params = {**(params or {}), **kwargs}
+        # Keep the caller's dict object when there are no extra keywords (sklearn.clone checks identity).
+        self.params = {**(params or {}), **kwargs} if kwargs else params
         self.axis = axis
 
     def _fit(self, X: np.ndarray, y: Any) -> None:
