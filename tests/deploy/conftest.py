@@ -102,10 +102,10 @@ def start_server(service: Any, **kwargs: Any) -> LiveServer:
 
 @pytest.fixture(scope="session")
 def live(service: Any) -> Iterator[LiveServer]:
-    """The computing centre with a bearer token and a small body limit (64 KiB)."""
+    """The computing centre with a bearer token and a small body limit (256 KiB)."""
     from scai.deploy.server import ServerConfig
 
-    srv = start_server(service, token=TOKEN, config=ServerConfig(max_body_bytes=64 << 10, max_rows=16))
+    srv = start_server(service, token=TOKEN, config=ServerConfig(max_body_bytes=256 << 10, max_rows=16))
     yield srv
     srv.stop()
 

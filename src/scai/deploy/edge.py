@@ -150,6 +150,8 @@ class EdgeClient:
         ONNX Runtime intra-op threads (small devices: 1).
     verify : bool
         Check the ONNX files' SHA-256 against the manifest on load.
+    offload_rows : int
+        Most spectra per offload request (keeps requests under the server's size limits).
     """
 
     def __init__(
@@ -164,6 +166,7 @@ class EdgeClient:
         centre_policy: str = "full",
         threads: int = 1,
         verify: bool = True,
+        offload_rows: int = 16,
     ) -> None:
         self.export_dir = Path(export_dir)
         self.manifest = load_manifest(self.export_dir, verify=verify)
@@ -192,6 +195,9 @@ class EdgeClient:
         self.timeout_s = float(timeout_s)
         self.centre_policy = centre_policy
         self.threads = int(threads)
+        if offload_rows < 1:
+            raise ValueError(f"offload_rows={offload_rows!r} must be >= 1")
+        self.offload_rows = int(offload_rows)
         self._sessions: dict[int, Any] = {}
         self._pipeline = self._load_pipeline(m["preprocessing"])
         # Loopback needs no proxy; elsewhere honour the environment's proxy settings.
@@ -382,7 +388,9 @@ class EdgeClient:
             sizes = self.payload_bytes(k)
             kind = "features" if "features" in sizes and sizes["features"] <= sizes["raw"] else "raw"
             groups.setdefault((kind, k if kind == "features" else -1), []).append(i)
-        for (kind, k), rows in groups.items():
+        chunks = [(key, rows[s : s + self.offload_rows]) for key, rows in groups.items()
+                  for s in range(0, len(rows), self.offload_rows)]
+        for (kind, k), rows in chunks:
             if kind == "raw":
                 body = encode_npy(raw[rows])
                 path, params = "/v1/predict", {"policy": self.centre_policy}
