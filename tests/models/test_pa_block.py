@@ -179,10 +179,18 @@ def mixed_scores(units: int, batch: int, width: int, seed: int = 0) -> torch.Ten
     return h
 
 
+@pytest.fixture
+def small_auto(monkeypatch):
+    """Let "auto" use the sparse path on tiny test inputs too."""
+    import scai.models._sparse as sparse
+
+    monkeypatch.setattr(sparse, "AUTO_MIN_ROWS", 0)
+
+
 @pytest.mark.parametrize("kernel_size", [1, 3, 5])
 @pytest.mark.parametrize("mode", ["sparse", "auto"])
 @torch.no_grad()
-def test_sparse_equals_dense_block(kernel_size, mode):
+def test_sparse_equals_dense_block(kernel_size, mode, small_auto):
     torch.manual_seed(0)
     block = PABlock(6, 4, kernel_size=kernel_size).eval()
     randomise_bn(block)
@@ -204,7 +212,7 @@ def test_sparse_equals_dense_block(kernel_size, mode):
 
 @pytest.mark.parametrize("mode", ["sparse", "auto"])
 @torch.no_grad()
-def test_sparse_equals_dense_network(mode):
+def test_sparse_equals_dense_network(mode, small_auto):
     torch.manual_seed(1)
     net = create_model("scai_plus", 128, 3, channels=(4, 8, 8)).eval()
     randomise_bn(net)
@@ -234,5 +242,5 @@ def test_set_execution_rejects_unknown_mode():
     net = create_model("scai_plus", 128, 3, channels=(4, 8))
     with pytest.raises(ValueError, match="dense"):
         net.set_execution("fast")
-    assert not net.sparse
-    assert net.set_execution("auto").blocks[0].execution == "auto"
+    assert net.sparse and net.blocks[0].execution == "auto"  # the default
+    assert not net.set_execution("dense").sparse and net.blocks[0].execution == "dense"

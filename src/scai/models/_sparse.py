@@ -1,25 +1,28 @@
-"""Sparse inference path of ``PABlock``: run each unit only at active positions.
+"""Sparse inference path of ``PABlock``: run each unit only where it is needed.
 
-Layout. The whole block works channels-last on one long sequence ``flat`` of shape (B*Wp, C):
-every sample padded with ``halo`` zero rows on each side and the samples laid end to end.
-Gathers and scatters then move whole rows, and a unit's convolutions are ordinary oneDNN calls
-on a sequence with batch 1 (see ``_conv``); the zero pad rows give each sample its own padding.
+Layout. The block works channels-last on one long sequence of shape (rows, C): every sample
+padded with ``halo`` zero rows on each side and the samples laid end to end. A unit's convs are
+then single oneDNN calls on a batch-1 sequence (``_conv``) and the zero pad rows give each sample
+its own zero padding.
 
-Sparsity. For a unit with active positions A, the output at a in A needs conv1 at a-r..a+r and
-so x at a-2r..a+2r (r = kernel // 2; halo 2 for kernel 3). We gather the rows of
-D = dilate(A, 2r) into a packed sequence (keeping their order) and run both convs on it. Packed
-neighbours of an active row are its true neighbours, because all of a-2r..a+2r are in D and
-are consecutive; the rows at the edges of a run, where packed neighbours come from another
-run, are computed but never used. conv1 outputs at pad rows are zeroed, which is what conv2's
-zero padding sees in the dense path. So only |D| rows are computed instead of B*W, with no
-per-run bookkeeping.
+Working set. Positions only ever halt, never restart. Before each unit the working set shrinks
+to D = dilate(active, 2r) (r = kernel // 2, so a halo of 2 for conv3 -> conv3): the rows the
+active outputs depend on. The next unit runs on those rows only, exactly like the dense masked
+step (compute, keep where active, update the halting state). Inside D the neighbours of an
+active row are its true neighbours (all of a-2r..a+2r are in D and consecutive); rows at the
+edge of a run, whose packed neighbours belong to another run, are computed but never used, and
+conv1 outputs on pad rows are zeroed as conv2's zero padding requires. Rows that leave the set
+are finished: their block output, N and R are stored then. With the usual contiguous bands the
+halo adds a few rows per band, and shrinking happens once or twice per block, so the per-unit
+work is close to the active MACs and there is no per-unit gather/scatter.
 
 Halting. The 3-tap conv of the halting head needs x_s at a-1..a+1, which lie in D as well; the
-global average pool is kept as a running per-sample sum updated with the residuals of the changed
-rows, so it sees the whole (partially copied) map without a full pass.
+global average pool is a running per-sample sum updated with the residuals (zero where nothing
+changed), so it sees the whole (partially copied) map without a full pass.
 
 Batch norm is folded into the unit convs (eval mode), so a unit is conv-bias-ReLU-conv-bias.
-"auto" runs a unit on all rows (no gather) when the active fraction is above ``AUTO_SPARSE_BELOW``.
+Shrinking costs a gather, so "auto" shrinks only when at least 10 % of the rows can go
+(``AUTO_SHRINK``) and leaves tiny batches to the dense path (``AUTO_MIN_ROWS``).
 """
 
 from __future__ import annotations
@@ -31,13 +34,18 @@ import torch.nn.functional as F
 from torch import Tensor
 
 if TYPE_CHECKING:
+    from scai.models.layers import ResidualUnit
     from scai.models.pa_block import PABlock, PAResult
 
-__all__ = ["pa_block_sparse", "AUTO_SPARSE_BELOW"]
+__all__ = ["pa_block_sparse", "AUTO_SHRINK", "SPARSE_SHRINK", "AUTO_MIN_ROWS"]
 
-#: "auto" gathers active neighbourhoods when at most this fraction of positions is active
-#: (measured break-even, see benchmarks/pa_sparse.py); above it a unit runs on every row.
-AUTO_SPARSE_BELOW = 0.6
+#: "auto" drops finished rows from the working set once the rows still needed are at most this
+#: fraction of it (measured break-even, see benchmarks/pa_sparse.py); "sparse" uses SPARSE_SHRINK.
+AUTO_SHRINK = 0.9
+SPARSE_SHRINK = 1.0
+#: "auto" runs the dense path when a block has fewer rows (batch x length) than this: there the
+#: cost is per-operation overhead, which the sparse path has more of (measured at batch 1).
+AUTO_MIN_ROWS = 1024
 
 
 def _dilate(mask: Tensor, radius: int) -> Tensor:
@@ -60,13 +68,25 @@ def _conv(rows: Tensor, weight4: Tensor, bias: Tensor | None, pad: int) -> Tenso
     return y4.permute(0, 2, 3, 1).reshape(T, -1)  # a view when oneDNN kept channels_last
 
 
-def _weight4(w: Tensor) -> Tensor:
-    return w.unsqueeze(2).contiguous(memory_format=torch.channels_last)
+def _folded(unit: ResidualUnit) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """BN-folded conv weights of ``unit`` as channels_last (C, C, 1, k) tensors, plus biases.
+
+    Cached on the unit and recomputed when any parameter or buffer changed (version counters).
+    """
+    tensors = list(unit.parameters()) + list(unit.buffers())
+    key = tuple((id(t), t._version) for t in tensors)
+    cached = getattr(unit, "_sparse_cache", None)
+    if cached is None or cached[0] != key:
+        w1, b1, w2, b2 = unit.folded()
+        w1, w2 = (w.unsqueeze(2).contiguous(memory_format=torch.channels_last) for w in (w1, w2))
+        cached = (key, (w1, b1, w2, b2))
+        object.__setattr__(unit, "_sparse_cache", cached)  # plain attribute: not a buffer
+    return cached[1]
 
 
 @torch.no_grad()
 def pa_block_sparse(block: PABlock, x0: Tensor, mode: str = "sparse") -> PAResult:
-    """Eval-mode forward of ``block`` computing units only where positions are active.
+    """Eval-mode forward of ``block`` computing units only on a shrinking working set of rows.
 
     Parameters
     ----------
@@ -74,8 +94,9 @@ def pa_block_sparse(block: PABlock, x0: Tensor, mode: str = "sparse") -> PAResul
     x0 : Tensor (B, C, W)
         Block input.
     mode : {"sparse", "auto"}
-        "sparse" always gathers active neighbourhoods; "auto" does so only when the active
-        fraction of a unit is at most ``AUTO_SPARSE_BELOW``.
+        When to drop finished rows from the working set: "sparse" whenever at least
+        ``1 - SPARSE_SHRINK`` of them can go, "auto" only when ``1 - AUTO_SHRINK`` can (below the
+        measured break-even a gather costs more than it saves).
 
     Returns
     -------
@@ -91,73 +112,88 @@ def pa_block_sparse(block: PABlock, x0: Tensor, mode: str = "sparse") -> PAResul
     Wp = W + 2 * halo
     N = B * Wp
     dev, dt = x0.device, x0.dtype
+    shrink_at = SPARSE_SHRINK if mode == "sparse" else AUTO_SHRINK
 
-    flat = F.pad(x0, (halo, halo)).permute(0, 2, 1).reshape(N, C)  # a copy: rows = positions
+    # Working set: rows (positions) still needed, in order; it starts as every row of every
+    # sample and only shrinks. All state below is indexed by working-set row.
+    rows = torch.arange(N, device=dev)
+    x = F.pad(x0, (halo, halo)).permute(0, 2, 1).reshape(N, C)  # a copy: x_s, channels-last
     real = torch.zeros(B, Wp, dtype=torch.bool, device=dev)
     real[:, halo : halo + W] = True
-    real = real.view(N)
+    real = real.view(N)  # False on the zero pad rows
     sample = torch.arange(B, device=dev).repeat_interleave(Wp)
-
     active = real.clone()
-    cum = torch.zeros(N, dtype=dt, device=dev)
-    rem = torch.ones(N, dtype=dt, device=dev)  # R starts at 1
+    cum = torch.zeros(N, dtype=dt, device=dev)  # sum of halting scores so far
+    rem = torch.ones(N, dtype=dt, device=dev)  # R: starts at 1 (DESIGN fix of Algorithm 1)
     rem_at_halt = torch.zeros(N, dtype=dt, device=dev)
-    steps = torch.zeros(N, dtype=dt, device=dev)
-    out = torch.zeros(N, C, dtype=dt, device=dev)
-    gsum = x0.sum(dim=-1)  # (B, C) running sum for the halting heads' global average pool
+    steps = torch.zeros(N, dtype=dt, device=dev)  # N, units run so far
+    out = torch.zeros(N, C, dtype=dt, device=dev)  # sum_s p_s x_s
     forced = None
     if block.forced_halting is not None:
         forced = F.pad(block.forced_halting.to(dt), (halo, halo)).reshape(n_units - 1, N)
+    gsum = x0.sum(dim=-1)  # (B, C) running sum for the halting heads' global average pool
 
-    n_active: list[Tensor] = []
+    # Final per-position results of rows that left the working set.
+    final_out = torch.zeros(N, C, dtype=dt, device=dev)
+    final_steps = torch.zeros(N, dtype=dt, device=dev)
+    final_rem = torch.zeros(N, dtype=dt, device=dev)
+
+    def retire(idx: Tensor) -> None:  # store the finished results of working rows idx
+        final_out.index_copy_(0, rows[idx], out[idx])
+        final_steps.index_copy_(0, rows[idx], steps[idx])
+        final_rem.index_copy_(0, rows[idx], rem_at_halt[idx])
+
     for s, unit in enumerate(block.units):
-        a_rows = torch.nonzero(active).squeeze(1)
-        n = a_rows.numel()
-        if n == 0:
+        if not bool(active.any()):
             break
-        n_active.append(active.view(B, Wp).sum(dim=1))
-        w1, b1, w2, b2 = unit.folded()
-        if mode == "sparse" or n <= AUTO_SPARSE_BELOW * B * W:
-            rows = torch.nonzero(_dilate(active, halo)).squeeze(1)
-            pos = torch.nonzero(active[rows]).squeeze(1)  # where the active rows sit in `rows`
-            packed = flat.index_select(0, rows)
-            keep = real[rows]
-        else:  # every row: no gather
-            pos, packed, keep = a_rows, flat, real
-        z = _conv(packed, _weight4(w1), b1, r).relu_().mul_(keep.unsqueeze(1))
-        res = _conv(z, _weight4(w2), b2, r).index_select(0, pos)
-        x_new = packed.index_select(0, pos).add_(res)  # (n, C)
-        flat.index_copy_(0, a_rows, x_new)
+        # Shrink to the rows the active outputs depend on: dilate(active, 2r). Working rows are
+        # true neighbours wherever it matters (the set always contains these neighbourhoods).
+        needed = _dilate(active, halo)
+        n_needed = int(needed.sum())
+        if n_needed < rows.numel() and n_needed <= shrink_at * rows.numel():
+            retire(torch.nonzero(~needed).squeeze(1))
+            keep = torch.nonzero(needed).squeeze(1)
+            rows, x, real, sample, active = rows[keep], x[keep], real[keep], sample[keep], active[keep]
+            cum, rem, rem_at_halt, steps, out = cum[keep], rem[keep], rem_at_halt[keep], steps[keep], out[keep]
+            if forced is not None:
+                forced = forced[:, keep]
+        act = active.to(dt)
+
+        # The unit, on every working row (conv-bias-ReLU-conv-bias, BN folded), kept where active.
+        w1, b1, w2, b2 = _folded(unit)
+        z = _conv(x, w1, b1, r).relu_().mul_(real.unsqueeze(1))  # conv2 sees zero padding
+        res = _conv(z, w2, b2, r).mul_(act.unsqueeze(1))
+        x = x.add_(res)
 
         if s < n_units - 1:
             head = block.halting[s]
-            if packed is not flat:
-                packed.index_copy_(0, pos, x_new)  # the halting conv sees the updated map
-            taps = packed @ head.local.weight[0]  # (T, 3): tap j of the 3-tap conv at every row
-            local = taps[pos - 1, 0] + taps[pos, 1] + taps[pos + 1, 2] + head.local.bias
-            gsum.index_add_(0, sample[a_rows], res)
+            taps = x @ head.local.weight[0]  # (T, 3): the 3-tap conv's terms at every row
+            local = taps[:, 1] + head.local.bias
+            local[1:] += taps[:-1, 0]
+            local[:-1] += taps[1:, 2]
+            gsum.index_add_(0, sample, res)  # res is zero where nothing changed
             glob = (gsum / W) @ head.glob.weight[0]  # (B,)
-            h = torch.sigmoid(local + glob[sample[a_rows]])
-            if forced is not None:
-                h = forced[s].index_select(0, a_rows)
+            h = torch.sigmoid(local + glob[sample]) if forced is None else forced[s]
         else:
-            h = torch.ones(n, dtype=dt, device=dev)
+            h = torch.ones_like(cum)
 
-        c = cum[a_rows] + h
-        halt = c >= 1.0 - block.eps
-        r_a = rem[a_rows]
-        p = torch.where(halt, r_a, h)
-        out.index_copy_(0, a_rows, out.index_select(0, a_rows).addcmul_(x_new, p.unsqueeze(1)))
-        rem_at_halt[a_rows] = torch.where(halt, r_a, rem_at_halt[a_rows])
-        rem[a_rows] = torch.where(halt, r_a, r_a - h)
-        cum[a_rows] = c
-        steps[a_rows] += 1
-        active[a_rows[halt]] = False
+        # Halting bookkeeping: the dense path's step, restricted to the working rows.
+        h = h * act
+        cum = cum + h
+        halt = active & (cum >= 1.0 - block.eps)
+        out.addcmul_(x, torch.where(halt, rem, h).unsqueeze(1))
+        rem_at_halt = torch.where(halt, rem, rem_at_halt)
+        rem = rem - h
+        steps = steps + act
+        active = active & ~halt
+
+    retire(torch.arange(rows.numel(), device=dev))
 
     def unflat(t: Tensor) -> Tensor:  # (B*Wp, ...) -> (B, W, ...) without the pad rows
         return t.view(B, Wp, *t.shape[1:])[:, halo : halo + W]
 
-    features = unflat(out).permute(0, 2, 1) + x0
-    steps_bw = unflat(steps)
-    ponder = (steps_bw + unflat(rem_at_halt)).mean(dim=1)
-    return PAResult(features, ponder, steps_bw.contiguous(), block._macs_from_counts(n_active))
+    features = unflat(final_out).permute(0, 2, 1) + x0
+    steps_bw = unflat(final_steps).contiguous()
+    ponder = (steps_bw + unflat(final_rem)).mean(dim=1)
+    n_active = [(steps_bw > u).sum(dim=1) for u in range(n_units)]  # unit u ran where N > u
+    return PAResult(features, ponder, steps_bw, block._macs_from_counts(n_active))

@@ -140,9 +140,10 @@ class PABlock(nn.Module):
 
     def forward(self, x: Tensor) -> PAResult:
         if not self.training and self.execution != "dense" and not _exporting():
-            from scai.models._sparse import pa_block_sparse
+            from scai.models._sparse import AUTO_MIN_ROWS, pa_block_sparse
 
-            return pa_block_sparse(self, x, self.execution)
+            if self.execution == "sparse" or x.shape[0] * x.shape[2] >= AUTO_MIN_ROWS:
+                return pa_block_sparse(self, x, self.execution)
         return self._forward_dense(x)
 
     def _forward_dense(self, x0: Tensor) -> PAResult:
@@ -180,4 +181,5 @@ class PABlock(nn.Module):
 
 
 def _exporting() -> bool:
-    return torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
+    """True while traced/exported/compiled: no data-dependent branches, dense path only."""
+    return torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling()
