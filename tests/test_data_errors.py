@@ -206,3 +206,15 @@ def test_validate_training() -> None:
         validate_training(Spectra(X, np.arange(3.0), np.zeros(5, dtype=int), ("a",)))
     with pytest.raises(LabelError, match="no labels"):
         validate_training(Spectra(X, np.arange(3.0)))
+
+
+def test_chunked_errors_keep_global_row_numbers(tmp_path: Path) -> None:
+    from scai.data import iter_chunks
+
+    p = _write(tmp_path, "label,1,2\na,1,2\nb,3,4\na,5,6\nb,7,oops\n")
+    chunks = iter_chunks(p, 2)
+    assert next(chunks).n_samples == 2
+    with pytest.raises(DataFormatError, match=r"row 4 \(line 5\), column 3 \('2'\): non-numeric cell 'oops'"):
+        next(chunks)
+    with pytest.raises(LabelError, match=r"row 2 \(line 3\): label 'b' is not a known class \('a'\)"):
+        list(iter_chunks(_write(tmp_path, "label,1,2\na,1,2\nb,3,4\n", "ok.csv"), 10, class_names=["a"]))
