@@ -243,3 +243,10 @@ def test_no_warning_on_clean_file() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         read(DATA / "milk_adulteration_30.csv")
+
+
+def test_headerless_text_labels(tmp_path: Path) -> None:
+    p = tmp_path / "nohead.csv"
+    p.write_text("x,1,2\ny,3,4\n")
+    s = read(p, label_column=0, header=False)
+    assert s.class_names == ("x", "y") and s.X.tolist() == [[1, 2], [3, 4]] and s.axis_unit == "index"
