@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--n-spectra", type=int, default=1024, help="spectra per timed pass (test set tiled)")
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--threads", type=int, default=None, help="torch threads while timing (default: torch's)")
-    parser.add_argument("--train-seconds", type=float, default=120.0, help="time cap of the quick training")
+    parser.add_argument("--train-seconds", type=float, default=300.0, help="time cap of the quick training")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args(argv)
@@ -205,6 +205,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     out = pred.predict(X, policy="threshold", thresholds=cal.thresholds, batch_size=args.batch_size)
     full_out = pred.predict(X, policy="full", batch_size=args.batch_size)
     ratio = statistics.median(early_t) / statistics.median(full_t)
+    # Shared machines drift: the per-repeat (paired) ratio and the best-of ratio are steadier.
+    paired = statistics.median(e / f for e, f in zip(early_t, full_t))
+    best = min(early_t) / min(full_t)
+    notes = []
+    if not src["trained"]:
+        notes.append("untrained network: thresholds route the planned exit mix; accuracies not meaningful")
+    else:
+        chance = 1.0 / int(net.n_classes)
+        if full_out.accuracy(y) < 2 * chance:
+            notes.append(
+                f"the network barely learned (full accuracy {full_out.accuracy(y):.2f}, chance {chance:.2f}): "
+                "exits are routed by nearly meaningless confidences; the timing is still valid "
+                "(raise --train-seconds or pass --model)"
+            )
     shares = np.bincount(out.exit, minlength=pred.n_exits) / len(X)
 
     result = {
@@ -234,8 +248,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "full_median_s": statistics.median(full_t),
         "early_exit_median_s": statistics.median(early_t),
         "ratio": ratio,
+        "ratio_paired_median": paired,
+        "ratio_best_of": best,
         "target_ratio": TARGET_RATIO,
         "meets_target": bool(ratio <= TARGET_RATIO),
+        "notes": notes,
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),
@@ -251,8 +268,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(
         f"wall time, {len(X)} spectra at batch {args.batch_size}, median of {args.repeats}: "
         f"full {result['full_median_s'] * 1e3:.1f} ms, early exit {result['early_exit_median_s'] * 1e3:.1f} ms, "
-        f"ratio {ratio:.3f} (target <= {TARGET_RATIO}) on {torch.get_num_threads()} torch threads"
+        f"ratio {ratio:.3f} (target <= {TARGET_RATIO}) on {torch.get_num_threads()} torch threads; "
+        f"paired-median ratio {paired:.3f}, best-of ratio {best:.3f}"
     )
+    for note in notes:
+        print(f"NOTE: {note}")
     path = Path(args.out)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=2, allow_nan=False) + "\n")

@@ -33,7 +33,7 @@ def test_softmax_per_exit_temperature():
 
 def test_fit_temperatures_recovers_known_temperature():
     rng = np.random.default_rng(0)
-    n, c = 4000, 4
+    n, c = 2000, 4
     true_logits = rng.normal(size=(n, c)) * 2.0
     y = np.array([rng.choice(c, p=p) for p in softmax(true_logits)])
     # exit 0 over-confident by x3, exit 1 under-confident by x0.5, exit 2 calibrated

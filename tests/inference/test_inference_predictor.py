@@ -87,13 +87,20 @@ def test_anytime_string_budgets_in_macs_and_ms(tiny_net, spectra):
     assert np.all(out.exit == 1)
     ms = pred.measure_stage_latency(batch_size=16, repeats=2)
     assert ms.shape == (3,) and np.all(ms > 0)
-    assert pred.measure_stage_latency(batch_size=16) is not ms  # cached copy, same values
-    np.testing.assert_array_equal(pred.measure_stage_latency(batch_size=16), ms)
+    np.testing.assert_array_equal(pred.measure_stage_latency(batch_size=16), ms)  # cached
     out = pred.predict(spectra, policy="anytime", budget="1000 s", batch_size=16)
     assert np.all(out.exit == 2) and "ms" in out.budget_conversion and "measured" in out.budget_conversion
     tiny = f"{ms[0] / 10:.8f} ms"
     out = pred.predict(spectra, policy="anytime", budget=tiny, batch_size=16)
     assert np.all(out.exit == 0) and np.all(out.flagged)
+    with pytest.raises(BudgetError, match="shape"):
+        pred.predict(spectra, policy="anytime", budget=np.ones(3) * 1e9)
+    # at an exit's cumulative latency the conversion lands exactly on that exit's MACs
+    cum = np.cumsum(ms)
+    macs, how = pred.budget_to_macs(f"{float(cum[1])!r} ms", batch_size=16)
+    assert macs == pytest.approx(tiny_net.exit_macs()[1]) and "batch 16" in how
+    macs, _ = pred.budget_to_macs(f"{float(cum[0] + cum[1]) / 2!r} ms", batch_size=16)
+    assert tiny_net.exit_macs()[0] < macs < tiny_net.exit_macs()[1]
 
 
 def test_full_policy_matches_forward(tiny_net, spectra):

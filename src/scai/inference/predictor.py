@@ -110,7 +110,8 @@ class Predictor:
     ----------
     network : torch.nn.Module
         A multi-exit network following the stage contract of ``docs/CONTRACTS.md``
-        (``n_exits``, ``in_length``, ``n_classes``, ``run_stage``, ``exit_macs``).
+        (``n_exits``, ``in_length``, ``n_classes``, ``run_stage``, ``exit_macs``). It is put in
+        eval mode and, when it has ``set_execution``, in the requested execution mode.
     temperatures : array-like of shape (n_exits,), optional
         Per-exit temperatures (see :func:`~scai.inference.fit_temperatures`). ``None`` means 1
         until :meth:`calibrate` fits them (it does by default).
@@ -173,7 +174,7 @@ class Predictor:
         self.threads = threads
         self.thresholds = None if thresholds is None else np.asarray(thresholds, dtype=np.float64)
         self.calibration_: BatchCalibration | None = None
-        self._latency_cache: dict[tuple[int, str], np.ndarray] = {}
+        self._latency_cache: dict[int, np.ndarray] = {}
         network.eval()
         if hasattr(network, "set_execution"):
             network.set_execution(sparse)
@@ -292,13 +293,14 @@ class Predictor:
         return cal
 
     def measure_stage_latency(
-        self, batch_size: int = 256, *, X: np.ndarray | None = None, repeats: int = 5
+        self, batch_size: int = 256, *, X: np.ndarray | None = None, repeats: int = 5, refresh: bool = False
     ) -> np.ndarray:
         """Milliseconds per spectrum that each stage takes on this machine, at ``batch_size``.
 
-        Measured once per batch size and cached (pass ``X`` with representative spectra for
-        position-adaptive networks, whose speed depends on the input; without it, standard
-        normal noise is used). Median over ``repeats`` after one warm-up pass.
+        Measured once per batch size and cached; millisecond budgets are converted with the
+        cached table. Pass ``X`` (representative spectra) to re-measure on real data, which
+        matters for position-adaptive networks whose speed depends on the input; without it,
+        standard normal noise is used. Median over ``repeats`` after one warm-up pass.
 
         Returns
         -------
@@ -307,15 +309,13 @@ class Predictor:
         import torch
 
         batch_size = self._check_batch_size(batch_size)
-        key = (batch_size, "random" if X is None else f"data{id(X)}")
-        if key in self._latency_cache:
-            return self._latency_cache[key].copy()
+        if X is None and not refresh and batch_size in self._latency_cache:
+            return self._latency_cache[batch_size].copy()
         W = int(self.network.in_length)
         if X is None:
             data = np.random.default_rng(0).standard_normal((batch_size, W)).astype(np.float32)
         else:
-            data = self._check_X(X)
-            data = np.resize(data, (batch_size, W)).astype(np.float32)
+            data = np.resize(self._check_X(X), (batch_size, W)).astype(np.float32)
         times = np.zeros((max(int(repeats), 1), self.n_exits))
         with self._torch_threads(), torch.inference_mode():
             x = torch.from_numpy(data).unsqueeze(1)
@@ -328,7 +328,7 @@ class Predictor:
                     if r >= 0:
                         times[r, k] = dt
         ms = np.median(times, axis=0) * 1e3 / batch_size
-        self._latency_cache[key] = ms
+        self._latency_cache[batch_size] = ms
         return ms.copy()
 
     def budget_to_macs(
@@ -439,9 +439,9 @@ class Predictor:
             if budget is None:
                 raise BudgetError("budget=None is not allowed with policy='anytime'; pass e.g. '150k' or '3ms'")
             value, conversion = self.budget_to_macs(budget, batch_size=batch_size)
-            budget_macs = np.broadcast_to(np.asarray(value, dtype=np.float64), (n,)).copy()
-            if budget_macs.shape != (n,):
+            if np.ndim(value) not in (0,) and np.shape(value) != (n,):
                 raise BudgetError(f"budget has shape {np.shape(value)}; expected a scalar or ({n},)")
+            budget_macs = np.broadcast_to(np.asarray(value, dtype=np.float64), (n,)).copy()
         # Static cost of each next stage at full compute: the anytime look-ahead.
         next_cost = np.append(np.diff(self.exit_macs), np.inf)
 
