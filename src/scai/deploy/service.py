@@ -110,7 +110,21 @@ class ModelService:
         """Answer ``jobs``; one result dict (or exception) per job, in order."""
         out: list[Any] = [None] * len(jobs)
         inputs: dict[int, np.ndarray] = {}
+        # Raw spectra on the model's own axis share one preprocessing call.
+        plain = [i for i, j in enumerate(jobs) if j.kind == "predict" and j.axis is None
+                 and j.data.ndim == 2 and j.data.shape[1] == self.estimator.n_features_in_]
+        if len(plain) > 1:
+            try:
+                Z = self._prepare(Job("predict", np.concatenate([jobs[i].data for i in plain]), jobs[plain[0]].options))
+                start = 0
+                for i in plain:
+                    inputs[i] = Z[start : start + jobs[i].rows]
+                    start += jobs[i].rows
+            except (ValueError, TypeError):
+                pass  # one bad job: fall back to one call per job so only it fails
         for idx, job in enumerate(jobs):
+            if idx in inputs:
+                continue
             try:
                 inputs[idx] = self._prepare(job)
             except (ValueError, TypeError) as exc:
