@@ -1,0 +1,102 @@
+"""``scai bench``: reproduce the paper's experiments (§4.4–4.7) and write results + report."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any
+
+from scai.cli._common import CliError
+
+__all__ = ["register", "add_arguments", "config_from_args", "run"]
+
+HELP = """\
+Train and evaluate SCAI, SCAI+, SCAI+ w/o distillation, ResNet-1D / DRSN-CS / DRSN-CW at several
+depths and the classical anchors (SVM-RBF, PLS-DA, logistic regression, MiniRocket) on every
+dataset with identical splits, preprocessing and seeds. Writes results.json (after every run,
+so --resume continues a stopped run), figures/, report.md and report.html into --out.
+
+--quick: embedded milk_adulteration, seed 0, 2 epochs, tiny networks (checks the pipeline).
+The full run takes many hours on 2 cores; see docs/benchmarks.md for the estimate.
+"""
+
+
+def _csv(text: str) -> tuple[str, ...]:
+    return tuple(t.strip() for t in text.split(",") if t.strip())
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(t) for t in _csv(text))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from exc
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Options shared by ``scai bench`` and ``benchmarks/paper.py``."""
+    p.add_argument("--quick", action="store_true", help="tiny pipeline check: milk_adulteration, seed 0, 2 epochs, tiny nets")
+    p.add_argument("--datasets", type=_csv, default=None, help="comma-separated dataset names (default: every .npz in the data folder)")
+    p.add_argument("--seeds", type=_ints, default=None, help="comma-separated seeds (default 0,1,2)")
+    p.add_argument("--epochs", type=int, default=None, help="maximum epochs per network (default 200)")
+    p.add_argument("--patience", type=int, default=None, help="early-stopping patience (default 50, as in the paper)")
+    p.add_argument("--depths", type=_ints, default=None, help="residual units of the static baselines (default 2,4,8,16)")
+    p.add_argument("--methods", type=_csv, default=None, help="methods or families, e.g. scai_plus,resnet1d,svm_rbf (default: all)")
+    p.add_argument("--out", default=None, help="results folder (default benchmarks/results/paper, quick: benchmarks/results/paper-quick)")
+    p.add_argument("--data-dir", default=None, help="folder of <name>.npz datasets (default: $SCAI_DATA_DIR or ../shared/datasets)")
+    p.add_argument("--preprocessing", default=None, help="auto (raman for cm-1 axes, ftir otherwise; default), raman, ftir, snv, none")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default 2)")
+    p.add_argument("--resume", action="store_true", help="skip (dataset, method, seed) runs already in results.json")
+    p.add_argument("--report-only", action="store_true", help="only re-render figures and reports from an existing results.json")
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("bench", help="reproduce the paper's experiments", description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(p)
+    p.set_defaults(func=run)
+
+
+def config_from_args(args: argparse.Namespace) -> Any:
+    """A :class:`scai.report.bench.BenchConfig` from parsed options (``--quick`` sets the defaults)."""
+    from scai.report.bench import BenchConfig, quick_config
+
+    fields = {
+        "datasets": args.datasets,
+        "seeds": args.seeds,
+        "epochs": args.epochs,
+        "patience": args.patience,
+        "depths": args.depths,
+        "methods": args.methods,
+        "out": args.out,
+        "data_dir": args.data_dir,
+        "preprocessing": args.preprocessing,
+        "threads": args.threads,
+        "resume": bool(args.resume),
+    }
+    if args.quick:
+        return quick_config(**fields)
+    return BenchConfig(**{k: v for k, v in fields.items() if v is not None})
+
+
+def run(args: argparse.Namespace) -> int:
+    from scai.report.bench import load_results, run_benchmark
+    from scai.report.html import write_report
+
+    cfg = config_from_args(args)
+    for name in ("epochs", "threads"):
+        if getattr(cfg, name) < 1:
+            raise CliError(f"--{name} must be >= 1; got {getattr(cfg, name)}")
+    if not cfg.seeds:
+        raise CliError("--seeds is empty; give at least one seed, e.g. --seeds 0,1,2")
+    out = Path(cfg.out)
+    t0 = time.perf_counter()
+    if args.report_only:
+        path = out / "results.json"
+        if not path.is_file():
+            raise CliError(f"--report-only: {path} does not exist; run the benchmark first")
+        results = load_results(path)
+    else:
+        results = run_benchmark(cfg)
+    paths = write_report(results, out)
+    print(f"wrote {out / 'results.json'}, {paths['md']}, {paths['html']} and {out / 'figures'}/ in {time.perf_counter() - t0:.1f} s")
+    return 0

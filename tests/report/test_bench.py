@@ -1,0 +1,136 @@
+"""The paper benchmark: helpers on hand-made curves, and ``scai bench --quick`` end to end."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from scai.report.bench import (
+    SCHEMA,
+    allocation_bands,
+    curve_at,
+    default_methods,
+    macs_to_reach,
+    mean_curve,
+    select_methods,
+)
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+# --------------------------------------------------------------------------- helpers
+def test_curve_at_anytime_is_a_step_and_batch_interpolates():
+    rows = [{"budget_macs": 10.0, "mean_macs": 10.0, "accuracy": 0.5}, {"budget_macs": 100.0, "mean_macs": 100.0, "accuracy": 0.9}]
+    assert curve_at(rows, 5.0, "anytime") is None
+    assert curve_at(rows, 50.0, "anytime") == 0.5
+    assert curve_at(rows, 1000.0, "anytime") == 0.9
+    assert curve_at(rows, np.sqrt(1000.0), "batch") == pytest.approx(0.7)
+
+
+def test_mean_curve_averages_seeds_on_a_common_grid():
+    a = [{"mean_macs": 10.0, "accuracy": 0.4}, {"mean_macs": 100.0, "accuracy": 0.8}]
+    b = [{"mean_macs": 10.0, "accuracy": 0.6}, {"mean_macs": 100.0, "accuracy": 1.0}]
+    rows = mean_curve([a, b], "batch", n=5)
+    assert rows[0]["accuracy"] == pytest.approx(0.5) and rows[-1]["accuracy"] == pytest.approx(0.9)
+
+
+def test_macs_to_reach_interpolates_and_says_not_reached():
+    pts = [(100.0, 0.6), (1000.0, 0.8), (10000.0, 0.9)]
+    macs, note = macs_to_reach(pts, 0.7)
+    assert note == "interpolated" and macs == pytest.approx(np.sqrt(100.0 * 1000.0))
+    assert macs_to_reach(pts, 0.5) == (100.0, "shallowest depth")
+    assert macs_to_reach(pts, 0.95) == (None, "not reached")
+
+
+def test_allocation_bands_find_the_busy_region():
+    axis = np.linspace(400.0, 1800.0, 200)
+    units = [np.where((axis > 1000) & (axis < 1100), 4.0, 1.0), np.ones(50)]
+    bands = allocation_bands(units, axis, top_fraction=0.05)
+    assert 990 <= bands[0]["from"] <= bands[0]["to"] <= 1110
+
+
+def test_methods_cover_the_paper_and_the_anchors():
+    names = {m.name for m in default_methods()}
+    assert {"scai", "scai_plus", "scai_plus_nokd", "svm_rbf", "pls_da", "logreg_snv", "minirocket"} <= names
+    for family in ("resnet1d", "drsn_cs", "drsn_cw"):
+        assert sum(n.startswith(family + "_d") for n in names) >= 4
+    assert [m.name for m in select_methods(default_methods((1, 2)), ["resnet1d"])] == ["resnet1d_d1", "resnet1d_d2"]
+    with pytest.raises(ValueError, match="unknown method"):
+        select_methods(default_methods(), ["nope"])
+
+
+# --------------------------------------------------------------------------- end to end
+def _bench(args: list[str]) -> int:
+    from scai.cli.main import main
+
+    return main(["bench", *args])
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("bench") / "paper"
+    assert _bench(["--quick", "--out", str(out)]) == 0
+    return out
+
+
+@pytest.mark.slow
+def test_quick_run_writes_results_with_the_schema(quick_run: Path):
+    results = json.loads((quick_run / "results.json").read_text())
+    assert results["schema"] == SCHEMA
+    runs = results["results"]["milk_adulteration"]
+    expected = {m.name for m in default_methods((1, 2), quick=True)}
+    assert set(runs) == expected
+    info = results["datasets"]["milk_adulteration"]
+    assert "8:1:1" in info["protocol"] and len(info["axis"]) == 1738
+    for method, by_seed in runs.items():
+        run = by_seed["0"]
+        for key in ("exits", "anytime", "budgeted_batch", "accuracy", "train_time_s", "inference_time_s", "cpu_time_s"):
+            assert key in run, (method, key)
+        assert 0.0 <= run["accuracy"] <= 1.0 and run["exits"][-1]["accuracy"] == run["accuracy"]
+        if run["kind"] == "adaptive":
+            assert len(run["exits"]) == 4 and run["anytime"] and run["budgeted_batch"] and run["history"]
+            assert all(len(e["val_acc"]) == 4 for e in run["history"])
+        elif run["kind"] == "static":
+            assert len(run["exits"]) == 1 and run["exits"][0]["macs"] > 0
+    assert len(runs["scai_plus"]["0"]["allocation"]) == 4
+
+
+@pytest.mark.slow
+def test_quick_run_writes_reports_and_figures(quick_run: Path):
+    md = (quick_run / "report.md").read_text(encoding="utf-8")
+    html = (quick_run / "report.html").read_text(encoding="utf-8")
+    labels = ["SCAI", "SCAI+", "SCAI+ w/o KD", "ResNet-1D (1 unit)", "ResNet-1D (2 units)", "DRSN-CS (1 unit)",
+              "DRSN-CW (2 units)", "SVM-RBF", "PLS-DA", "logistic (SNV)", "MiniRocket"]
+    table = md.split("## Final-exit test accuracy")[1].split("##")[0]
+    for label in labels:
+        assert f"| {label} |" in table, label
+    assert table.count("\n| ") == 1 + 13  # header + one row per method
+    for claim in ("(a)", "(b)", "(c)", "(d)"):
+        assert claim in md
+    figures = sorted((quick_run / "figures").glob("*.png"))
+    assert {p.name.split("_")[0] for p in figures} == {"fig9a", "fig9b", "fig10", "fig11"}
+    for png in figures:
+        data = png.read_bytes()
+        assert data.startswith(PNG_MAGIC) and len(data) > 5000, png
+        assert f"figures/{png.name}" in md
+    assert html.count('src="data:image/png;base64,') == len(figures)
+    assert "<table>" in html and "figures/" not in html
+
+
+@pytest.mark.slow
+def test_resume_skips_finished_runs_and_report_only_rerenders(quick_run: Path, capsys: pytest.CaptureFixture[str]):
+    before = (quick_run / "results.json").read_text()
+    assert _bench(["--quick", "--out", str(quick_run), "--resume"]) == 0
+    assert "seed=0" not in capsys.readouterr().out  # nothing was re-run
+    assert json.loads((quick_run / "results.json").read_text()) == json.loads(before)
+    (quick_run / "report.md").unlink()
+    assert _bench(["--quick", "--out", str(quick_run), "--report-only"]) == 0
+    assert (quick_run / "report.md").is_file()
+
+
+def test_report_only_without_results_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    assert _bench(["--quick", "--out", str(tmp_path), "--report-only"]) == 2
+    assert "results.json does not exist" in capsys.readouterr().err
