@@ -176,7 +176,7 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
         counts = np.bincount(y_idx, minlength=len(self.classes_))
         if counts.min() < 2:
             bad = self.classes_[int(np.argmin(counts))]
-            raise LabelError(f"class {bad!r} has {counts.min()} sample(s); every class needs at least 2 to train")
+            raise LabelError(f"class {_jsonable(bad)!r} has {counts.min()} sample(s); every class needs at least 2 to train")
 
     def _split(self, y_idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if not 0.0 < self.val_fraction < 1.0:
@@ -361,9 +361,14 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError("budgeted batch takes a budget in MACs (e.g. '200k'), not milliseconds")
         probs, costs = self.validation_outputs()
         cal = calibrate_budgeted_batch(probs, costs, value)
-        result = {"budget_macs": value, "thresholds": np.asarray(cal.thresholds).tolist(), "expected_mean_macs": float(cal.expected_mean_cost)}
-        self.thresholds_[f"{value:g}"] = result
-        return result
+        thresholds = np.asarray(cal.thresholds, dtype=np.float64)
+        # inf = "nobody leaves at this exit"; JSON has no inf, so the stored copy uses null.
+        self.thresholds_[f"{value:g}"] = {
+            "budget_macs": value,
+            "thresholds": [float(t) if np.isfinite(t) else None for t in thresholds],
+            "expected_mean_macs": float(cal.expected_mean_cost),
+        }
+        return {"budget_macs": value, "thresholds": thresholds, "expected_mean_macs": float(cal.expected_mean_cost)}
 
     def validation_outputs(self) -> tuple[np.ndarray, np.ndarray]:
         """(per-exit probabilities, per-sample cumulative MACs) on the stored validation split."""
@@ -375,6 +380,7 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
 
     def predict(self, X: Any, axis: Any = None, **policy: Any) -> np.ndarray:
         """Class labels. With ``policy=`` / ``budget=`` / ``threshold=`` runs that inference policy."""
+        self._check_fitted()
         if policy and policy.get("policy", "full") != "full":
             result = self.predict_detailed(X, axis, **policy)
             return self.classes_[np.asarray(result.class_index)]

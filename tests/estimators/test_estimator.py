@@ -15,7 +15,7 @@ FAST = {"max_epochs": 25, "patience": 25, "batch_size": 16, "lr": 3e-3}
 
 
 def _fit(X, y, axis, model="scai", **kw):
-    return SCAIClassifier(model=model, model_config=TINY_SCAI, train_config=FAST, preprocessing="none", **kw).fit(X, y, axis=axis)
+    return SCAIClassifier(model=model, model_config=TINY_SCAI, train_config=FAST, preprocessing="snv", **kw).fit(X, y, axis=axis)
 
 
 @pytest.fixture(scope="module")

@@ -85,8 +85,8 @@ def _run(args: argparse.Namespace) -> int:
         for chunk in iter_chunks(args.data, chunk_size=args.chunk_size, label_column=label):
             Z = est.transform_input(chunk.X, chunk.axis if chunk.axis_unit != "index" else None)
             res = predictor.predict(Z, batch_size=args.batch_size, **kwargs)
-            if not note_printed and getattr(res, "budget_note", None):
-                print(res.budget_note, file=sys.stderr)
+            if not note_printed and res.budget_conversion not in ("none", "macs"):
+                print(f"latency budget converted to MACs with timings measured on this machine: {res.budget_conversion}", file=sys.stderr)
                 note_printed = True
             for i in range(len(Z)):
                 writer.writerow([n_done + i, res.prediction[i], int(res.exit[i]) + 1, f"{float(res.confidence[i]):.6f}", int(res.macs[i])])

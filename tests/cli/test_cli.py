@@ -1,0 +1,113 @@
+"""The ``scai`` command line end to end on tiny data: train -> evaluate -> predict, plus errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from scai.cli.main import main
+from tests.conftest import TINY_SCAI, make_peaks
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with path.open() as fh:
+        return list(csv.DictReader(fh))
+
+
+def _write_csv(path: Path, X: np.ndarray, y: np.ndarray | None, axis: np.ndarray) -> Path:
+    with path.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow((["label"] if y is not None else []) + [f"{a:.4f}" for a in axis])
+        for i, row in enumerate(X):
+            w.writerow(([y[i]] if y is not None else []) + [f"{v:.6f}" for v in row])
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("cli")
+    X, y, axis = make_peaks(n_per_class=16)
+    data = _write_csv(tmp / "train.csv", X, y, axis)
+    Xt, yt, _ = make_peaks(n_per_class=6, seed=1)
+    test = _write_csv(tmp / "test.csv", Xt, yt, axis)
+    config = tmp / "run.json"
+    config.write_text(json.dumps({"model": "scai", "model_config": TINY_SCAI, "train": {"batch_size": 16, "lr": 3e-3}, "preprocessing": "none"}))
+    out = tmp / "model"
+    code = main(["train", str(data), "--config", str(config), "--epochs", "20", "--patience", "20", "--out", str(out), "--test-data", str(test), "--quiet"])
+    assert code == 0
+    return tmp, out, test, Xt, yt
+
+
+def test_train_writes_model_dir_and_curves(trained):
+    _, out, *_ = trained
+    names = {p.name for p in out.iterdir()}
+    assert {"config.json", "model.safetensors", "history.json", "history.csv", "training_curves.png", "split.json"} <= names
+    metrics = json.loads((out / "test" / "metrics.json").read_text())
+    assert [r["exit"] for r in metrics["exits"]] == [1, 2, 3]
+
+
+def test_evaluate_metrics_schema(trained, tmp_path):
+    _, out, test, *_ = trained
+    assert main(["evaluate", str(out), str(test), "--out", str(tmp_path / "ev")]) == 0
+    m = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert set(m) >= {"exits", "anytime", "budgeted_batch", "confusion", "class_names"}
+    assert {"exit", "macs", "accuracy"} <= set(m["exits"][0])
+    assert {"budget_macs", "mean_macs", "accuracy"} <= set(m["anytime"][0])
+    assert {"budget_macs", "mean_macs", "accuracy", "thresholds"} <= set(m["budgeted_batch"][0])
+    budgets = [r["budget_macs"] for r in m["anytime"]]
+    assert min(budgets) == pytest.approx(m["exits"][0]["macs"]) and max(budgets) == pytest.approx(m["exits"][-1]["macs"])
+    assert np.asarray(m["confusion"]).sum() == m["n_samples"]
+    for name in ("anytime.png", "budgeted_batch.png", "confusion.png"):
+        assert (tmp_path / "ev" / name).stat().st_size > 1000
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [["--policy", "full"], ["--policy", "anytime", "--budget", "1"], ["--policy", "threshold", "--threshold", "0.5"], ["--policy", "batch", "--budget", "5k"]],
+)
+def test_predict_policies_write_csv(trained, tmp_path, extra):
+    tmp, out, test, Xt, yt = trained
+    dest = tmp_path / "preds.csv"
+    assert main(["predict", str(out), str(test), "--out", str(dest), "--chunk-size", "7", *extra]) == 0
+    rows = _rows(dest)
+    assert list(rows[0]) == ["index", "prediction", "exit", "confidence", "macs"]
+    assert [int(r["index"]) for r in rows] == list(range(len(Xt)))  # nothing dropped across chunks
+    exits = {int(r["exit"]) for r in rows}
+    if extra[1] == "full":
+        assert exits == {3}
+    if extra[1] == "anytime":  # a 1-MAC budget cannot even pay for exit 1: exit 1 answers
+        assert exits == {1}
+
+
+def test_predict_unlabelled_npy(trained, tmp_path):
+    _, out, _, Xt, _ = trained
+    np.save(tmp_path / "x.npy", Xt)
+    assert main(["predict", str(out), str(tmp_path / "x.npy"), "--out", str(tmp_path / "p.csv")]) == 0
+    assert len(_rows(tmp_path / "p.csv")) == len(Xt)
+
+
+def test_errors_are_one_line_exit_2(trained, tmp_path, capsys):
+    tmp, out, test, *_ = trained
+    assert main(["predict", str(out), str(test), "--out", str(tmp_path / "p.csv"), "--policy", "anytime"]) == 2
+    assert "needs --budget" in capsys.readouterr().err
+    assert main(["train", str(tmp / "missing.csv"), "--out", str(tmp_path / "m")]) == 2
+    assert "no such file" in capsys.readouterr().err
+    assert main(["evaluate", str(tmp_path / "nomodel"), str(test), "--out", str(tmp_path / "e")]) == 2
+    assert "not a model directory" in capsys.readouterr().err
+    bad = tmp_path / "bad.csv"
+    bad.write_text("label,1,2,3\na,1,2,x\nb,1,2,3\n")
+    assert main(["train", str(bad), "--out", str(tmp_path / "m")]) == 2
+    err = capsys.readouterr().err
+    assert "bad.csv" in err and "'x'" in err
+
+
+def test_help_mentions_every_command(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = capsys.readouterr().out
+    for cmd in ("train", "demo", "evaluate", "predict"):
+        assert cmd in text
