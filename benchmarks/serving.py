@@ -41,7 +41,8 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def _median_ms(fn: Any, repeats: int) -> float:
-    fn()  # warm-up
+    for _ in range(5):  # warm-up: sessions, arenas, caches
+        fn()
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
@@ -69,7 +70,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def _load_test(url: str, bodies: list[bytes], concurrency: int) -> dict[str, Any]:
+async def _load_test(url: str, bodies: list[bytes], concurrency: int, path: str = "/v1/predict") -> dict[str, Any]:
     import httpx
 
     latencies: list[float] = []
@@ -79,13 +80,14 @@ async def _load_test(url: str, bodies: list[bytes], concurrency: int) -> dict[st
         queue.put_nowait(b)
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
+        before = (await client.get("/v1/health")).json()["batching"]
 
         async def worker() -> None:
             while not queue.empty():
                 body = queue.get_nowait()
                 t0 = time.perf_counter()
                 try:
-                    r = await client.post("/v1/predict", content=body, headers={"Content-Type": "application/x-npy"})
+                    r = await client.post(path, content=body, headers={"Content-Type": "application/x-npy"})
                     ok = r.status_code == 200
                     key = f"HTTP {r.status_code}"
                 except httpx.HTTPError as exc:
@@ -97,7 +99,7 @@ async def _load_test(url: str, bodies: list[bytes], concurrency: int) -> dict[st
         t0 = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         wall = time.perf_counter() - t0
-        health = (await client.get("/v1/health")).json()
+        after = (await client.get("/v1/health")).json()["batching"]
     ms = np.asarray(latencies) * 1e3
     return {
         "requests": len(bodies), "concurrency": concurrency, "wall_s": wall,
@@ -105,11 +107,12 @@ async def _load_test(url: str, bodies: list[bytes], concurrency: int) -> dict[st
         "latency_ms": {"p50": float(np.percentile(ms, 50)), "p95": float(np.percentile(ms, 95)),
                        "p99": float(np.percentile(ms, 99)), "mean": float(ms.mean())},
         "errors": errors, "n_errors": int(sum(errors.values())),
-        "server_batching": health["batching"],
+        "server_batching": {k: (after[k] - before[k]) if k != "largest_batch_rows" else after[k] for k in after},
     }
 
 
-def bench_server(model_dir: Path, X: np.ndarray, n_requests: int, concurrency: int, threads: int) -> dict[str, Any]:
+def bench_server(model_dir: Path, X: np.ndarray, features: np.ndarray, n_requests: int, concurrency: int,
+                 threads: int) -> dict[str, Any]:
     from scai.deploy.payloads import encode_npy
 
     port = _free_port()
@@ -133,6 +136,9 @@ def bench_server(model_dir: Path, X: np.ndarray, n_requests: int, concurrency: i
         bodies = [encode_npy(X[i % len(X)][None, :]) for i in range(n_requests)]
         asyncio.run(_load_test(url, bodies[: min(64, n_requests)], concurrency))  # warm-up
         result = asyncio.run(_load_test(url, bodies, concurrency))
+        # The same load on /v1/continue from stage 0 (fp16 features): no preprocessing on the centre.
+        fbodies = [encode_npy(features[i % len(features)][None].astype(np.float16)) for i in range(n_requests)]
+        cont = asyncio.run(_load_test(url, fbodies, concurrency, path="/v1/continue?stage=0"))
     finally:
         proc.terminate()
         try:
@@ -141,7 +147,16 @@ def bench_server(model_dir: Path, X: np.ndarray, n_requests: int, concurrency: i
             proc.kill()
     result["request"] = "one raw spectrum as float32 .npy, policy full"
     result["server_threads"] = threads
+    cont["request"] = "stage-0 features of one spectrum as float16 .npy, policy full"
+    result["continue"] = cont
     return result
+
+
+def _stage0_features(export_dir: Path, X: np.ndarray, axis: np.ndarray) -> np.ndarray:
+    from scai.deploy.edge import EdgeClient
+
+    edge = EdgeClient(export_dir, bmax="1G")
+    return edge.run_stage(0, edge.preprocess(edge.align(X, axis))[:, None, :])[0]
 
 
 def bench_edge(model_dir: Path, export_dir: Path, X: np.ndarray, axis: np.ndarray, repeats: int) -> dict[str, Any]:
@@ -258,11 +273,12 @@ def write_markdown(res: dict[str, Any], path: Path) -> None:
         f"{s['requests']:,} requests ({s['request']}) at concurrency {s['concurrency']}, server with "
         f"{s['server_threads']} PyTorch thread(s) in a subprocess; client and server share the machine.",
         "",
-        "| throughput (req/s) | p50 (ms) | p95 (ms) | p99 (ms) | errors | batches | mean batch | largest batch |",
-        "|---|---|---|---|---|---|---|---|",
-        f"| {s['throughput_rps']:.0f} | {s['latency_ms']['p50']:.1f} | {s['latency_ms']['p95']:.1f} | "
-        f"{s['latency_ms']['p99']:.1f} | {s['n_errors']} | {s['server_batching']['batches']:,} | "
-        f"{s['server_batching']['rows'] / max(s['server_batching']['batches'], 1):.1f} | {s['server_batching']['largest_batch_rows']} |",
+        "| endpoint | throughput (req/s) | p50 (ms) | p95 (ms) | p99 (ms) | errors | batches | mean batch | largest batch |",
+        "|---|---|---|---|---|---|---|---|---|",
+        *[f"| {name} | {r['throughput_rps']:.0f} | {r['latency_ms']['p50']:.1f} | {r['latency_ms']['p95']:.1f} | "
+          f"{r['latency_ms']['p99']:.1f} | {r['n_errors']} | {r['server_batching']['batches']:,} | "
+          f"{r['server_batching']['rows'] / max(r['server_batching']['batches'], 1):.1f} | {r['server_batching']['largest_batch_rows']} |"
+          for name, r in (("predict (raw, Raman preprocessing on the centre)", s), ("continue from stage 0 (fp16)", s["continue"]))],
         "",
         "## Edge: one spectrum, 1 thread (median)",
         "",
@@ -324,7 +340,8 @@ def main(argv: list[str] | None = None) -> int:
         export_dir = export_onnx(model_dir, Path(tmp) / "export")
         manifest = json.loads((export_dir / "manifest.json").read_text())
         edge = bench_edge(model_dir, export_dir, milk.X, milk.axis, args.repeats)
-        server = bench_server(model_dir, milk.X, args.requests, args.concurrency, args.server_threads)
+        feats = _stage0_features(export_dir, milk.X[:64], milk.axis)
+        server = bench_server(model_dir, milk.X, feats, args.requests, args.concurrency, args.server_threads)
     res = {
         "command": "python benchmarks/serving.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
@@ -338,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
     out.with_suffix(".json").write_text(json.dumps(res, indent=1))
     write_markdown(res, out.with_suffix(".md"))
     print(out.with_suffix(".md").read_text())
-    return 0 if server["n_errors"] == 0 else 1
+    return 0 if server["n_errors"] == 0 and server["continue"]["n_errors"] == 0 else 1
 
 
 if __name__ == "__main__":
