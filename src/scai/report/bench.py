@@ -240,7 +240,7 @@ def _train_overrides(spec: MethodSpec, cfg: BenchConfig, seed: int) -> dict[str,
 
 
 def _history(epochs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    keys = ("epoch", "train_acc", "val_acc", "val_loss", "train_exit_loss")
+    keys = ("epoch", "train_acc", "val_acc", "val_loss", "train_exit_loss", "epoch_time_s")
     return [{k: e[k] for k in keys if k in e} for e in epochs]
 
 
