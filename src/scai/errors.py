@@ -7,6 +7,8 @@ column or argument, the bad value and what is allowed.
 
 from __future__ import annotations
 
+from sklearn.exceptions import NotFittedError as _SklearnNotFitted
+
 __all__ = [
     "ScaiError",
     "DataFormatError",
@@ -43,8 +45,8 @@ class ModelFileError(ScaiError, ValueError):
     """A saved model directory is missing files, truncated, tampered with or incompatible."""
 
 
-class NotFittedError(ScaiError, ValueError):
-    """An estimator or transformer was used before ``fit``."""
+class NotFittedError(ScaiError, _SklearnNotFitted):
+    """An estimator or transformer was used before ``fit`` (also scikit-learn's NotFittedError)."""
 
 
 class BudgetError(ScaiError, ValueError):

@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.model_selection import train_test_split
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_array, column_or_1d
 
 from scai.errors import AxisError, DataValueError, LabelError, ModelFileError, NotFittedError
 
@@ -26,19 +28,11 @@ _POLICIES = ("full", "anytime", "threshold", "batch")
 
 
 def _as_2d_float(X: Any, name: str = "X") -> np.ndarray:
+    """Validate spectra with scikit-learn's ``check_array``, then name the first NaN/inf cell."""
     try:
-        arr = np.asarray(X, dtype=np.float32)
-    except (TypeError, ValueError) as exc:
-        raise DataValueError(f"{name} must be numeric (n_samples, n_points); {exc}") from exc
-    if arr.ndim == 1:
-        raise DataValueError(
-            f"{name} is 1-D with shape {arr.shape}; pass a 2-D array (n_samples, n_points), "
-            "e.g. X.reshape(1, -1) for a single spectrum"
-        )
-    if arr.ndim != 2:
-        raise DataValueError(f"{name} must be 2-D (n_samples, n_points); got shape {arr.shape}")
-    if arr.shape[0] == 0 or arr.shape[1] == 0:
-        raise DataValueError(f"{name} is empty (shape {arr.shape}); need at least one sample and one point")
+        arr = check_array(X, dtype=np.float32, ensure_all_finite=False, input_name=name)
+    except TypeError as exc:
+        raise TypeError(f"{name} must be numeric (n_samples, n_points): {exc}") from exc
     bad = ~np.isfinite(arr)
     if bad.any():
         row, col = np.argwhere(bad)[0]
@@ -137,10 +131,13 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
         from scai.models import create_model
         from scai.training import Trainer
 
+        if y is None:
+            raise LabelError(f"{type(self).__name__} requires y to be passed, but the target y is None")
         X = _as_2d_float(X)
-        y = np.asarray(y)
-        if y.ndim != 1 or len(y) != len(X):
-            raise LabelError(f"Mismatch in number of cases. Found X = {len(X)} and y = {y.shape}")
+        y = column_or_1d(y, warn=True)
+        check_classification_targets(y)
+        if len(y) != len(X):
+            raise LabelError(f"Mismatch in number of cases. Found X = {len(X)} and y = {len(y)}")
         self.classes_, y_idx = np.unique(y, return_inverse=True)
         self._check_class_counts(y_idx)
         self.n_features_in_ = X.shape[1]
@@ -172,7 +169,7 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
 
     def _check_class_counts(self, y_idx: np.ndarray) -> None:
         if len(self.classes_) < 2:
-            raise LabelError(f"training needs at least 2 classes; got {len(self.classes_)} ({list(self.classes_)})")
+            raise LabelError(f"training needs at least 2 classes; got 1 class ({_jsonable(self.classes_[0])!r})")
         counts = np.bincount(y_idx, minlength=len(self.classes_))
         if counts.min() < 2:
             bad = self.classes_[int(np.argmin(counts))]
@@ -227,8 +224,8 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
         if axis is None:
             if X.shape[1] != self.n_features_in_:
                 raise AxisError(
-                    f"X has {X.shape[1]} points per spectrum but the model was trained on {self.n_features_in_}; "
-                    "pass the spectral axis so the input can be resampled"
+                    f"X has {X.shape[1]} features, but {type(self).__name__} is expecting {self.n_features_in_} "
+                    "features as input (points per spectrum); pass the spectral axis so the input can be resampled"
                 )
             return X
         axis = np.asarray(axis, dtype=np.float64)
