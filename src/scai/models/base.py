@@ -94,7 +94,7 @@ class MultiExitNetwork(nn.Module):
         self.n_classes = int(n_classes)
         self.config = config
         self.n_exits = int(n_exits)
-        self.execution = "dense"
+        self.execution = "auto"
 
     # ---- to implement ---------------------------------------------------------------------
     def _stage(self, i: int, features: Tensor) -> StageResult:
@@ -117,8 +117,9 @@ class MultiExitNetwork(nn.Module):
     def set_execution(self, mode: str) -> MultiExitNetwork:
         """Choose how PA blocks run in eval mode: "dense" (masked), "sparse" or "auto".
 
-        "auto" picks dense or sparse per unit from the measured fraction of active positions.
-        Training always uses the dense masked path. Networks without PA blocks accept and ignore
+        "auto" (the default) picks dense or sparse per block and unit from the batch size and the
+        measured fraction of active positions. Sparse/auto apply only in eval mode with autograd
+        off (``torch.no_grad``/``inference_mode``); training always uses the dense masked path. Networks without PA blocks accept and ignore
         the mode. Returns ``self``.
         """
         if mode not in EXECUTION_MODES:

@@ -90,7 +90,8 @@ class PABlock(nn.Module):
     Attributes
     ----------
     execution : str
-        "dense", "sparse" or "auto" (eval mode only; training is always dense).
+        "dense", "sparse" or "auto". Sparse/auto apply in eval mode with autograd off
+        (``torch.no_grad``/``inference_mode``); otherwise the dense path runs.
     forced_halting : Tensor or None
         Testing/benchmark hook: (S-1, B, W) halting scores used instead of the heads' outputs
         (the heads are still evaluated, so timing stays honest).
@@ -139,7 +140,8 @@ class PABlock(nn.Module):
         return h
 
     def forward(self, x: Tensor) -> PAResult:
-        if not self.training and self.execution != "dense" and not _exporting():
+        # The sparse path is inference-only: eval mode without autograd (it has no backward).
+        if not self.training and self.execution != "dense" and not torch.is_grad_enabled() and not _exporting():
             from scai.models._sparse import AUTO_MIN_ROWS, pa_block_sparse
 
             if self.execution == "sparse" or x.shape[0] * x.shape[2] >= AUTO_MIN_ROWS:

@@ -140,8 +140,7 @@ class ScaiNetwork(MultiExitNetwork):
                     f"length {length}; use a longer spectrum or fewer strides"
                 )
             self._block_lengths.append(length)
-        # Eval-mode PA blocks pick dense or sparse per block and unit; training is always dense.
-        self.set_execution("auto")
+        self.set_execution("auto")  # propagate the default to the PA blocks
 
     def _entry(self, i: int) -> ConvBN:
         return self.stem if i == 0 else self.transitions[i - 1]
