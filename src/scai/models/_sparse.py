@@ -120,9 +120,9 @@ def pa_block_sparse(block: PABlock, x0: Tensor, mode: str = "sparse") -> PAResul
     x = F.pad(x0, (halo, halo)).permute(0, 2, 1).reshape(N, C)  # a copy: x_s, channels-last
     real = torch.zeros(B, Wp, dtype=torch.bool, device=dev)
     real[:, halo : halo + W] = True
-    real = real.view(N)  # False on the zero pad rows
+    real = real.view(N, 1).to(dt)  # 0 on the zero pad rows, 1 on real positions
     sample = torch.arange(B, device=dev).repeat_interleave(Wp)
-    active = real.clone()
+    active = real.view(N) > 0
     cum = torch.zeros(N, dtype=dt, device=dev)  # sum of halting scores so far
     rem = torch.ones(N, dtype=dt, device=dev)  # R: starts at 1 (DESIGN fix of Algorithm 1)
     rem_at_halt = torch.zeros(N, dtype=dt, device=dev)
@@ -133,10 +133,10 @@ def pa_block_sparse(block: PABlock, x0: Tensor, mode: str = "sparse") -> PAResul
         forced = F.pad(block.forced_halting.to(dt), (halo, halo)).reshape(n_units - 1, N)
     gsum = x0.sum(dim=-1)  # (B, C) running sum for the halting heads' global average pool
 
-    # Final per-position results of rows that left the working set.
-    final_out = torch.zeros(N, C, dtype=dt, device=dev)
-    final_steps = torch.zeros(N, dtype=dt, device=dev)
-    final_rem = torch.zeros(N, dtype=dt, device=dev)
+    # Final per-position results of rows that left the working set (every row leaves once).
+    final_out = torch.empty(N, C, dtype=dt, device=dev)
+    final_steps = torch.empty(N, dtype=dt, device=dev)
+    final_rem = torch.empty(N, dtype=dt, device=dev)
 
     def retire(idx: Tensor) -> None:  # store the finished results of working rows idx
         final_out.index_copy_(0, rows[idx], out[idx])
@@ -161,7 +161,7 @@ def pa_block_sparse(block: PABlock, x0: Tensor, mode: str = "sparse") -> PAResul
 
         # The unit, on every working row (conv-bias-ReLU-conv-bias, BN folded), kept where active.
         w1, b1, w2, b2 = _folded(unit)
-        z = _conv(x, w1, b1, r).relu_().mul_(real.unsqueeze(1))  # conv2 sees zero padding
+        z = _conv(x, w1, b1, r).relu_().mul_(real)  # conv2 sees zero padding
         res = _conv(z, w2, b2, r).mul_(act.unsqueeze(1))
         x = x.add_(res)
 
