@@ -94,9 +94,10 @@ def pa_block_sparse(block: PABlock, x0: Tensor, mode: str = "sparse") -> PAResul
     x0 : Tensor (B, C, W)
         Block input.
     mode : {"sparse", "auto"}
-        When to drop finished rows from the working set: "sparse" whenever at least
-        ``1 - SPARSE_SHRINK`` of them can go, "auto" only when ``1 - AUTO_SHRINK`` can (below the
-        measured break-even a gather costs more than it saves).
+        When to drop finished rows from the working set: "sparse" whenever any can go
+        (``SPARSE_SHRINK``), "auto" only when at least ``1 - AUTO_SHRINK`` of them can (below
+        that a gather costs more than it saves). ``PABlock`` sends "auto" blocks with fewer than
+        ``AUTO_MIN_ROWS`` rows to the dense path before calling this.
 
     Returns
     -------
