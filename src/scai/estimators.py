@@ -221,33 +221,9 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
 
     def _aligned(self, X: np.ndarray, axis: Any) -> np.ndarray:
         """Put raw spectra on the model's training axis (resampling when needed)."""
-        if axis is None:
-            if X.shape[1] != self.n_features_in_:
-                raise AxisError(
-                    f"X has {X.shape[1]} features, but {type(self).__name__} is expecting {self.n_features_in_} "
-                    "features as input (points per spectrum); pass the spectral axis so the input can be resampled"
-                )
-            return X
-        axis = np.asarray(axis, dtype=np.float64)
-        if axis.shape == self.axis_.shape and np.allclose(axis, self.axis_):
-            return X
-        from scai.preprocessing import Resample
+        from scai.preprocessing import align_to_axis
 
-        lo, hi = max(axis.min(), self.axis_.min()), min(axis.max(), self.axis_.max())
-        span = self.axis_.max() - self.axis_.min()
-        overlap = (hi - lo) / span if span > 0 else 0.0
-        if overlap < 0.9:
-            raise AxisError(
-                f"input axis {axis.min():g}..{axis.max():g} covers {max(overlap, 0):.0%} of the model's axis "
-                f"{self.axis_.min():g}..{self.axis_.max():g}; at least 90 % overlap is needed"
-            )
-        warnings.warn(
-            f"input axis {axis.min():g}..{axis.max():g} ({axis.size} points) differs from the model's "
-            f"{self.axis_.min():g}..{self.axis_.max():g} ({self.axis_.size} points); resampled "
-            f"(overlap {overlap:.0%})",
-            stacklevel=3,
-        )
-        return np.asarray(Resample(target_axis=self.axis_).fit(X, axis=axis).transform(X), dtype=np.float32)
+        return align_to_axis(X, axis, self.axis_, owner=type(self).__name__)
 
     # ------------------------------------------------------------------ inference
     def _check_fitted(self) -> None:

@@ -27,7 +27,6 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-import warnings
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Sequence
@@ -36,12 +35,12 @@ import numpy as np
 
 from scai.deploy.manifest import load_manifest, thresholds_array
 from scai.deploy.payloads import NPY_CONTENT_TYPE, encode_npy, parse_threshold
-from scai.errors import AxisError, BudgetError, DataValueError
+from scai.errors import BudgetError, DataValueError
+from scai.preprocessing import align_to_axis
 
 __all__ = ["EdgeClient", "EdgeResult", "write_results_csv"]
 
 #: Minimum share of the model's axis an input axis must cover to be resampled (as the estimator).
-MIN_AXIS_OVERLAP = 0.9
 #: Largest centre response the edge reads.
 MAX_RESPONSE_BYTES = 16 << 20
 
@@ -242,25 +241,7 @@ class EdgeClient:
         if not np.all(np.isfinite(X)):
             row, col = (int(v) for v in np.argwhere(~np.isfinite(X))[0])
             raise DataValueError(f"X holds NaN/inf, first at row {row}, column {col}")
-        if axis is None:
-            if X.shape[1] != self.axis.size:
-                raise AxisError(f"X has {X.shape[1]} points per spectrum but the model expects {self.axis.size}; pass the axis to resample")
-            return X
-        axis = np.asarray(axis, dtype=np.float64)
-        if axis.shape == self.axis.shape and np.allclose(axis, self.axis):
-            return X
-        lo, hi = max(axis.min(), self.axis.min()), min(axis.max(), self.axis.max())
-        span = self.axis.max() - self.axis.min()
-        overlap = (hi - lo) / span if span > 0 else 0.0
-        if overlap < MIN_AXIS_OVERLAP:
-            raise AxisError(
-                f"input axis {axis.min():g}..{axis.max():g} covers {max(overlap, 0):.0%} of the model's axis "
-                f"{self.axis.min():g}..{self.axis.max():g}; at least {MIN_AXIS_OVERLAP:.0%} overlap is needed"
-            )
-        from scai.preprocessing import Resample
-
-        warnings.warn(f"input axis differs from the model's; resampled (overlap {overlap:.0%})", stacklevel=2)
-        return np.asarray(Resample(target_axis=self.axis).fit(X, axis=axis).transform(X), dtype=np.float32)
+        return align_to_axis(X, axis, self.axis, owner="the model")
 
     def preprocess(self, X_aligned: np.ndarray) -> np.ndarray:
         """The model's fitted preprocessing (NumPy), float32 (n, W')."""

@@ -13,7 +13,6 @@ its attributes).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from scai._version import __version__
+from scai.model_io import file_sha256
 from scai.errors import ModelFileError
 
 __all__ = [
@@ -42,12 +42,8 @@ BATCH_AXIS = "batch"
 
 
 def sha256_file(path: str | Path) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB blocks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    """Hex SHA-256 of a file (the same digest model directories record)."""
+    return file_sha256(path)
 
 
 def _finite_or_none(values: Sequence[float]) -> list[float | None]:

@@ -3,6 +3,7 @@
 Pure NumPy/SciPy/pybaselines (never torch), so the edge runtime can run it as is.
 """
 
+from scai.preprocessing.axis import MIN_AXIS_OVERLAP, align_to_axis
 from scai.preprocessing.base import Step, get_step, list_steps, register_step
 from scai.preprocessing.baseline import BASELINE_METHODS, BaselineCorrection
 from scai.preprocessing.pipeline import PIPELINE_KINDS, Pipeline, default_pipeline
@@ -21,6 +22,8 @@ from scai.preprocessing.steps import (
 )
 
 __all__ = [
+    "align_to_axis",
+    "MIN_AXIS_OVERLAP",
     "Step",
     "register_step",
     "get_step",
