@@ -13,6 +13,7 @@ activations, pooling and residual adds are not counted. FLOPs = 2 x MACs whereve
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from scai.models.base import ModelConfigError
@@ -73,6 +74,14 @@ def fold_bn(conv: nn.Conv1d, bn: nn.BatchNorm1d) -> tuple[Tensor, Tensor]:
     return weight, (bias - bn.running_mean) * scale + bn.bias
 
 
+def _fold_at_inference(module: nn.Module) -> bool:
+    """True in eval mode without autograd, where folding BN into the conv is exact and cheaper.
+
+    Export and training keep the plain conv-BN graph (autograd on, or training mode).
+    """
+    return not module.training and not torch.is_grad_enabled() and not torch.jit.is_tracing()
+
+
 class ConvBN(nn.Module):
     """Conv1d (no bias) followed by batch norm and optionally ReLU; the stem and transitions."""
 
@@ -87,7 +96,11 @@ class ConvBN(nn.Module):
         self.relu = relu
 
     def forward(self, x: Tensor) -> Tensor:
-        x = self.bn(self.conv(x))
+        if _fold_at_inference(self):
+            w, b = fold_bn(self.conv, self.bn)
+            x = F.conv1d(x, w, b, stride=self.conv.stride, padding=self.conv.padding)
+        else:
+            x = self.bn(self.conv(x))
         return torch.relu(x) if self.relu else x
 
     def out_length(self, length: int) -> int:
@@ -115,6 +128,11 @@ class ResidualUnit(nn.Module):
         self.bn2 = BatchNorm1d(channels)
 
     def residual(self, x: Tensor) -> Tensor:
+        if _fold_at_inference(self):
+            # Inference: batch norm folded into the convs saves two memory passes per unit.
+            w1, b1, w2, b2 = self.folded()
+            pad = self.conv1.padding
+            return F.conv1d(torch.relu(F.conv1d(x, w1, b1, padding=pad)), w2, b2, padding=pad)
         return self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(x)))))
 
     def forward(self, x: Tensor) -> Tensor:
