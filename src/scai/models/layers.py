@@ -148,30 +148,62 @@ class ResidualUnit(nn.Module):
         return self.conv1.macs(length) + self.conv2.macs(length)
 
 
+def bin_pool_matrix(length: int, bins: int) -> Tensor:
+    """(length, bins) matrix whose product with a feature map averages it over ``bins`` segments.
+
+    The segments are those of ``adaptive_avg_pool1d``; as a matmul the pooling exports to ONNX
+    for any length (adaptive pooling exports only when ``bins`` divides the length).
+    """
+    if bins < 1 or bins > length:
+        raise ModelConfigError(f"head_bins must be between 1 and the block length {length}; got {bins}")
+    pool = torch.zeros(length, bins)
+    for j in range(bins):
+        start, end = (j * length) // bins, -((-(j + 1) * length) // bins)
+        pool[start:end, j] = 1.0 / (end - start)
+    return pool
+
+
 class ExitHead(nn.Module):
-    """Classifier after a block: global average pooling, optional hidden layer, linear.
+    """Classifier after a block: average pooling, optional hidden layer, linear.
 
     Parameters
     ----------
     channels, n_classes : int
     hidden : int
-        Width of an optional hidden Linear+ReLU layer; 0 means GAP -> Linear (the paper's head).
+        Width of an optional hidden Linear+ReLU layer; 0 means pool -> Linear.
     dropout : float
         Dropout before the last linear layer (training only).
+    bins : int
+        1 = global average pooling (the paper's head). ``bins > 1`` averages over that many
+        equal segments of the spectral axis and concatenates them, so an exit keeps coarse
+        knowledge of *where* along the spectrum a feature fired (needs ``length``).
+    length : int, optional
+        Length of the block output the head sees; required when ``bins > 1``.
     """
 
-    def __init__(self, channels: int, n_classes: int, hidden: int = 0, dropout: float = 0.0) -> None:
+    def __init__(
+        self, channels: int, n_classes: int, hidden: int = 0, dropout: float = 0.0, bins: int = 1,
+        length: int | None = None,
+    ) -> None:
         super().__init__()
-        self.hidden = Linear(channels, hidden) if hidden > 0 else None
+        self.bins = int(bins)
+        self.channels = channels
+        if self.bins > 1:
+            if length is None:
+                raise ModelConfigError("an exit head with bins > 1 needs the block length")
+            self.register_buffer("pool", bin_pool_matrix(int(length), self.bins), persistent=False)
+        features = channels * self.bins
+        self.hidden = Linear(features, hidden) if hidden > 0 else None
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
-        self.fc = Linear(hidden if hidden > 0 else channels, n_classes)
+        self.fc = Linear(hidden if hidden > 0 else features, n_classes)
 
     def forward(self, x: Tensor) -> Tensor:
-        z = x.mean(dim=-1)
+        z = torch.matmul(x, self.pool).flatten(1) if self.bins > 1 else x.mean(dim=-1)
         if self.hidden is not None:
             z = torch.relu(self.hidden(z))
         return self.fc(self.dropout(z))
 
     def macs(self, length: int) -> int:
-        """Independent of ``length``: pooling is not counted."""
-        return (self.hidden.macs() if self.hidden is not None else 0) + self.fc.macs()
+        """Global average pooling is not counted (no multiplies); binned pooling is a matmul."""
+        pool = self.channels * length * self.bins if self.bins > 1 else 0
+        return pool + (self.hidden.macs() if self.hidden is not None else 0) + self.fc.macs()

@@ -32,6 +32,7 @@ class ResNet1DConfig:
     transition_stride: int = 2  # stride of the conv between stages
     head_hidden: int = 0  # hidden width of the classifier head; 0 = GAP -> linear
     dropout: float = 0.0  # dropout before the last linear layer
+    head_bins: int = 1  # exit head averages over this many segments of the axis; 1 = GAP
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
@@ -71,7 +72,6 @@ class StaticBackbone(MultiExitNetwork):
             layers.extend(self.make_unit(c[i], config.kernel_size) for _ in range(n_units))
         self.layers = nn.ModuleList(layers)
         self.final = self.make_final(c[-1])
-        self.exit = ExitHead(c[-1], n_classes, config.head_hidden, config.dropout)
         self._lengths = [in_length]  # input length of each layer, then the output length
         for layer in self.layers:
             length = layer.out_length(self._lengths[-1]) if hasattr(layer, "out_length") else self._lengths[-1]
@@ -81,6 +81,7 @@ class StaticBackbone(MultiExitNetwork):
                     f"{length}; use a longer spectrum or fewer strides"
                 )
             self._lengths.append(length)
+        self.exit = ExitHead(c[-1], n_classes, config.head_hidden, config.dropout, config.head_bins, self._lengths[-1])
 
     def make_unit(self, channels: int, kernel_size: int) -> nn.Module:
         return ResidualUnit(channels, kernel_size)

@@ -53,6 +53,7 @@ class ScaiConfig:
     transition_stride: int = 2  # stride of the conv between blocks
     head_hidden: int = 0  # hidden width of the exit heads; 0 = GAP -> linear (paper)
     dropout: float = 0.0  # dropout before each exit's last linear layer
+    head_bins: int = 1  # exit heads average over this many segments of the axis; 1 = GAP (paper)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
@@ -127,7 +128,6 @@ class ScaiNetwork(MultiExitNetwork):
             else:
                 blocks.append(ResidualBlock(ch, config.units_per_block, config.kernel_size))
         self.blocks = nn.ModuleList(blocks)
-        self.exits = nn.ModuleList(ExitHead(ch, n_classes, config.head_hidden, config.dropout) for ch in c)
         # Input length of each stage's first layer and length of each block.
         self._in_lengths, self._block_lengths = [], []
         length = in_length
@@ -140,6 +140,10 @@ class ScaiNetwork(MultiExitNetwork):
                     f"length {length}; use a longer spectrum or fewer strides"
                 )
             self._block_lengths.append(length)
+        self.exits = nn.ModuleList(
+            ExitHead(ch, n_classes, config.head_hidden, config.dropout, config.head_bins, w)
+            for ch, w in zip(c, self._block_lengths)
+        )
         self.set_execution("auto")  # propagate the default to the PA blocks
 
     def _entry(self, i: int) -> ConvBN:
