@@ -27,6 +27,29 @@ class ModelConfigError(ScaiError, ValueError):
     """Bad model name, configuration key/value, stage index or execution mode."""
 
 
+def check_backbone_config(config: Any, at_least_one: tuple[str, ...]) -> None:
+    """Validate the fields every conv backbone config shares (normalises ``channels`` to a tuple).
+
+    ``at_least_one`` names integer fields that must be >= 1 (strides, depths, unit counts).
+    """
+    object.__setattr__(config, "channels", tuple(int(c) for c in config.channels))
+    if not config.channels or min(config.channels) < 1:
+        raise ModelConfigError(f"channels must be a non-empty tuple of positive ints; got {config.channels}")
+    for key in at_least_one:
+        if int(getattr(config, key)) < 1:
+            raise ModelConfigError(f"{key} must be >= 1; got {getattr(config, key)}")
+    for key in ("kernel_size", "stem_kernel", "transition_kernel"):
+        k = getattr(config, key)
+        if int(k) < 1 or int(k) % 2 == 0:
+            raise ModelConfigError(f"{key} must be a positive odd integer; got {k}")
+    if config.head_hidden < 0:
+        raise ModelConfigError(f"head_hidden must be >= 0; got {config.head_hidden}")
+    if int(config.head_bins) < 1:
+        raise ModelConfigError(f"head_bins must be >= 1; got {config.head_bins}")
+    if not 0.0 <= config.dropout < 1.0:
+        raise ModelConfigError(f"dropout must be in [0, 1); got {config.dropout}")
+
+
 #: Execution modes of position-adaptive (PA) blocks; static layers ignore them.
 EXECUTION_MODES = ("dense", "sparse", "auto")
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from torch import Tensor, nn
 
 from scai.models._registry import register_model
-from scai.models.base import ModelConfigError, MultiExitNetwork, StageResult, constant_macs
+from scai.models.base import ModelConfigError, MultiExitNetwork, StageResult, check_backbone_config, constant_macs
 from scai.models.layers import ConvBN, ExitHead, ResidualUnit
 
 __all__ = ["ResNet1DConfig", "StaticBackbone", "ResNet1D", "split_depth"]
@@ -35,22 +35,7 @@ class ResNet1DConfig:
     head_bins: int = 1  # exit head averages over this many segments of the axis; 1 = GAP
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
-        if not self.channels or min(self.channels) < 1:
-            raise ModelConfigError(f"channels must be a non-empty tuple of positive ints; got {self.channels}")
-        if int(self.depth) < 1:
-            raise ModelConfigError(f"depth must be >= 1; got {self.depth}")
-        for key in ("stem_stride", "transition_stride"):
-            if int(getattr(self, key)) < 1:
-                raise ModelConfigError(f"{key} must be >= 1; got {getattr(self, key)}")
-        for key in ("kernel_size", "stem_kernel", "transition_kernel"):
-            k = getattr(self, key)
-            if int(k) < 1 or int(k) % 2 == 0:
-                raise ModelConfigError(f"{key} must be a positive odd integer; got {k}")
-        if self.head_hidden < 0:
-            raise ModelConfigError(f"head_hidden must be >= 0; got {self.head_hidden}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ModelConfigError(f"dropout must be in [0, 1); got {self.dropout}")
+        check_backbone_config(self, ("depth", "stem_stride", "transition_stride"))
 
 
 def split_depth(depth: int, n_stages: int) -> list[int]:
