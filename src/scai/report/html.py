@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 
 from scai.report.bench import ADAPTIVE, FAMILIES, mean_curve, summarize
-from scai.report.plots import plot_accuracy_vs_macs, plot_allocation_heatmap
+from scai.report.plots import plot_accuracy_vs_macs, plot_allocation_heatmap, plot_distillation_curves
 
-__all__ = ["write_figures", "plot_distillation_curves", "build_blocks", "write_report"]
+__all__ = ["write_figures", "build_blocks", "write_report"]
 
 Block = tuple[Any, ...]  # ("h", level, text) | ("p", text) | ("table", headers, rows) | ("img", path, caption)
 
@@ -51,31 +51,6 @@ def _accuracy_figure(results: dict[str, Any], ds: str, setting: str, path: Path)
         points.setdefault(FAMILIES[first["family"]], []).append((macs, float(np.mean([r["accuracy"] for r in runs.values()]))))
     title = f"{ds}: {'anytime (budget per spectrum)' if setting == 'anytime' else 'budgeted batch (mean budget)'}"
     return plot_accuracy_vs_macs({k: v for k, v in curves.items() if v}, path, title=title, points=points)
-
-
-def plot_distillation_curves(kd: Sequence[dict[str, Any]], no_kd: Sequence[dict[str, Any]], path: str | Path, title: str = "") -> Path:
-    """Per-exit accuracy per epoch, SCAI+ vs SCAI+ w/o KD (Fig. 11): solid val, dotted train."""
-    from scai.report.plots import _plt
-
-    plt = _plt()
-    path = Path(path)
-    n_exits = len(kd[0]["val_acc"]) if kd else len(no_kd[0]["val_acc"])
-    fig, axes = plt.subplots(1, n_exits, figsize=(3.2 * n_exits, 3.2), sharey=True, squeeze=False)
-    for i, ax in enumerate(axes[0]):
-        for hist, color, label in ((kd, "C0", "SCAI+"), (no_kd, "C3", "SCAI+ w/o KD")):
-            x = [e["epoch"] for e in hist]
-            ax.plot(x, [e["val_acc"][i] for e in hist], color=color, label=f"{label} val")
-            ax.plot(x, [e["train_acc"][i] for e in hist], color=color, ls=":", alpha=0.8, label=f"{label} train")
-        ax.set(title=f"exit {i + 1}", xlabel="epoch", ylim=(0, 1.02))
-        ax.grid(alpha=0.3)
-    axes[0, 0].set_ylabel("accuracy")
-    axes[0, -1].legend(fontsize=7, loc="lower right")
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
 
 
 def write_figures(results: dict[str, Any], summary: dict[str, Any], out: str | Path) -> dict[str, dict[str, Path]]:

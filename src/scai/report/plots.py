@@ -12,7 +12,13 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["plot_training_curves", "plot_accuracy_vs_macs", "plot_confusion", "plot_allocation_heatmap"]
+__all__ = [
+    "plot_training_curves",
+    "plot_accuracy_vs_macs",
+    "plot_confusion",
+    "plot_allocation_heatmap",
+    "plot_distillation_curves",
+]
 
 
 def _plt() -> Any:
@@ -140,5 +146,28 @@ def plot_allocation_heatmap(
     if title:
         fig.suptitle(title)
     fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def plot_distillation_curves(kd: Sequence[dict[str, Any]], no_kd: Sequence[dict[str, Any]], path: str | Path, title: str = "") -> Path:
+    """Per-exit accuracy per epoch, SCAI+ vs SCAI+ w/o KD (Fig. 11): solid val, dotted train."""
+    plt = _plt()
+    path = Path(path)
+    n_exits = len(kd[0]["val_acc"]) if kd else len(no_kd[0]["val_acc"])
+    fig, axes = plt.subplots(1, n_exits, figsize=(3.2 * n_exits, 3.2), sharey=True, squeeze=False)
+    for i, ax in enumerate(axes[0]):
+        for hist, color, label in ((kd, "C0", "SCAI+"), (no_kd, "C3", "SCAI+ w/o KD")):
+            x = [e["epoch"] for e in hist]
+            ax.plot(x, [e["val_acc"][i] for e in hist], color=color, label=f"{label} val")
+            ax.plot(x, [e["train_acc"][i] for e in hist], color=color, ls=":", alpha=0.8, label=f"{label} train")
+        ax.set(title=f"exit {i + 1}", xlabel="epoch", ylim=(0, 1.02))
+        ax.grid(alpha=0.3)
+    axes[0, 0].set_ylabel("accuracy")
+    axes[0, -1].legend(fontsize=7, loc="lower right")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
