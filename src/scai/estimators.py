@@ -309,8 +309,8 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
             return pred.predict(Z, policy="threshold", thresholds=thresholds, batch_size=batch_size)
         if budget is None:
             raise ValueError("policy 'batch' needs a mean budget per spectrum, e.g. budget='200k'")
-        thresholds = self.calibrate_batch(budget)["thresholds"]
-        return pred.predict(Z, policy="threshold", thresholds=thresholds, batch_size=batch_size)
+        calibration = self.calibrate_batch(budget)["calibration"]
+        return pred.predict(Z, policy="batch", calibration=calibration, batch_size=batch_size)
 
     def _threshold_vector(self, threshold: Any) -> np.ndarray:
         n = len(self.exit_macs_)
@@ -324,7 +324,12 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
         return np.concatenate([arr[: n - 1], [0.0]])
 
     def calibrate_batch(self, budget: Any) -> dict[str, Any]:
-        """Budgeted-batch thresholds for a mean per-spectrum budget, calibrated on the stored validation split."""
+        """Budgeted-batch thresholds for a mean per-spectrum budget, calibrated on the stored validation split.
+
+        Returns ``{"budget_macs", "thresholds", "expected_mean_macs", "calibration"}``; the
+        :class:`~scai.inference.BatchCalibration` is what ``Predictor.predict(policy="batch")``
+        takes to keep each batch within the budget.
+        """
         from scai.inference import calibrate_budgeted_batch, parse_budget
 
         self._check_fitted()
@@ -341,7 +346,12 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
             "thresholds": [float(t) if np.isfinite(t) else None for t in thresholds],
             "expected_mean_macs": float(cal.expected_mean_cost),
         }
-        return {"budget_macs": value, "thresholds": thresholds, "expected_mean_macs": float(cal.expected_mean_cost)}
+        return {
+            "budget_macs": value,
+            "thresholds": thresholds,
+            "expected_mean_macs": float(cal.expected_mean_cost),
+            "calibration": cal,
+        }
 
     def validation_outputs(self) -> tuple[np.ndarray, np.ndarray]:
         """(per-exit probabilities, per-sample cumulative MACs) on the stored validation split."""

@@ -11,7 +11,10 @@ import pytest
 from scai.errors import BudgetError, DataValueError
 from scai.inference import (
     Budget,
+    BatchCalibration,
     anytime,
+    batch_guard,
+    budgeted_batch,
     calibrate_budgeted_batch,
     default_budgets,
     exit_shares,
@@ -234,3 +237,89 @@ def test_anytime_accuracy_non_decreasing_when_deeper_exits_are_better(seed):
     acc = [p["accuracy"] for p in curve]
     assert np.all(np.diff(acc) >= 0)
     assert [p["mean_macs"] for p in curve] == sorted(p["mean_macs"] for p in curve)
+
+
+# ---------------------------------------------------------------------------- batch guard
+
+
+def _cal(budget, costs, shares, thresholds):
+    return BatchCalibration(
+        thresholds=np.asarray(thresholds, float),
+        expected_mean_cost=float("nan"),
+        q=0.0,
+        exit_shares=np.asarray(shares, float),
+        budget=float(budget),
+        exit_costs=np.asarray(costs, float),
+    )
+
+
+def test_batch_guard_hand_computed():
+    # 2 exits, costs 100 / 300: going on costs 200 more. Batch of 4 at budget 200 may spend 800.
+    cal = _cal(200, [100, 300], [0.5, 0.5], [0.9, 0.0])
+    # all 4 still running after exit 1: spent 400, left 400 -> 2 may go on; the 2 most confident leave
+    forced = batch_guard(np.array([0.3, 0.8, 0.5, 0.7]), 0, 400.0, 4, cal)
+    np.testing.assert_array_equal(forced, [False, True, False, True])
+    # one already left: 3 running, left 400 -> 2 go on, the most confident of 3 leaves
+    np.testing.assert_array_equal(batch_guard(np.array([0.3, 0.8, 0.5]), 0, 400.0, 4, cal), [False, True, False])
+    # within budget: nobody forced
+    assert not batch_guard(np.array([0.3, 0.8]), 0, 400.0, 4, cal).any()
+    # over budget already: everybody leaves
+    assert batch_guard(np.array([0.3, 0.8]), 0, 900.0, 4, cal).all()
+
+
+def test_batch_guard_prices_the_work_ahead_with_planned_shares():
+    # 3 exits, costs 10 / 30 / 60; planned shares of exits 2 and 3 are 0.25 / 0.75 (renormalised),
+    # so a sample going on from exit 1 is expected to cost 0.25 * 20 + 0.75 * 50 = 42.5 more.
+    cal = _cal(40, [10, 30, 60], [0.2, 0.2, 0.6], [0.9, 0.9, 0.0])
+    # batch of 10 may spend 400; 10 running spent 100 -> left 300 -> floor(300 / 42.5) = 7 go on
+    forced = batch_guard(np.linspace(0.1, 1.0, 10), 0, 100.0, 10, cal)
+    np.testing.assert_array_equal(np.flatnonzero(forced), [7, 8, 9])
+    # at the second-to-last exit the price is exactly the last stage: 30 more
+    forced = batch_guard(np.linspace(0.1, 0.5, 5), 1, 300.0, 10, cal)  # left 100 -> 3 go on
+    np.testing.assert_array_equal(np.flatnonzero(forced), [3, 4])
+    with pytest.raises(BudgetError, match="exit_index"):
+        batch_guard(np.ones(2), 2, 0.0, 2, cal)
+
+
+def test_budgeted_batch_hand_computed():
+    # 2 exits, costs 100 / 300, threshold 0.75 from validation, budget 150 for a batch of 4.
+    probs = _two_exit_probs([0.9, 0.8, 0.7, 0.6])
+    cal = _cal(150, [100, 300], [0.75, 0.25], [0.75, 0.0])
+    # thresholds alone: 2 leave at exit 1, 2 go on -> mean (2*100 + 2*300) / 4 = 200 > 150.
+    assert threshold(probs, [100.0, 300.0], cal.thresholds).mean_macs == 200
+    res = budgeted_batch(probs, np.array([100.0, 300.0]), cal)
+    # left = 600 - 400 = 200 -> one may go on: the 0.7 sample is sent out, the 0.6 one goes on
+    np.testing.assert_array_equal(res.exit, [0, 0, 0, 1])
+    np.testing.assert_array_equal(res.flagged, [False, False, True, False])
+    assert res.mean_macs == 150
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("per_sample", [False, True])
+def test_budgeted_batch_keeps_a_shifted_test_batch_within_budget(seed, per_sample):
+    """Validation more confident than test (a shift): thresholds alone overspend, the guard does not."""
+    probs, costs, _ = _random_problem(seed, per_sample=per_sample)
+    val_probs = softmax(np.log(probs[:, :150]) * 2.0)  # sharper = more confident on validation
+    val_costs = costs[:150] if per_sample else costs
+    test_probs, test_costs = probs[:, 150:], costs[150:] if per_sample else costs
+    full = np.mean(as_matrix(test_costs, probs.shape[0], 150)[:, -1])
+    over = []
+    for b in default_budgets(test_costs, n=10):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # test's exit-1 mean may sit below validation's
+            cal = calibrate_budgeted_batch(val_probs, val_costs, b)
+        if not cal.feasible or b >= full:
+            continue
+        plain = threshold(test_probs, test_costs, cal.thresholds).mean_macs
+        guarded = budgeted_batch(test_probs, test_costs, cal)
+        over.append(plain / b)
+        slack = 1.0 if not per_sample else 1.05  # PA-like costs vary per sample around the mean
+        assert guarded.mean_macs <= slack * b * (1 + 1e-9), (b, guarded.mean_macs)
+        assert guarded.exit.min() >= 0 and np.all(guarded.flagged <= (guarded.exit < 3))
+    assert max(over) > 1.05, "fixture: thresholds alone must overspend on this shifted batch"
+
+
+def as_matrix(costs, n_exits, n):
+    from scai.inference.policies import as_cost_matrix
+
+    return as_cost_matrix(costs, n_exits, n)

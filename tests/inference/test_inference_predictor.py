@@ -8,7 +8,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from scai.errors import BudgetError, DataValueError, LabelError  # noqa: E402
-from scai.inference import Predictor, anytime, softmax, threshold  # noqa: E402
+from scai.inference import Predictor, anytime, budgeted_batch, calibrate_budgeted_batch, softmax, threshold  # noqa: E402
 
 
 def offline(net, X, temperatures=None):
@@ -144,6 +144,31 @@ def test_calibrate_sets_temperatures_and_thresholds(tiny_net, spectra):
     np.testing.assert_array_equal(pred.thresholds, cal.thresholds)
     out = pred.predict(spectra)  # calibrated thresholds are the default
     assert out.mean_macs <= 1.05 * budget
+
+
+@pytest.mark.parametrize("net_name", ["tiny_net", "tiny_pa_net"])
+def test_batch_policy_equals_offline_budgeted_batch_and_stays_in_budget(net_name, spectra, request):
+    net = request.getfixturevalue(net_name)
+    probs, costs = offline(net, spectra)
+    costs = costs if costs is not None else np.asarray(net.exit_macs(), float)
+    em = np.asarray(net.exit_macs(), float)
+    # calibrate on a sharpened copy so the thresholds let too many samples run on: the guard acts
+    val = softmax(np.log(probs) * 3.0)
+    budget = 0.5 * (em[0] + em[1])
+    cal = calibrate_budgeted_batch(val, costs, budget)
+    ref = budgeted_batch(probs, costs, cal)
+    assert ref.flagged.any(), "fixture: the guard must send some samples out"
+    out = Predictor(net).predict(spectra, policy="batch", calibration=cal, batch_size=len(spectra))
+    np.testing.assert_array_equal(out.exit, ref.exit)
+    np.testing.assert_array_equal(out.flagged, ref.flagged)
+    np.testing.assert_allclose(out.macs, ref.macs)
+    assert out.mean_macs <= budget * (1.05 if net_name == "tiny_pa_net" else 1 + 1e-9)
+    # smaller network batches: each batch keeps to the budget on its own
+    small = Predictor(net).predict(spectra, policy="batch", calibration=cal, batch_size=16)
+    for start in range(0, len(spectra), 16):
+        assert small.macs[start : start + 16].mean() <= budget * 1.05 + em[-1] / 16
+    with pytest.raises(BudgetError, match="calibration"):
+        Predictor(net).predict(spectra, policy="batch")
 
 
 def test_predictor_errors(tiny_net, spectra):

@@ -24,8 +24,10 @@ Policies:
   anytime    --budget B per spectrum: answer with the deepest exit that fits (B in MACs such as
              150k / 1.2M, or a latency such as 2ms, converted with per-stage timings measured now)
   threshold  --threshold P: leave at the first exit whose confidence reaches P
-  batch      --budget B = mean MACs per spectrum over the whole file; thresholds are calibrated
-             on the validation split stored with the model (budgeted batch, MSDNet-style)
+  batch      --budget B = mean MACs per spectrum; thresholds are calibrated on the validation
+             split stored with the model (budgeted batch, MSDNet-style), and each network batch
+             of --batch-size spectra is kept within B: when a batch runs ahead of its budget its
+             most confident spectra leave early (the budget holds per batch, hence per file)
 Large files (CSV, .npy, HDF5) are streamed in chunks of --chunk-size spectra with a progress bar.
 """
 
@@ -58,7 +60,7 @@ def _policy_kwargs(args: argparse.Namespace, est: Any) -> dict[str, Any]:
             raise CliError("--policy batch needs --budget (mean MACs per spectrum, e.g. 200k)")
         cal = est.calibrate_batch(args.budget)
         print(f"budgeted batch: thresholds {np.round(cal['thresholds'], 4).tolist()} (expected mean {cal['expected_mean_macs']:,.0f} MACs on validation)", file=sys.stderr)
-        return {"policy": "threshold", "thresholds": np.asarray(cal["thresholds"])}
+        return {"policy": "batch", "calibration": cal["calibration"]}
     return {"policy": "full"}
 
 

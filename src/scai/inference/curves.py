@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from scai.errors import BudgetError, DataValueError
-from scai.inference.policies import anytime, as_cost_matrix, calibrate_budgeted_batch, threshold
+from scai.inference.policies import anytime, as_cost_matrix, budgeted_batch, calibrate_budgeted_batch
 
 __all__ = ["default_budgets", "anytime_curve", "budgeted_batch_curve"]
 
@@ -90,13 +90,17 @@ def budgeted_batch_curve(
     test_y: np.ndarray,
     budgets: Any,
 ) -> list[dict[str, Any]]:
-    """Calibrate thresholds on validation for each mean budget, then score them on test.
+    """Calibrate thresholds on validation for each mean budget, then run :func:`budgeted_batch` on test.
+
+    The test set is one batch: its thresholds come from validation and the batch guard keeps
+    its mean cost within the budget (``guard_fraction`` is the share of test samples the guard
+    sent out early).
 
     Returns
     -------
     list of dict
         ``{"budget_macs", "mean_macs", "accuracy", "thresholds", "q", "exit_shares",
-        "expected_mean_macs", "feasible"}`` per budget; ``mean_macs`` is what the test set spent,
+        "expected_mean_macs", "guard_fraction", "feasible"}`` per budget; ``mean_macs`` is what the test set spent,
         ``expected_mean_macs`` what validation predicted. Infinite thresholds ("nobody leaves
         here") and ``q = -inf`` ("everything runs to the end") are written as ``None`` so the
         result is strict JSON.
@@ -113,7 +117,7 @@ def budgeted_batch_curve(
             # an infeasible budget is reported through "feasible" rather than a warning per point
             warnings.simplefilter("ignore", UserWarning)
             cal = calibrate_budgeted_batch(val_probs, val_costs, float(b))
-        res = threshold(test_probs, test_costs, cal.thresholds)
+        res = budgeted_batch(test_probs, test_costs, cal)
         points.append(
             {
                 "budget_macs": float(b),
@@ -123,6 +127,7 @@ def budgeted_batch_curve(
                 "q": float(cal.q) if math.isfinite(cal.q) else None,
                 "exit_shares": [float(s) for s in res.exit_shares(n_exits)],
                 "expected_mean_macs": float(cal.expected_mean_cost),
+                "guard_fraction": float(np.mean(res.flagged)) if n_test else 0.0,
                 "feasible": bool(cal.feasible),
             }
         )

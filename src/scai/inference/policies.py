@@ -10,7 +10,11 @@ only NumPy.
 * :func:`anytime` -- each sample has a budget; it answers with the deepest exit that fits.
 * :func:`threshold` -- a sample answers at the first exit that is confident enough.
 * :func:`calibrate_budgeted_batch` -- MSDNet's dynamic evaluation, solved for a mean budget:
-  picks the thresholds that :func:`threshold` then applies.
+  picks the thresholds on validation data.
+* :func:`budgeted_batch` -- applies those thresholds to a batch and keeps the batch within its
+  budget: when the batch runs ahead of its budget, the most confident samples still running
+  are made to leave (:func:`batch_guard`), so a batch whose confidences differ from the
+  validation set's cannot overspend.
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ __all__ = [
     "anytime",
     "threshold",
     "calibrate_budgeted_batch",
+    "budgeted_batch",
+    "batch_guard",
     "exit_shares",
     "as_cost_matrix",
 ]
@@ -112,6 +118,9 @@ class BatchCalibration:
         ``False`` when the budget is below the cost of exit 1 (everything then exits at 1).
     val_exit_shares : ndarray, shape (n_exits,)
         Fraction of validation samples that actually left at each exit with ``thresholds``.
+    exit_costs : ndarray, shape (n_exits,)
+        Mean cumulative cost ``C_l`` of each exit on validation (what the solve used); the
+        batch guard prices the work still ahead with it.
     """
 
     thresholds: np.ndarray
@@ -122,6 +131,7 @@ class BatchCalibration:
     budget: float = float("nan")
     feasible: bool = True
     val_exit_shares: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    exit_costs: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary; infinite thresholds ("nobody leaves here") become ``None``."""
@@ -133,8 +143,25 @@ class BatchCalibration:
             "q": float(self.q) if math.isfinite(self.q) else None,
             "exit_shares": [float(s) for s in self.exit_shares],
             "val_exit_shares": [float(s) for s in self.val_exit_shares],
+            "exit_costs": [float(c) for c in self.exit_costs],
             "feasible": bool(self.feasible),
         }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> BatchCalibration:
+        """Inverse of :meth:`to_dict` (``None`` thresholds and ``q`` become infinities)."""
+        th = np.array([np.inf if t is None else float(t) for t in d["thresholds"]], dtype=np.float64)
+        return cls(
+            thresholds=th,
+            expected_mean_cost=float(d["expected_mean_cost"]),
+            q=-np.inf if d.get("q") is None else float(d["q"]),
+            exit_shares=np.asarray(d["exit_shares"], dtype=np.float64),
+            planned_mean_cost=float(d.get("planned_mean_cost", float("nan"))),
+            budget=float(d["budget_macs"]),
+            feasible=bool(d.get("feasible", True)),
+            val_exit_shares=np.asarray(d.get("val_exit_shares", []), dtype=np.float64),
+            exit_costs=np.asarray(d.get("exit_costs", []), dtype=np.float64),
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -394,4 +421,110 @@ def calibrate_budgeted_batch(val_probs: np.ndarray, val_costs: np.ndarray, budge
         budget=b,
         feasible=feasible,
         val_exit_shares=applied.exit_shares(n_exits),
+        exit_costs=mean_costs,
     )
+
+
+def batch_guard(
+    conf: np.ndarray,
+    exit_index: int,
+    batch_spent: float,
+    n_batch: int,
+    calibration: BatchCalibration,
+) -> np.ndarray:
+    """Which still-running samples must leave at ``exit_index`` to keep the batch in budget.
+
+    The batch may spend ``n_batch * budget`` MACs in all. ``batch_spent`` is what it has spent
+    so far (every sample's MACs up to its exit, or up to ``exit_index`` for the ``len(conf)``
+    samples that the thresholds would let run on). Each of those is priced at the work the
+    calibration plans for a sample that goes on from here,
+    ``E = sum_{l > k} w_l (C_l - C_k)`` with ``w`` the planned shares of the deeper exits,
+    renormalised. When ``len(conf) * E`` exceeds what is left, the most confident samples leave
+    until the rest fits. At the second-to-last exit ``E`` is exactly the cost of the last stage,
+    so a batch's mean cost stays within the budget up to the per-sample variation of
+    position-adaptive stages.
+
+    Parameters
+    ----------
+    conf : ndarray, shape (m,)
+        Confidences at exit ``exit_index`` of the samples that would run on.
+    exit_index : int
+        0-based exit just computed (must not be the last).
+    batch_spent : float
+        MACs spent by the whole batch so far, as described above.
+    n_batch : int
+        Samples in the batch (those already gone included).
+    calibration : BatchCalibration
+        From :func:`calibrate_budgeted_batch`; needs ``exit_costs`` and ``exit_shares``.
+
+    Returns
+    -------
+    ndarray of bool, shape (m,)
+        ``True`` for samples the guard sends out here.
+    """
+    conf = np.asarray(conf, dtype=np.float64).reshape(-1)
+    c = np.asarray(calibration.exit_costs, dtype=np.float64)
+    k = int(exit_index)
+    if c.size < 2 or not 0 <= k < c.size - 1:
+        raise BudgetError(f"exit_index={exit_index} is not a non-final exit of a {c.size}-exit calibration")
+    if not math.isfinite(calibration.budget):
+        return np.zeros(conf.shape[0], dtype=bool)
+    shares = np.asarray(calibration.exit_shares, dtype=np.float64)[k + 1 :]
+    ahead = c[k + 1 :] - c[k]
+    w = shares / shares.sum() if shares.sum() > 0 else np.eye(ahead.size)[0]  # plan sends none: next exit
+    per_sample = float(w @ ahead)
+    left = n_batch * calibration.budget - batch_spent
+    if per_sample <= 0:
+        return np.zeros(conf.shape[0], dtype=bool)
+    may_continue = max(int(math.floor(left / per_sample + 1e-9)), 0)
+    forced = np.zeros(conf.shape[0], dtype=bool)
+    n_out = conf.shape[0] - may_continue
+    if n_out > 0:
+        forced[np.argsort(-conf, kind="stable")[:n_out]] = True
+    return forced
+
+
+def budgeted_batch(probs: np.ndarray, costs: np.ndarray, calibration: BatchCalibration) -> PolicyResult:
+    """Budgeted batch inference over one batch: calibrated thresholds plus :func:`batch_guard`.
+
+    Parameters
+    ----------
+    probs : ndarray, shape (n_exits, n, n_classes)
+        The batch's per-exit probabilities (scaled as they were at calibration).
+    costs : ndarray, shape (n_exits,) or (n, n_exits)
+        The batch's cumulative MACs per exit.
+    calibration : BatchCalibration
+        From :func:`calibrate_budgeted_batch` on validation data.
+
+    Returns
+    -------
+    PolicyResult
+        ``flagged`` marks the samples the guard sent out before their threshold was reached.
+    """
+    probs = _check_probs(probs)
+    n_exits, n, _ = probs.shape
+    costs = as_cost_matrix(costs, n_exits, n)
+    th = _check_thresholds(calibration.thresholds, n_exits)
+    if np.asarray(calibration.exit_costs).shape != (n_exits,):
+        raise BudgetError(
+            f"calibration has {np.asarray(calibration.exit_costs).size} exit costs; expected {n_exits}"
+        )
+    conf = probs.max(axis=2)
+    exits = np.full(n, n_exits - 1, dtype=np.int64)
+    flagged = np.zeros(n, dtype=bool)
+    running = np.ones(n, dtype=bool)
+    done_cost = 0.0  # MACs of the samples that have left
+    for k in range(n_exits - 1):
+        idx = np.flatnonzero(running)
+        if idx.size == 0:
+            break
+        leave = conf[k, idx] >= th[k]
+        stay = idx[~leave]
+        spent = done_cost + float(costs[idx[leave], k].sum()) + float(costs[stay, k].sum())
+        forced = batch_guard(conf[k, stay], k, spent, n, calibration)
+        out = np.concatenate([idx[leave], stay[forced]])
+        exits[out] = k
+        flagged[stay[forced]] = True
+        running[out] = False
+        done_cost += float(costs[out, k].sum())
+    return _result(probs, costs, exits, flagged=flagged)

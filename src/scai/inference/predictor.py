@@ -22,15 +22,15 @@ import numpy as np
 from scai.errors import BudgetError, DataValueError, LabelError
 from scai.inference.budget import Budget, parse_budget
 from scai.inference.calibration import fit_temperatures, softmax
-from scai.inference.policies import BatchCalibration, PolicyResult, calibrate_budgeted_batch
+from scai.inference.policies import BatchCalibration, PolicyResult, batch_guard, calibrate_budgeted_batch
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
 __all__ = ["Predictor", "PredictionBatch"]
 
-Policy = Literal["threshold", "anytime", "full"]
-_POLICIES = ("threshold", "anytime", "full")
+Policy = Literal["threshold", "anytime", "batch", "full"]
+_POLICIES = ("threshold", "anytime", "batch", "full")
 _MODES = ("auto", "sparse", "dense")
 
 
@@ -52,7 +52,8 @@ class PredictionBatch:
     macs : ndarray of float, shape (n,)
         MACs actually spent on each sample (the sum of what its stages reported).
     flagged : ndarray of bool, shape (n,)
-        Anytime policy: even exit 1 did not fit the sample's budget.
+        Anytime policy: even exit 1 did not fit the sample's budget. Batch policy: the batch
+        guard sent the sample out before its threshold was reached.
     wall_time_s : float
         Wall-clock time of the whole call.
     policy : str
@@ -386,6 +387,7 @@ class Predictor:
         thresholds: Sequence[float] | np.ndarray | None = None,
         budget: Any = None,
         batch_size: int = 256,
+        calibration: BatchCalibration | None = None,
     ) -> PredictionBatch:
         """Classify spectra, letting each sample leave at its exit.
 
@@ -398,13 +400,17 @@ class Predictor:
             or calibrated). ``"anytime"``: a sample stops before the next stage whenever what it
             has spent plus that stage's full-compute cost (from ``network.exit_macs()``) would
             exceed its budget, so it never exceeds it unless exit 1 alone does (then flagged).
-            ``"full"``: every sample runs to the last exit.
+            ``"batch"``: budgeted batch; each forward batch of ``batch_size`` spectra uses the
+            calibration's thresholds and :func:`~scai.inference.batch_guard`, so its mean cost
+            stays within the calibrated budget. ``"full"``: every sample runs to the last exit.
         thresholds : array-like, optional
             Overrides the calibrated thresholds (length n_exits - 1 or n_exits).
         budget : str, float, Budget or ndarray of shape (n,)
             Anytime budget per spectrum: MACs or a latency such as ``"3ms"``.
         batch_size : int
             Samples per forward batch; also the batch size latencies are measured at.
+        calibration : BatchCalibration, optional
+            For ``policy="batch"``; defaults to the one :meth:`calibrate` made.
 
         Returns
         -------
@@ -421,7 +427,20 @@ class Predictor:
         th: np.ndarray | None = None
         budget_macs: np.ndarray | None = None
         conversion = "none"
-        if policy == "threshold":
+        cal: BatchCalibration | None = None
+        if policy == "batch":
+            cal = calibration if calibration is not None else getattr(self, "calibration_", None)
+            if cal is None:
+                raise BudgetError(
+                    "policy='batch' needs a calibration; call calibrate(X_val, y_val, budget) first "
+                    "or pass calibration="
+                )
+            if np.asarray(cal.exit_costs).shape != (L,):
+                raise BudgetError(f"calibration has {np.asarray(cal.exit_costs).size} exit costs; expected {L}")
+            th = np.asarray(cal.thresholds, dtype=np.float64).copy()
+            th[-1] = 0.0
+            budget_macs = np.full(n, float(cal.budget))
+        elif policy == "threshold":
             raw = thresholds if thresholds is not None else self.thresholds
             if raw is None:
                 raise BudgetError(
@@ -449,6 +468,7 @@ class Predictor:
         out_conf = np.zeros(n)
         out_probs = np.zeros((n, int(self.network.n_classes)))
         out_macs = np.zeros(n)
+        guarded = np.zeros(n, dtype=bool)
 
         t0 = time.perf_counter()
         with self._torch_threads(), torch.inference_mode():
@@ -457,6 +477,7 @@ class Predictor:
                 active = np.arange(start, stop)  # global indices of samples still running
                 feats: Any = torch.from_numpy(X[start:stop]).unsqueeze(1)
                 spent = np.zeros(stop - start)
+                gone_macs = 0.0  # MACs of this batch's samples that have already left
                 for k in range(L):
                     feats, z, m = self._stage(k, feats)
                     spent += m
@@ -466,6 +487,12 @@ class Predictor:
                         leave = np.full(active.shape[0], k == L - 1)
                     elif policy == "threshold":
                         leave = conf >= th[k]  # type: ignore[index]
+                    elif policy == "batch":
+                        leave = conf >= th[k]  # type: ignore[index]
+                        stay = np.flatnonzero(~leave)
+                        forced = batch_guard(conf[stay], k, gone_macs + float(spent.sum()), stop - start, cal)  # type: ignore[arg-type]
+                        leave[stay[forced]] = True
+                        guarded[active[stay[forced]]] = True
                     else:
                         leave = spent + next_cost[k] > budget_macs[active]  # type: ignore[index]
                     if leave.any():
@@ -474,6 +501,7 @@ class Predictor:
                         out_conf[idx] = conf[leave]
                         out_probs[idx] = p[leave]
                         out_macs[idx] = spent[leave]
+                        gone_macs += float(spent[leave].sum())
                     if leave.all():
                         break
                     if leave.any():
@@ -484,7 +512,12 @@ class Predictor:
 
         cls = np.argmax(out_probs, axis=1).astype(np.int64)
         names = np.asarray(self.class_names)[cls] if self.class_names is not None else cls
-        flagged = out_macs > budget_macs if budget_macs is not None else np.zeros(n, dtype=bool)
+        if policy == "batch":
+            flagged = guarded
+        elif budget_macs is not None:
+            flagged = out_macs > budget_macs
+        else:
+            flagged = np.zeros(n, dtype=bool)
         return PredictionBatch(
             prediction=names,
             class_index=cls,

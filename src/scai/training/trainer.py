@@ -24,7 +24,9 @@ from tqdm.auto import tqdm
 from scai.training.augment import Augmentation
 from scai.training.losses import DISTILL_MODES, exit_losses
 
-__all__ = ["TrainConfig", "History", "Trainer", "evaluate_exits"]
+__all__ = ["TrainConfig", "History", "Trainer", "evaluate_exits", "LR_SCHEDULES"]
+
+LR_SCHEDULES = ("constant", "cosine", "plateau")
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,8 @@ class TrainConfig:
     temperature: float = 1.0  # distillation temperature T (KL scaled by T^2)
     alpha: float = 0.0  # weight of an early exit's own cross-entropy mixed into its KD loss
     tau: float = 1e-5  # ponder-cost weight for PA blocks (paper: 1e-5)
+    lr_schedule: str = "constant"  # "constant" (paper), "cosine" (to 0 over max_epochs) or "plateau"
+    ema_decay: float = 0.0  # > 0: validate and keep an exponential moving average of the weights
     augment: Augmentation = field(default_factory=Augmentation)  # off by default
     eval_batch_size: int = 512  # batch size for validation passes
     progress: bool = True  # show a progress bar with per-exit validation accuracy
@@ -59,6 +63,10 @@ class TrainConfig:
             raise ValueError("patience and min_epochs must be >= 0")
         if self.lr <= 0:
             raise ValueError(f"lr must be > 0; got {self.lr}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}; got {self.lr_schedule!r}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1); got {self.ema_decay}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -161,7 +169,8 @@ class Trainer:
 
     The checkpoint kept is the epoch with the best validation accuracy at the last exit, ties
     broken by the mean accuracy over all exits (so among equally good final classifiers the one
-    with better early exits wins).
+    with better early exits wins), then by the lower validation loss at the last exit. With
+    ``ema_decay > 0`` the moving average of the weights is what is validated and kept.
     """
 
     def __init__(self, config: TrainConfig | None = None) -> None:
@@ -185,10 +194,13 @@ class Trainer:
         X_t = torch.from_numpy(np.ascontiguousarray(X_train, dtype=np.float32)).unsqueeze(1)
         y_t = torch.from_numpy(np.asarray(y_train, dtype=np.int64))
         optimizer = torch.optim.Adam(network.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        scheduler = _scheduler(optimizer, cfg)
+        averaged = _ema(network, cfg.ema_decay)
+        scored = averaged.module if averaged is not None else network  # what is validated and kept
         writer = _tensorboard_writer(cfg.tensorboard_dir)
 
         history = History()
-        best_key: tuple[float, float] = (-math.inf, -math.inf)
+        best_key: tuple[float, float, float] = (-math.inf, -math.inf, -math.inf)
         best_state: dict[str, Tensor] | None = None
         since_best = 0
         n = len(X_t)
@@ -222,6 +234,8 @@ class Trainer:
                 optimizer.zero_grad(set_to_none=True)
                 losses["total"].backward()
                 optimizer.step()
+                if averaged is not None:
+                    averaged.update_parameters(network)
                 b = len(yb)
                 seen += b
                 for key, value in losses.items():
@@ -230,7 +244,12 @@ class Trainer:
                     for i, logits in enumerate(out.logits):
                         correct[i] += float((logits.argmax(1) == yb).sum())
             seen = max(seen, 1)
-            val = evaluate_exits(network, X_val, y_val, cfg.eval_batch_size)
+            val = evaluate_exits(scored, X_val, y_val, cfg.eval_batch_size)
+            lr_now = optimizer.param_groups[0]["lr"]
+            if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                scheduler.step(val["loss"][-1])
+            elif scheduler is not None:
+                scheduler.step()
             record: dict[str, Any] = {
                 "epoch": epoch + 1,
                 "train_loss": sums.get("total", 0.0) / seen,
@@ -241,15 +260,16 @@ class Trainer:
                 "val_loss": val["loss"],
                 "val_acc": val["acc"],
                 "val_ponder": val["ponder"],
+                "lr": lr_now,
                 "epoch_time_s": time.perf_counter() - t0,
             }
             history.epochs.append(record)
             if writer is not None:
                 _log_tensorboard(writer, record)
-            key = (val["acc"][-1], float(np.mean(val["acc"])))
+            key = (val["acc"][-1], float(np.mean(val["acc"])), -val["loss"][-1])
             if key > best_key:
                 best_key = key
-                best_state = copy.deepcopy(network.state_dict())
+                best_state = copy.deepcopy(scored.state_dict())
                 history.best_epoch = epoch + 1
                 since_best = 0
             else:
@@ -271,6 +291,24 @@ class Trainer:
         network.eval()
         history.fit_time_s = time.perf_counter() - start_time
         return history
+
+
+def _scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> Any:
+    """The per-epoch learning-rate schedule named by ``cfg.lr_schedule`` (None for constant)."""
+    if cfg.lr_schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.max_epochs)
+    if cfg.lr_schedule == "plateau":  # halve the rate when the last exit's val loss stalls
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=0.5, patience=10)
+    return None
+
+
+def _ema(network: nn.Module, decay: float) -> Any:
+    """An exponential moving average of the weights (and BatchNorm statistics), or None."""
+    if decay <= 0.0:
+        return None
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    return AveragedModel(network, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
 
 
 def _tensorboard_writer(directory: str | None) -> Any:
