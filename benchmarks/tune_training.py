@@ -36,6 +36,11 @@ VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     ),
     "default": ({}, {}),  # whatever the library's defaults are now
 }
+#: variants whose inputs are also z-scored per wavenumber (fitted on train) after the pipeline
+STANDARDIZED: set[str] = set()
+for _name in list(VARIANTS):
+    VARIANTS[_name + "_std"] = VARIANTS[_name]
+    STANDARDIZED.add(_name + "_std")
 
 
 def run(variant: str, dataset: str, seeds: list[int], model: str, epochs: int, patience: int, threads: int, out: Path) -> None:
@@ -54,6 +59,9 @@ def run(variant: str, dataset: str, seeds: list[int], model: str, epochs: int, p
             print(f"{key}: already in {out}")
             continue
         data = prepare_split(spectra, seed, cfg)
+        if variant in STANDARDIZED:
+            mu, sd = data.Z["train"].mean(0), data.Z["train"].std(0) + 1e-6
+            data.Z = {k: ((v - mu) / sd).astype(np.float32) for k, v in data.Z.items()}
         spec = MethodSpec(name=variant, family=model, model=model, model_config=model_cfg, train_config=train_cfg)
         t0 = time.perf_counter()
         m = run_network(spec, data, cfg)

@@ -84,6 +84,28 @@ def _folded(unit: ResidualUnit) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     return cached[1]
 
 
+def _halting_weight(conv: torch.nn.Conv1d) -> Tensor:
+    """The (1, C, 3) weight of a halting head's local conv as a channels_last (1, C, 1, 3) tensor (cached)."""
+    key = (id(conv.weight), conv.weight._version)
+    cached = getattr(conv, "_sparse_cache", None)
+    if cached is None or cached[0] != key:
+        w = conv.weight.detach().unsqueeze(2).contiguous(memory_format=torch.channels_last)
+        cached = (key, w)
+        object.__setattr__(conv, "_sparse_cache", cached)
+    return cached[1]
+
+
+def _per_sample_sum(rows: Tensor, B: int, lengths: Tensor | None) -> Tensor:
+    """Sum (T, C) working rows per sample -> (B, C); rows are grouped by sample, in order.
+
+    Before the first shrink every sample has the same number of rows and a reshape does it;
+    after, a segment sum (3x faster than ``index_add_`` on CPU, which was 10 % of a block).
+    """
+    if lengths is None:
+        return rows.view(B, -1, rows.shape[1]).sum(dim=1)
+    return torch.segment_reduce(rows, "sum", lengths=lengths)
+
+
 @torch.no_grad()
 def pa_block_sparse(block: PABlock, x0: Tensor, mode: str = "sparse") -> PAResult:
     """Eval-mode forward of ``block`` computing units only on a shrinking working set of rows.
@@ -133,6 +155,7 @@ def pa_block_sparse(block: PABlock, x0: Tensor, mode: str = "sparse") -> PAResul
     if block.forced_halting is not None:
         forced = F.pad(block.forced_halting.to(dt), (halo, halo)).reshape(n_units - 1, N)
     gsum = x0.sum(dim=-1)  # (B, C) running sum for the halting heads' global average pool
+    per_sample: Tensor | None = None  # working rows per sample, once the set has shrunk
 
     # Final per-position results of rows that left the working set (every row leaves once).
     final_out = torch.empty(N, C, dtype=dt, device=dev)
@@ -158,6 +181,7 @@ def pa_block_sparse(block: PABlock, x0: Tensor, mode: str = "sparse") -> PAResul
             cum, rem, rem_at_halt, steps, out = cum[keep], rem[keep], rem_at_halt[keep], steps[keep], out[keep]
             if forced is not None:
                 forced = forced[:, keep]
+            per_sample = torch.bincount(sample, minlength=B)  # rows stay grouped by sample
         act = active.to(dt)
 
         # The unit, on every working row (conv-bias-ReLU-conv-bias, BN folded), kept where active.
@@ -168,11 +192,10 @@ def pa_block_sparse(block: PABlock, x0: Tensor, mode: str = "sparse") -> PAResul
 
         if s < n_units - 1:
             head = block.halting[s]
-            taps = x @ head.local.weight[0]  # (T, 3): the 3-tap conv's terms at every row
-            local = taps[:, 1] + head.local.bias
-            local[1:] += taps[:-1, 0]
-            local[:-1] += taps[1:, 2]
-            gsum.index_add_(0, sample, res)  # res is zero where nothing changed
+            # the halting head's 3-tap conv over the packed rows: the neighbours of an active row
+            # are its true neighbours; other rows' values are never used (2x faster than x @ W)
+            local = _conv(x, _halting_weight(head.local), head.local.bias, 1).view(-1)
+            gsum += _per_sample_sum(res, B, per_sample)  # res is zero where nothing changed
             glob = (gsum / W) @ head.glob.weight[0]  # (B,)
             h = torch.sigmoid(local + glob[sample]) if forced is None else forced[s]
         else:
