@@ -34,6 +34,7 @@ VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
         {"head_bins": 8},
         {"lr_schedule": "cosine", "ema_decay": 0.99, "augment": {"noise_std": 0.01, "max_shift": 2, "scale_std": 0.05}},
     ),
+    "bins16_wd_drop": ({"head_bins": 16, "dropout": 0.2}, {"lr_schedule": "cosine", "ema_decay": 0.99, "weight_decay": 1e-3}),
     "default": ({}, {}),  # whatever the library's defaults are now
 }
 #: variants whose inputs are also z-scored per wavenumber (fitted on train) after the pipeline
@@ -75,6 +76,7 @@ def run(variant: str, dataset: str, seeds: list[int], model: str, epochs: int, p
             "best_epoch": m["best_epoch"],
             "epochs_run": m["epochs_run"],
             "wall_s": time.perf_counter() - t0,
+            "val_acc": [e["val_acc"] for e in m["history"]],
             "model_config": m["model_config"],
             "train_config": m["train_config"],
         }
