@@ -35,6 +35,7 @@ VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
         {"lr_schedule": "cosine", "ema_decay": 0.99, "augment": {"noise_std": 0.01, "max_shift": 2, "scale_std": 0.05}},
     ),
     "bins16_wd_drop": ({"head_bins": 16, "dropout": 0.2}, {"lr_schedule": "cosine", "ema_decay": 0.99, "weight_decay": 1e-3}),
+    "bins16_mix": ({"head_bins": 16}, {"lr_schedule": "cosine", "ema_decay": 0.99, "augment": {"mix_same_class": 0.5, "noise_std": 0.02}}),
     "default": ({}, {}),  # whatever the library's defaults are now
 }
 #: variants whose inputs are also z-scored per wavenumber (fitted on train) after the pipeline

@@ -1,7 +1,9 @@
 """Optional training-time augmentation for spectra (off by default).
 
 Three physically plausible perturbations: detector noise, a small wavenumber shift (calibration
-drift between instruments) and a multiplicative intensity change (laser power drift).
+drift between instruments) and a multiplicative intensity change (laser power drift); plus
+same-class mixing, which blends each spectrum with another of its class in the batch (a
+label-preserving mixup: a blend of two spectra of one class is a plausible spectrum of it).
 """
 
 from __future__ import annotations
@@ -22,19 +24,29 @@ class Augmentation:
     noise_std: float = 0.0  # std of additive Gaussian noise, relative to each spectrum's std
     max_shift: int = 0  # largest shift along the axis, in points (edge values are repeated)
     scale_std: float = 0.0  # std of the multiplicative intensity factor around 1
+    mix_same_class: float = 0.0  # blend weight of a same-class partner drawn from U(0, this); <= 0.5
 
     def __post_init__(self) -> None:
         if self.noise_std < 0 or self.scale_std < 0 or self.max_shift < 0:
             raise ValueError("noise_std, scale_std and max_shift must be >= 0")
+        if not 0.0 <= self.mix_same_class <= 0.5:
+            raise ValueError(f"mix_same_class must be in [0, 0.5]; got {self.mix_same_class}")
 
     @property
     def enabled(self) -> bool:
-        return self.noise_std > 0 or self.max_shift > 0 or self.scale_std > 0
+        return self.noise_std > 0 or self.max_shift > 0 or self.scale_std > 0 or self.mix_same_class > 0
 
-    def apply(self, x: Tensor, rng: np.random.Generator) -> Tensor:
-        """Return a perturbed copy of ``x`` (B, 1, W); ``x`` itself is not modified."""
+    def apply(self, x: Tensor, rng: np.random.Generator, y: Tensor | None = None) -> Tensor:
+        """Return a perturbed copy of ``x`` (B, 1, W); ``x`` itself is not modified.
+
+        ``y`` (the batch's class indices) is needed for ``mix_same_class``.
+        """
         b = x.shape[0]
         out = x.clone()
+        if self.mix_same_class > 0:
+            if y is None:
+                raise ValueError("mix_same_class needs the batch labels: apply(x, rng, y)")
+            out = _mix_same_class(out, np.asarray(y), self.mix_same_class, rng)
         if self.max_shift > 0:
             shifts = rng.integers(-self.max_shift, self.max_shift + 1, size=b)
             width = x.shape[-1]
@@ -49,3 +61,13 @@ class Augmentation:
             noise = torch.from_numpy(rng.standard_normal(out.shape).astype(np.float32))
             out = out + noise * std * self.noise_std
         return out
+
+
+def _mix_same_class(x: Tensor, y: np.ndarray, strength: float, rng: np.random.Generator) -> Tensor:
+    """Blend each spectrum with a random same-class spectrum of the batch (itself if alone)."""
+    partner = np.arange(len(y))
+    for c in np.unique(y):
+        members = np.flatnonzero(y == c)
+        partner[members] = rng.choice(members, size=members.size)
+    lam = torch.from_numpy(rng.uniform(0.0, strength, size=(len(y), 1, 1)).astype(np.float32))
+    return (1 - lam) * x + lam * x[torch.from_numpy(partner)]

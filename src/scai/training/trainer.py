@@ -220,7 +220,7 @@ class Trainer:
                     continue
                 xb, yb = X_t[idx], y_t[idx]
                 if cfg.augment.enabled:
-                    xb = cfg.augment.apply(xb, rng)
+                    xb = cfg.augment.apply(xb, rng, yb)
                 out = network.forward_detailed(xb)
                 losses = exit_losses(
                     out.logits,
