@@ -40,9 +40,13 @@ VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
 }
 #: variants whose inputs are also z-scored per wavenumber (fitted on train) after the pipeline
 STANDARDIZED: set[str] = set()
+#: variants whose inputs are centred on the training mean spectrum and divided by one global spread
+CENTRED: set[str] = set()
 for _name in list(VARIANTS):
     VARIANTS[_name + "_std"] = VARIANTS[_name]
     STANDARDIZED.add(_name + "_std")
+    VARIANTS[_name + "_center"] = VARIANTS[_name]
+    CENTRED.add(_name + "_center")
 
 
 def run(variant: str, dataset: str, seeds: list[int], model: str, epochs: int, patience: int, threads: int, out: Path) -> None:
@@ -64,7 +68,14 @@ def run(variant: str, dataset: str, seeds: list[int], model: str, epochs: int, p
         if variant in STANDARDIZED:
             mu, sd = data.Z["train"].mean(0), data.Z["train"].std(0) + 1e-6
             data.Z = {k: ((v - mu) / sd).astype(np.float32) for k, v in data.Z.items()}
-        spec = MethodSpec(name=variant, family=model, model=model, model_config=model_cfg, train_config=train_cfg)
+        if variant in CENTRED:
+            mu, sd = data.Z["train"].mean(0), data.Z["train"].std(0).mean()
+            data.Z = {k: ((v - mu) / sd).astype(np.float32) for k, v in data.Z.items()}
+        # the variants choose their own input scaling above, so the estimator's is off
+        spec = MethodSpec(
+            name=variant, family=model, model=model, model_config=model_cfg, train_config=train_cfg,
+            estimator_params={"standardize": False},
+        )
         t0 = time.perf_counter()
         m = run_network(spec, data, cfg)
         row = {

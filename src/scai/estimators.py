@@ -59,6 +59,13 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
     preprocessing
         ``"raman"`` (the documented default Raman pipeline), ``"none"``, or a
         :class:`scai.preprocessing.Pipeline`.
+    standardize
+        Append :class:`scai.preprocessing.Standardize` (fitted on the training part) to the
+        pipeline, so the network sees each spectrum's deviation from the mean training
+        spectrum: ``"global"`` (default) divides by one overall spread, ``"feature"`` z-scores
+        every wavenumber (which also inflates noise-only regions), ``"none"`` (or ``False``)
+        leaves the pipeline's output as it is. It is saved with the pipeline. Why it is on:
+        docs/training.md.
     val_fraction
         Share of the training data held out (stratified, seeded) for early stopping and
         calibration when ``fit`` gets no explicit validation set.
@@ -78,6 +85,7 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
         model_config: dict[str, Any] | None = None,
         train_config: dict[str, Any] | None = None,
         preprocessing: Any = "raman",
+        standardize: str | bool = "global",
         val_fraction: float = 0.1,
         calibrate: bool = True,
         random_state: int = 0,
@@ -87,6 +95,7 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
         self.model_config = model_config
         self.train_config = train_config
         self.preprocessing = preprocessing
+        self.standardize = standardize
         self.val_fraction = val_fraction
         self.calibrate = calibrate
         self.random_state = random_state
@@ -94,18 +103,27 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ fitting
     def _make_pipeline(self) -> Any:
-        from scai.preprocessing import Pipeline, default_pipeline
+        from scai.preprocessing import Pipeline, Standardize, default_pipeline
 
         spec = self.preprocessing
         if spec is None or (isinstance(spec, str) and spec == "none"):
-            return Pipeline([])
-        if isinstance(spec, str):
-            return default_pipeline(spec)
-        if isinstance(spec, Pipeline):
-            return clone(spec)
-        raise TypeError(
-            f"preprocessing must be 'raman', 'none' or a scai.preprocessing.Pipeline; got {type(spec).__name__}"
-        )
+            pipe = Pipeline([])
+        elif isinstance(spec, str):
+            pipe = default_pipeline(spec)
+        elif isinstance(spec, Pipeline):
+            pipe = clone(spec)
+        else:
+            raise TypeError(
+                f"preprocessing must be 'raman', 'none' or a scai.preprocessing.Pipeline; got {type(spec).__name__}"
+            )
+        scale = {True: "feature", "feature": "feature", "global": "global"}.get(self.standardize)  # type: ignore[call-overload]
+        if scale is not None:
+            pipe = Pipeline([*pipe.steps, Standardize(scale=scale)])
+        elif self.standardize not in (False, None, "none"):
+            raise ValueError(
+                f"standardize={self.standardize!r} is not allowed; use 'global', 'feature' or 'none'"
+            )
+        return pipe
 
     def _train_config(self) -> Any:
         from scai.training import TrainConfig

@@ -112,7 +112,7 @@ def test_ponder_gradient_flows_through_r_only():
 @torch.no_grad()
 def test_pa_macs_hand_count():
     # in_length 64, stem k7 s4 -> 16 positions x 4 channels; transition s2 -> 8 positions x 8 channels.
-    net = create_model("scai_plus", 64, 3, channels=(4, 8), units_per_block=3).eval()
+    net = create_model("scai_plus", 64, 3, channels=(4, 8), units_per_block=3, head_bins=1).eval()
     B = 2
     h1 = torch.zeros(2, B, 16)  # block 1: (S-1, B, W)
     h1[0, 0, :8] = 0.99  # sample 0: positions 0-7 halt after unit 1; everything else runs 3 units

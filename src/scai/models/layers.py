@@ -176,7 +176,8 @@ class ExitHead(nn.Module):
     bins : int
         1 = global average pooling (the paper's head). ``bins > 1`` averages over that many
         equal segments of the spectral axis and concatenates them, so an exit keeps coarse
-        knowledge of *where* along the spectrum a feature fired (needs ``length``).
+        knowledge of *where* along the spectrum a feature fired (needs ``length``; a block
+        shorter than ``bins`` gets one bin per position).
     length : int, optional
         Length of the block output the head sees; required when ``bins > 1``.
     """
@@ -191,6 +192,7 @@ class ExitHead(nn.Module):
         if self.bins > 1:
             if length is None:
                 raise ModelConfigError("an exit head with bins > 1 needs the block length")
+            self.bins = min(self.bins, int(length))  # a short block gets one bin per position
             self.register_buffer("pool", bin_pool_matrix(int(length), self.bins), persistent=False)
         features = channels * self.bins
         self.hidden = Linear(features, hidden) if hidden > 0 else None

@@ -31,8 +31,8 @@ class ResNet1DConfig:
     transition_kernel: int = 3  # kernel of the conv between stages (odd)
     transition_stride: int = 2  # stride of the conv between stages
     head_hidden: int = 0  # hidden width of the classifier head; 0 = GAP -> linear
-    dropout: float = 0.0  # dropout before the last linear layer
-    head_bins: int = 1  # exit head averages over this many segments of the axis; 1 = GAP
+    dropout: float = 0.2  # dropout before the last linear layer (same head as SCAI's exits)
+    head_bins: int = 16  # exit head averages over this many segments of the axis; 1 = GAP
 
     def __post_init__(self) -> None:
         check_backbone_config(self, ("depth", "stem_stride", "transition_stride"))

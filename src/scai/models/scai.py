@@ -52,8 +52,8 @@ class ScaiConfig:
     transition_kernel: int = 3  # kernel of the conv between blocks (odd)
     transition_stride: int = 2  # stride of the conv between blocks
     head_hidden: int = 0  # hidden width of the exit heads; 0 = GAP -> linear (paper)
-    dropout: float = 0.0  # dropout before each exit's last linear layer
-    head_bins: int = 1  # exit heads average over this many segments of the axis; 1 = GAP (paper)
+    dropout: float = 0.2  # dropout before each exit's last linear layer (paper: none stated)
+    head_bins: int = 16  # exit heads average over this many segments of the axis; 1 = GAP (paper)
 
     def __post_init__(self) -> None:
         check_backbone_config(self, ("units_per_block", "stem_stride", "transition_stride"))

@@ -250,13 +250,27 @@ class AreaNorm(Step):
 
 @register_step
 class Standardize(Step):
-    """Per-feature standardisation with the training mean and standard deviation."""
+    """Centre every feature on its training mean and divide by the training spread.
+
+    ``scale="feature"`` divides each feature by its own standard deviation (the z-score of
+    scikit-learn's ``StandardScaler``); ``scale="global"`` divides every feature by the mean of
+    those standard deviations, so the input becomes the deviation from the mean training
+    spectrum without blowing flat, noise-only regions up to the size of real bands.
+    """
 
     _state = ("mean_", "scale_")
 
+    def __init__(self, scale: str = "feature") -> None:
+        self.scale = scale
+
     def _fit(self, X: np.ndarray, y: Any) -> None:
+        if self.scale not in ("feature", "global"):
+            raise ValueError(f"Standardize: scale={self.scale!r} is not allowed; use 'feature' or 'global'")
         self.mean_ = X.mean(axis=0)
         std = X.std(axis=0)
+        if self.scale == "global":
+            spread = float(std.mean())
+            std = np.full_like(std, spread if spread > 0 else 1.0)
         self.scale_ = np.where(std > 0, std, 1.0)
 
     def _transform(self, X: np.ndarray) -> np.ndarray:

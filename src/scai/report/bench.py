@@ -88,6 +88,7 @@ class MethodSpec:
     depth: int | None = None  # residual units of a static network
     model_config: dict[str, Any] = field(default_factory=dict)  # overrides of the family's config
     train_config: dict[str, Any] = field(default_factory=dict)  # overrides of TrainConfig (e.g. distill)
+    estimator_params: dict[str, Any] = field(default_factory=dict)  # extra SCAIClassifier parameters
 
     @property
     def kind(self) -> str:
@@ -266,6 +267,7 @@ def run_network(spec: MethodSpec, data: SplitData, cfg: BenchConfig) -> dict[str
         train_config=_train_overrides(spec, cfg, data.seed),
         preprocessing="none",  # already applied once in prepare_split, identically for every method
         random_state=data.seed,
+        **spec.estimator_params,
     )
     t0 = time.perf_counter()
     est.fit(data.Z["train"], data.y["train"], axis=data.axis, X_val=data.Z["val"], y_val=data.y["val"], axis_unit=data.axis_unit)

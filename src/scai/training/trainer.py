@@ -34,7 +34,7 @@ class TrainConfig:
     """Training settings. Defaults follow the paper (§4.3) except where noted."""
 
     lr: float = 1e-3  # Adam learning rate (paper: 1e-3)
-    weight_decay: float = 0.0  # Adam weight decay
+    weight_decay: float = 1e-3  # Adam weight decay (L2; paper: none stated)
     batch_size: int = 32  # mini-batch size
     max_epochs: int = 200  # hard cap on epochs (early stopping usually ends sooner)
     patience: int = 30  # epochs without validation improvement before stopping (paper: 50)
@@ -46,8 +46,8 @@ class TrainConfig:
     temperature: float = 1.0  # distillation temperature T (KL scaled by T^2)
     alpha: float = 0.0  # weight of an early exit's own cross-entropy mixed into its KD loss
     tau: float = 1e-5  # ponder-cost weight for PA blocks (paper: 1e-5)
-    lr_schedule: str = "constant"  # "constant" (paper), "cosine" (to 0 over max_epochs) or "plateau"
-    ema_decay: float = 0.0  # > 0: validate and keep an exponential moving average of the weights
+    lr_schedule: str = "cosine"  # "cosine" (to 0 over max_epochs), "plateau" or "constant" (paper)
+    ema_decay: float = 0.99  # > 0: validate and keep an exponential moving average of the weights
     augment: Augmentation = field(default_factory=Augmentation)  # off by default
     eval_batch_size: int = 512  # batch size for validation passes
     progress: bool = True  # show a progress bar with per-exit validation accuracy
