@@ -45,3 +45,15 @@ def test_budgeted_batch_curve_is_strict_json_and_meets_budgets():
         assert set(point) >= {"budget_macs", "mean_macs", "accuracy", "thresholds"}
         assert point["expected_mean_macs"] <= point["budget_macs"] * (1 + 1e-9)
     assert curve[-1]["mean_macs"] == 6e3 and curve[0]["mean_macs"] == 1e3
+
+
+def test_per_sample_costs_end_at_the_costliest_full_path():
+    """PA networks: the last anytime budget lets every sample reach the last exit."""
+    costs = np.array([[10.0, 20.0, 30.0], [12.0, 26.0, 44.0], [8.0, 15.0, 22.0]])
+    b = default_budgets(costs, n=5)
+    assert b[0] == pytest.approx(10.0) and b[-1] == 44.0  # mean exit 1 .. costliest full path
+    assert np.any(np.isclose(b, 32.0))  # mean full path is still on the grid
+    probs = softmax(np.random.default_rng(0).normal(size=(3, 3, 4)))
+    y = probs[-1].argmax(1)
+    last = anytime_curve(probs, costs, y, b)[-1]
+    assert last["accuracy"] == 1.0 and last["exit_shares"] == [0.0, 0.0, 1.0]

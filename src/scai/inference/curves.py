@@ -25,7 +25,8 @@ def default_budgets(exit_costs: np.ndarray, n: int = 12) -> np.ndarray:
     Parameters
     ----------
     exit_costs : ndarray, shape (n_exits,) or (n_samples, n_exits)
-        Cumulative cost per exit; per-sample costs are averaged first.
+        Cumulative cost per exit. Per-sample costs are averaged for the exit costs added to the
+        grid, and the grid ends at the largest per-sample full-path cost.
     n : int
         Number of log-spaced points (the exit costs are added to them).
 
@@ -35,13 +36,17 @@ def default_budgets(exit_costs: np.ndarray, n: int = 12) -> np.ndarray:
         Sorted, unique budgets in MACs.
     """
     c = np.asarray(exit_costs, dtype=np.float64)
-    if c.ndim == 2:
+    top = None
+    if c.ndim == 2 and c.size:
+        top = float(np.max(c[:, -1])) if np.all(np.isfinite(c)) else None
         c = c.mean(axis=0)
     if c.ndim != 1 or c.size == 0 or not np.all(np.isfinite(c)) or np.any(c <= 0):
         raise DataValueError(f"exit_costs has shape {c.shape}; expected positive finite (n_exits,) costs")
     if n < 2:
         raise BudgetError(f"n={n} is not allowed; use n >= 2")
-    lo, hi = float(c.min()), float(c.max())
+    # per-sample costs: the top budget is the costliest sample's full path, so at the end of an
+    # anytime curve every sample reaches the last exit (the mean full path leaves some short)
+    lo, hi = float(c.min()), max(float(c.max()), top or 0.0)
     grid = np.geomspace(lo, hi, n) if hi > lo else np.array([lo])
     grid = np.clip(grid, lo, hi)  # geomspace may round its end points just outside the range
     grid[0], grid[-1] = lo, hi
