@@ -134,3 +134,34 @@ def test_resume_skips_finished_runs_and_report_only_rerenders(quick_run: Path, c
 def test_report_only_without_results_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
     assert _bench(["--quick", "--out", str(tmp_path), "--report-only"]) == 2
     assert "results.json does not exist" in capsys.readouterr().err
+
+
+def _split_by_method(results: dict, methods: set[str]) -> dict:
+    part = json.loads(json.dumps(results))
+    for ds in part["results"]:
+        part["results"][ds] = {m: v for m, v in part["results"][ds].items() if m in methods}
+    part["config"]["methods"] = sorted(methods)
+    return part
+
+
+def test_merge_combines_runs_done_apart_and_refuses_duplicates(quick_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    whole = json.loads((quick_run / "results.json").read_text())
+    ds = next(iter(whole["results"]))
+    methods = sorted(whole["results"][ds])
+    a, b = tmp_path / "a", tmp_path / "b"
+    for folder, chosen in ((a, set(methods[::2])), (b, set(methods[1::2]))):
+        folder.mkdir()
+        (folder / "results.json").write_text(json.dumps(_split_by_method(whole, chosen)))
+    out = tmp_path / "merged"
+    assert _bench(["--merge", str(a), str(b / "results.json"), "--out", str(out)]) == 0
+    merged = json.loads((out / "results.json").read_text())
+    assert merged["results"] == whole["results"]  # every run back, none lost or doubled
+    assert sorted(merged["config"]["methods"]) == methods
+    assert [m["source"] for m in merged["merged_from"]] == [str(a / "results.json"), str(b / "results.json")]
+    assert (out / "report.md").is_file() and (out / "report.html").is_file()
+    # the same run in two parts is refused, naming it
+    assert _bench(["--merge", str(a), str(a), "--out", str(tmp_path / "dup")]) == 2
+    first = next(iter(json.loads((a / "results.json").read_text())["results"][ds]))
+    assert f"{ds} / {first} / seed 0 is in both" in capsys.readouterr().err
+    assert _bench(["--merge", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x")]) == 2
+    assert "not found" in capsys.readouterr().err

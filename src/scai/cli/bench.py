@@ -18,6 +18,9 @@ dataset with identical splits, preprocessing and seeds. Writes results.json (aft
 so --resume continues a stopped run), figures/, report.md and report.html into --out.
 
 --quick: embedded milk_adulteration, seed 0, 2 epochs, tiny networks (checks the pipeline).
+--merge A B ...: combine results of runs done apart (parallel processes, other machines or
+sessions; each with its own --out) into --out and write one report. A run present twice is
+refused.
 The full run takes many hours on 2 cores; see docs/benchmarks.md for the estimate.
 """
 
@@ -48,6 +51,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=None, help="torch threads (default 2)")
     p.add_argument("--resume", action="store_true", help="skip (dataset, method, seed) runs already in results.json")
     p.add_argument("--report-only", action="store_true", help="only re-render figures and reports from an existing results.json")
+    p.add_argument("--merge", nargs="+", metavar="RESULTS", default=None, help="combine these results.json files (or folders holding one) from runs done apart into --out, then write the report")
 
 
 def register(sub: Any) -> None:
@@ -90,7 +94,20 @@ def run(args: argparse.Namespace) -> int:
         raise CliError("--seeds is empty; give at least one seed, e.g. --seeds 0,1,2")
     out = Path(cfg.out)
     t0 = time.perf_counter()
-    if args.report_only:
+    if getattr(args, "merge", None):
+        from scai.report.bench import merge_results, save_results
+
+        files = [Path(m) / "results.json" if Path(m).is_dir() else Path(m) for m in args.merge]
+        missing = [str(f) for f in files if not f.is_file()]
+        if missing:
+            raise CliError(f"--merge: {', '.join(missing)} not found; give results.json files or folders holding one")
+        try:
+            results = merge_results([load_results(f) for f in files], [str(f) for f in files])
+        except ValueError as exc:
+            raise CliError(f"--merge: {exc}") from exc
+        out.mkdir(parents=True, exist_ok=True)
+        save_results(results, out / "results.json")
+    elif args.report_only:
         path = out / "results.json"
         if not path.is_file():
             raise CliError(f"--report-only: {path} does not exist; run the benchmark first")

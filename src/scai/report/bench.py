@@ -17,6 +17,7 @@ FLOPs = 2 x MACs.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -41,6 +42,8 @@ __all__ = [
     "run_method",
     "run_benchmark",
     "load_results",
+    "save_results",
+    "merge_results",
     "summarize",
     "mean_curve",
     "curve_at",
@@ -396,6 +399,58 @@ def load_results(path: str | Path) -> dict[str, Any]:
     if data.get("schema") != SCHEMA:
         raise ValueError(f"{path}: schema {data.get('schema')!r} is not {SCHEMA!r}")
     return data
+
+
+def merge_results(parts: Sequence[dict[str, Any]], sources: Sequence[str] | None = None) -> dict[str, Any]:
+    """Combine results.json files of runs done apart (other processes, sessions or machines).
+
+    Runs are keyed by (dataset, method, seed); a key present in two parts is refused rather
+    than one copy silently winning. The merged config lists the union of datasets, methods and
+    seeds; each run keeps its own ``train_config``/``model_config``, and ``merged_from`` records
+    the sources with their configs and environments.
+
+    Raises
+    ------
+    ValueError
+        No parts, a part that is not a scai benchmark file, or a run present twice.
+    """
+    if not parts:
+        raise ValueError("merge_results needs at least one results.json")
+    names = list(sources) if sources is not None else [f"part {i + 1}" for i in range(len(parts))]
+    merged = copy.deepcopy(parts[0])
+    merged["results"], merged["datasets"] = {}, {}
+    seen: dict[tuple[str, str, str], str] = {}
+    for part, name in zip(parts, names):
+        if part.get("schema") != SCHEMA:
+            raise ValueError(f"{name}: schema {part.get('schema')!r} is not {SCHEMA!r}")
+        for ds, info in part.get("datasets", {}).items():
+            target = merged["datasets"].setdefault(ds, copy.deepcopy(info))
+            target.setdefault("splits", {}).update(info.get("splits", {}))
+        for ds, methods in part["results"].items():
+            for method, runs in methods.items():
+                for seed, run in runs.items():
+                    key = (ds, method, seed)
+                    if key in seen:
+                        raise ValueError(
+                            f"{ds} / {method} / seed {seed} is in both {seen[key]} and {name}; "
+                            "remove it from one of them before merging"
+                        )
+                    seen[key] = name
+                    merged["results"].setdefault(ds, {}).setdefault(method, {})[seed] = run
+    conf = merged["config"]
+    for field_name in ("datasets", "methods", "seeds", "depths"):
+        values = [v for part in parts for v in part["config"].get(field_name) or []]
+        conf[field_name] = sorted(set(values), key=values.index)
+    conf["datasets"] = list(merged["results"])
+    merged["merged_from"] = [
+        {"source": name, "config": part["config"], "environment": part.get("environment")} for part, name in zip(parts, names)
+    ]
+    return merged
+
+
+def save_results(data: dict[str, Any], path: str | Path) -> None:
+    """Write results.json atomically (strict JSON)."""
+    _write_json(data, Path(path))
 
 
 def _write_json(data: dict[str, Any], path: Path) -> None:
