@@ -144,6 +144,7 @@ def pa_block_sparse(block: PABlock, x0: Tensor, mode: str = "sparse") -> PAResul
     real = torch.zeros(B, Wp, dtype=torch.bool, device=dev)
     real[:, halo : halo + W] = True
     real = real.view(N, 1).to(dt)  # 0 on the zero pad rows, 1 on real positions
+    pad_rows = torch.nonzero(real.view(N) == 0).squeeze(1)  # ~1 % of rows: zeroed by index, not by a full multiply
     sample = torch.arange(B, device=dev).repeat_interleave(Wp)
     active = real.view(N) > 0
     cum = torch.zeros(N, dtype=dt, device=dev)  # sum of halting scores so far
@@ -178,16 +179,24 @@ def pa_block_sparse(block: PABlock, x0: Tensor, mode: str = "sparse") -> PAResul
             retire(torch.nonzero(~needed).squeeze(1))
             keep = torch.nonzero(needed).squeeze(1)
             rows, x, real, sample, active = rows[keep], x[keep], real[keep], sample[keep], active[keep]
+            pad_rows = torch.nonzero(real.view(-1) == 0).squeeze(1)
             cum, rem, rem_at_halt, steps, out = cum[keep], rem[keep], rem_at_halt[keep], steps[keep], out[keep]
             if forced is not None:
                 forced = forced[:, keep]
             per_sample = torch.bincount(sample, minlength=B)  # rows stay grouped by sample
         act = active.to(dt)
+        n_active = int(active.sum())
 
         # The unit, on every working row (conv-bias-ReLU-conv-bias, BN folded), kept where active.
         w1, b1, w2, b2 = _folded(unit)
-        z = _conv(x, w1, b1, r).relu_().mul_(real)  # conv2 sees zero padding
-        res = _conv(z, w2, b2, r).mul_(act.unsqueeze(1))
+        z = _conv(x, w1, b1, r).relu_().index_fill_(0, pad_rows, 0.0)  # conv2 sees zero padding
+        res = _conv(z, w2, b2, r)
+        # keep the residual only where the unit runs: zero the few idle rows by index, or
+        # multiply by the mask when many are idle
+        if 4 * n_active >= 3 * act.numel():
+            res.index_fill_(0, torch.nonzero(~active).squeeze(1), 0.0)
+        else:
+            res.mul_(act.unsqueeze(1))
         x = x.add_(res)
 
         if s < n_units - 1:
