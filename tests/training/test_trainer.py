@@ -93,6 +93,32 @@ def test_cosine_schedule_follows_the_formula(data):
     np.testing.assert_allclose(lrs, expected, rtol=1e-6)
 
 
+def test_cosine_follows_the_time_cap_when_it_ends_first():
+    from scai.training.trainer import _progress
+
+    cfg = TrainConfig(max_epochs=100, max_time_s=60.0)
+    assert _progress(10, 30.0, cfg) == 0.5  # half the time gone after a tenth of the epochs
+    assert _progress(80, 30.0, cfg) == 0.8  # epochs ahead of the clock
+    assert _progress(10, 90.0, cfg) == 1.0
+    assert _progress(10, 1e9, TrainConfig(max_epochs=100)) == 0.1  # no cap: epochs only
+
+
+def test_ema_copies_first_then_decays_at_its_rate():
+    from scai.training.trainer import _ema
+
+    net = torch.nn.Linear(1, 1, bias=False)
+    avg = _ema(net, 0.9)
+    for step in range(5):
+        with torch.no_grad():
+            net.weight.fill_(float(step + 1))
+        avg.update_parameters(net)
+    # w1 = 1 (copied), then w <- 0.9 w + 0.1 x for x = 2, 3, 4, 5
+    w = 1.0
+    for x in (2.0, 3.0, 4.0, 5.0):
+        w = 0.9 * w + 0.1 * x
+    assert float(avg.module.weight.detach()) == pytest.approx(w, rel=1e-6)
+
+
 def test_plateau_schedule_halves_when_val_loss_stalls(data, monkeypatch):
     import scai.training.trainer as trainer_module
 

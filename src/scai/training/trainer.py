@@ -46,7 +46,7 @@ class TrainConfig:
     temperature: float = 1.0  # distillation temperature T (KL scaled by T^2)
     alpha: float = 0.0  # weight of an early exit's own cross-entropy mixed into its KD loss
     tau: float = 1e-5  # ponder-cost weight for PA blocks (paper: 1e-5)
-    lr_schedule: str = "cosine"  # "cosine" (to 0 over max_epochs), "plateau" or "constant" (paper)
+    lr_schedule: str = "cosine"  # "cosine" (to 0 over max_epochs or max_time_s), "plateau", "constant" (paper)
     ema_decay: float = 0.99  # > 0: validate and keep an exponential moving average of the weights
     augment: Augmentation = field(default_factory=Augmentation)  # off by default
     eval_batch_size: int = 512  # batch size for validation passes
@@ -208,6 +208,8 @@ class Trainer:
         start_time = time.perf_counter()
         bar = tqdm(range(cfg.max_epochs), desc="training", unit="epoch", disable=not cfg.progress, leave=False)
         for epoch in bar:
+            if cfg.lr_schedule == "cosine":  # over the epochs or the time cap, whichever ends first
+                _set_lr(optimizer, cfg.lr * _cosine(_progress(epoch, time.perf_counter() - start_time, cfg)))
             network.train()
             t0 = time.perf_counter()
             order = torch.randperm(n, generator=gen)
@@ -248,8 +250,7 @@ class Trainer:
             lr_now = optimizer.param_groups[0]["lr"]
             if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
                 scheduler.step(val["loss"][-1])
-            elif scheduler is not None:
-                scheduler.step()
+
             record: dict[str, Any] = {
                 "epoch": epoch + 1,
                 "train_loss": sums.get("total", 0.0) / seen,
@@ -293,10 +294,25 @@ class Trainer:
         return history
 
 
+def _progress(epoch: int, elapsed_s: float, cfg: TrainConfig) -> float:
+    """Share of the training budget used before ``epoch``: epochs, or wall time when capped."""
+    p = epoch / cfg.max_epochs
+    if cfg.max_time_s is not None and cfg.max_time_s > 0:
+        p = max(p, elapsed_s / cfg.max_time_s)
+    return min(p, 1.0)
+
+
+def _cosine(progress: float) -> float:
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def _set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+
+
 def _scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> Any:
-    """The per-epoch learning-rate schedule named by ``cfg.lr_schedule`` (None for constant)."""
-    if cfg.lr_schedule == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.max_epochs)
+    """Plateau schedule object for ``lr_schedule="plateau"``; cosine is set per epoch in ``fit``."""
     if cfg.lr_schedule == "plateau":  # halve the rate when the last exit's val loss stalls
         return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=0.5, patience=10)
     return None
