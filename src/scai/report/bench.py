@@ -287,6 +287,7 @@ def run_network(spec: MethodSpec, data: SplitData, cfg: BenchConfig) -> dict[str
         history=_history(est.history_.epochs),
         model_config={k: list(v) if isinstance(v, tuple) else v for k, v in asdict(est.network_.config).items()},
         train_config={k: v for k, v in _train_overrides(spec, cfg, data.seed).items() if k != "progress"},
+        input_scaling=str(est.standardize),  # the estimator's step after the shared preprocessing
     )
     if spec.family in ("scai_plus", "scai_plus_nokd"):
         metrics["allocation"] = _allocation(est, data.Z["test"])
@@ -442,6 +443,9 @@ def merge_results(parts: Sequence[dict[str, Any]], sources: Sequence[str] | None
         values = [v for part in parts for v in part["config"].get(field_name) or []]
         conf[field_name] = sorted(set(values), key=values.index)
     conf["datasets"] = list(merged["results"])
+    ran = sorted({int(r["depth"]) for m in merged["results"].values() for runs in m.values() for r in runs.values()
+                  if r.get("kind") == "static" and r.get("depth") is not None})
+    conf["depths"] = ran or conf["depths"]  # the depths actually in the results
     merged["merged_from"] = [
         {"source": name, "config": part["config"], "environment": part.get("environment")} for part, name in zip(parts, names)
     ]

@@ -197,12 +197,17 @@ def _claim_blocks(summary: dict[str, Any]) -> list[Block]:
 
 def _dataset_blocks(results: dict[str, Any], summary: dict[str, Any], figures: dict[str, dict[str, Path]], ds: str) -> list[Block]:
     info = results["datasets"][ds]
+    scalings = sorted({str(r.get("input_scaling", "none")) for m in results["results"][ds].values() for r in m.values()
+                       if r.get("kind") in ("adaptive", "static")})
+    nets = (f" The networks then add the estimator's input scaling ({', '.join(scalings)}; "
+            "'global' = minus the training mean spectrum, divided by one spread), fitted on train."
+            if any(s != "none" for s in scalings) else "")
     blocks: list[Block] = [
         ("h", 3, ds),
         (
             "p",
             f"{info['n_samples']} spectra x {info['n_points']} points, {info['n_classes']} classes. Protocol: {info['protocol']}. "
-            f"Preprocessing (fitted on train, shared by all methods): {' → '.join(info['preprocessing'])}. "
+            f"Preprocessing (fitted on train, shared by all methods): {' → '.join(info['preprocessing'])}.{nets} "
             f"Split sizes per seed: " + "; ".join(f"seed {s}: {v['train']}/{v['val']}/{v['test']}" for s, v in info["splits"].items()) + ".",
         ),
     ]
