@@ -10,15 +10,54 @@ import pytest
 
 from scai.report.bench import (
     SCHEMA,
+    BenchConfig,
+    SplitData,
     allocation_bands,
     curve_at,
     default_methods,
     macs_to_reach,
     mean_curve,
+    run_classical,
     select_methods,
 )
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _toy_split(scale: np.ndarray | None = None) -> SplitData:
+    """Two classes told apart by point 0 only; the other points are wide noise."""
+    rng = np.random.default_rng(0)
+    n, width = 120, 30
+    y = np.repeat([0, 1], n // 2)
+    Z = rng.normal(0.0, 1.0, (n, width))
+    Z[:, 0] = np.where(y == 1, 3.0, -3.0) + rng.normal(0.0, 0.3, n)
+    if scale is not None:
+        Z = Z * scale
+    Z = Z.astype(np.float32)
+    tr, te = np.arange(n) % 3 != 0, np.arange(n) % 3 == 0
+    return SplitData(
+        name="toy", seed=0, protocol="toy", axis=np.arange(width, dtype=float), axis_unit="index",
+        class_names=("a", "b"), Z={"train": Z[tr], "val": Z[te], "test": Z[te]},
+        y={"train": y[tr], "val": y[te], "test": y[te]}, preprocessing=[], preprocess_time_s=0.0,
+    )
+
+
+@pytest.mark.parametrize("name", ["svm_rbf", "logreg_snv"])
+def test_svm_and_logistic_anchors_standardise_each_point(name: str) -> None:
+    """Shrinking the informative point 1000-fold changes nothing for a per-point standardised
+    anchor (an unscaled RBF kernel would no longer see it); MACs add W for the scaling."""
+    spec = next(m for m in default_methods() if m.name == name)
+    cfg = BenchConfig(threads=1)
+    shrink = np.ones(30)
+    shrink[0] = 1e-3
+    plain, shrunk = run_classical(spec, _toy_split(), cfg), run_classical(spec, _toy_split(shrink), cfg)
+    assert plain["accuracy"] >= 0.9
+    assert shrunk["accuracy"] == pytest.approx(plain["accuracy"], abs=0.03)
+    macs = plain["exits"][0]["macs"]
+    if name == "logreg_snv":
+        assert macs == 30 + 30 * 2  # scaling + one weight per point and class
+    else:
+        assert (macs - 30) % (30 + 2) == 0 and macs > 30  # scaling + n_sv x (W + classes)
 
 
 # --------------------------------------------------------------------------- helpers
