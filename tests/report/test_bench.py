@@ -13,8 +13,11 @@ from scai.report.bench import (
     BenchConfig,
     SplitData,
     allocation_bands,
+    allocation_vs_discriminability,
     curve_at,
     default_methods,
+    discriminability,
+    fill_discriminability,
     macs_to_reach,
     mean_curve,
     run_classical,
@@ -91,6 +94,31 @@ def test_allocation_bands_find_the_busy_region():
     assert 990 <= bands[0]["from"] <= bands[0]["to"] <= 1110
 
 
+def test_discriminability_is_the_one_way_anova_f_of_each_point():
+    from scipy.stats import f_oneway
+
+    rng = np.random.default_rng(1)
+    y = np.repeat([0, 1, 2], 20)
+    Z = rng.normal(size=(60, 12))
+    Z[:, 3] += y  # the classes differ at point 3 only
+    Z[:, 7] = 2.0  # constant: F undefined -> 0
+    f = discriminability(Z, y)
+    expected = [f_oneway(*(Z[y == c, j] for c in range(3))).statistic for j in range(12) if j != 7]
+    np.testing.assert_allclose(np.delete(f, 7), expected, rtol=1e-3)
+    assert f[7] == 0.0 and int(np.argmax(f)) == 3
+
+
+def test_allocation_vs_discriminability_scores_agreement_and_disagreement():
+    axis = np.linspace(400.0, 1800.0, 100)
+    f = np.exp(-0.5 * ((axis - 1000.0) / 40.0) ** 2) * 50.0 + 1.0  # one informative band
+    same = allocation_vs_discriminability([1.0 + f / 50.0, 1.0 + f[::2] / 50.0], f, axis)
+    assert same["spearman"] > 0.95 and same["top_overlap"] == 1.0 and same["holds"]
+    assert 900 <= same["f_bands"][0]["from"] <= 1000 <= same["f_bands"][0]["to"] <= 1100  # 10 % of 100 points
+    opposite = allocation_vs_discriminability([4.0 - f / 50.0], f, axis)
+    assert opposite["spearman"] < -0.95 and opposite["top_overlap"] == 0.0 and not opposite["holds"]
+    assert opposite["chance"] == pytest.approx(0.1, abs=0.01)
+
+
 def test_methods_cover_the_paper_and_the_anchors():
     names = {m.name for m in default_methods()}
     assert {"scai", "scai_plus", "scai_plus_nokd", "svm_rbf", "pls_da", "logreg_snv", "minirocket"} <= names
@@ -135,6 +163,21 @@ def test_quick_run_writes_results_with_the_schema(quick_run: Path):
         elif run["kind"] == "static":
             assert len(run["exits"]) == 1 and run["exits"][0]["macs"] > 0
     assert len(runs["scai_plus"]["0"]["allocation"]) == 4
+    assert len(info["f_score"]["0"]) == len(info["axis"]) and max(info["f_score"]["0"]) > 0
+
+
+@pytest.mark.slow
+def test_discriminability_is_refilled_for_results_that_predate_it(quick_run: Path):
+    results = json.loads((quick_run / "results.json").read_text())
+    stored = results["datasets"]["milk_adulteration"].pop("f_score")
+    messages: list[str] = []
+    assert fill_discriminability(results, log=messages.append) == 1 and not messages
+    np.testing.assert_allclose(results["datasets"]["milk_adulteration"]["f_score"]["0"], stored["0"], rtol=1e-3)
+    for part in ("datasets", "results"):  # a dataset that cannot be loaded here: said, not raised
+        results[part]["no_such_set"] = results[part].pop("milk_adulteration")
+    results["datasets"]["no_such_set"].pop("f_score")
+    assert fill_discriminability(results, log=messages.append) == 0
+    assert "no_such_set" in messages[0] and "claim (d)" in messages[0]
 
 
 @pytest.mark.slow
@@ -149,6 +192,7 @@ def test_quick_run_writes_reports_and_figures(quick_run: Path):
     assert table.count("\n| ") == 1 + 13  # header + one row per method
     for claim in ("(a)", "(b)", "(c)", "(d)"):
         assert claim in md
+    assert "Spearman ρ(units, F)" in md and "Most discriminative (ANOVA F" in md
     figures = sorted((quick_run / "figures").glob("*.png"))
     assert {p.name.split("_")[0] for p in figures} == {"fig9a", "fig9b", "fig10", "fig11"}
     for png in figures:

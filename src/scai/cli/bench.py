@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -114,6 +115,11 @@ def run(args: argparse.Namespace) -> int:
         results = load_results(path)
     else:
         results = run_benchmark(cfg)
+    if getattr(args, "merge", None) or args.report_only:
+        from scai.report.bench import fill_discriminability, save_results
+
+        if fill_discriminability(results, log=lambda msg: print(msg, file=sys.stderr)):  # results that predate it
+            save_results(results, out / "results.json")
     paths = write_report(results, out)
     print(f"wrote {out / 'results.json'}, {paths['md']}, {paths['html']} and {out / 'figures'}/ in {time.perf_counter() - t0:.1f} s")
     return 0

@@ -23,6 +23,7 @@ import math
 import os
 import platform
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -49,9 +50,17 @@ __all__ = [
     "curve_at",
     "macs_to_reach",
     "allocation_bands",
+    "allocation_vs_discriminability",
+    "discriminability",
+    "fill_discriminability",
+    "top_bands",
 ]
 
 SCHEMA = "scai-bench/1"
+#: Claim (d) counts as holding on a dataset when the rank correlation between SCAI+'s units
+#: executed and the class discriminability (ANOVA F) along the axis reaches this, and the busiest
+#: 10 % of positions overlap the most discriminative 10 % at least twice as often as chance.
+RHO_INFORMATIVE = 0.3
 MAC_CONVENTION = "MACs = multiply-accumulates per spectrum (conv + linear); FLOPs = 2 x MACs"
 
 #: Display name of each method family, in table order.
@@ -227,6 +236,59 @@ def prepare_split(spectra: Any, seed: int, cfg: BenchConfig) -> SplitData:
         preprocessing=[kind] + [type(s).__name__ for s in getattr(pipe, "steps", [])],
         preprocess_time_s=time.perf_counter() - t0,
     )
+
+
+def discriminability(Z: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Per-position one-way ANOVA F statistic of the classes (training spectra; claim d).
+
+    The between-class over within-class variance at every point of the axis: high where the
+    classes differ. Constant positions (F undefined) get 0. Rounded to 4 significant digits.
+    """
+    from sklearn.feature_selection import f_classif
+
+    with np.errstate(divide="ignore", invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "Features [...] are constant": handled below
+        f, _ = f_classif(np.asarray(Z, dtype=np.float64), np.asarray(y))
+    f = np.nan_to_num(f, nan=0.0, posinf=0.0)
+    return np.asarray([float(f"{v:.4g}") for v in f])
+
+
+def fill_discriminability(results: dict[str, Any], log: Callable[[str], None] = print) -> int:
+    """Add the per-seed ANOVA F profile to datasets whose results predate it.
+
+    Re-splits and re-preprocesses the dataset with the results' own settings (the split and the
+    preprocessing depend only on them and the seed). Datasets that cannot be loaded here are
+    left as they are, with a message. Returns the number of profiles added.
+    """
+    from scai import datasets
+
+    conf = results.get("config", {})
+    cfg = BenchConfig(
+        data_dir=conf.get("data_dir"),
+        preprocessing=conf.get("preprocessing", "auto"),
+        val_fraction=conf.get("val_fraction", 0.1),
+        test_fraction=conf.get("test_fraction", 0.1),
+    )
+    added = 0
+    for ds, methods in results["results"].items():
+        info = results["datasets"].get(ds)
+        seeds = sorted({s for runs in methods.values() for s in runs}, key=int)
+        missing = [s for s in seeds if info is not None and s not in info.get("f_score", {})]
+        if not missing:
+            continue
+        try:
+            spectra = datasets.load(ds, data_dir=cfg.data_dir)
+        except Exception as exc:  # noqa: BLE001 - any load failure: report without the profile
+            log(f"{ds}: no discriminability profile ({exc}); claim (d) is reported without it")
+            continue
+        for seed in missing:
+            data = prepare_split(spectra, int(seed), cfg)
+            if data.Z["train"].shape[1] != len(info["axis"]):
+                log(f"{ds}: preprocessing here gives {data.Z['train'].shape[1]} points, results have {len(info['axis'])}; skipped")
+                break
+            info.setdefault("f_score", {})[seed] = discriminability(data.Z["train"], data.y["train"]).tolist()
+            added += 1
+    return added
 
 
 # --------------------------------------------------------------------------- one run
@@ -438,6 +500,7 @@ def merge_results(parts: Sequence[dict[str, Any]], sources: Sequence[str] | None
         for ds, info in part.get("datasets", {}).items():
             target = merged["datasets"].setdefault(ds, copy.deepcopy(info))
             target.setdefault("splits", {}).update(info.get("splits", {}))
+            target.setdefault("f_score", {}).update(info.get("f_score", {}))
         for ds, methods in part["results"].items():
             for method, runs in methods.items():
                 for seed, run in runs.items():
@@ -543,6 +606,7 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[
             data = prepare_split(spectra, seed, cfg)
             info = results["datasets"].setdefault(ds, _dataset_info(spectra, data))
             info["splits"][str(seed)] = {k: int(len(v)) for k, v in data.y.items()}
+            info.setdefault("f_score", {})[str(seed)] = discriminability(data.Z["train"], data.y["train"]).tolist()
             for spec in todo:
                 count += 1
                 run = run_method(spec, data, cfg)
@@ -621,13 +685,19 @@ def _profile(units: Sequence[Sequence[float]], width: int) -> np.ndarray:
 
 
 def allocation_bands(units: Sequence[Sequence[float]], axis: np.ndarray, top_fraction: float = 0.1, k: int = 5) -> list[dict[str, float]]:
-    """The ``k`` spectral ranges where SCAI+ runs the most units (claim d).
+    """The ``k`` spectral ranges where SCAI+ runs the most units (claim d); see :func:`top_bands`."""
+    axis = np.asarray(axis, dtype=np.float64)
+    return top_bands(_profile(units, axis.size), axis, top_fraction, k)
 
-    Positions in the top ``top_fraction`` of the mean-units profile are merged into contiguous
-    ranges (gaps under 1 % of the axis are bridged) and ranked by their mean units executed.
+
+def top_bands(prof: np.ndarray, axis: np.ndarray, top_fraction: float = 0.1, k: int = 5) -> list[dict[str, float]]:
+    """The ``k`` ranges of ``axis`` where the profile ``prof`` is highest.
+
+    Positions in the top ``top_fraction`` of the profile are merged into contiguous ranges
+    (gaps under 1 % of the axis are bridged) and ranked by their mean value (``mean_units``).
     """
     axis = np.asarray(axis, dtype=np.float64)
-    prof = _profile(units, axis.size)
+    prof = np.asarray(prof, dtype=np.float64)
     hot = prof >= np.quantile(prof, 1.0 - top_fraction)
     gap = max(1, axis.size // 100)
     runs: list[list[int]] = []
@@ -755,12 +825,47 @@ def _claim_d(results: dict[str, Any], ds: str) -> dict[str, Any] | None:
     axis = np.asarray(results["datasets"][ds]["axis"])
     units = [np.mean([r["allocation"][b] for r in runs], axis=0).tolist() for b in range(len(runs[0]["allocation"]))]
     s = runs[0]["model_config"].get("units_per_block", 4)
-    return {
+    out = {
         "units": units,
         "units_per_block": s,
         "mean_fraction": float(np.mean([np.mean(u) for u in units]) / s),
         "bands": allocation_bands(units, axis),
         "axis_unit": results["datasets"][ds]["axis_unit"],
+    }
+    f_by_seed = results["datasets"][ds].get("f_score") or {}
+    seeds = [str(r["seed"]) for r in runs if str(r.get("seed")) in f_by_seed]
+    if seeds:
+        out["informative"] = allocation_vs_discriminability(units, np.mean([f_by_seed[k] for k in seeds], axis=0), axis)
+    return out
+
+
+def allocation_vs_discriminability(
+    units: Sequence[Sequence[float]], f_score: np.ndarray, axis: np.ndarray, top_fraction: float = 0.1
+) -> dict[str, Any]:
+    """Does SCAI+ spend its units where the classes differ? (claim d, quantified)
+
+    ``spearman``: rank correlation over the axis between mean units executed and the ANOVA F
+    profile; ``top_overlap``: share of the ``top_fraction`` busiest positions that are also among
+    the ``top_fraction`` most discriminative ones (``chance`` = ``top_fraction``);
+    ``f_bands``: the most discriminative ranges, for comparison with the busiest ones;
+    ``holds``: the rule of :data:`RHO_INFORMATIVE`.
+    """
+    from scipy.stats import spearmanr
+
+    axis = np.asarray(axis, dtype=np.float64)
+    prof = _profile(units, axis.size)
+    f = np.asarray(f_score, dtype=np.float64)
+    rho = float(spearmanr(prof, f).statistic) if np.ptp(prof) > 0 and np.ptp(f) > 0 else 0.0
+    busy = prof >= np.quantile(prof, 1.0 - top_fraction)  # ties at the threshold all count
+    informative = f >= np.quantile(f, 1.0 - top_fraction)
+    overlap, chance = float(np.sum(busy & informative) / np.sum(busy)), float(np.mean(informative))
+    return {
+        "spearman": rho,
+        "top_overlap": overlap,
+        "chance": chance,
+        "holds": bool(rho >= RHO_INFORMATIVE and overlap >= 2 * chance),
+        "f_bands": top_bands(f, axis, top_fraction),
+        "f_profile": f.round(4).tolist(),
     }
 
 

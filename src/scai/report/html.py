@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from scai.report.bench import ADAPTIVE, FAMILIES, mean_curve, summarize
+from scai.report.bench import ADAPTIVE, FAMILIES, RHO_INFORMATIVE, mean_curve, summarize
 from scai.report.plots import plot_accuracy_vs_macs, plot_allocation_heatmap, plot_distillation_curves
 
 __all__ = ["write_figures", "build_blocks", "write_report"]
@@ -71,6 +71,7 @@ def write_figures(results: dict[str, Any], summary: dict[str, Any], out: str | P
                 np.asarray(info["axis"]),
                 fig_dir / f"fig10_allocation_{ds}.png",
                 mean_spectrum=np.asarray(info["mean_spectrum"]) if info.get("mean_spectrum") else None,
+                discriminability=np.asarray(alloc["informative"]["f_profile"]) if alloc.get("informative") else None,
                 axis_unit=info["axis_unit"],
                 title=f"{ds}: SCAI+ mean units executed per position (mean over seeds)",
             )
@@ -186,11 +187,28 @@ def _claim_blocks(summary: dict[str, Any]) -> list[Block]:
         if not a:
             continue
         bands = ", ".join(f"{b['from']:.0f}–{b['to']:.0f} ({b['mean_units']:.2f})" for b in a["bands"])
-        lines.append(
+        line = (
             f"{ds}: runs {a['mean_fraction']:.0%} of the dense units on average; most units (mean units executed, averaged "
             f"over blocks) at {bands} {a['axis_unit']}"
         )
-    blocks.append(("p", "**(d) Where SCAI+ spends more compute** (top 10 % of positions merged into ranges, highest first):"))
+        inf = a.get("informative")
+        if inf:
+            f_bands = ", ".join(f"{b['from']:.0f}–{b['to']:.0f}" for b in inf["f_bands"])
+            line += (
+                f". Most discriminative (ANOVA F of the training spectra): {f_bands} {a['axis_unit']}. "
+                f"Spearman ρ(units, F) = {inf['spearman']:+.2f}; {inf['top_overlap']:.0%} of the busiest 10 % of positions "
+                f"are among the most discriminative 10 % (chance {inf['chance']:.0%})"
+            )
+        lines.append(line)
+    scored = [d["claim_d"]["informative"] for d in ds_all.values() if d["claim_d"] and d["claim_d"].get("informative")]
+    held = sum(i["holds"] for i in scored)
+    head = "**(d) Where SCAI+ spends more compute** (top 10 % of positions merged into ranges, highest first)"
+    if scored:
+        head += (
+            f": **more compute at the discriminative bands on {held} of {len(scored)} datasets** (counted when "
+            f"ρ ≥ {RHO_INFORMATIVE} and the top-10 % overlap is at least twice chance)"
+        )
+    blocks.append(("p", head + ":"))
     blocks.extend(("p", "- " + line) for line in lines)
     return blocks
 

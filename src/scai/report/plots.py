@@ -111,6 +111,7 @@ def plot_allocation_heatmap(
     path: str | Path,
     *,
     mean_spectrum: np.ndarray | None = None,
+    discriminability: np.ndarray | None = None,
     axis_unit: str = "cm-1",
     title: str = "",
 ) -> Path:
@@ -118,6 +119,8 @@ def plot_allocation_heatmap(
 
     ``units[b]`` is the (W_b,) mean number of units block ``b`` ran at each of its positions;
     positions are mapped onto the input axis by their relative location (blocks downsample).
+    ``discriminability`` (the per-position ANOVA F of the classes) is drawn in red over the mean
+    spectrum, on its own scale, so the busy positions can be compared with the informative ones.
     """
     plt = _plt()
     path = Path(path)
@@ -132,6 +135,10 @@ def plot_allocation_heatmap(
     if mean_spectrum is not None:
         axes[0, 0].plot(axis, mean_spectrum, color="k", lw=0.8)
         axes[0, 0].set(ylabel="mean input")
+        if discriminability is not None:
+            twin = axes[0, 0].twinx()
+            twin.plot(axis, discriminability, color="tab:red", lw=0.8, alpha=0.8)
+            twin.set_ylabel("ANOVA F (classes)", color="tab:red")
     ax = axes[-1, 0]
     im = ax.imshow(
         np.vstack(rows),
@@ -142,7 +149,8 @@ def plot_allocation_heatmap(
     )
     ax.set_yticks(range(1, len(rows) + 1), [f"block {i + 1}" for i in range(len(rows))])
     ax.set(xlabel=f"spectral axis ({axis_unit})")
-    fig.colorbar(im, ax=axes[:, 0].tolist(), label="mean units executed", shrink=0.9)
+    pad = 0.1 if discriminability is not None and mean_spectrum is not None else 0.05  # room for the F axis
+    fig.colorbar(im, ax=axes[:, 0].tolist(), label="mean units executed", shrink=0.9, pad=pad)
     if title:
         fig.suptitle(title)
     fig.savefig(path, dpi=110, bbox_inches="tight")
