@@ -14,6 +14,7 @@ from scai.report.bench import (
     SplitData,
     allocation_bands,
     allocation_vs_discriminability,
+    compute_spent,
     curve_at,
     default_methods,
     discriminability,
@@ -212,6 +213,33 @@ def test_resume_skips_finished_runs_and_report_only_rerenders(quick_run: Path, c
     (quick_run / "report.md").unlink()
     assert _bench(["--quick", "--out", str(quick_run), "--report-only"]) == 0
     assert (quick_run / "report.md").is_file()
+
+
+@pytest.mark.slow
+def test_report_counts_compute_and_marks_methods_run_on_fewer_seeds(quick_run: Path, tmp_path: Path):
+    from scai.report.html import write_report
+
+    results = json.loads((quick_run / "results.json").read_text())
+    runs = results["results"]["milk_adulteration"]
+    extra = json.loads(json.dumps(runs["scai_plus"]["0"]))  # a second seed of SCAI+ only
+    extra.update(seed=1, cpu_time_s=100.0, train_time_s=60.0, inference_time_s=0.5, accuracy=0.25)
+    runs["scai_plus"]["1"] = extra
+    cpu_by_hand = sum(r["cpu_time_s"] for by_seed in runs.values() for r in by_seed.values())
+    n_runs = sum(len(by_seed) for by_seed in runs.values())
+    spent = compute_spent(results, "milk_adulteration")
+    assert spent["runs"] == n_runs and spent["seeds"] == [0, 1]
+    assert spent["cpu_time_s"] == pytest.approx(cpu_by_hand)
+    assert spent["cpu_time_s_per_seed"][1] == pytest.approx(100.0)
+    assert spent["cpu_time_s_per_seed"][0] == pytest.approx(cpu_by_hand - 100.0)
+    write_report(results, tmp_path)
+    md = (tmp_path / "report.md").read_text(encoding="utf-8")
+    table = md.split("## Final-exit test accuracy")[1].split("##")[0]
+    scai_plus_row = next(line for line in table.splitlines() if line.startswith("| SCAI+ |"))
+    mean = (runs["scai_plus"]["0"]["accuracy"] + 0.25) / 2
+    assert f"{mean:.3f} ±" in scai_plus_row and "seeds" not in scai_plus_row  # complete: two of two
+    svm_row = next(line for line in table.splitlines() if line.startswith("| SVM-RBF |"))
+    assert "(1 of 2 seeds)" in svm_row  # ran on one seed only: said, not averaged silently
+    assert "## Compute spent" in md and f"| milk_adulteration | {n_runs} | 0,1 |" in md
 
 
 def test_report_only_without_results_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]):

@@ -46,6 +46,7 @@ __all__ = [
     "save_results",
     "merge_results",
     "summarize",
+    "compute_spent",
     "mean_curve",
     "curve_at",
     "macs_to_reach",
@@ -755,9 +756,31 @@ def _table(results: dict[str, Any], ds: str) -> list[dict[str, Any]]:
                 "mean_macs": float(np.mean([r["exits"][-1]["mean_macs"] or 0 for r in runs])) if first["exits"][-1]["mean_macs"] else None,
                 "train_time_s": _mean_std([r["train_time_s"] for r in runs]),
                 "inference_time_s": _mean_std([r["inference_time_s"] for r in runs]),
+                "cpu_time_s": _mean_std([r.get("cpu_time_s", 0.0) for r in runs]),
+                "epochs_run": _mean_std([r["epochs_run"] for r in runs]) if "epochs_run" in first else None,
+                "seeds": [int(r["seed"]) for r in runs],
             }
         )
     return rows
+
+
+def compute_spent(results: dict[str, Any], ds: str) -> dict[str, Any]:
+    """What the runs of ``ds`` cost: CPU seconds (all threads) and wall seconds of every run, summed.
+
+    Wall time is training + test inference as recorded; CPU time also covers scoring. On a shared
+    machine CPU seconds are the comparable number.
+    """
+    runs = [r for by_seed in results["results"].get(ds, {}).values() for r in by_seed.values()]
+    seeds = sorted({int(r["seed"]) for r in runs})
+    return {
+        "runs": len(runs),
+        "seeds": seeds,
+        "cpu_time_s": float(sum(r.get("cpu_time_s", 0.0) for r in runs)),
+        "wall_time_s": float(sum(r["train_time_s"] + r["inference_time_s"] for r in runs)),
+        "cpu_time_s_per_seed": {
+            s: float(sum(r.get("cpu_time_s", 0.0) for r in runs if int(r["seed"]) == s)) for s in seeds
+        },
+    }
 
 
 def _claim_a(results: dict[str, Any], ds: str) -> dict[str, Any]:
@@ -879,5 +902,6 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
             "claim_b": _claim_b(results, ds),
             "claim_c": _claim_c(results, ds),
             "claim_d": _claim_d(results, ds),
+            "compute": compute_spent(results, ds),
         }
     return summary

@@ -89,10 +89,24 @@ def write_figures(results: dict[str, Any], summary: dict[str, Any], out: str | P
 
 
 # --------------------------------------------------------------------------- blocks
-def _pm(ms: dict[str, float] | None) -> str:
+def _pm(ms: dict[str, float] | None, n_expected: int | None = None) -> str:
+    """``mean ± std``; a cell averaged over fewer seeds than ``n_expected`` says how many."""
     if not ms:
         return "-"
-    return f"{ms['mean']:.3f} ± {ms['std']:.3f}" if ms.get("n", 1) > 1 else f"{ms['mean']:.3f}"
+    n = int(ms.get("n", 1))
+    text = f"{ms['mean']:.3f} ± {ms['std']:.3f}" if n > 1 else f"{ms['mean']:.3f}"
+    if n_expected is not None and n < n_expected:
+        text += f" ({n} of {n_expected} seeds)"
+    return text
+
+
+def _n_seeds(summary: dict[str, Any]) -> int:
+    """The most seeds any (dataset, method) was run with: the count a complete cell has."""
+    return max((row["final_accuracy"]["n"] for d in summary["datasets"].values() for row in d["table"]), default=1)
+
+
+def _fmt_seconds(s: float) -> str:
+    return f"{s / 3600:.2f} h" if s >= 3600 else f"{s / 60:.1f} min" if s >= 60 else f"{s:.1f} s"
 
 
 def _accuracy_table(summary: dict[str, Any]) -> Block:
@@ -102,7 +116,7 @@ def _accuracy_table(summary: dict[str, Any]) -> Block:
     for ds in datasets:
         for row in summary["datasets"][ds]["table"]:
             labels.setdefault(row["method"], row["label"])
-            cells[(row["method"], ds)] = _pm(row["final_accuracy"])
+            cells[(row["method"], ds)] = _pm(row["final_accuracy"], _n_seeds(summary))
     order = sorted(labels, key=lambda m: (list(FAMILIES).index(_family(m)), _depth(m)))
     rows = [[labels[m]] + [cells.get((m, ds), "-") for ds in datasets] for m in order]
     return ("table", ["method"] + datasets, rows)
@@ -229,13 +243,27 @@ def _dataset_blocks(results: dict[str, Any], summary: dict[str, Any], figures: d
             f"Split sizes per seed: " + "; ".join(f"seed {s}: {v['train']}/{v['val']}/{v['test']}" for s, v in info["splits"].items()) + ".",
         ),
     ]
+    n_seeds = _n_seeds(summary)
     rows = [
-        [r["label"], _pm(r["final_accuracy"]), _pm(r["first_exit_accuracy"]), _fmt_macs(r["full_macs"]), _fmt_macs(r["mean_macs"]),
-         f"{r['train_time_s']['mean']:.1f}", f"{r['inference_time_s']['mean'] * 1e3:.1f}"]
+        [r["label"], _pm(r["final_accuracy"], n_seeds), _pm(r["first_exit_accuracy"]), _fmt_macs(r["full_macs"]), _fmt_macs(r["mean_macs"]),
+         f"{r['epochs_run']['mean']:.0f}" if r.get("epochs_run") else "-",
+         f"{r['train_time_s']['mean']:.1f}", f"{r['cpu_time_s']['mean']:.1f}" if r.get("cpu_time_s") else "-",
+         f"{r['inference_time_s']['mean'] * 1e3:.1f}"]
         for r in summary["datasets"][ds]["table"]
     ]
-    headers = ["method", "final-exit acc.", "exit-1 acc.", "MACs full path", "MACs spent (mean)", "train s", "test inference ms"]
+    headers = ["method", "final-exit acc.", "exit-1 acc.", "MACs full path", "MACs spent (mean)", "epochs", "train s (wall)",
+               "CPU s", "test inference ms"]
     blocks.append(("table", headers, rows))
+    spent = summary["datasets"][ds].get("compute")
+    if spent and spent["runs"]:
+        blocks.append((
+            "p",
+            f"Compute spent on {ds}: {spent['runs']} runs over seeds {spent['seeds']}, "
+            f"{_fmt_seconds(spent['cpu_time_s'])} of CPU time (all threads; training, scoring and curves) and "
+            f"{_fmt_seconds(spent['wall_time_s'])} of wall time in training and test inference. Per seed (CPU): "
+            + ", ".join(f"seed {s}: {_fmt_seconds(v)}" for s, v in spent["cpu_time_s_per_seed"].items()) + ". "
+            "Mean columns are means over seeds; epochs = epochs run before early stopping.",
+        ))
     captions = {
         "anytime": "Fig. 9a analogue: anytime accuracy vs per-spectrum budget (mean over seeds); static baselines and classical anchors as points at their MACs.",
         "batch": "Fig. 9b analogue: budgeted-batch accuracy vs mean MACs spent (thresholds calibrated on validation).",
@@ -244,6 +272,23 @@ def _dataset_blocks(results: dict[str, Any], summary: dict[str, Any], figures: d
     }
     blocks.extend(("img", figures[ds][k], captions[k]) for k in captions if k in figures.get(ds, {}))
     return blocks
+
+
+def _compute_blocks(summary: dict[str, Any]) -> list[Block]:
+    """What the whole run cost, per dataset and in all (from the runs' own timings)."""
+    spent = {ds: d["compute"] for ds, d in summary["datasets"].items() if d.get("compute")}
+    if not spent:
+        return []
+    rows = [[ds, str(c["runs"]), ",".join(map(str, c["seeds"])), _fmt_seconds(c["cpu_time_s"]), _fmt_seconds(c["wall_time_s"])]
+            for ds, c in spent.items()]
+    cpu, wall = sum(c["cpu_time_s"] for c in spent.values()), sum(c["wall_time_s"] for c in spent.values())
+    rows.append(["all", str(sum(c["runs"] for c in spent.values())), "", _fmt_seconds(cpu), _fmt_seconds(wall)])
+    return [
+        ("h", 2, "Compute spent"),
+        ("p", "CPU time counts all threads of the run's process (training, scoring and curves); wall time is training plus "
+              "test inference. Runs done apart and merged add up here even when they ran at the same time."),
+        ("table", ["dataset", "runs", "seeds", "CPU time", "wall time"], rows),
+    ]
 
 
 def build_blocks(results: dict[str, Any], summary: dict[str, Any], figures: dict[str, dict[str, Path]]) -> list[Block]:
@@ -260,6 +305,7 @@ def build_blocks(results: dict[str, Any], summary: dict[str, Any], figures: dict
         blocks.append(("p", "**Quick mode**: tiny networks, few epochs, one seed — this checks the pipeline; the numbers mean nothing."))
     blocks += [("h", 2, "Final-exit test accuracy (mean ± std over seeds)"), _accuracy_table(summary)]
     blocks += _claim_blocks(summary)
+    blocks += _compute_blocks(summary)
     blocks.append(("h", 2, "Per dataset"))
     for ds in results["results"]:
         blocks += _dataset_blocks(results, summary, figures, ds)
