@@ -19,6 +19,9 @@ dataset with identical splits, preprocessing and seeds. Writes results.json (aft
 so --resume continues a stopped run), figures/, report.md and report.html into --out.
 
 --quick: embedded milk_adulteration, seed 0, 2 epochs, tiny networks (checks the pipeline).
+--jobs N: run the (dataset, seed) parts as N processes at once (each with --threads threads,
+results under <out>/parts/), then merge them into <out>. On a machine with C cores, --jobs C
+--threads 1 is usually fastest for these small networks.
 --merge A B ...: combine results of runs done apart (parallel processes, other machines or
 sessions; each with its own --out) into --out and write one report. A run present twice is
 refused.
@@ -50,6 +53,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", default=None, help="folder of <name>.npz datasets (default: $SCAI_DATA_DIR or ../shared/datasets)")
     p.add_argument("--preprocessing", default=None, help="auto (raman for cm-1 axes, ftir otherwise; default), raman, ftir, snv, none")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default 2)")
+    p.add_argument("--jobs", type=int, default=1, help="run (dataset, seed) parts in this many processes at once, then merge them (default 1: one process)")
+    p.add_argument("--no-report", action="store_true", help="write results.json only (no figures or reports); --report-only renders them later")
     p.add_argument("--resume", action="store_true", help="skip (dataset, method, seed) runs already in results.json")
     p.add_argument("--report-only", action="store_true", help="only re-render figures and reports from an existing results.json")
     p.add_argument("--merge", nargs="+", metavar="RESULTS", default=None, help="combine these results.json files (or folders holding one) from runs done apart into --out, then write the report")
@@ -91,6 +96,9 @@ def run(args: argparse.Namespace) -> int:
     for name in ("epochs", "threads"):
         if getattr(cfg, name) < 1:
             raise CliError(f"--{name} must be >= 1; got {getattr(cfg, name)}")
+    if args.jobs < 1:
+        raise CliError(f"--jobs must be >= 1; got {args.jobs}")
+    failures: list[str] = []
     if not cfg.seeds:
         raise CliError("--seeds is empty; give at least one seed, e.g. --seeds 0,1,2")
     out = Path(cfg.out)
@@ -113,6 +121,20 @@ def run(args: argparse.Namespace) -> int:
         if not path.is_file():
             raise CliError(f"--report-only: {path} does not exist; run the benchmark first")
         results = load_results(path)
+    elif args.jobs > 1:
+        from scai import datasets
+        from scai.report.bench_parallel import run_parallel
+
+        names = list(cfg.datasets) or datasets.list(cfg.data_dir)
+        try:
+            merged, failures = run_parallel(cfg, names, args.jobs)
+        except ValueError as exc:
+            raise CliError(str(exc)) from exc
+        for message in failures:
+            print(f"scai bench: {message}", file=sys.stderr)
+        if merged is None:
+            raise CliError("no part finished; nothing to report (see the parts' logs above)")
+        results = merged
     else:
         results = run_benchmark(cfg)
     if getattr(args, "merge", None) or args.report_only:
@@ -120,6 +142,13 @@ def run(args: argparse.Namespace) -> int:
 
         if fill_discriminability(results, log=lambda msg: print(msg, file=sys.stderr)):  # results that predate it
             save_results(results, out / "results.json")
-    paths = write_report(results, out)
-    print(f"wrote {out / 'results.json'}, {paths['md']}, {paths['html']} and {out / 'figures'}/ in {time.perf_counter() - t0:.1f} s")
+    if args.no_report:
+        print(f"wrote {out / 'results.json'} in {time.perf_counter() - t0:.1f} s (no report: --no-report)")
+    else:
+        paths = write_report(results, out)
+        print(f"wrote {out / 'results.json'}, {paths['md']}, {paths['html']} and {out / 'figures'}/ in {time.perf_counter() - t0:.1f} s")
+    if args.jobs > 1 and not (getattr(args, "merge", None) or args.report_only) and failures:
+        print(f"scai bench: {len(failures)} part(s) failed; the report holds the parts that finished. "
+              "Fix the cause and re-run the same command with --resume to finish them.", file=sys.stderr)
+        return 1
     return 0

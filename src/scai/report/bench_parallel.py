@@ -1,0 +1,140 @@
+"""Run the paper benchmark as parallel parts — one process per (dataset, seed) — and merge them.
+
+``scai bench --jobs N`` splits the run into (dataset, seed) parts, runs up to ``N`` of them at once
+as separate ``scai bench`` processes (each with its own ``--threads`` and its own results folder
+under ``<out>/parts/``), then merges the parts with :func:`scai.report.bench.merge_results` into
+``<out>/results.json``. Processes rather than threads: PyTorch and the BLAS libraries scale poorly
+past a few threads on small networks, and a part that crashes takes only itself down. A part
+folder is an ordinary results folder, so ``--resume`` continues a stopped part and the parts can
+also be merged by hand (``scai bench --merge``).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from scai.report.bench import BenchConfig, load_results, merge_results, save_results
+
+__all__ = ["Part", "plan_parts", "part_command", "run_parallel"]
+
+#: Settings a part must share with the whole run; a part whose results.json disagrees is refused.
+SHARED_SETTINGS = ("epochs", "patience", "batch_size", "depths", "preprocessing", "val_fraction", "test_fraction",
+                   "minirocket_kernels", "quick")
+
+
+@dataclass(frozen=True)
+class Part:
+    """One (dataset, seed) part of a benchmark run and where it writes."""
+
+    dataset: str
+    seed: int
+    out: Path
+
+    @property
+    def name(self) -> str:
+        return f"{self.dataset}-s{self.seed}"
+
+    @property
+    def log(self) -> Path:
+        return self.out / "log.txt"
+
+
+def plan_parts(cfg: BenchConfig, datasets: Sequence[str]) -> list[Part]:
+    """The (dataset, seed) parts of ``cfg``, each in ``<out>/parts/<dataset>-s<seed>``."""
+    root = Path(cfg.out) / "parts"
+    return [Part(ds, seed, root / f"{ds}-s{seed}") for ds in datasets for seed in cfg.seeds]
+
+
+def part_command(cfg: BenchConfig, part: Part) -> list[str]:
+    """The ``scai bench`` command line that runs ``part`` with the settings of ``cfg``."""
+    argv = [
+        sys.executable, "-m", "scai.cli.main", "bench",
+        "--datasets", part.dataset,
+        "--seeds", str(part.seed),
+        "--epochs", str(cfg.epochs),
+        "--patience", str(cfg.patience),
+        "--depths", ",".join(str(d) for d in cfg.depths),
+        "--preprocessing", cfg.preprocessing,
+        "--threads", str(cfg.threads),
+        "--out", str(part.out),
+        "--no-report",  # the merged run writes the one report
+    ]
+    if cfg.methods:
+        argv += ["--methods", ",".join(cfg.methods)]
+    if cfg.data_dir:
+        argv += ["--data-dir", str(cfg.data_dir)]
+    if cfg.resume:
+        argv.append("--resume")
+    if cfg.quick:
+        argv.append("--quick")
+    return argv
+
+
+def _run_part(cfg: BenchConfig, part: Part) -> tuple[Part, int, float]:
+    part.out.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS"):
+        env[var] = str(cfg.threads)  # N parts x --threads threads in all, not N x every core
+    t0 = time.perf_counter()
+    with open(part.log, "w", encoding="utf-8") as log:
+        rc = subprocess.run(part_command(cfg, part), stdout=log, stderr=subprocess.STDOUT, env=env, check=False).returncode
+    return part, rc, time.perf_counter() - t0
+
+
+def _check_settings(cfg: BenchConfig, part: Part, results: dict[str, Any]) -> None:
+    conf = results["config"]
+    expected = {k: getattr(cfg, k) for k in SHARED_SETTINGS}
+    expected["depths"] = list(cfg.depths)
+    wrong = {k: (conf.get(k), v) for k, v in expected.items() if conf.get(k) != v}
+    if wrong:
+        detail = ", ".join(f"{k}={got!r} (this run: {want!r})" for k, (got, want) in wrong.items())
+        raise ValueError(f"part {part.name} in {part.out} ran with other settings: {detail}; "
+                         "delete that folder or run without --resume")
+
+
+def run_parallel(
+    cfg: BenchConfig, datasets: Sequence[str], jobs: int, log: Callable[[str], None] = print
+) -> tuple[dict[str, Any] | None, list[str]]:
+    """Run every (dataset, seed) part of ``cfg`` with at most ``jobs`` processes; merge what finished.
+
+    Returns the merged results (also written to ``<out>/results.json``; ``None`` when no part
+    finished) and one message per part that failed, naming its exit status and its log.
+    """
+    if jobs < 1:
+        raise ValueError(f"jobs must be >= 1; got {jobs}")
+    parts = plan_parts(cfg, datasets)
+    log(f"{len(parts)} parts ({len(datasets)} datasets x {len(cfg.seeds)} seeds), {jobs} at a time, "
+        f"{cfg.threads} thread(s) each; logs in {Path(cfg.out) / 'parts'}/<dataset>-s<seed>/log.txt")
+    failures: list[str] = []
+    finished: list[Part] = []
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        futures = [pool.submit(_run_part, cfg, p) for p in parts]
+        for i, future in enumerate(as_completed(futures), 1):
+            part, rc, seconds = future.result()
+            status = "done" if rc == 0 else f"FAILED (exit {rc})"
+            log(f"[{i}/{len(parts)}] part {part.name} {status} in {seconds:.0f} s")
+            if rc == 0:
+                finished.append(part)
+            else:
+                failures.append(f"part {part.name} failed with exit status {rc}; see {part.log}")
+    if not finished:
+        return None, failures
+    order = {p.name: i for i, p in enumerate(parts)}  # merge in plan order, whatever finished first
+    finished.sort(key=lambda p: order[p.name])
+    loaded = []
+    for part in finished:
+        results = load_results(part.out / "results.json")
+        _check_settings(cfg, part, results)
+        loaded.append(results)
+    merged = merge_results(loaded, [str(p.out / "results.json") for p in finished])
+    merged["config"].update(out=str(cfg.out), threads=cfg.threads, jobs=jobs)
+    save_results(merged, Path(cfg.out) / "results.json")
+    return merged, failures
