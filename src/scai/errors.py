@@ -13,6 +13,7 @@ __all__ = [
     "ScaiError",
     "DataFormatError",
     "DataValueError",
+    "BenchSettingsError",
     "LabelError",
     "AxisError",
     "ModelFileError",
@@ -51,3 +52,7 @@ class NotFittedError(ScaiError, _SklearnNotFitted):
 
 class BudgetError(ScaiError, ValueError):
     """A compute budget or threshold could not be parsed or is out of range."""
+
+
+class BenchSettingsError(ScaiError, ValueError):
+    """Benchmark settings that cannot run: an unknown method, ``--resume`` with other settings."""

@@ -86,11 +86,15 @@ def test_jobs_give_the_sequential_results_and_report_a_failed_part(tmp_path: Pat
     assert (par / "report.md").is_file() and "milk_adulteration" in (par / "report.md").read_text(encoding="utf-8")
     assert not (par / "parts" / "milk_adulteration-s0" / "report.md").exists()  # one report, the merged one
 
-    # --resume with other settings than a finished part is refused, naming the part
-    (par / "parts" / "no_such_set-s0").rename(tmp_path / "gone0")
-    (par / "parts" / "no_such_set-s1").rename(tmp_path / "gone1")
-    rc = _bench([*common[:-2], "--threads", "1", "--epochs", "3", "--datasets", "milk_adulteration",
-                 "--jobs", "2", "--resume", "--out", str(par)])
+    # --resume with other settings than a finished part is refused by the part, which says why
+    rc = _bench([*common, "--epochs", "3", "--datasets", "milk_adulteration", "--jobs", "2", "--resume", "--out", str(par)])
     err = capsys.readouterr().err
-    assert rc == 2 and "ran with other settings" in err and "epochs=2 (this run: 3)" in err
+    assert rc == 2 and "no part finished" in err
+    for seed in (0, 1):
+        log = par / "parts" / f"milk_adulteration-s{seed}" / "log.txt"
+        assert f"part milk_adulteration-s{seed} failed with exit status 2; see {log}" in err
+        assert "was written with other settings: epochs=2 (this run: 3)" in log.read_text()
     assert json.loads((par / "results.json").read_text()) == merged  # nothing overwritten
+    # an unknown method is refused before any part starts
+    assert _bench([*common[:3], "--methods", "no_such_method", "--jobs", "2", "--out", str(tmp_path / "u")]) == 2
+    assert "unknown method(s) ['no_such_method']" in capsys.readouterr().err and not (tmp_path / "u" / "parts").exists()

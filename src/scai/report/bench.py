@@ -31,6 +31,8 @@ from typing import Any
 
 import numpy as np
 
+from scai.errors import BenchSettingsError
+
 __all__ = [
     "SCHEMA",
     "FAMILIES",
@@ -171,7 +173,7 @@ def select_methods(methods: list[MethodSpec], wanted: Sequence[str]) -> list[Met
     known = {m.name for m in methods} | {m.family for m in methods}
     unknown = sorted(set(wanted) - known)
     if unknown:
-        raise ValueError(f"unknown method(s) {unknown}; choose from {', '.join(sorted(known))}")
+        raise BenchSettingsError(f"unknown method(s) {unknown}; choose from {', '.join(sorted(known))}")
     return [m for m in methods if m.name in wanted or m.family in wanted]
 
 
@@ -580,6 +582,22 @@ def _done(results: dict[str, Any], ds: str, method: str, seed: int) -> bool:
     return str(seed) in results["results"].get(ds, {}).get(method, {})
 
 
+#: Settings every run of one results.json shares; ``--resume`` with other values is refused.
+RESUME_SETTINGS = ("epochs", "patience", "batch_size", "depths", "preprocessing", "val_fraction", "test_fraction",
+                   "minirocket_kernels", "quick")
+
+
+def _check_resume(results: dict[str, Any], cfg: BenchConfig, path: Path) -> None:
+    """Refuse to add runs with other settings to a results.json (its numbers would not compare)."""
+    conf = results["config"]
+    expected = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items() if k in RESUME_SETTINGS}
+    wrong = {k: (conf.get(k), v) for k, v in expected.items() if k in conf and conf[k] != v}
+    if wrong:
+        detail = ", ".join(f"{k}={got!r} (this run: {want!r})" for k, (got, want) in wrong.items())
+        raise BenchSettingsError(f"--resume: {path} was written with other settings: {detail}; "
+                         "run with those settings, or give another --out")
+
+
 def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Train and score every (dataset, method, seed); write results.json after each run.
 
@@ -594,6 +612,7 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[
     out.mkdir(parents=True, exist_ok=True)
     path = out / "results.json"
     results = load_results(path) if cfg.resume and path.is_file() else _new_results(cfg)
+    _check_resume(results, cfg, path)
     names = list(cfg.datasets) or datasets.list(cfg.data_dir)
     methods = select_methods(default_methods(cfg.depths, cfg.quick), cfg.methods)
     total, count = len(names) * len(cfg.seeds) * len(methods), 0

@@ -21,14 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from scai.report.bench import BenchConfig, load_results, merge_results, save_results
+from scai.report.bench import BenchConfig, default_methods, load_results, merge_results, save_results, select_methods
 
 __all__ = ["Part", "plan_parts", "part_command", "run_parallel"]
-
-#: Settings a part must share with the whole run; a part whose results.json disagrees is refused.
-SHARED_SETTINGS = ("epochs", "patience", "batch_size", "depths", "preprocessing", "val_fraction", "test_fraction",
-                   "minirocket_kernels", "quick")
-
 
 @dataclass(frozen=True)
 class Part:
@@ -89,27 +84,23 @@ def _run_part(cfg: BenchConfig, part: Part) -> tuple[Part, int, float]:
     return part, rc, time.perf_counter() - t0
 
 
-def _check_settings(cfg: BenchConfig, part: Part, results: dict[str, Any]) -> None:
-    conf = results["config"]
-    expected = {k: getattr(cfg, k) for k in SHARED_SETTINGS}
-    expected["depths"] = list(cfg.depths)
-    wrong = {k: (conf.get(k), v) for k, v in expected.items() if conf.get(k) != v}
-    if wrong:
-        detail = ", ".join(f"{k}={got!r} (this run: {want!r})" for k, (got, want) in wrong.items())
-        raise ValueError(f"part {part.name} in {part.out} ran with other settings: {detail}; "
-                         "delete that folder or run without --resume")
-
-
 def run_parallel(
     cfg: BenchConfig, datasets: Sequence[str], jobs: int, log: Callable[[str], None] = print
 ) -> tuple[dict[str, Any] | None, list[str]]:
     """Run every (dataset, seed) part of ``cfg`` with at most ``jobs`` processes; merge what finished.
 
     Returns the merged results (also written to ``<out>/results.json``; ``None`` when no part
-    finished) and one message per part that failed, naming its exit status and its log.
+    finished) and one message per part that failed, naming its exit status and its log. A part
+    resumed (``cfg.resume``) with other settings than it was run with fails, saying which.
+
+    Raises
+    ------
+    ValueError
+        ``jobs`` < 1; :class:`scai.errors.BenchSettingsError` for an unknown method.
     """
     if jobs < 1:
         raise ValueError(f"jobs must be >= 1; got {jobs}")
+    select_methods(default_methods(cfg.depths, cfg.quick), cfg.methods)  # an unknown method fails here, not in every part
     parts = plan_parts(cfg, datasets)
     log(f"{len(parts)} parts ({len(datasets)} datasets x {len(cfg.seeds)} seeds), {jobs} at a time, "
         f"{cfg.threads} thread(s) each; logs in {Path(cfg.out) / 'parts'}/<dataset>-s<seed>/log.txt")
@@ -129,11 +120,7 @@ def run_parallel(
         return None, failures
     order = {p.name: i for i, p in enumerate(parts)}  # merge in plan order, whatever finished first
     finished.sort(key=lambda p: order[p.name])
-    loaded = []
-    for part in finished:
-        results = load_results(part.out / "results.json")
-        _check_settings(cfg, part, results)
-        loaded.append(results)
+    loaded = [load_results(p.out / "results.json") for p in finished]  # each part checked its settings on --resume
     merged = merge_results(loaded, [str(p.out / "results.json") for p in finished])
     merged["config"].update(out=str(cfg.out), threads=cfg.threads, jobs=jobs)
     save_results(merged, Path(cfg.out) / "results.json")
