@@ -242,6 +242,27 @@ def test_report_counts_compute_and_marks_methods_run_on_fewer_seeds(quick_run: P
     assert "## Compute spent" in md and f"| milk_adulteration | {n_runs} | 0,1 |" in md
 
 
+def test_claim_a_is_tabled_per_dataset_method_and_setting():
+    from scai.report.html import build_blocks
+
+    def comparison(method: str, setting: str, win: bool) -> dict:
+        return {"method": method, "setting": setting, "baseline": "resnet1d", "macs": 1e6, "baseline_acc": 0.9,
+                "acc": 0.95 if win else 0.8, "win": win}
+
+    made = [comparison("scai_plus", "anytime", w) for w in (True, True, False)] + [comparison("scai", "batch", False)]
+    summary = {"datasets": {"toy": {"table": [], "claim_a": {"comparisons": made, "wins": 2, "losses": 2, "skipped": 0},
+                                    "claim_b": None, "claim_c": None, "claim_d": None}}}
+    results = {"config": {"seeds": [0], "epochs": 1, "patience": 1, "batch_size": 1, "depths": [2], "threads": 1},
+               "environment": {"scai": "x", "torch": "x", "sklearn": "x", "cpu_count": 1}, "mac_convention": "MACs",
+               "results": {}, "datasets": {}}
+    blocks = build_blocks(results, summary, {})
+    text = next(b[1] for b in blocks if b[0] == "p" and b[1].startswith("**(a)"))
+    assert "does not reproduce" in text and "at least as accurate in 2 of 4 comparisons" in text
+    table = next(b for b in blocks if b[0] == "table" and b[1][0] == "dataset" and "SCAI+ anytime" in b[1])
+    assert table[1] == ["dataset", "SCAI+ anytime", "SCAI+ batch", "SCAI anytime", "SCAI batch"]
+    assert table[2] == [["toy", "2 / 3", "-", "-", "0 / 1"]]
+
+
 def test_report_only_without_results_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
     assert _bench(["--quick", "--out", str(tmp_path), "--report-only"]) == 2
     assert "results.json does not exist" in capsys.readouterr().err

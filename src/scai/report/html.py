@@ -131,6 +131,19 @@ def _depth(method: str) -> int:
     return int(tail) if tail.isdigit() else 0
 
 
+def _claim_a_table(ds_all: dict[str, Any]) -> Block:
+    """Claim (a) per dataset: wins / comparisons for each adaptive method and setting."""
+    columns = [(m, s) for m in ("scai_plus", "scai") for s in ("anytime", "batch")]
+    rows = []
+    for ds, d in ds_all.items():
+        row = [ds]
+        for method, setting in columns:
+            made = [c for c in d["claim_a"]["comparisons"] if c["method"] == method and c["setting"] == setting]
+            row.append(f"{sum(c['win'] for c in made)} / {len(made)}" if made else "-")
+        rows.append(row)
+    return ("table", ["dataset"] + [f"{FAMILIES[m]} {s}" for m, s in columns], rows)
+
+
 def _claim_blocks(summary: dict[str, Any]) -> list[Block]:
     ds_all = summary["datasets"]
     blocks: list[Block] = [("h", 2, "Claims, checked against these numbers")]
@@ -153,6 +166,9 @@ def _claim_blocks(summary: dict[str, Any]) -> list[Block]:
             for ds, c in worst
         ) + "."
     blocks.append(("p", text))
+    if wins + losses:
+        blocks.append(("p", "Per dataset, comparisons won (at least as accurate) of those made, against every depth of ResNet-1D, DRSN-CS and DRSN-CW:"))
+        blocks.append(_claim_a_table(ds_all))
     # (b)
     rows, held, tested = [], 0, 0
     for ds, d in ds_all.items():
