@@ -594,8 +594,9 @@ def _check_resume(results: dict[str, Any], cfg: BenchConfig, path: Path) -> None
     wrong = {k: (conf.get(k), v) for k, v in expected.items() if k in conf and conf[k] != v}
     if wrong:
         detail = ", ".join(f"{k}={got!r} (this run: {want!r})" for k, (got, want) in wrong.items())
-        raise BenchSettingsError(f"--resume: {path} was written with other settings: {detail}; "
-                         "run with those settings, or give another --out")
+        raise BenchSettingsError(
+            f"--resume: {path} was written with other settings: {detail}; run with those settings, or give another --out"
+        )
 
 
 def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
@@ -777,7 +778,6 @@ def _table(results: dict[str, Any], ds: str) -> list[dict[str, Any]]:
                 "inference_time_s": _mean_std([r["inference_time_s"] for r in runs]),
                 "cpu_time_s": _mean_std([r.get("cpu_time_s", 0.0) for r in runs]),
                 "epochs_run": _mean_std([r["epochs_run"] for r in runs]) if "epochs_run" in first else None,
-                "seeds": [int(r["seed"]) for r in runs],
             }
         )
     return rows
