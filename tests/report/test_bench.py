@@ -249,6 +249,9 @@ def test_claim_b_is_not_tested_without_resnet_runs(quick_run: Path):
     results = json.loads((quick_run / "results.json").read_text())
     b = summarize(results)["datasets"]["milk_adulteration"]["claim_b"]
     assert b is not None and b["target_accuracy"] == pytest.approx(results["results"]["milk_adulteration"]["scai_plus"]["0"]["accuracy"])
+    # how far "not reached" was looked for: the deepest ResNet-1D's MACs over SCAI+'s
+    deepest = max(r["0"]["exits"][-1]["macs"] for m, r in results["results"]["milk_adulteration"].items() if m.startswith("resnet1d_"))
+    assert b["deepest_ratio"] == pytest.approx(deepest / b["scai_plus_macs"])
     for method in [m for m in results["results"]["milk_adulteration"] if m.startswith("resnet1d_")]:
         del results["results"]["milk_adulteration"][method]
     # no ResNet-1D ran: "no depth reaches SCAI+" would be vacuous, so the claim is not tested (not "holds")

@@ -178,7 +178,10 @@ def _claim_blocks(summary: dict[str, Any]) -> list[Block]:
         tested += 1
         ok = b["resnet_macs"] is None or (b["ratio"] or 0) >= 6
         held += ok
-        ratio = "not reached" if b["resnet_macs"] is None else f"{b['ratio']:.2f}x ({b['note']})"
+        if b["resnet_macs"] is None:
+            ratio = "not reached" + (f" (deepest depth: {b['deepest_ratio']:.2f}x)" if "deepest_ratio" in b else "")
+        else:
+            ratio = f"{b['ratio']:.2f}x ({b['note']})"
         rows.append([ds, f"{b['target_accuracy']:.3f}", _fmt_macs(b["scai_plus_macs"]), _fmt_macs(b["resnet_macs"]), ratio])
     blocks.append(
         (
