@@ -13,6 +13,7 @@ from scai.report.bench import (
     BenchConfig,
     SplitData,
     allocation_bands,
+    allocation_vs_intensity,
     allocation_vs_discriminability,
     compute_spent,
     curve_at,
@@ -118,6 +119,21 @@ def test_allocation_vs_discriminability_scores_agreement_and_disagreement():
     opposite = allocation_vs_discriminability([4.0 - f / 50.0], f, axis)
     assert opposite["spearman"] < -0.95 and opposite["top_overlap"] == 0.0 and not opposite["holds"]
     assert opposite["chance"] == pytest.approx(0.1, abs=0.01)
+
+
+def test_allocation_vs_intensity_finds_units_saved_at_the_peaks():
+    axis = np.linspace(400.0, 1800.0, 200)
+    peak = np.exp(-0.5 * ((axis - 1450.0) / 15.0) ** 2) * 6.0 + axis / 1800.0  # one strong band on a gentle ramp
+    skip = allocation_vs_intensity([4.0 - peak / 3.0, 4.0 - peak[::2] / 3.0], peak, axis)  # blocks at two resolutions
+    assert skip["skip_overlap"] == 1.0 and skip["skips_peaks"]
+    assert allocation_vs_intensity([4.0 - peak / 3.0], peak, axis)["spearman"] == pytest.approx(-1.0)
+    assert skip["chance"] == pytest.approx(0.05, abs=0.01)
+    quietest = skip["quiet_bands"][0]
+    inside = (axis >= quietest["from"]) & (axis <= quietest["to"])
+    assert quietest["from"] <= 1450.0 <= quietest["to"] and inside.sum() == 10  # 5 % of 200 points
+    assert quietest["mean_units"] == pytest.approx(np.mean(4.0 - peak[inside] / 3.0), abs=0.05)  # units, not negated
+    spend = allocation_vs_intensity([2.0 + peak / 3.0], peak, axis)  # more units at the peak: none saved there
+    assert spend["spearman"] > 0.9 and spend["skip_overlap"] == 0.0 and not spend["skips_peaks"]
 
 
 def test_methods_cover_the_paper_and_the_anchors():

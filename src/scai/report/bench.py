@@ -54,6 +54,7 @@ __all__ = [
     "macs_to_reach",
     "allocation_bands",
     "allocation_vs_discriminability",
+    "allocation_vs_intensity",
     "discriminability",
     "fill_discriminability",
     "top_bands",
@@ -885,6 +886,9 @@ def _claim_d(results: dict[str, Any], ds: str) -> dict[str, Any] | None:
     seeds = [str(r["seed"]) for r in runs if str(r.get("seed")) in f_by_seed]
     if seeds:
         out["informative"] = allocation_vs_discriminability(units, np.mean([f_by_seed[k] for k in seeds], axis=0), axis)
+    mean_spectrum = results["datasets"][ds].get("mean_spectrum")
+    if mean_spectrum:
+        out["intensity"] = allocation_vs_intensity(units, np.asarray(mean_spectrum), axis)
     return out
 
 
@@ -915,6 +919,36 @@ def allocation_vs_discriminability(
         "holds": bool(rho >= RHO_INFORMATIVE and overlap >= 2 * chance),
         "f_bands": top_bands(f, axis, top_fraction),
         "f_profile": f.round(4).tolist(),
+    }
+
+
+def allocation_vs_intensity(
+    units: Sequence[Sequence[float]], mean_spectrum: np.ndarray, axis: np.ndarray, fraction: float = 0.05
+) -> dict[str, Any]:
+    """Where SCAI+ saves its units, against the strength of the (preprocessed) mean spectrum.
+
+    ``spearman``: rank correlation over the axis between mean units executed and the mean
+    training spectrum; ``skip_overlap``: share of the ``fraction`` least busy positions that are
+    among the ``fraction`` strongest positions of the mean spectrum (``chance`` = ``fraction``);
+    ``quiet_bands``: the ranges with the fewest units executed, quietest first;
+    ``skips_peaks``: ``skip_overlap`` is at least twice chance.
+    """
+    from scipy.stats import spearmanr
+
+    axis = np.asarray(axis, dtype=np.float64)
+    prof = _profile(units, axis.size)
+    spec = np.asarray(mean_spectrum, dtype=np.float64)
+    rho = float(spearmanr(prof, spec).statistic) if np.ptp(prof) > 0 and np.ptp(spec) > 0 else 0.0
+    quiet = prof <= np.quantile(prof, fraction)  # ties at the threshold all count
+    strong = spec >= np.quantile(spec, 1.0 - fraction)
+    overlap, chance = float(np.sum(quiet & strong) / np.sum(quiet)), float(np.mean(strong))
+    bands = [{**b, "mean_units": -b["mean_units"]} for b in top_bands(-prof, axis, fraction)]
+    return {
+        "spearman": rho,
+        "skip_overlap": overlap,
+        "chance": chance,
+        "skips_peaks": bool(overlap >= 2 * chance),
+        "quiet_bands": bands,
     }
 
 

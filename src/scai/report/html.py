@@ -232,6 +232,14 @@ def _claim_blocks(summary: dict[str, Any]) -> list[Block]:
                 f"Spearman ρ(units, F) = {inf['spearman']:+.2f}; {inf['top_overlap']:.0%} of the busiest 10 % of positions "
                 f"are among the most discriminative 10 % (chance {inf['chance']:.0%})"
             )
+        quiet = a.get("intensity")
+        if quiet:
+            q_bands = ", ".join(f"{b['from']:.0f}–{b['to']:.0f} ({b['mean_units']:.2f})" for b in quiet["quiet_bands"])
+            line += (
+                f". Fewest units at {q_bands} {a['axis_unit']}; ρ(units, mean spectrum) = {quiet['spearman']:+.2f}; "
+                f"{quiet['skip_overlap']:.0%} of the 5 % least busy positions are among the 5 % strongest of the mean "
+                f"preprocessed spectrum (chance {quiet['chance']:.0%})"
+            )
         lines.append(line)
     scored = [d["claim_d"]["informative"] for d in ds_all.values() if d["claim_d"] and d["claim_d"].get("informative")]
     held = sum(i["holds"] for i in scored)
@@ -240,6 +248,12 @@ def _claim_blocks(summary: dict[str, Any]) -> list[Block]:
         head += (
             f": **more compute at the discriminative bands on {held} of {len(scored)} datasets** (counted when "
             f"ρ ≥ {RHO_INFORMATIVE} and the top-10 % overlap is at least twice chance)"
+        )
+    quiet = [d["claim_d"]["intensity"] for d in ds_all.values() if d["claim_d"] and d["claim_d"].get("intensity")]
+    if quiet:
+        head += (
+            f"; **fewer units at the strongest bands of the mean spectrum on {sum(q['skips_peaks'] for q in quiet)} of "
+            f"{len(quiet)} datasets** (the 5 % least busy positions overlap the 5 % strongest at least twice as often as chance)"
         )
     blocks.append(("p", head + ":"))
     blocks.extend(("p", "- " + line) for line in lines)
