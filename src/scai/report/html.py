@@ -144,6 +144,11 @@ def _claim_a_table(ds_all: dict[str, Any]) -> Block:
     return ("table", ["dataset"] + [f"{FAMILIES[m]} {s}" for m, s in columns], rows)
 
 
+def _ranges(bands: list[dict[str, float]], units: bool = True) -> str:
+    """Spectral ranges as ``from–to``, with the mean units executed in brackets when ``units``."""
+    return ", ".join(f"{b['from']:.0f}–{b['to']:.0f}" + (f" ({b['mean_units']:.2f})" if units else "") for b in bands)
+
+
 def _claim_blocks(summary: dict[str, Any]) -> list[Block]:
     ds_all = summary["datasets"]
     blocks: list[Block] = [("h", 2, "Claims, checked against these numbers")]
@@ -219,24 +224,21 @@ def _claim_blocks(summary: dict[str, Any]) -> list[Block]:
         a = d["claim_d"]
         if not a:
             continue
-        bands = ", ".join(f"{b['from']:.0f}–{b['to']:.0f} ({b['mean_units']:.2f})" for b in a["bands"])
         line = (
             f"{ds}: runs {a['mean_fraction']:.0%} of the dense units on average; most units (mean units executed, averaged "
-            f"over blocks) at {bands} {a['axis_unit']}"
+            f"over blocks) at {_ranges(a['bands'])} {a['axis_unit']}"
         )
         inf = a.get("informative")
         if inf:
-            f_bands = ", ".join(f"{b['from']:.0f}–{b['to']:.0f}" for b in inf["f_bands"])
             line += (
-                f". Most discriminative (ANOVA F of the training spectra): {f_bands} {a['axis_unit']}. "
+                f". Most discriminative (ANOVA F of the training spectra): {_ranges(inf['f_bands'], units=False)} {a['axis_unit']}. "
                 f"Spearman ρ(units, F) = {inf['spearman']:+.2f}; {inf['top_overlap']:.0%} of the busiest 10 % of positions "
                 f"are among the most discriminative 10 % (chance {inf['chance']:.0%})"
             )
         quiet = a.get("intensity")
         if quiet:
-            q_bands = ", ".join(f"{b['from']:.0f}–{b['to']:.0f} ({b['mean_units']:.2f})" for b in quiet["quiet_bands"])
             line += (
-                f". Fewest units at {q_bands} {a['axis_unit']}; ρ(units, mean spectrum) = {quiet['spearman']:+.2f}; "
+                f". Fewest units at {_ranges(quiet['quiet_bands'])} {a['axis_unit']}; ρ(units, mean spectrum) = {quiet['spearman']:+.2f}; "
                 f"{quiet['skip_overlap']:.0%} of the 5 % least busy positions are among the 5 % strongest of the mean "
                 f"preprocessed spectrum (chance {quiet['chance']:.0%})"
             )
