@@ -706,6 +706,13 @@ def _profile(units: Sequence[Sequence[float]], width: int) -> np.ndarray:
     return np.mean(rows, axis=0)
 
 
+def _spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Rank correlation of two profiles along the axis; 0 when either is flat (undefined)."""
+    from scipy.stats import spearmanr
+
+    return float(spearmanr(a, b).statistic) if np.ptp(a) > 0 and np.ptp(b) > 0 else 0.0
+
+
 def allocation_bands(units: Sequence[Sequence[float]], axis: np.ndarray, top_fraction: float = 0.1, k: int = 5) -> list[dict[str, float]]:
     """The ``k`` spectral ranges where SCAI+ runs the most units (claim d); see :func:`top_bands`."""
     axis = np.asarray(axis, dtype=np.float64)
@@ -903,12 +910,10 @@ def allocation_vs_discriminability(
     ``f_bands``: the most discriminative ranges, for comparison with the busiest ones;
     ``holds``: the rule of :data:`RHO_INFORMATIVE`.
     """
-    from scipy.stats import spearmanr
-
     axis = np.asarray(axis, dtype=np.float64)
     prof = _profile(units, axis.size)
     f = np.asarray(f_score, dtype=np.float64)
-    rho = float(spearmanr(prof, f).statistic) if np.ptp(prof) > 0 and np.ptp(f) > 0 else 0.0
+    rho = _spearman(prof, f)
     busy = prof >= np.quantile(prof, 1.0 - top_fraction)  # ties at the threshold all count
     informative = f >= np.quantile(f, 1.0 - top_fraction)
     overlap, chance = float(np.sum(busy & informative) / np.sum(busy)), float(np.mean(informative))
@@ -933,12 +938,10 @@ def allocation_vs_intensity(
     ``quiet_bands``: the ranges with the fewest units executed, quietest first;
     ``skips_peaks``: ``skip_overlap`` is at least twice chance.
     """
-    from scipy.stats import spearmanr
-
     axis = np.asarray(axis, dtype=np.float64)
     prof = _profile(units, axis.size)
     spec = np.asarray(mean_spectrum, dtype=np.float64)
-    rho = float(spearmanr(prof, spec).statistic) if np.ptp(prof) > 0 and np.ptp(spec) > 0 else 0.0
+    rho = _spearman(prof, spec)
     quiet = prof <= np.quantile(prof, fraction)  # ties at the threshold all count
     strong = spec >= np.quantile(spec, 1.0 - fraction)
     overlap, chance = float(np.sum(quiet & strong) / np.sum(quiet)), float(np.mean(strong))

@@ -184,7 +184,7 @@ def _claim_blocks(summary: dict[str, Any]) -> list[Block]:
         ok = b["resnet_macs"] is None or (b["ratio"] or 0) >= 6
         held += ok
         if b["resnet_macs"] is None:
-            ratio = "not reached" + (f" (deepest depth: {b['deepest_ratio']:.2f}x)" if "deepest_ratio" in b else "")
+            ratio = f"not reached (deepest depth: {b['deepest_ratio']:.2f}x)"
         else:
             ratio = f"{b['ratio']:.2f}x ({b['note']})"
         rows.append([ds, f"{b['target_accuracy']:.3f}", _fmt_macs(b["scai_plus_macs"]), _fmt_macs(b["resnet_macs"]), ratio])
