@@ -27,15 +27,12 @@ Shrinking costs a gather, so "auto" shrinks only when at least 10 % of the rows 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-if TYPE_CHECKING:
-    from scai.models.layers import ResidualUnit
-    from scai.models.pa_block import PABlock, PAResult
+from scai.models._pa_common import PABlockLike, PAResult, macs_from_counts
+from scai.models.layers import ResidualUnit
 
 __all__ = ["pa_block_sparse", "AUTO_SHRINK", "SPARSE_SHRINK", "AUTO_MIN_ROWS"]
 
@@ -107,12 +104,13 @@ def _per_sample_sum(rows: Tensor, B: int, lengths: Tensor | None) -> Tensor:
 
 
 @torch.no_grad()
-def pa_block_sparse(block: PABlock, x0: Tensor, mode: str = "sparse") -> PAResult:
+def pa_block_sparse(block: PABlockLike, x0: Tensor, mode: str = "sparse") -> PAResult:
     """Eval-mode forward of ``block`` computing units only on a shrinking working set of rows.
 
     Parameters
     ----------
     block : PABlock
+        Any ``PABlockLike`` (units, halting heads, eps, forced_halting).
     x0 : Tensor (B, C, W)
         Block input.
     mode : {"sparse", "auto"}
@@ -126,8 +124,6 @@ def pa_block_sparse(block: PABlock, x0: Tensor, mode: str = "sparse") -> PAResul
     PAResult
         Same values as the dense path (to float rounding).
     """
-    from scai.models.pa_block import PAResult
-
     B, C, W = x0.shape
     n_units = len(block.units)
     r = block.units[0].conv1.kernel_size[0] // 2
@@ -229,4 +225,4 @@ def pa_block_sparse(block: PABlock, x0: Tensor, mode: str = "sparse") -> PAResul
     steps_bw = unflat(final_steps).contiguous()
     ponder = (steps_bw + unflat(final_rem)).mean(dim=1)
     n_active = [(steps_bw > u).sum(dim=1) for u in range(n_units)]  # unit u ran where N > u
-    return PAResult(features, ponder, steps_bw, block._macs_from_counts(n_active))
+    return PAResult(features, ponder, steps_bw, macs_from_counts(block, n_active))

@@ -29,11 +29,11 @@ The halo rows the sparse kernel recomputes are an implementation overhead and ar
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import Tensor, nn
 
+from scai.models._pa_common import PAResult, macs_from_counts
+from scai.models._sparse import AUTO_MIN_ROWS, pa_block_sparse
 from scai.models.layers import Conv1d, Linear, ResidualUnit
 
 __all__ = ["HaltingHead", "PABlock", "PAResult"]
@@ -60,16 +60,6 @@ class HaltingHead(nn.Module):
 
     def macs(self, length: int) -> int:
         return self.local.macs(length) + self.glob.macs()
-
-
-@dataclass
-class PAResult:
-    """Output of a PA block for a batch."""
-
-    features: Tensor  # (B, C, W) block output incl. the block-level residual
-    ponder: Tensor  # (B,) mean over positions of N + R
-    units_executed: Tensor  # (B, W) float: N per position
-    macs: Tensor  # int64 (B,) MACs spent per sample
 
 
 class PABlock(nn.Module):
@@ -125,12 +115,7 @@ class PABlock(nn.Module):
 
     def _macs_from_counts(self, n_active: list[Tensor]) -> Tensor:
         """Per-sample MACs from the number of active positions of each unit (list of (B,) int64)."""
-        total = torch.zeros_like(n_active[0])
-        for s, n in enumerate(n_active):
-            total = total + n * self.unit_macs_per_position(s)
-            if s < len(self.halting):
-                total = total + (n > 0).to(n.dtype) * self.halting[s].glob.macs()
-        return total
+        return macs_from_counts(self, n_active)
 
     # ---- forward -----------------------------------------------------------------------
     def halting_score(self, s: int, x: Tensor) -> Tensor:
@@ -142,8 +127,6 @@ class PABlock(nn.Module):
     def forward(self, x: Tensor) -> PAResult:
         # The sparse path is inference-only: eval mode without autograd (it has no backward).
         if not self.training and self.execution != "dense" and not torch.is_grad_enabled() and not _exporting():
-            from scai.models._sparse import AUTO_MIN_ROWS, pa_block_sparse
-
             if self.execution == "sparse" or x.shape[0] * x.shape[2] >= AUTO_MIN_ROWS:
                 return pa_block_sparse(self, x, self.execution)
         return self._forward_dense(x)
@@ -179,7 +162,7 @@ class PABlock(nn.Module):
             steps = steps + act
             active = go_on
         ponder = (steps + rem_at_halt).mean(dim=1)
-        return PAResult(out + x0, ponder, steps, self._macs_from_counts(n_active))
+        return PAResult(out + x0, ponder, steps, macs_from_counts(self, n_active))
 
 
 def _exporting() -> bool:
