@@ -7,22 +7,26 @@ Architecture (paper section 3.1, DESIGN "Model")::
 
 A block holds S residual units (conv-BN-ReLU-conv-BN + identity); its output is added to its
 input (block-level residual). SCAI+ replaces each block by a ``PABlock`` that runs a different
-number of units at each position. Every exit is global average pooling + linear.
+number of units at each position. Every exit averages the block output over ``head_bins`` equal
+segments of the axis (default 16; 1 = the paper's global average pooling), then dropout + linear.
 
 Defaults (chosen for IoT budgets and fast training on 2 CPU cores): stem kernel 7 stride 4 to 12
 channels, L = 4 blocks of widths (12, 24, 36, 48), S = 4 units, kernel 3, transitions kernel 3
-stride 2. MACs per spectrum at full compute (SCAI+ adds its halting heads; its adaptive cost is
-lower when positions halt early):
+stride 2, exit heads with 16 bins. MACs per spectrum at full compute for the default
+configuration and 2 classes, at 1000 and 1738 input points (SCAI+ adds its halting heads; its
+adaptive cost is lower when positions halt early):
 
 =========  ============  ===========  ============  ===========
 model      exit 1, 1000  full, 1000   exit 1, 1738  full, 1738
 =========  ============  ===========  ============  ===========
-scai       0.885 M       6.78 M       1.54 M        11.74 M
-scai_plus  0.912 M       6.87 M       1.59 M        11.90 M
+scai       0.933 M       6.94 M       1.62 M        12.02 M
+scai_plus  0.960 M       7.03 M       1.67 M        12.17 M
 =========  ============  ===========  ============  ===========
 
-(``python -c "import scai.models as m; print(m.create_model('scai', 1000, 2).exit_macs())"``.)
-Cost formula per block of width C over length W_l: S * 2 * 3 * C^2 * W_l MACs.
+(``python -c "import scai.models as m; print(m.create_model('scai', 1000, 2).exit_macs())"``;
+``tests/models/test_doc_tables.py`` checks the table.) Cost of the units of a block of width C
+over length W_l: S * 2 * 3 * C^2 * W_l MACs; a binned exit head adds C * W_l * bins for its
+pooling matmul plus its linear layer.
 """
 
 from __future__ import annotations
