@@ -20,6 +20,9 @@ from typing import Any
 
 import numpy as np
 
+from scai.bench import BenchConfig, MethodSpec, prepare_split, run_network
+from scai.datasets import load
+
 #: name -> (model_config overrides, train_config overrides); "paper" is the paper's recipe.
 VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     # the paper's recipe: GAP heads, constant lr, no averaging, no regularisation
@@ -48,9 +51,6 @@ for _name in [v for v in VARIANTS if v != "default"]:
 
 
 def run(variant: str, dataset: str, seeds: list[int], model: str, epochs: int, patience: int, threads: int, out: Path) -> None:
-    from scai.datasets import load
-    from scai.report.bench import BenchConfig, MethodSpec, prepare_split, run_network
-
     model_cfg, train_cfg = VARIANTS[variant]
     spectra = load(dataset)
     cfg = BenchConfig(epochs=epochs, patience=patience, threads=threads)

@@ -67,8 +67,8 @@ def register(sub: Any) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> Any:
-    """A :class:`scai.report.bench.BenchConfig` from parsed options (``--quick`` sets the defaults)."""
-    from scai.report.bench import BenchConfig, quick_config
+    """A :class:`scai.bench.BenchConfig` from parsed options (``--quick`` sets the defaults)."""
+    from scai.bench import BenchConfig, quick_config  # here, not on top: ``scai --help`` stays fast
 
     fields = {
         "datasets": args.datasets,
@@ -89,8 +89,17 @@ def config_from_args(args: argparse.Namespace) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    from scai.report.bench import load_results, run_benchmark
-    from scai.report.html import write_report
+    # here, not on top: every ``scai`` command imports this module, and scai.bench loads scikit-learn
+    from scai import datasets
+    from scai.bench import (
+        fill_discriminability,
+        load_results,
+        merge_results,
+        run_benchmark,
+        run_parallel,
+        save_results,
+        write_report,
+    )
 
     cfg = config_from_args(args)
     for name in ("epochs", "threads"):
@@ -104,8 +113,6 @@ def run(args: argparse.Namespace) -> int:
     out = Path(cfg.out)
     t0 = time.perf_counter()
     if getattr(args, "merge", None):
-        from scai.report.bench import merge_results, save_results
-
         files = [Path(m) / "results.json" if Path(m).is_dir() else Path(m) for m in args.merge]
         missing = [str(f) for f in files if not f.is_file()]
         if missing:
@@ -122,9 +129,6 @@ def run(args: argparse.Namespace) -> int:
             raise CliError(f"--report-only: {path} does not exist; run the benchmark first")
         results = load_results(path)
     elif args.jobs > 1:
-        from scai import datasets
-        from scai.report.bench_parallel import run_parallel
-
         names = list(cfg.datasets) or datasets.list(cfg.data_dir)
         try:
             merged, failures = run_parallel(cfg, names, args.jobs)
@@ -138,8 +142,6 @@ def run(args: argparse.Namespace) -> int:
     else:
         results = run_benchmark(cfg)
     if getattr(args, "merge", None) or args.report_only:
-        from scai.report.bench import fill_discriminability, save_results
-
         if fill_discriminability(results, log=lambda msg: print(msg, file=sys.stderr)):  # results that predate it
             save_results(results, out / "results.json")
     if args.no_report:

@@ -11,13 +11,17 @@ from __future__ import annotations
 
 import base64
 import html
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from scai.report.bench import ADAPTIVE, FAMILIES, RHO_INFORMATIVE, mean_curve, summarize
+from scai.bench.allocation import RHO_INFORMATIVE
+from scai.bench.curves import mean_curve
+from scai.bench.methods import ADAPTIVE, FAMILIES
+from scai.bench.summary import summarize
 from scai.report.plots import plot_accuracy_vs_macs, plot_allocation_heatmap, plot_distillation_curves
 
 __all__ = ["write_figures", "build_blocks", "write_report"]
@@ -393,8 +397,6 @@ def _html(blocks: Sequence[Block]) -> str:
 
 def write_report(results: dict[str, Any], out: str | Path) -> dict[str, Path]:
     """Write figures, ``summary.json``, ``report.md`` and ``report.html`` under ``out``."""
-    import json
-
     out = Path(out)
     summary = summarize(results)
     figures = write_figures(results, summary, out)

@@ -2,7 +2,7 @@
 
 ``scai bench --jobs N`` splits the run into (dataset, seed) parts, runs up to ``N`` of them at once
 as separate ``scai bench`` processes (each with its own ``--threads`` and its own results folder
-under ``<out>/parts/``), then merges the parts with :func:`scai.report.bench.merge_results` into
+under ``<out>/parts/``), then merges the parts with :func:`scai.bench.results.merge_results` into
 ``<out>/results.json``. Processes rather than threads: PyTorch and the BLAS libraries scale poorly
 past a few threads on small networks, and a part that crashes takes only itself down. A part
 folder is an ordinary results folder, so ``--resume`` continues a stopped part and the parts can
@@ -21,9 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from scai.report.bench import BenchConfig, default_methods, load_results, merge_results, save_results, select_methods
+from scai.bench.config import BenchConfig
+from scai.bench.methods import default_methods, select_methods
+from scai.bench.results import load_results, merge_results, save_results
 
 __all__ = ["Part", "plan_parts", "part_command", "run_parallel"]
+
 
 @dataclass(frozen=True)
 class Part:

@@ -9,14 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from scai.bench import BenchConfig, Part, load_results, part_command, plan_parts, run_parallel
 from scai.cli.bench import add_arguments, config_from_args
-from scai.report.bench import BenchConfig, load_results
-from scai.report.bench_parallel import Part, part_command, plan_parts, run_parallel
+from scai.cli.main import main
 
 
 def _bench(argv: list[str]) -> int:
-    from scai.cli.main import main
-
     return main(["bench", *argv])
 
 

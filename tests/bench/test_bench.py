@@ -7,14 +7,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy.stats import f_oneway
 
-from scai.report.bench import (
+from scai.bench import (
     SCHEMA,
     BenchConfig,
     SplitData,
     allocation_bands,
-    allocation_vs_intensity,
     allocation_vs_discriminability,
+    allocation_vs_intensity,
+    build_blocks,
     compute_spent,
     curve_at,
     default_methods,
@@ -24,7 +26,10 @@ from scai.report.bench import (
     mean_curve,
     run_classical,
     select_methods,
+    summarize,
+    write_report,
 )
+from scai.cli.main import main
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -97,8 +102,6 @@ def test_allocation_bands_find_the_busy_region():
 
 
 def test_discriminability_is_the_one_way_anova_f_of_each_point():
-    from scipy.stats import f_oneway
-
     rng = np.random.default_rng(1)
     y = np.repeat([0, 1, 2], 20)
     Z = rng.normal(size=(60, 12))
@@ -148,8 +151,6 @@ def test_methods_cover_the_paper_and_the_anchors():
 
 # --------------------------------------------------------------------------- end to end
 def _bench(args: list[str]) -> int:
-    from scai.cli.main import main
-
     return main(["bench", *args])
 
 
@@ -233,8 +234,6 @@ def test_resume_skips_finished_runs_and_report_only_rerenders(quick_run: Path, c
 
 @pytest.mark.slow
 def test_report_counts_compute_and_marks_methods_run_on_fewer_seeds(quick_run: Path, tmp_path: Path):
-    from scai.report.html import write_report
-
     results = json.loads((quick_run / "results.json").read_text())
     runs = results["results"]["milk_adulteration"]
     extra = json.loads(json.dumps(runs["scai_plus"]["0"]))  # a second seed of SCAI+ only
@@ -260,8 +259,6 @@ def test_report_counts_compute_and_marks_methods_run_on_fewer_seeds(quick_run: P
 
 @pytest.mark.slow
 def test_claim_b_is_not_tested_without_resnet_runs(quick_run: Path):
-    from scai.report.bench import summarize
-
     results = json.loads((quick_run / "results.json").read_text())
     b = summarize(results)["datasets"]["milk_adulteration"]["claim_b"]
     assert b is not None and b["target_accuracy"] == pytest.approx(results["results"]["milk_adulteration"]["scai_plus"]["0"]["accuracy"])
@@ -275,8 +272,6 @@ def test_claim_b_is_not_tested_without_resnet_runs(quick_run: Path):
 
 
 def test_claim_a_is_tabled_per_dataset_method_and_setting():
-    from scai.report.html import build_blocks
-
     def comparison(method: str, setting: str, win: bool) -> dict:
         return {"method": method, "setting": setting, "baseline": "resnet1d", "macs": 1e6, "baseline_acc": 0.9,
                 "acc": 0.95 if win else 0.8, "win": win}
