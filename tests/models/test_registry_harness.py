@@ -1,16 +1,24 @@
-"""One harness over every registered model (tiny inputs), plus registry behaviour."""
+"""One harness over every registered model (tiny inputs), plus registry behaviour.
+
+Every model also goes through a model directory (save/load, identical per-exit logits) and an
+ONNX export (each stage against PyTorch with ONNX Runtime, <= 1e-4).
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import json
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from scai.models import ModelConfigError, NetworkOutput, create_model, list_models, model_config_class
+import scai
+from scai import SCAIClassifier
+from scai.deploy import export_onnx, load_manifest
+from scai.models import EXECUTION_MODES, ModelConfigError, NetworkOutput, create_model, list_models, model_config_class
 from scai.models._registry import register_model
 from scai.models.pa_block import PABlock
 
@@ -164,3 +172,91 @@ def test_bad_input_shape():
     net = tiny("scai")
     with pytest.raises(ValueError, match="shape"):
         net(torch.zeros(2, 1, IN_LENGTH + 1))
+
+
+# ---- persistence and ONNX, every registered model ------------------------------------------
+#
+# One tiny SCAIClassifier per model (1 epoch on 12 random spectra, no preprocessing), saved and
+# loaded through the model directory, then exported stage by stage. PA blocks get halting
+# biases of 0 so that positions stop after different numbers of units and the exported
+# ``Where`` logic is exercised, not just the all-units path.
+
+MIXED_HALTING_BIAS = 0.0
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory):
+    """name -> (fitted estimator, its saved model directory), built on first use."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((12, IN_LENGTH)).astype(np.float32)
+    y = np.repeat(np.arange(N_CLASSES), 12 // N_CLASSES)
+    cache: dict = {}
+
+    def get(name: str):
+        if name not in cache:
+            est = SCAIClassifier(model=name, model_config=TINY, train_config={"max_epochs": 1},
+                                 preprocessing="none", standardize="none", calibrate=False,
+                                 val_fraction=0.25, random_state=0)
+            est.fit(X, y)
+            for m in est.network_.modules():
+                if isinstance(m, PABlock):
+                    for head in m.halting:
+                        head.local.bias.data.fill_(MIXED_HALTING_BIAS)
+            cache[name] = (est, est.save(tmp_path_factory.mktemp("models") / name))
+        return cache[name]
+
+    return get
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_save_load_round_trip(name, fitted):
+    est, directory = fitted(name)
+    again = scai.load(directory)
+    a, b = est.network_, again.network_
+    assert type(b) is type(a) and b.name == name and b.config == a.config
+    assert b.exit_macs() == a.exit_macs() == again.exit_macs_
+    assert a.state_dict().keys() == b.state_dict().keys()
+    assert all(torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items())
+    x = batch(5)
+    for mode in EXECUTION_MODES:
+        a.set_execution(mode)
+        b.set_execution(mode)
+        with torch.no_grad():
+            la, lb = a.forward_exits(x), b.forward_exits(x)
+        assert len(la) == len(lb) == a.n_exits
+        for k, (za, zb) in enumerate(zip(la, lb)):
+            assert torch.equal(za, zb), (mode, k)
+    a.set_execution("auto")
+    b.set_execution("auto")
+    Z = x.squeeze(1).numpy()
+    assert (est.exit_logits(Z, preprocessed=True) == again.exit_logits(Z, preprocessed=True)).all()
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_onnx_stages_match_torch(name, fitted, tmp_path):
+    pytest.importorskip("onnx")  # the optional "onnx" extra
+    ort = pytest.importorskip("onnxruntime")
+    _, directory = fitted(name)
+    net = scai.load(directory).network_
+    out = export_onnx(directory, tmp_path / "onnx", thresholds=0.5)
+    manifest = load_manifest(out)
+    assert len(manifest["stages"]) == net.n_exits
+    x = batch(5, seed=7)  # neither the traced batch (2) nor export's own check batch (3)
+    with torch.no_grad():
+        detailed = net.forward_detailed(x)
+    if detailed.units_executed is not None:  # PA: positions stop after different numbers of units
+        assert any(u.min() < u.max() for u in detailed.units_executed)
+    feats_torch, feats_onnx = x, x.numpy()
+    for k, stage in enumerate(manifest["stages"]):
+        sess = ort.InferenceSession(str(out / stage["file"]), providers=["CPUExecutionProvider"])
+        in_name = sess.get_inputs()[0].name
+        with torch.no_grad():
+            f_t, z_t = net.run_stage(k, feats_torch)
+        # this stage alone, on the features PyTorch computed ...
+        f_o, z_o = sess.run(None, {in_name: feats_torch.numpy()})
+        assert np.max(np.abs(z_o - z_t.numpy())) <= 1e-4, (name, k, "logits")
+        assert np.max(np.abs(f_o - f_t.numpy())) <= 1e-4, (name, k, "features")
+        # ... and chained on ONNX's own features, as an edge device runs it
+        feats_onnx, z_chain = sess.run(None, {in_name: feats_onnx})
+        assert np.max(np.abs(z_chain - detailed.logits[k].numpy())) <= 1e-4, (name, k, "chained")
+        feats_torch = f_t
