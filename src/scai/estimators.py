@@ -20,7 +20,9 @@ from sklearn.model_selection import train_test_split
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_array, column_or_1d
 
-from scai.errors import AxisError, DataValueError, LabelError, ModelFileError, NotFittedError
+from scai.errors import AxisError, BudgetError, DataValueError, LabelError, ModelFileError, NotFittedError
+from scai.inference import calibrate_budgeted_batch, parse_budget
+from scai.inference.thresholds import Thresholds, parse_thresholds
 
 __all__ = ["SCAIClassifier", "load"]
 
@@ -311,57 +313,59 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
         threshold: Any = None,
         batch_size: int = 256,
     ) -> Any:
-        """Run a policy with real early exit; returns per-sample prediction, exit, confidence, MACs."""
+        """Run a policy with real early exit; returns per-sample prediction, exit, confidence, MACs.
+
+        ``budget`` is the anytime budget per spectrum (``"150k"``, ``"25%"``, ``"2ms"``) or the
+        mean budget of ``policy="batch"``; ``threshold`` is the threshold policy's confidence
+        (one value or one per exit). An option the policy does not use is refused.
+        """
         if policy not in _POLICIES:
-            raise ValueError(f"policy must be one of {_POLICIES}; got {policy!r}")
+            raise BudgetError(f"policy={policy!r} is not allowed; use one of {_POLICIES}")
+        if threshold is not None and policy != "threshold":
+            raise BudgetError(f"threshold is only used by policy 'threshold'; got policy={policy!r}")
+        if budget is not None and policy not in ("anytime", "batch"):
+            raise BudgetError(f"budget is only used by policies 'anytime' and 'batch'; got policy={policy!r}")
         Z = self.transform_input(X, axis)
         pred = self.predictor()
         if policy == "full":
             return pred.predict(Z, policy="full", batch_size=batch_size)
         if policy == "anytime":
             if budget is None:
-                raise ValueError("policy 'anytime' needs a budget, e.g. budget='150k' (MACs) or '2ms'")
-            return pred.predict(Z, policy="anytime", budget=budget, batch_size=batch_size)
+                raise BudgetError("policy 'anytime' needs a budget, e.g. budget='150k' (MACs), '25%' or '2ms'")
+            return pred.predict(Z, policy="anytime", budget=parse_budget(budget), batch_size=batch_size)
         if policy == "threshold":
-            thresholds = self._threshold_vector(threshold)
-            return pred.predict(Z, policy="threshold", thresholds=thresholds, batch_size=batch_size)
+            if threshold is None:
+                raise BudgetError("policy 'threshold' needs threshold=P (0..1) or one value per exit")
+            return pred.predict(Z, policy="threshold", thresholds=self._threshold_vector(threshold), batch_size=batch_size)
         if budget is None:
-            raise ValueError("policy 'batch' needs a mean budget per spectrum, e.g. budget='200k'")
+            raise BudgetError("policy 'batch' needs a mean budget per spectrum, e.g. budget='200k' or '25%'")
         calibration = self.calibrate_batch(budget)["calibration"]
         return pred.predict(Z, policy="batch", calibration=calibration, batch_size=batch_size)
 
     def _threshold_vector(self, threshold: Any) -> np.ndarray:
-        n = len(self.exit_macs_)
-        if threshold is None:
-            raise ValueError("policy 'threshold' needs threshold=P (0..1) or one value per exit")
-        arr = np.atleast_1d(np.asarray(threshold, dtype=np.float64))
-        if arr.size == 1:
-            arr = np.full(n, float(arr[0]))
-        if arr.size not in (n - 1, n) or np.any((arr < 0) | (arr > 1)):
-            raise ValueError(f"threshold must be one value or {n - 1}/{n} values in [0, 1]; got {arr.tolist()}")
-        return np.concatenate([arr[: n - 1], [0.0]])
+        """A user's threshold(s) as the (n_exits,) vector the predictor takes."""
+        return parse_thresholds(threshold, len(self.exit_macs_)).values
 
     def calibrate_batch(self, budget: Any) -> dict[str, Any]:
         """Budgeted-batch thresholds for a mean per-spectrum budget, calibrated on the stored validation split.
 
-        Returns ``{"budget_macs", "thresholds", "expected_mean_macs", "calibration"}``; the
-        :class:`~scai.inference.BatchCalibration` is what ``Predictor.predict(policy="batch")``
-        takes to keep each batch within the budget.
+        ``budget`` is MACs (``"200k"``, ``2e5``, a :class:`~scai.inference.Budget`) or a share of
+        the full path (``"25%"``). Returns ``{"budget_macs", "thresholds", "expected_mean_macs",
+        "calibration"}``; the :class:`~scai.inference.BatchCalibration` is what
+        ``Predictor.predict(policy="batch")`` takes to keep each batch within the budget.
         """
-        from scai.inference import calibrate_budgeted_batch, parse_budget
-
         self._check_fitted()
-        b = parse_budget(budget) if isinstance(budget, str) else None
-        value = float(b.value) if b is not None else float(budget)
-        if b is not None and b.unit != "macs":
-            raise ValueError("budgeted batch takes a budget in MACs (e.g. '200k'), not milliseconds")
+        b = parse_budget(budget)
+        if b.unit == "ms":
+            raise BudgetError(f"budgeted batch takes a budget in MACs (e.g. '200k') or a share ('25%'), not {b}")
+        value = b.to_macs(self.exit_macs_)
         probs, costs = self.validation_outputs()
         cal = calibrate_budgeted_batch(probs, costs, value)
         thresholds = np.asarray(cal.thresholds, dtype=np.float64)
         # inf = "nobody leaves at this exit"; JSON has no inf, so the stored copy uses null.
         self.thresholds_[f"{value:g}"] = {
             "budget_macs": value,
-            "thresholds": [float(t) if np.isfinite(t) else None for t in thresholds],
+            "thresholds": Thresholds(thresholds).to_json(),
             "expected_mean_macs": float(cal.expected_mean_cost),
         }
         return {
@@ -379,11 +383,23 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
         """Final-exit class probabilities (temperature-scaled)."""
         return self.exit_proba(X, axis)[-1]
 
-    def predict(self, X: Any, axis: Any = None, **policy: Any) -> np.ndarray:
-        """Class labels. With ``policy=`` / ``budget=`` / ``threshold=`` runs that inference policy."""
+    def predict(
+        self,
+        X: Any,
+        axis: Any = None,
+        *,
+        policy: str = "full",
+        budget: Any = None,
+        threshold: Any = None,
+        batch_size: int = 256,
+    ) -> np.ndarray:
+        """Class labels. With ``policy=`` (and its ``budget=`` / ``threshold=``) runs that inference
+        policy with real early exit; see :meth:`predict_detailed`."""
         self._check_fitted()
-        if policy and policy.get("policy", "full") != "full":
-            result = self.predict_detailed(X, axis, **policy)
+        if policy != "full" or budget is not None or threshold is not None:
+            result = self.predict_detailed(
+                X, axis, policy=policy, budget=budget, threshold=threshold, batch_size=batch_size
+            )
             return self.classes_[np.asarray(result.class_index)]
         return self.classes_[np.argmax(self.predict_proba(X, axis), axis=1)]
 

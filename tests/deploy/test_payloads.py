@@ -6,6 +6,8 @@ import io
 import json
 
 import numpy as np
+
+from scai.inference.budget import Budget
 import pytest
 
 from scai.deploy.payloads import (
@@ -128,6 +130,10 @@ def test_too_many_rows_is_413() -> None:
         ("threshold", None, "a,b", "not a number"),
         ("threshold", None, [0.5, 0.5, 0.5, 0.5], "give 1, 2 or 3"),
         ("full", None, 0.5, "only used by policy 'threshold'"),
+        ("full", "150k", None, "budget is only used by policies 'anytime' and 'batch'"),
+        ("threshold", "150k", None, "budget is only used by policies 'anytime' and 'batch'"),
+        ("anytime", "1e400", None, "too large"),
+        ("anytime", 10**400, None, "budget"),
     ],
 )
 def test_bad_options_are_refused(policy, budget, threshold, match) -> None:
@@ -137,9 +143,12 @@ def test_bad_options_are_refused(policy, budget, threshold, match) -> None:
 
 def test_good_options() -> None:
     assert parse_options(None, None, None, n_exits=3).policy == "full"
-    assert parse_options("anytime", "150k", None, n_exits=3).budget == "150k"
-    assert parse_options("threshold", None, "0.9,0.8", n_exits=3).threshold == (0.9, 0.8)
-    assert parse_options("batch", 2e5, None, n_exits=3).budget == "200000.0"
+    assert parse_options("anytime", "150k", None, n_exits=3).budget == Budget(150_000.0, "macs")
+    assert parse_options("anytime", "25%", None, n_exits=3).budget == Budget(0.25, "fraction")
+    th = parse_options("threshold", None, "0.9,0.8", n_exits=3).threshold
+    assert th is not None and th.values.tolist() == [0.9, 0.8, 0.0]
+    assert parse_options("threshold", None, 0.7, n_exits=3).threshold.values.tolist() == [0.7, 0.7, 0.0]
+    assert parse_options("batch", 2e5, None, n_exits=3).budget == Budget(200_000.0, "macs")
 
 
 @pytest.mark.parametrize("value, match", [(None, "missing"), ("x", "not an integer"), ("-1", "out of range"), ("2", "out of range")])

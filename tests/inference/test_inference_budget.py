@@ -55,7 +55,10 @@ def test_budget_passthrough_and_str():
         ("3 ms MACs", "mixes"),
         (0, "not allowed"),
         (-3.0, "not allowed"),
-        (float("inf"), "not allowed"),
+        (float("inf"), "infinite"),
+        ("1e400", "too large"),
+        ("0%", "greater than 0%"),
+        ("x%", "could not be parsed"),
         (True, "not allowed"),
         ([1], "not allowed"),
     ],
@@ -65,6 +68,22 @@ def test_parse_budget_errors(text, match):
         parse_budget(text)
     assert "\n" not in str(info.value)
     assert isinstance(info.value, ValueError)
+
+
+def test_fraction_budget_is_a_share_of_the_full_path():
+    b = parse_budget("25%")
+    assert (b.unit, b.value) == ("fraction", 0.25)
+    assert b.to_macs([100.0, 400.0, 1000.0]) == 250.0
+    assert parse_budget("150k").to_macs([1.0, 2.0]) == 150_000.0
+
+
+def test_latency_budget_converts_piecewise_linearly():
+    b = parse_budget("3ms")
+    # cumulative ms 1, 2, 4 at cumulative MACs 10, 30, 70: 3 ms lies halfway between exits 2 and 3
+    assert b.to_macs([10.0, 30.0, 70.0], stage_ms=[1.0, 1.0, 2.0]) == pytest.approx(50.0)
+    assert parse_budget("0.5ms").to_macs([10.0, 30.0], stage_ms=[1.0, 1.0]) == pytest.approx(5.0)
+    with pytest.raises(BudgetError, match="latency"):
+        b.to_macs([10.0, 30.0])
 
 
 def test_budget_validates():

@@ -119,10 +119,16 @@ def test_threshold_last_value_is_ignored_and_inf_means_never():
 
 
 def test_threshold_bad_length():
-    with pytest.raises(BudgetError, match="thresholds has 1 values; expected 2 or 3"):
-        threshold(PROBS, COSTS, [0.5])
-    with pytest.raises(BudgetError, match="NaN"):
+    with pytest.raises(BudgetError, match="thresholds has 4 values; give 1, 2 or 3"):
+        threshold(PROBS, COSTS, [0.5, 0.5, 0.5, 0.5])
+    with pytest.raises(BudgetError, match=r"must be in \[0, 1\]; got \[nan, 0.5\]"):
         threshold(PROBS, COSTS, [np.nan, 0.5])
+
+
+def test_threshold_single_value_applies_to_every_exit():
+    one = threshold(PROBS, COSTS, [0.5])
+    each = threshold(PROBS, COSTS, [0.5, 0.5])
+    np.testing.assert_array_equal(one.exit, each.exit)
 
 
 # ---------------------------------------------------------------------------- budgeted batch

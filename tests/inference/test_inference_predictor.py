@@ -185,8 +185,15 @@ def test_predictor_errors(tiny_net, spectra):
     bad[3, 4] = np.nan
     with pytest.raises(DataValueError, match="row 3"):
         pred.predict(bad, policy="full")
-    with pytest.raises(BudgetError, match="thresholds has 1 values"):
-        pred.predict(spectra, thresholds=[0.5])
+    with pytest.raises(BudgetError, match="thresholds has 5 values"):
+        pred.predict(spectra, thresholds=[0.5] * 5)
+    with pytest.raises(BudgetError, match="must be in \\[0, 1\\]"):
+        pred.predict(spectra, thresholds=[2.0])
+    # arguments a policy does not use are refused, not silently ignored
+    with pytest.raises(BudgetError, match="budget is only used by policy 'anytime'"):
+        pred.predict(spectra, policy="full", budget="150k")
+    with pytest.raises(BudgetError, match="thresholds are only used by policy 'threshold'"):
+        pred.predict(spectra, policy="anytime", budget="150k", thresholds=[0.5])
     with pytest.raises(ValueError, match="sparse="):
         Predictor(tiny_net, sparse="fast")
     with pytest.raises(LabelError, match="class_names has 2"):

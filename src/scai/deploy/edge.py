@@ -33,10 +33,15 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from scai.deploy.manifest import load_manifest, thresholds_array
-from scai.deploy.payloads import NPY_CONTENT_TYPE, encode_npy, parse_threshold
+from scai.deploy.manifest import load_manifest
+from scai.deploy.payloads import NPY_CONTENT_TYPE, encode_npy
 from scai.errors import BudgetError, DataValueError
-from scai.preprocessing import align_to_axis
+from scai.inference.budget import parse_budget
+from scai.inference.calibration import softmax
+from scai.inference.exit_loop import ExitResult, run_exit_loop
+from scai.inference.policies import EdgeRule
+from scai.inference.thresholds import as_thresholds, parse_thresholds
+from scai.preprocessing import Pipeline, align_to_axis
 
 __all__ = ["EdgeClient", "EdgeResult", "write_results_csv"]
 
@@ -93,23 +98,15 @@ class EdgeResult:
     error: str = ""
 
 
-def _softmax(z: np.ndarray, t: float) -> np.ndarray:
-    z = np.asarray(z, dtype=np.float64) / t
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
-
-
-def _parse_bmax(bmax: Any) -> float:
-    from scai.inference.budget import parse_budget
-
+def _parse_bmax(bmax: Any, exit_macs: np.ndarray) -> float:
+    """The edge's per-spectrum budget in MACs (``"300k"``, ``1.2e6``, ``"50%"`` of the full path)."""
     try:
-        b = parse_budget(bmax if isinstance(bmax, str) else float(bmax))
-    except (TypeError, ValueError) as exc:
-        raise BudgetError(f"bmax={bmax!r} is not allowed ({exc})") from None
-    if b.unit != "macs":
-        raise BudgetError(f"bmax={bmax!r}: the edge budget is in MACs (e.g. 300k, 1.2M), not time")
-    return float(b.value)
+        b = parse_budget(bmax)
+    except BudgetError as exc:
+        raise BudgetError(f"bmax={bmax!r}: {exc}") from None
+    if b.unit == "ms":
+        raise BudgetError(f"bmax={bmax!r}: the edge budget is in MACs (e.g. 300k, 1.2M) or a share (50%), not time")
+    return b.to_macs(exit_macs)
 
 
 def _is_loopback(url: str) -> bool:
@@ -171,20 +168,15 @@ class EdgeClient:
         self.manifest = load_manifest(self.export_dir, verify=verify)
         m = self.manifest
         self.n_exits = int(m["n_exits"])
-        self.bmax = _parse_bmax(bmax)
         self.class_names = [str(c) for c in m["class_names"]]
         self.stage_macs = np.asarray(m["stage_macs"], dtype=np.float64)
         self.exit_macs = np.asarray(m["exit_macs"], dtype=np.float64)
+        self.bmax = _parse_bmax(bmax, self.exit_macs)
         self.temperatures = np.asarray(m["temperatures"], dtype=np.float64)
         self.axis = np.asarray(m["axis"], dtype=np.float64)
-        if threshold is None:
-            self.thresholds = thresholds_array(m)
-        else:
-            th = parse_threshold(threshold if not isinstance(threshold, tuple) else list(threshold), self.n_exits)
-            assert th is not None
-            vec = np.full(self.n_exits, th[0]) if len(th) == 1 else np.asarray(th[: self.n_exits - 1] + (0.0,))
-            self.thresholds = np.asarray(vec, dtype=np.float64)
-            self.thresholds[-1] = 0.0
+        self.thresholds = as_thresholds(m["thresholds"], self.n_exits) if threshold is None else parse_thresholds(
+            threshold, self.n_exits
+        )
         if server is not None and not urllib.parse.urlsplit(server).scheme in ("http", "https"):
             raise ValueError(f"server={server!r} must be an http:// or https:// URL")
         self.server = server.rstrip("/") if server else None
@@ -208,9 +200,7 @@ class EdgeClient:
 
     # ------------------------------------------------------------------ runtime pieces
     @staticmethod
-    def _load_pipeline(spec: Any) -> Any:
-        from scai.preprocessing import Pipeline
-
+    def _load_pipeline(spec: Any) -> Pipeline:
         return Pipeline.from_json(json.dumps(spec))
 
     def _session(self, k: int) -> Any:
@@ -305,48 +295,18 @@ class EdgeClient:
         t0 = time.perf_counter()
         raw = self.align(X, axis)
         Z = self.preprocess(raw)
-        n, L = Z.shape[0], self.n_exits
-        spent = np.zeros(n)
-        last_stage = np.full(n, -1)
+        n = Z.shape[0]
+        rule = EdgeRule(self.thresholds.values, self.bmax, self.stage_macs)
+        t_loop = (time.perf_counter() - t0) * 1e3
+        res = run_exit_loop(_OnnxStages(self), Z, rule, temperatures=self.temperatures, batch_size=max(n, 1))
         results: list[EdgeResult | None] = [None] * n
-        # Best local answer so far (for offload failures): exit, probs, confidence.
-        best_exit = np.full(n, -1)
-        best_probs = np.zeros((n, len(self.class_names)))
-        best_conf = np.full(n, -1.0)
-        saved_feats: dict[int, np.ndarray] = {}
-
-        active = np.arange(n)
-        feats = Z[:, None, :]
-        for k in range(L):
-            fits = spent[active] + self.stage_macs[k] <= self.bmax
-            if not fits.all():  # these stop here unconfident (or never started): offload
-                active, feats = active[fits], feats[fits]
-            if active.size == 0:
-                break
-            feats, logits = self.run_stage(k, feats)
-            spent[active] += self.stage_macs[k]
-            last_stage[active] = k
-            p = _softmax(logits, float(self.temperatures[k]))
-            conf = p.max(axis=1)
-            better = conf >= best_conf[active]
-            best_exit[active[better]], best_probs[active[better]], best_conf[active[better]] = k, p[better], conf[better]
-            leave = conf >= self.thresholds[k] if k < L - 1 else np.ones(active.size, dtype=bool)
-            now_ms = (time.perf_counter() - t0) * 1e3
-            for j in np.flatnonzero(leave):
-                i = int(active[j])
-                c = int(np.argmax(p[j]))
-                results[i] = EdgeResult(i, self.class_names[c], c, k, "edge", "none", False, float(conf[j]),
-                                        int(spent[i]), 0, 0, now_ms)
-            keep = ~leave
-            active, feats = active[keep], feats[keep]
-            # Remember features of samples that the next stage will not fit (offload payload).
-            if k + 1 < L:
-                stop = spent[active] + self.stage_macs[k + 1] > self.bmax
-                for j in np.flatnonzero(stop):
-                    saved_feats[int(active[j])] = feats[j]
-        pending = [i for i in range(n) if results[i] is None]
+        for i in np.flatnonzero(res.settled).tolist():
+            c = int(res.class_index[i])
+            results[i] = EdgeResult(i, self.class_names[c], c, int(res.exit[i]), "edge", "none", False,
+                                    float(res.confidence[i]), int(res.macs[i]), 0, 0, t_loop + 1e3 * float(res.elapsed_s[i]))
+        pending = np.flatnonzero(~res.settled).tolist()
         if pending:
-            self._offload(pending, raw, Z, last_stage, saved_feats, spent, best_exit, best_probs, best_conf, results, t0)
+            self._offload(pending, raw, Z, res, results, t0)
         return [r for r in results if r is not None]
 
     def _offload(
@@ -354,18 +314,14 @@ class EdgeClient:
         pending: Sequence[int],
         raw: np.ndarray,
         Z: np.ndarray,
-        last_stage: np.ndarray,
-        saved_feats: dict[int, np.ndarray],
-        spent: np.ndarray,
-        best_exit: np.ndarray,
-        best_probs: np.ndarray,
-        best_conf: np.ndarray,
+        res: ExitResult,
         results: list[EdgeResult | None],
         t0: float,
     ) -> None:
+        """Send what the edge could not settle to the centre; answer locally where that fails."""
         groups: dict[tuple[str, int], list[int]] = {}
         for i in pending:
-            k = int(last_stage[i])
+            k = int(res.last_stage[i])
             sizes = self.payload_bytes(k)
             kind = "features" if "features" in sizes and sizes["features"] <= sizes["raw"] else "raw"
             groups.setdefault((kind, k if kind == "features" else -1), []).append(i)
@@ -376,7 +332,7 @@ class EdgeClient:
                 body = encode_npy(raw[rows])
                 path, params = "/v1/predict", {"policy": self.centre_policy}
             else:
-                body = encode_npy(np.stack([saved_feats[i] for i in rows]).astype(np.float16))
+                body = encode_npy(np.stack([res.held_features[i] for i in rows]).astype(np.float16))
                 path, params = "/v1/continue", {"stage": k, "policy": self.centre_policy}
             share = int(round(len(body) / len(rows)))
             error = ""
@@ -395,26 +351,52 @@ class EdgeClient:
                 for i, rep in zip(rows, replies):
                     c = int(rep["class_index"])
                     results[i] = EdgeResult(i, self.class_names[c], c, int(rep["exit"]), "centre", kind, False,
-                                            float(rep["confidence"]), int(spent[i]), int(round(float(rep["macs"]))),
+                                            float(rep["confidence"]), int(res.macs[i]), int(round(float(rep["macs"]))),
                                             share if self.server else 0, now_ms)
                 continue
             for i in rows:
-                results[i] = self._local_fallback(i, Z, spent, best_exit, best_probs, best_conf, kind,
-                                                  share if self.server else 0, error, t0)
+                results[i] = self._local_fallback(i, Z, res, kind, share if self.server else 0, error, t0)
 
     def _local_fallback(
-        self, i: int, Z: np.ndarray, spent: np.ndarray, best_exit: np.ndarray, best_probs: np.ndarray,
-        best_conf: np.ndarray, kind: str, sent: int, error: str, t0: float,
+        self, i: int, Z: np.ndarray, res: ExitResult, kind: str, sent: int, error: str, t0: float,
     ) -> EdgeResult:
-        if best_exit[i] < 0:  # Bmax below exit 1: nothing ran locally; run stage 0 anyway
+        """The best local exit (the most confident one run) for a spectrum the centre did not answer."""
+        spent, exit_, conf, probs = float(res.macs[i]), int(res.exit[i]), float(res.confidence[i]), res.probabilities[i]
+        if exit_ < 0:  # Bmax below exit 1: nothing ran locally; run stage 0 anyway
             _, logits = self.run_stage(0, Z[i : i + 1, None, :])
-            spent[i] += self.stage_macs[0]
-            best_exit[i], best_probs[i] = 0, _softmax(logits, float(self.temperatures[0]))[0]
-            best_conf[i] = best_probs[i].max()
+            spent += self.stage_macs[0]
+            probs = softmax(logits, float(self.temperatures[0]))[0]
+            exit_, conf = 0, float(probs.max())
             error += f"; ran exit 1 locally beyond Bmax ({self.stage_macs[0]:,.0f} > {self.bmax:,.0f} MACs)"
-        c = int(np.argmax(best_probs[i]))
-        return EdgeResult(i, self.class_names[c], c, int(best_exit[i]), "edge", kind, True, float(best_conf[i]),
-                          int(spent[i]), 0, sent, (time.perf_counter() - t0) * 1e3, error)
+        c = int(np.argmax(probs))
+        return EdgeResult(i, self.class_names[c], c, exit_, "edge", kind, True, conf,
+                          int(spent), 0, sent, (time.perf_counter() - t0) * 1e3, error)
+
+
+class _OnnxStages:
+    """The exit loop's stage runner over an edge client's ONNX Runtime sessions.
+
+    ONNX stages run their full-compute MACs (PA blocks are exported on the dense path), so the
+    MACs of stage ``k`` are the manifest's ``stage_macs[k]`` for every sample.
+    """
+
+    def __init__(self, client: EdgeClient) -> None:
+        self.client = client
+        self.n_exits = client.n_exits
+        self.n_classes = len(client.class_names)
+
+    def inputs(self, X: np.ndarray, start_stage: int) -> np.ndarray:
+        return X[:, None, :] if start_stage == 0 and X.ndim == 2 else X
+
+    def run(self, k: int, features: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        feats, logits = self.client.run_stage(k, features)
+        return feats, np.asarray(logits, dtype=np.float64), np.full(feats.shape[0], self.client.stage_macs[k])
+
+    def take(self, features: np.ndarray, keep: np.ndarray) -> np.ndarray:
+        return features[keep]
+
+    def rows(self, features: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        return np.asarray(features[mask])
 
 
 def write_results_csv(results: Sequence[EdgeResult], path: str | Path) -> Path:

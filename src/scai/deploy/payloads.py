@@ -24,6 +24,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from scai.errors import ScaiError
+from scai.inference.budget import Budget, parse_budget
+from scai.inference.thresholds import Thresholds, parse_thresholds
 
 __all__ = [
     "PayloadError",
@@ -36,7 +38,6 @@ __all__ = [
     "spectra_from_json",
     "parse_options",
     "parse_stage",
-    "parse_threshold",
 ]
 
 #: Policies the server accepts (``scai predict`` has the same four).
@@ -63,15 +64,15 @@ class RequestOptions:
     ----------
     policy : str
         One of :data:`POLICIES`.
-    budget : str or None
-        The budget as given (``"150k"``, ``"2ms"``); required by ``anytime`` and ``batch``.
-    threshold : tuple of float or None
-        One value, or one per exit (``n_exits - 1`` or ``n_exits``), each in [0, 1].
+    budget : Budget or None
+        Required by ``anytime`` and ``batch``.
+    threshold : Thresholds or None
+        Only with ``threshold``; ``None`` means the model's calibrated thresholds.
     """
 
     policy: str = "full"
-    budget: str | None = None
-    threshold: tuple[float, ...] | None = None
+    budget: Budget | None = None
+    threshold: Thresholds | None = None
 
     def key(self) -> tuple[Any, ...]:
         """Requests with equal keys can share one forward pass (micro-batching)."""
@@ -243,59 +244,41 @@ def spectra_from_json(obj: dict[str, Any], *, max_rows: int) -> tuple[np.ndarray
 # options
 
 
-def parse_threshold(value: Any, n_exits: int) -> tuple[float, ...] | None:
-    """A threshold given as a number, a list, or a comma-separated string -> validated tuple."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, str):
-        parts = [p.strip() for p in value.split(",")]
-        try:
-            values = [float(p) for p in parts]
-        except ValueError:
-            raise PayloadError(f"threshold={value!r:.60} is not a number or comma-separated numbers in [0, 1]") from None
-    elif isinstance(value, bool):
-        raise PayloadError(f"threshold={value!r} is not a number in [0, 1]")
-    elif isinstance(value, (int, float)):
-        values = [float(value)]
-    elif isinstance(value, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
-        values = [float(v) for v in value]
-    else:
-        raise PayloadError(f"threshold must be a number in [0, 1] or a list of them; got {_kind(value)}")
-    if len(values) not in (1, n_exits - 1, n_exits):
-        raise PayloadError(f"threshold has {len(values)} values; give 1, {n_exits - 1} or {n_exits}")
-    if any(not math.isfinite(v) or v < 0 or v > 1 for v in values):
-        raise PayloadError(f"threshold values must be in [0, 1]; got {values}")
-    return tuple(values)
-
-
 def parse_options(policy: Any, budget: Any, threshold: Any, *, n_exits: int) -> RequestOptions:
     """Validate the policy options of a request (JSON fields or query parameters).
 
     ``policy`` defaults to ``"full"``; ``anytime`` and ``batch`` need a budget (``batch`` in
-    MACs); ``threshold`` without a value uses the model's calibrated thresholds.
+    MACs or as a share of the full path); ``threshold`` without a value uses the model's
+    calibrated thresholds. An option the policy does not use is refused, not ignored. Budgets
+    and thresholds are parsed by :func:`scai.inference.parse_budget` and
+    :func:`scai.inference.parse_thresholds`; their errors become 400s here.
     """
-    from scai.inference.budget import parse_budget
-
     policy = "full" if policy in (None, "") else policy
     if not isinstance(policy, str) or policy not in POLICIES:
         raise PayloadError(f"policy={policy!r:.40} is unknown; use one of {list(POLICIES)}")
-    budget_text: str | None = None
+    parsed: Budget | None = None
     if budget not in (None, ""):
         if isinstance(budget, bool) or not isinstance(budget, (str, int, float)):
             raise PayloadError(f"budget must be a string such as '150k' or '2ms' or a number of MACs; got {_kind(budget)}")
-        budget_text = str(budget)
         try:
-            parsed = parse_budget(budget if isinstance(budget, str) else float(budget))
-        except (ValueError, TypeError) as exc:
+            parsed = parse_budget(budget)
+        except (ValueError, TypeError, OverflowError) as exc:
             raise PayloadError(f"budget={budget!r:.40} is not allowed: {_short(exc)}") from None
-        if policy == "batch" and parsed.unit != "macs":
-            raise PayloadError(f"policy 'batch' takes a mean budget in MACs (e.g. '200k'); got {budget_text!r}")
-    if policy in ("anytime", "batch") and budget_text is None:
-        raise PayloadError(f"policy {policy!r} needs a budget, e.g. budget=150k (MACs) or 2ms")
-    th = parse_threshold(threshold, n_exits)
-    if th is not None and policy != "threshold":
-        raise PayloadError(f"threshold is only used by policy 'threshold'; got policy {policy!r}")
-    return RequestOptions(policy=policy, budget=budget_text, threshold=th)
+        if policy not in ("anytime", "batch"):
+            raise PayloadError(f"budget is only used by policies 'anytime' and 'batch'; got policy {policy!r}")
+        if policy == "batch" and parsed.unit == "ms":
+            raise PayloadError(f"policy 'batch' takes a mean budget in MACs (e.g. '200k') or a share ('25%'); got {budget!r:.40}")
+    if policy in ("anytime", "batch") and parsed is None:
+        raise PayloadError(f"policy {policy!r} needs a budget, e.g. budget=150k (MACs), 25% or 2ms")
+    th: Thresholds | None = None
+    if threshold not in (None, ""):
+        if policy != "threshold":
+            raise PayloadError(f"threshold is only used by policy 'threshold'; got policy {policy!r}")
+        try:
+            th = parse_thresholds(threshold, n_exits)
+        except (ValueError, TypeError, OverflowError) as exc:
+            raise PayloadError(_short(exc)) from None
+    return RequestOptions(policy=policy, budget=parsed, threshold=th)
 
 
 def parse_stage(value: Any, n_exits: int) -> int:

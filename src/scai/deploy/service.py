@@ -8,17 +8,25 @@ group is one forward pass, and returns one result (or one exception) per job. Th
 
 from __future__ import annotations
 
-import math
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from scai.deploy.manifest import build_manifest, default_thresholds, sha256_file, thresholds_array
+from scai.deploy.manifest import build_manifest, default_thresholds, sha256_file
 from scai.deploy.payloads import PayloadError, RequestOptions
+from scai.inference.budget import Budget
+from scai.inference.exit_loop import run_exit_loop
+from scai.inference.policies import BatchCalibration
+from scai.inference.predictor import TorchStages
+from scai.inference.thresholds import Thresholds, as_thresholds
 
 __all__ = ["Job", "ModelService"]
+
+#: Budgeted-batch calibrations a service keeps (one per distinct budget asked for).
+CALIBRATION_CACHE_SIZE = 32
 
 
 @dataclass
@@ -81,29 +89,38 @@ class ModelService:
             self.estimator, thresholds=th, threshold_source=source,
             weights_sha256=sha256_file(weights), stage_files=None, opset=None, execution=self.predictor.execution_mode,
         )
-        self.default_thresholds = thresholds_array(self.manifest)
-        self._batch_thresholds: dict[str, np.ndarray] = {}
+        self.default_thresholds = as_thresholds(self.manifest["thresholds"], self.n_exits)
+        self._calibrations: OrderedDict[str, BatchCalibration] = OrderedDict()
+        self.stages = TorchStages(self.network)
         self.class_names = [str(c) for c in self.estimator.classes_.tolist()]
 
     # ------------------------------------------------------------------ options
-    def thresholds_for(self, options: RequestOptions) -> np.ndarray | None:
-        """Threshold vector (n_exits,) for the threshold and batch policies, else None."""
-        L = self.n_exits
-        if options.policy == "threshold":
-            if options.threshold is None:
-                return self.default_thresholds
-            th = np.asarray(options.threshold, dtype=np.float64)
-            vec = np.full(L, th[0]) if th.size == 1 else np.append(th[: L - 1], 0.0)
-            vec[-1] = 0.0
-            return vec
+    def thresholds_for(self, options: RequestOptions) -> Thresholds | None:
+        """The threshold policy's thresholds: the request's, else the model's calibrated ones."""
+        if options.policy != "threshold":
+            return None
+        return options.threshold if options.threshold is not None else self.default_thresholds
+
+    def calibration_for(self, budget: Budget) -> BatchCalibration:
+        """Budgeted-batch calibration for a mean budget (validation split); the last 32 are kept."""
+        key = str(budget)
+        if key in self._calibrations:
+            self._calibrations.move_to_end(key)
+            return self._calibrations[key]
+        cal = self.estimator.calibrate_batch(budget)["calibration"]
+        self._calibrations[key] = cal
+        while len(self._calibrations) > CALIBRATION_CACHE_SIZE:
+            self._calibrations.popitem(last=False)
+        return cal
+
+    def _rule(self, options: RequestOptions, n: int) -> Any:
+        """The exit rule of a request, from the same Predictor.rule that ``scai predict`` uses."""
         if options.policy == "batch":
             assert options.budget is not None
-            if options.budget not in self._batch_thresholds:
-                cal = self.estimator.calibrate_batch(options.budget)
-                th = np.asarray([math.inf if t is None else float(t) for t in cal["thresholds"]], dtype=np.float64)
-                self._batch_thresholds[options.budget] = th
-            return self._batch_thresholds[options.budget]
-        return None
+            return self.predictor.rule("batch", n, calibration=self.calibration_for(options.budget))[0]
+        if options.policy == "anytime":
+            return self.predictor.rule("anytime", n, budget=options.budget)[0]
+        return self.predictor.rule(options.policy, n, thresholds=self.thresholds_for(options))[0]
 
     # ------------------------------------------------------------------ batches
     def process(self, jobs: list[Job]) -> list[Any]:
@@ -166,68 +183,29 @@ class ModelService:
         return np.ascontiguousarray(job.data, dtype=np.float32)
 
     def predict(self, Z: np.ndarray, options: RequestOptions) -> dict[str, np.ndarray]:
-        """Preprocessed spectra -> per-spectrum answers with real early exit (Predictor)."""
-        policy = "threshold" if options.policy == "batch" else options.policy
-        kwargs: dict[str, Any] = {}
-        if policy == "threshold":
-            kwargs["thresholds"] = self.thresholds_for(options)
-        elif policy == "anytime":
-            kwargs["budget"] = options.budget
-        r = self.predictor.predict(Z, policy=policy, **kwargs)
-        return {
-            "class_index": r.class_index, "exit": r.exit, "confidence": r.confidence,
-            "macs": r.macs, "flagged": r.flagged, "probabilities": r.probabilities,
-        }
+        """Preprocessed spectra -> per-spectrum answers with real early exit (the one exit loop)."""
+        return self._run(Z, options, start_stage=0)
 
     def continue_from(self, stage: int, features: np.ndarray, options: RequestOptions) -> dict[str, np.ndarray]:
         """Run stages ``stage+1 .. L-1`` on features of ``stage``; MACs are the centre's only.
 
-        The anytime budget counts the edge's stages at their full cost (``exit_macs[stage]``),
-        so a spectrum gets the same budget whether it was split or not.
+        The rules count the edge's stages at their full cost (``exit_macs[stage]``), so a
+        spectrum gets the same anytime budget, and a batch the same guard, whether it was split
+        or not.
         """
-        import torch
+        return self._run(features, options, start_stage=stage + 1, prior_macs=float(self.exit_macs[stage]))
 
-        from scai.inference.calibration import softmax
-
-        L, n = self.n_exits, features.shape[0]
-        th = self.thresholds_for(options)
-        budget = None
-        if options.policy == "anytime":
-            assert options.budget is not None
-            value, _ = self.predictor.budget_to_macs(options.budget)
-            budget = float(value)
-        next_cost = np.append(np.diff(self.exit_macs), np.inf)
-        out = {
-            "class_index": np.zeros(n, dtype=np.int64), "exit": np.full(n, L - 1, dtype=np.int64),
-            "confidence": np.zeros(n), "macs": np.zeros(n), "flagged": np.zeros(n, dtype=bool),
-            "probabilities": np.zeros((n, len(self.class_names))),
+    def _run(self, data: np.ndarray, options: RequestOptions, *, start_stage: int, prior_macs: float = 0.0) -> dict[str, np.ndarray]:
+        rule = self._rule(options, int(data.shape[0]))
+        res = run_exit_loop(
+            self.stages, data, rule, temperatures=self.predictor.temperatures,
+            start_stage=start_stage, prior_macs=prior_macs,
+        )
+        return {
+            "class_index": res.class_index, "exit": res.exit, "confidence": res.confidence,
+            "macs": res.macs, "flagged": res.flagged, "reason": res.reason,
+            "probabilities": res.probabilities,
         }
-        active = np.arange(n)
-        spent = np.zeros(n)
-        with torch.inference_mode():
-            feats = torch.from_numpy(features)
-            for k in range(stage + 1, L):
-                feats, logits, macs = self.network.run_stage(k, feats, return_macs=True)
-                spent += macs.double().numpy()
-                p = softmax(logits.double().numpy(), float(self.predictor.temperatures[k]))
-                conf = p.max(axis=1)
-                if k == L - 1 or options.policy == "full":
-                    leave = np.full(active.size, k == L - 1)
-                elif th is not None:
-                    leave = conf >= th[k]
-                else:
-                    assert budget is not None
-                    leave = self.exit_macs[stage] + spent + next_cost[k] > budget
-                idx = active[leave]
-                out["exit"][idx], out["confidence"][idx], out["probabilities"][idx] = k, conf[leave], p[leave]
-                out["macs"][idx] = spent[leave]
-                out["class_index"][idx] = np.argmax(p[leave], axis=1)
-                keep = ~leave
-                if not keep.any():
-                    break
-                feats = feats[torch.from_numpy(np.flatnonzero(keep))]
-                active, spent = active[keep], spent[keep]
-        return out
 
     def format(self, res: dict[str, np.ndarray], warnings: list[str] | None = None) -> dict[str, Any]:
         """JSON-ready response body of one job's slice of results."""
@@ -241,6 +219,7 @@ class ModelService:
                 "confidence": float(res["confidence"][j]),
                 "macs": float(res["macs"][j]),
                 "flagged": bool(res["flagged"][j]),
+                "reason": str(res["reason"][j]),
                 "probabilities": [float(v) for v in res["probabilities"][j]],
             })
         body: dict[str, Any] = {"model_sha256": self.manifest["model_sha256"], "n": len(rows), "results": rows}

@@ -27,6 +27,9 @@ from typing import Any
 import numpy as np
 
 from scai.errors import BudgetError, DataValueError
+from scai.inference.budget import as_macs_vector
+from scai.inference.exit_loop import PrecomputedStages, run_exit_loop
+from scai.inference.thresholds import Thresholds, as_thresholds
 
 __all__ = [
     "PolicyResult",
@@ -38,6 +41,11 @@ __all__ = [
     "batch_guard",
     "exit_shares",
     "as_cost_matrix",
+    "FullRule",
+    "ThresholdRule",
+    "AnytimeRule",
+    "BatchRule",
+    "EdgeRule",
 ]
 
 
@@ -200,21 +208,6 @@ def as_cost_matrix(costs: np.ndarray, n_exits: int, n: int, name: str = "costs")
     return costs
 
 
-def _budget_vector(budget: Any, n: int) -> np.ndarray:
-    arr = np.asarray(getattr(budget, "value", budget), dtype=np.float64)
-    if getattr(budget, "unit", "macs") != "macs":
-        raise BudgetError(
-            f"budget={budget} is a latency; policies work in MACs, convert it with Predictor first"
-        )
-    if arr.ndim == 0:
-        arr = np.full(n, float(arr))
-    elif arr.shape != (n,):
-        raise BudgetError(f"budget has shape {arr.shape}; expected a scalar or ({n},)")
-    if np.any(np.isnan(arr)) or np.any(arr <= 0):
-        raise BudgetError("budget must be > 0 (inf allowed) for every sample")
-    return arr
-
-
 def _result(probs: np.ndarray, costs: np.ndarray, exits: np.ndarray, flagged: np.ndarray) -> PolicyResult:
     idx = np.arange(probs.shape[1])
     chosen = probs[exits, idx]  # (n, n_classes)
@@ -231,6 +224,13 @@ def _result(probs: np.ndarray, costs: np.ndarray, exits: np.ndarray, flagged: np
 # Policies
 
 
+def _replay(probs: np.ndarray, costs: np.ndarray, rule: Any) -> PolicyResult:
+    """Run ``rule`` over stored per-exit outputs through the one exit loop, as one batch."""
+    n = probs.shape[1]
+    res = run_exit_loop(PrecomputedStages(probs, costs), np.arange(n), rule, temperatures=None, batch_size=max(n, 1))
+    return _result(probs, costs, res.exit, flagged=res.flagged)
+
+
 def anytime(probs: np.ndarray, costs: np.ndarray, budget: Any) -> PolicyResult:
     """Answer each sample with the deepest exit whose cumulative cost fits its budget.
 
@@ -239,7 +239,7 @@ def anytime(probs: np.ndarray, costs: np.ndarray, budget: Any) -> PolicyResult:
     probs : ndarray, shape (n_exits, n, n_classes)
     costs : ndarray, shape (n_exits,) or (n, n_exits)
         Cumulative MACs to reach each exit.
-    budget : float, ndarray of shape (n,) or Budget
+    budget : float, ndarray of shape (n,) or Budget in MACs
         MACs per sample. A sample whose budget is below exit 1's cost still gets exit 1's answer
         (a classifier must answer), with ``flagged=True``.
 
@@ -250,26 +250,10 @@ def anytime(probs: np.ndarray, costs: np.ndarray, budget: Any) -> PolicyResult:
     probs = _check_probs(probs)
     n_exits, n, _ = probs.shape
     costs = as_cost_matrix(costs, n_exits, n)
-    b = _budget_vector(budget, n)
-    fits = costs <= b[:, None]  # cumulative costs: fits is True up to some exit, then False
-    n_fit = fits.sum(axis=1)
-    exits = np.maximum(n_fit - 1, 0)
-    return _result(probs, costs, exits, flagged=n_fit == 0)
-
-
-def _check_thresholds(thresholds: Any, n_exits: int) -> np.ndarray:
-    th = np.asarray(thresholds, dtype=np.float64).reshape(-1)
-    if th.shape[0] == n_exits - 1:
-        th = np.append(th, 0.0)
-    elif th.shape[0] != n_exits:
-        raise BudgetError(
-            f"thresholds has {th.shape[0]} values; expected {n_exits - 1} or {n_exits} for {n_exits} exits"
-        )
-    if np.any(np.isnan(th[:-1])):
-        raise BudgetError("thresholds must not contain NaN; use inf for 'never exit here'")
-    th = th.copy()
-    th[-1] = -np.inf  # the last exit always answers
-    return th
+    b = as_macs_vector(budget, n)
+    # Offline, each sample's real cost of its next stage is known: look ahead with it.
+    next_cost = np.concatenate([np.diff(costs, axis=1), np.full((n, 1), np.inf)], axis=1)
+    return _replay(probs, costs, AnytimeRule(b, next_cost))
 
 
 def threshold(probs: np.ndarray, costs: np.ndarray, thresholds: Any) -> PolicyResult:
@@ -279,7 +263,7 @@ def threshold(probs: np.ndarray, costs: np.ndarray, thresholds: Any) -> PolicyRe
     ----------
     probs : ndarray, shape (n_exits, n, n_classes)
     costs : ndarray, shape (n_exits,) or (n, n_exits)
-    thresholds : array-like, length n_exits - 1 or n_exits
+    thresholds : Thresholds or array-like, length n_exits - 1 or n_exits
         Confidence (largest probability) needed to leave at each exit, ``>=`` comparison. The
         last exit always answers, so its threshold, when given, is ignored.
 
@@ -291,12 +275,7 @@ def threshold(probs: np.ndarray, costs: np.ndarray, thresholds: Any) -> PolicyRe
     probs = _check_probs(probs)
     n_exits, n, _ = probs.shape
     costs = as_cost_matrix(costs, n_exits, n)
-    th = _check_thresholds(thresholds, n_exits)
-    conf = probs.max(axis=2)  # (n_exits, n)
-    leaves = conf >= th[:, None]
-    leaves[-1] = True
-    exits = np.argmax(leaves, axis=0)  # first True
-    return _result(probs, costs, exits, flagged=np.zeros(n, dtype=bool))
+    return _replay(probs, costs, ThresholdRule(_as_vector(thresholds, n_exits)))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -377,7 +356,7 @@ def calibrate_budgeted_batch(val_probs: np.ndarray, val_costs: np.ndarray, budge
     if n == 0:
         raise DataValueError("val_probs holds no samples; budgeted batch calibration needs validation data")
     costs = as_cost_matrix(val_costs, n_exits, n, "val_costs")
-    b = float(_budget_vector(budget, 1)[0])
+    b = float(as_macs_vector(budget, 1)[0])
     mean_costs = costs.mean(axis=0)
 
     feasible = True
@@ -411,7 +390,7 @@ def calibrate_budgeted_batch(val_probs: np.ndarray, val_costs: np.ndarray, budge
         th = np.zeros(n_exits)  # everyone leaves at exit 1
     else:
         th = _thresholds_for_shares(conf, shares)
-    applied = threshold(val_probs, costs, th)
+    applied = threshold(val_probs, costs, Thresholds(th))
     return BatchCalibration(
         thresholds=th,
         expected_mean_cost=applied.mean_macs,
@@ -504,27 +483,135 @@ def budgeted_batch(probs: np.ndarray, costs: np.ndarray, calibration: BatchCalib
     probs = _check_probs(probs)
     n_exits, n, _ = probs.shape
     costs = as_cost_matrix(costs, n_exits, n)
-    th = _check_thresholds(calibration.thresholds, n_exits)
-    if np.asarray(calibration.exit_costs).shape != (n_exits,):
-        raise BudgetError(
-            f"calibration has {np.asarray(calibration.exit_costs).size} exit costs; expected {n_exits}"
-        )
-    conf = probs.max(axis=2)
-    exits = np.full(n, n_exits - 1, dtype=np.int64)
-    flagged = np.zeros(n, dtype=bool)
-    running = np.ones(n, dtype=bool)
-    done_cost = 0.0  # MACs of the samples that have left
-    for k in range(n_exits - 1):
-        idx = np.flatnonzero(running)
-        if idx.size == 0:
-            break
-        leave = conf[k, idx] >= th[k]
-        stay = idx[~leave]
-        spent = done_cost + float(costs[idx[leave], k].sum()) + float(costs[stay, k].sum())
-        forced = batch_guard(conf[k, stay], k, spent, n, calibration)
-        out = np.concatenate([idx[leave], stay[forced]])
-        exits[out] = k
-        flagged[stay[forced]] = True
-        running[out] = False
-        done_cost += float(costs[out, k].sum())
-    return _result(probs, costs, exits, flagged=flagged)
+    return _replay(probs, costs, BatchRule(calibration, n_exits))
+
+
+# ---------------------------------------------------------------------------------------------
+# Exit rules of the one exit loop (scai.inference.exit_loop)
+
+
+def _as_vector(thresholds: Any, n_exits: int) -> np.ndarray:
+    return as_thresholds(thresholds, n_exits).values
+
+
+class FullRule:
+    """Every sample runs to the last exit (the static network's answer)."""
+
+    holds_features = False
+
+    def start(self, n_batch: int) -> Any:
+        return None
+
+    def may_run(self, k: int, spent: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        return np.ones(rows.shape[0], dtype=bool)
+
+    def leaves(
+        self, k: int, conf: np.ndarray, spent: np.ndarray, rows: np.ndarray, state: Any
+    ) -> tuple[np.ndarray, np.ndarray]:
+        return np.zeros(conf.shape[0], dtype=bool), np.full(conf.shape[0], "last", dtype=object)
+
+    def final(self, spent: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        return np.full(rows.shape[0], "last", dtype=object)
+
+    def gone(self, state: Any, spent_leaving: np.ndarray) -> None:
+        return None
+
+
+class ThresholdRule(FullRule):
+    """Leave at the first exit whose confidence reaches its threshold.
+
+    Parameters
+    ----------
+    thresholds : ndarray, shape (n_exits,)
+        From :func:`~scai.inference.thresholds.parse_thresholds` (``inf`` = never leave there).
+    """
+
+    def __init__(self, thresholds: np.ndarray) -> None:
+        self.thresholds = np.asarray(thresholds, dtype=np.float64)
+
+    def leaves(
+        self, k: int, conf: np.ndarray, spent: np.ndarray, rows: np.ndarray, state: Any
+    ) -> tuple[np.ndarray, np.ndarray]:
+        return conf >= self.thresholds[k], np.full(conf.shape[0], "confident", dtype=object)
+
+
+class AnytimeRule(FullRule):
+    """Stop before a stage whenever what a sample has spent plus that stage's cost exceeds its budget.
+
+    Parameters
+    ----------
+    budget : ndarray, shape (n,)
+        MACs per sample (global row order), ``inf`` for none.
+    next_cost : ndarray, shape (n_exits,) or (n, n_exits)
+        Cost of the stage after each exit (``inf`` after the last): the full-compute cost for a
+        real run, each sample's own cost when replaying stored outputs.
+    """
+
+    def __init__(self, budget: np.ndarray, next_cost: np.ndarray) -> None:
+        self.budget = np.asarray(budget, dtype=np.float64)
+        self.next_cost = np.asarray(next_cost, dtype=np.float64)
+
+    def _next(self, k: int, rows: np.ndarray) -> np.ndarray:
+        return self.next_cost[rows, k] if self.next_cost.ndim == 2 else np.full(rows.shape[0], self.next_cost[k])
+
+    def leaves(
+        self, k: int, conf: np.ndarray, spent: np.ndarray, rows: np.ndarray, state: Any
+    ) -> tuple[np.ndarray, np.ndarray]:
+        b = self.budget[rows]
+        return spent + self._next(k, rows) > b, np.where(spent > b, "over_budget", "budget").astype(object)
+
+    def final(self, spent: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        return np.where(spent > self.budget[rows], "over_budget", "last").astype(object)
+
+
+class _GuardState:
+    def __init__(self, n_batch: int) -> None:
+        self.n_batch = n_batch
+        self.gone_macs = 0.0  # MACs of the batch's samples that have left
+
+
+class BatchRule(ThresholdRule):
+    """Budgeted batch: the calibration's thresholds plus :func:`batch_guard` per forward batch."""
+
+    def __init__(self, calibration: BatchCalibration, n_exits: int) -> None:
+        if np.asarray(calibration.exit_costs).shape != (n_exits,):
+            raise BudgetError(
+                f"calibration has {np.asarray(calibration.exit_costs).size} exit costs; expected {n_exits}"
+            )
+        super().__init__(_as_vector(calibration.thresholds, n_exits))
+        self.calibration = calibration
+
+    def start(self, n_batch: int) -> _GuardState:
+        return _GuardState(n_batch)
+
+    def leaves(
+        self, k: int, conf: np.ndarray, spent: np.ndarray, rows: np.ndarray, state: _GuardState
+    ) -> tuple[np.ndarray, np.ndarray]:
+        leave = conf >= self.thresholds[k]
+        reason = np.full(conf.shape[0], "confident", dtype=object)
+        stay = np.flatnonzero(~leave)
+        forced = batch_guard(conf[stay], k, state.gone_macs + float(spent.sum()), state.n_batch, self.calibration)
+        leave[stay[forced]] = True
+        reason[stay[forced]] = "guard"
+        return leave, reason
+
+    def gone(self, state: _GuardState, spent_leaving: np.ndarray) -> None:
+        state.gone_macs += float(np.sum(spent_leaving))
+
+
+class EdgeRule(ThresholdRule):
+    """The edge device: thresholds, and a stage runs only while the sample's total stays within ``bmax``.
+
+    A sample the next stage does not fit stops unsettled (``settled=False``) with its features
+    held, for the edge client to offload.
+    """
+
+    holds_features = True
+
+    def __init__(self, thresholds: np.ndarray, bmax: float, stage_macs: np.ndarray) -> None:
+        super().__init__(thresholds)
+        self.bmax = float(bmax)
+        self.stage_macs = np.asarray(stage_macs, dtype=np.float64)
+
+    def may_run(self, k: int, spent: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        return spent + self.stage_macs[k] <= self.bmax

@@ -4,10 +4,13 @@ The policies in :mod:`scai.inference.policies` decide offline from every exit's 
 what evaluation needs but saves no compute. :class:`Predictor` runs the network through its
 stage contract (``network.run_stage(i, features, return_macs=True)``, see ``docs/CONTRACTS.md``)
 and removes a sample from the batch as soon as it has answered, so the later, costlier stages
-only see the samples that still need them. With the same thresholds it reaches exactly the
-decisions of :func:`~scai.inference.threshold` applied to ``forward_exits`` outputs.
+only see the samples that still need them. The loop itself is :func:`scai.inference.exit_loop.run_exit_loop`
+(shared with the server, the edge client and the offline policies); this module supplies the
+PyTorch stage runner (:class:`TorchStages`) and turns policy arguments into exit rules. With the
+same thresholds it reaches exactly the decisions of :func:`~scai.inference.threshold` applied to
+``forward_exits`` outputs.
 
-PyTorch is imported inside the methods, so importing this module stays cheap.
+``scai.inference`` imports this module (and so PyTorch) only when ``Predictor`` is first used.
 """
 
 from __future__ import annotations
@@ -15,19 +18,28 @@ from __future__ import annotations
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterator, Literal, Sequence
+from typing import Any, Iterator, Literal, Sequence
 
 import numpy as np
 
+import torch
+
 from scai.errors import BudgetError, DataValueError, LabelError
-from scai.inference.budget import Budget, parse_budget
+from scai.inference.budget import Budget, as_macs_vector, parse_budget
 from scai.inference.calibration import fit_temperatures, softmax
-from scai.inference.policies import BatchCalibration, PolicyResult, batch_guard, calibrate_budgeted_batch
+from scai.inference.exit_loop import run_exit_loop
+from scai.inference.policies import (
+    AnytimeRule,
+    BatchCalibration,
+    BatchRule,
+    FullRule,
+    PolicyResult,
+    ThresholdRule,
+    calibrate_budgeted_batch,
+)
+from scai.inference.thresholds import as_thresholds
 
-if TYPE_CHECKING:  # pragma: no cover
-    import torch
-
-__all__ = ["Predictor", "PredictionBatch"]
+__all__ = ["Predictor", "PredictionBatch", "TorchStages"]
 
 Policy = Literal["threshold", "anytime", "batch", "full"]
 _POLICIES = ("threshold", "anytime", "batch", "full")
@@ -64,6 +76,8 @@ class PredictionBatch:
     budget_conversion : str
         How the budget was turned into MACs (``"none"``, ``"macs"`` or the measured
         milliseconds-to-MACs table).
+    reason : ndarray of str, shape (n,)
+        Why each sample left where it did (:data:`~scai.inference.exit_loop.REASONS`).
     """
 
     prediction: np.ndarray
@@ -78,6 +92,7 @@ class PredictionBatch:
     thresholds: np.ndarray | None = None
     budget_macs: np.ndarray | None = None
     budget_conversion: str = "none"
+    reason: np.ndarray | None = None
 
     @property
     def mean_macs(self) -> float:
@@ -97,11 +112,37 @@ class PredictionBatch:
         return PolicyResult(self.exit, self.class_index, self.confidence, self.macs, self.flagged)
 
 
-def _take(features: Any, idx: "torch.Tensor") -> Any:
-    """Keep rows ``idx`` of stage features (a tensor, or a tuple/list of tensors)."""
-    if isinstance(features, (tuple, list)):
-        return type(features)(_take(f, idx) for f in features)
-    return features.index_select(0, idx)
+class TorchStages:
+    """The stage runner of a PyTorch multi-exit network (``run_stage`` of docs/CONTRACTS.md).
+
+    Runs under ``torch.inference_mode``; features stay tensors between stages, logits and MACs
+    come back as float64 NumPy arrays.
+    """
+
+    def __init__(self, network: Any) -> None:
+        self.network = network
+        self.n_exits = int(network.n_exits)
+        self.n_classes = int(network.n_classes)
+
+    def inputs(self, X: np.ndarray, start_stage: int) -> Any:
+        x = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))
+        return x.unsqueeze(1) if start_stage == 0 and x.ndim == 2 else x
+
+    def run(self, k: int, features: Any) -> tuple[Any, np.ndarray, np.ndarray]:
+        with torch.inference_mode():
+            features, logits, macs = self.network.run_stage(k, features, return_macs=True)
+        z = logits.detach().to("cpu").double().numpy()
+        m = macs.detach().to("cpu").double().numpy() if isinstance(macs, torch.Tensor) else np.asarray(macs, float)
+        return features, z, np.broadcast_to(m, (z.shape[0],)).astype(np.float64)
+
+    def take(self, features: Any, keep: np.ndarray) -> Any:
+        idx = torch.from_numpy(np.flatnonzero(keep))
+        if isinstance(features, (tuple, list)):
+            return type(features)(f.index_select(0, idx) for f in features)
+        return features.index_select(0, idx)
+
+    def rows(self, features: Any, mask: np.ndarray) -> np.ndarray:
+        return self.take(features, mask).detach().to("cpu").numpy()
 
 
 class Predictor:
@@ -185,8 +226,6 @@ class Predictor:
 
     @contextmanager
     def _torch_threads(self) -> Iterator[None]:
-        import torch
-
         old = torch.get_num_threads()
         if self.threads is not None:
             torch.set_num_threads(self.threads)
@@ -237,8 +276,6 @@ class Predictor:
         costs : ndarray, shape (n, n_exits), float64
             Cumulative MACs actually spent per sample to reach each exit.
         """
-        import torch
-
         X = self._check_X(X)
         batch_size = self._check_batch_size(batch_size)
         n = X.shape[0]
@@ -307,8 +344,6 @@ class Predictor:
         -------
         ndarray, shape (n_exits,)
         """
-        import torch
-
         batch_size = self._check_batch_size(batch_size)
         if X is None and not refresh and batch_size in self._latency_cache:
             return self._latency_cache[batch_size].copy()
@@ -332,59 +367,96 @@ class Predictor:
         self._latency_cache[batch_size] = ms
         return ms.copy()
 
-    def budget_to_macs(
-        self, budget: Any, *, batch_size: int = 256
-    ) -> tuple[np.ndarray | float, str]:
-        """Turn a budget (MACs, a :class:`Budget`, a string or a per-sample array) into MACs.
+    def budget_to_macs(self, budget: Any, *, batch_size: int = 256) -> tuple[np.ndarray | float, str]:
+        """Turn a budget (a :class:`Budget`, a string, MACs or a per-sample MAC array) into MACs.
 
-        Milliseconds are converted through the stage latencies of
-        :meth:`measure_stage_latency`: piecewise-linear between (cumulative latency, cumulative
-        MACs) of the exits, proportional beyond them, so "fits in b ms" and "fits in the
-        converted MACs" pick the same exit for a static network.
+        Milliseconds are converted with :meth:`Budget.to_macs` through the stage latencies of
+        :meth:`measure_stage_latency`; a share (``"25%"``) through the full path's MACs.
 
         Returns
         -------
         budget_macs : float or ndarray
         conversion : str
-            ``"macs"``, or a description of the measured table used.
+            ``"macs"``, or how the budget was converted.
         """
-        if isinstance(budget, (str, Budget)):
-            b = parse_budget(budget)
-            value: Any = b.value
-            unit = b.unit
-        else:
-            value = np.asarray(budget, dtype=np.float64)
-            if np.any(np.isnan(value)) or np.any(value <= 0):
-                raise BudgetError(f"budget={budget!r} is not allowed; use MACs > 0 or a string such as '3ms'")
-            value = float(value) if value.ndim == 0 else value
-            unit = "macs"
-        if unit == "macs":
-            return value, "macs"
+        if isinstance(budget, np.ndarray) and budget.ndim == 1:
+            return as_macs_vector(budget, budget.shape[0]), "macs"
+        b = parse_budget(budget)
+        if b.unit == "macs":
+            return b.value, "macs"
+        if b.unit == "fraction":
+            macs = b.to_macs(self.exit_macs)
+            return macs, f"{b} -> {macs:,.0f} MACs (full path {self.exit_macs[-1]:,.0f} MACs)"
         ms = self.measure_stage_latency(batch_size)
-        cum_ms = np.cumsum(ms)
-        cum_macs = self.exit_macs
-        v = float(value)
-        if v < cum_ms[0]:
-            macs = v * cum_macs[0] / cum_ms[0]
-        elif v > cum_ms[-1]:
-            macs = v * cum_macs[-1] / cum_ms[-1]
-        else:
-            macs = float(np.interp(v, cum_ms, cum_macs))
+        macs = b.to_macs(self.exit_macs, ms)
         conversion = (
-            f"{v:g} ms -> {macs:,.0f} MACs via stage latencies measured on this machine at batch "
+            f"{b.value:g} ms -> {macs:,.0f} MACs via stage latencies measured on this machine at batch "
             f"{batch_size}: cumulative ms/spectrum per exit "
-            + ", ".join(f"{c:.4g}" for c in cum_ms)
+            + ", ".join(f"{c:.4g}" for c in np.cumsum(ms))
         )
         return macs, conversion
 
     # -----------------------------------------------------------------------------------------
     # prediction
 
+    def rule(
+        self,
+        policy: Policy,
+        n: int,
+        *,
+        thresholds: Any = None,
+        budget: Any = None,
+        batch_size: int = 256,
+        calibration: BatchCalibration | None = None,
+    ) -> tuple[Any, np.ndarray | None, np.ndarray | None, str]:
+        """The exit rule of ``policy`` for ``n`` samples, with the thresholds and budgets it uses.
+
+        Returns ``(rule, thresholds, budget_macs, budget_conversion)``; arguments a policy does
+        not use are refused rather than ignored.
+        """
+        if policy not in _POLICIES:
+            raise BudgetError(f"policy={policy!r} is not allowed; use one of {_POLICIES}")
+        L = self.n_exits
+        if thresholds is not None and policy != "threshold":
+            raise BudgetError(f"thresholds are only used by policy 'threshold'; got policy={policy!r}")
+        if budget is not None and policy not in ("anytime",):
+            hint = " (budgeted batch takes its budget through calibrate() or calibration=)" if policy == "batch" else ""
+            raise BudgetError(f"budget is only used by policy 'anytime'; got policy={policy!r}{hint}")
+        if calibration is not None and policy != "batch":
+            raise BudgetError(f"calibration is only used by policy 'batch'; got policy={policy!r}")
+        if policy == "full":
+            return FullRule(), None, None, "none"
+        if policy == "threshold":
+            raw = thresholds if thresholds is not None else self.thresholds
+            if raw is None:
+                raise BudgetError(
+                    "thresholds=None and the predictor is not calibrated; pass thresholds or call "
+                    "calibrate() first, or use policy='anytime' or 'full'"
+                )
+            th = as_thresholds(raw, L).values
+            return ThresholdRule(th), th, None, "none"
+        if policy == "batch":
+            cal = calibration if calibration is not None else self.calibration_
+            if cal is None:
+                raise BudgetError(
+                    "policy='batch' needs a calibration; call calibrate(X_val, y_val, budget) first "
+                    "or pass calibration="
+                )
+            rule = BatchRule(cal, L)
+            return rule, rule.thresholds, np.full(n, float(cal.budget)), "none"
+        if budget is None:
+            raise BudgetError("budget=None is not allowed with policy='anytime'; pass e.g. '150k', '25%' or '3ms'")
+        value, conversion = self.budget_to_macs(budget, batch_size=batch_size)
+        budget_macs = as_macs_vector(value, n)
+        # Static cost of each next stage at full compute: the anytime look-ahead.
+        next_cost = np.append(np.diff(self.exit_macs), np.inf)
+        return AnytimeRule(budget_macs, next_cost), None, budget_macs, conversion
+
     def predict(
         self,
         X: np.ndarray,
         policy: Policy = "threshold",
-        thresholds: Sequence[float] | np.ndarray | None = None,
+        thresholds: Any = None,
         budget: Any = None,
         batch_size: int = 256,
         calibration: BatchCalibration | None = None,
@@ -395,7 +467,7 @@ class Predictor:
         ----------
         X : ndarray, shape (n, W)
             Preprocessed spectra (float32).
-        policy : {"threshold", "anytime", "full"}
+        policy : {"threshold", "anytime", "batch", "full"}
             ``"threshold"``: leave at the first exit whose confidence >= its threshold (given,
             or calibrated). ``"anytime"``: a sample stops before the next stage whenever what it
             has spent plus that stage's full-compute cost (from ``network.exit_macs()``) would
@@ -403,10 +475,11 @@ class Predictor:
             ``"batch"``: budgeted batch; each forward batch of ``batch_size`` spectra uses the
             calibration's thresholds and :func:`~scai.inference.batch_guard`, so its mean cost
             stays within the calibrated budget. ``"full"``: every sample runs to the last exit.
-        thresholds : array-like, optional
-            Overrides the calibrated thresholds (length n_exits - 1 or n_exits).
+        thresholds : Thresholds or array-like, optional
+            Overrides the calibrated thresholds (one value, n_exits - 1 or n_exits values).
         budget : str, float, Budget or ndarray of shape (n,)
-            Anytime budget per spectrum: MACs or a latency such as ``"3ms"``.
+            Anytime budget per spectrum: MACs, a share of the full path (``"25%"``) or a latency
+            such as ``"3ms"``.
         batch_size : int
             Samples per forward batch; also the batch size latencies are measured at.
         calibration : BatchCalibration, optional
@@ -416,121 +489,29 @@ class Predictor:
         -------
         PredictionBatch
         """
-        import torch
-
-        if policy not in _POLICIES:
-            raise ValueError(f"policy={policy!r} is not allowed; use one of {_POLICIES}")
         X = self._check_X(X)
         batch_size = self._check_batch_size(batch_size)
-        n, L = X.shape[0], self.n_exits
-
-        th: np.ndarray | None = None
-        budget_macs: np.ndarray | None = None
-        conversion = "none"
-        cal: BatchCalibration | None = None
-        if policy == "batch":
-            cal = calibration if calibration is not None else getattr(self, "calibration_", None)
-            if cal is None:
-                raise BudgetError(
-                    "policy='batch' needs a calibration; call calibrate(X_val, y_val, budget) first "
-                    "or pass calibration="
-                )
-            if np.asarray(cal.exit_costs).shape != (L,):
-                raise BudgetError(f"calibration has {np.asarray(cal.exit_costs).size} exit costs; expected {L}")
-            th = np.asarray(cal.thresholds, dtype=np.float64).copy()
-            th[-1] = 0.0
-            budget_macs = np.full(n, float(cal.budget))
-        elif policy == "threshold":
-            raw = thresholds if thresholds is not None else self.thresholds
-            if raw is None:
-                raise BudgetError(
-                    "thresholds=None and the predictor is not calibrated; pass thresholds or call "
-                    "calibrate() first, or use policy='anytime' or 'full'"
-                )
-            th = np.asarray(raw, dtype=np.float64).reshape(-1)
-            if th.shape[0] == L - 1:
-                th = np.append(th, 0.0)
-            if th.shape[0] != L or np.any(np.isnan(th[:-1])):
-                raise BudgetError(
-                    f"thresholds has {th.shape[0]} values; expected {L - 1} or {L} non-NaN values"
-                )
-        elif policy == "anytime":
-            if budget is None:
-                raise BudgetError("budget=None is not allowed with policy='anytime'; pass e.g. '150k' or '3ms'")
-            value, conversion = self.budget_to_macs(budget, batch_size=batch_size)
-            if np.ndim(value) not in (0,) and np.shape(value) != (n,):
-                raise BudgetError(f"budget has shape {np.shape(value)}; expected a scalar or ({n},)")
-            budget_macs = np.broadcast_to(np.asarray(value, dtype=np.float64), (n,)).copy()
-        # Static cost of each next stage at full compute: the anytime look-ahead.
-        next_cost = np.append(np.diff(self.exit_macs), np.inf)
-
-        out_exit = np.full(n, L - 1, dtype=np.int64)
-        out_conf = np.zeros(n)
-        out_probs = np.zeros((n, int(self.network.n_classes)))
-        out_macs = np.zeros(n)
-        guarded = np.zeros(n, dtype=bool)
-
-        t0 = time.perf_counter()
-        with self._torch_threads(), torch.inference_mode():
-            for start in range(0, n, batch_size):
-                stop = min(start + batch_size, n)
-                active = np.arange(start, stop)  # global indices of samples still running
-                feats: Any = torch.from_numpy(X[start:stop]).unsqueeze(1)
-                spent = np.zeros(stop - start)
-                gone_macs = 0.0  # MACs of this batch's samples that have already left
-                for k in range(L):
-                    feats, z, m = self._stage(k, feats)
-                    spent += m
-                    p = softmax(z, float(self.temperatures[k]))
-                    conf = p.max(axis=1)
-                    if k == L - 1 or policy == "full":
-                        leave = np.full(active.shape[0], k == L - 1)
-                    elif policy == "threshold":
-                        leave = conf >= th[k]  # type: ignore[index]
-                    elif policy == "batch":
-                        leave = conf >= th[k]  # type: ignore[index]
-                        stay = np.flatnonzero(~leave)
-                        forced = batch_guard(conf[stay], k, gone_macs + float(spent.sum()), stop - start, cal)  # type: ignore[arg-type]
-                        leave[stay[forced]] = True
-                        guarded[active[stay[forced]]] = True
-                    else:
-                        leave = spent + next_cost[k] > budget_macs[active]  # type: ignore[index]
-                    if leave.any():
-                        idx = active[leave]
-                        out_exit[idx] = k
-                        out_conf[idx] = conf[leave]
-                        out_probs[idx] = p[leave]
-                        out_macs[idx] = spent[leave]
-                        gone_macs += float(spent[leave].sum())
-                    if leave.all():
-                        break
-                    if leave.any():
-                        keep = ~leave
-                        feats = _take(feats, torch.from_numpy(np.flatnonzero(keep)))
-                        active, spent = active[keep], spent[keep]
-        wall = time.perf_counter() - t0
-
-        cls = np.argmax(out_probs, axis=1).astype(np.int64)
+        rule, th, budget_macs, conversion = self.rule(
+            policy, X.shape[0], thresholds=thresholds, budget=budget, batch_size=batch_size, calibration=calibration
+        )
+        with self._torch_threads():
+            res = run_exit_loop(TorchStages(self.network), X, rule, temperatures=self.temperatures, batch_size=batch_size)
+        cls = res.class_index
         names = np.asarray(self.class_names)[cls] if self.class_names is not None else cls
-        if policy == "batch":
-            flagged = guarded
-        elif budget_macs is not None:
-            flagged = out_macs > budget_macs
-        else:
-            flagged = np.zeros(n, dtype=bool)
         return PredictionBatch(
             prediction=names,
             class_index=cls,
-            exit=out_exit,
-            confidence=out_conf,
-            probabilities=out_probs,
-            macs=out_macs,
-            flagged=flagged,
-            wall_time_s=wall,
+            exit=res.exit,
+            confidence=res.confidence,
+            probabilities=res.probabilities,
+            macs=res.macs,
+            flagged=res.flagged,
+            wall_time_s=res.wall_time_s,
             policy=policy,
             thresholds=th,
             budget_macs=budget_macs,
             budget_conversion=conversion,
+            reason=res.reason.astype(str),
         )
 
     def __repr__(self) -> str:

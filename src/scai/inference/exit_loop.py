@@ -1,0 +1,286 @@
+"""The one early-exit loop: run stages, let samples leave, return what each answered and cost.
+
+Every place that runs a multi-exit model goes through :func:`run_exit_loop`: the PyTorch
+:class:`~scai.inference.Predictor` (and through it ``scai predict`` and the estimator), the
+computing-centre server (``/v1/predict`` and ``/v1/continue``), the edge client's ONNX stages, and
+the offline policies of :mod:`scai.inference.policies`, which replay precomputed per-exit
+outputs through :class:`PrecomputedStages`. What differs between them is only
+
+* the **stage runner** (:class:`StageRunner`): PyTorch stages, ONNX Runtime sessions, or stored
+  outputs; it turns a batch's features into the next features, logits and MACs spent; and
+* the **exit rule** (:class:`ExitRule`, implemented in :mod:`~scai.inference.policies`): whether
+  a sample may run the next stage (the edge's ``Bmax``) and whether it leaves after a stage
+  (threshold, anytime look-ahead, budgeted batch with its guard, or nowhere but the end).
+
+This module imports NumPy only, so the edge runtime uses it without PyTorch.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from scai.errors import DataValueError
+from scai.inference.calibration import softmax
+
+__all__ = [
+    "REASONS",
+    "FLAG_REASONS",
+    "StageRunner",
+    "ExitRule",
+    "RuleState",
+    "ExitResult",
+    "PrecomputedStages",
+    "run_exit_loop",
+]
+
+#: Why a sample left where it did.
+#: ``confident``: its confidence reached the exit's threshold; ``last``: it reached the last exit;
+#: ``budget``: the next stage would not fit its anytime budget; ``over_budget``: even the exit it
+#: answered at cost more than its budget; ``guard``: the budgeted-batch guard sent it out to keep
+#: the batch within its mean budget; ``unsettled``: the edge's Bmax stopped it before any exit was
+#: confident (it is offloaded or answered by the best local exit); ``not_run``: not even the
+#: first stage fitted Bmax.
+REASONS: tuple[str, ...] = ("confident", "last", "budget", "over_budget", "guard", "unsettled", "not_run")
+#: Reasons that break a policy's promise; a result with one of them has ``flagged=True``.
+FLAG_REASONS: frozenset[str] = frozenset({"over_budget", "guard", "unsettled", "not_run"})
+
+
+class StageRunner(Protocol):
+    """What the exit loop needs from a model: its stages, one at a time.
+
+    ``run(k, features)`` runs stage ``k`` on a batch and returns ``(features_k, logits_k, macs)``
+    with logits as float64 ``(b, n_classes)`` and the MACs each sample spent in that stage as
+    float64 ``(b,)``. ``take(features, keep)`` keeps the rows where the bool mask ``keep`` is
+    True; ``inputs(X)`` turns a NumPy batch into what ``run`` takes for the first stage run;
+    ``rows(features, mask)`` returns those rows as a NumPy array (offload payloads).
+    """
+
+    n_exits: int
+    n_classes: int
+
+    def inputs(self, X: np.ndarray, start_stage: int) -> Any: ...
+
+    def run(self, k: int, features: Any) -> tuple[Any, np.ndarray, np.ndarray]: ...
+
+    def take(self, features: Any, keep: np.ndarray) -> Any: ...
+
+    def rows(self, features: Any, mask: np.ndarray) -> np.ndarray: ...
+
+
+class RuleState(Protocol):
+    """Per-forward-batch state of a rule (the batch guard's bookkeeping)."""
+
+
+class ExitRule(Protocol):
+    """Decides, stage by stage, who runs on and who leaves (see :mod:`scai.inference.policies`).
+
+    ``rows`` are the global indices (into the whole input) of the samples still running;
+    ``spent`` is what each has spent so far, including ``prior_macs`` of the loop. ``leaves`` is
+    asked after every stage but the last and returns ``(leave mask, reason per sample)``;
+    ``final`` gives the reasons at the last exit, where everyone leaves.
+    """
+
+    #: The rule may stop samples before a stage without an answer (the edge's Bmax), in which
+    #: case the loop keeps their last features for offloading.
+    holds_features: bool
+
+    def start(self, n_batch: int) -> Any: ...
+
+    def may_run(self, k: int, spent: np.ndarray, rows: np.ndarray) -> np.ndarray: ...
+
+    def leaves(
+        self, k: int, conf: np.ndarray, spent: np.ndarray, rows: np.ndarray, state: Any
+    ) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def final(self, spent: np.ndarray, rows: np.ndarray) -> np.ndarray: ...
+
+    def gone(self, state: Any, spent_leaving: np.ndarray) -> None: ...
+
+
+@dataclass
+class ExitResult:
+    """What the exit loop decided for each sample, with what it cost.
+
+    Attributes
+    ----------
+    class_index : ndarray of int64, shape (n,)
+        Predicted class (for ``settled=False``: the best local answer, ``-1`` when nothing ran).
+    exit : ndarray of int64, shape (n,)
+        0-based exit that answered (``-1`` when nothing ran).
+    confidence : ndarray of float64, shape (n,)
+        Largest (temperature-scaled) probability at that exit.
+    probabilities : ndarray of float64, shape (n, n_classes)
+    macs : ndarray of float64, shape (n,)
+        MACs spent in this loop (``prior_macs`` not included).
+    reason : ndarray of str, shape (n,)
+        One of :data:`REASONS`.
+    settled : ndarray of bool, shape (n,)
+        False when the rule stopped the sample without an answer it stands behind (edge Bmax).
+    last_stage : ndarray of int64, shape (n,)
+        Last stage run on the sample (``start_stage - 1`` when none).
+    elapsed_s : ndarray of float64, shape (n,)
+        Seconds from the loop's start to the sample's answer.
+    held_features : dict of int to ndarray
+        Unsettled samples' features of their last stage (only when the rule holds features).
+    """
+
+    class_index: np.ndarray
+    exit: np.ndarray
+    confidence: np.ndarray
+    probabilities: np.ndarray
+    macs: np.ndarray
+    reason: np.ndarray
+    settled: np.ndarray
+    last_stage: np.ndarray
+    elapsed_s: np.ndarray
+    held_features: dict[int, np.ndarray] = field(default_factory=dict)
+    wall_time_s: float = 0.0
+
+    @property
+    def flagged(self) -> np.ndarray:
+        """True where the answer broke the policy's promise (see :data:`FLAG_REASONS`)."""
+        return np.isin(self.reason, list(FLAG_REASONS))
+
+    @property
+    def n(self) -> int:
+        """Number of samples."""
+        return int(self.exit.shape[0])
+
+
+class PrecomputedStages:
+    """A stage runner over stored per-exit outputs (offline policy evaluation).
+
+    Parameters
+    ----------
+    probs : ndarray, shape (n_exits, n, n_classes)
+        Per-exit probabilities (already temperature-scaled); run the loop with
+        ``temperatures=None`` so they are used as they are.
+    costs : ndarray, shape (n, n_exits)
+        Cumulative MACs per sample.
+    """
+
+    def __init__(self, probs: np.ndarray, costs: np.ndarray) -> None:
+        self.probs = probs
+        self.stage_costs = np.diff(costs, axis=1, prepend=0.0)
+        self.n_exits = int(probs.shape[0])
+        self.n_classes = int(probs.shape[2])
+
+    def inputs(self, X: np.ndarray, start_stage: int) -> np.ndarray:
+        return np.asarray(X, dtype=np.int64)  # the "features" are the sample indices
+
+    def run(self, k: int, features: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return features, self.probs[k, features], self.stage_costs[features, k]
+
+    def take(self, features: np.ndarray, keep: np.ndarray) -> np.ndarray:
+        return features[keep]
+
+    def rows(self, features: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        return features[mask]
+
+
+def run_exit_loop(
+    stages: StageRunner,
+    X: np.ndarray,
+    rule: ExitRule,
+    *,
+    temperatures: np.ndarray | None,
+    batch_size: int = 256,
+    start_stage: int = 0,
+    prior_macs: float = 0.0,
+) -> ExitResult:
+    """Run ``stages`` on ``X`` batch by batch, letting each sample leave where ``rule`` says.
+
+    Parameters
+    ----------
+    stages : StageRunner
+    X : ndarray
+        Stage-0 input ``(n, W)``, or features of stage ``start_stage - 1``.
+    rule : ExitRule
+        From :mod:`scai.inference.policies` (``full_rule``, ``threshold_rule``,
+        ``anytime_rule``, ``batch_rule``, ``edge_rule``).
+    temperatures : ndarray of shape (n_exits,), or None
+        Per-exit temperatures applied to each stage's logits; ``None`` takes the stage outputs as
+        probabilities already (:class:`PrecomputedStages`).
+    batch_size : int
+        Samples per forward batch; the budgeted-batch guard keeps each such batch in budget.
+    start_stage : int
+        First stage to run (the server continues an edge's features at ``stage + 1``).
+    prior_macs : float
+        MACs already spent on each sample before this loop (the edge's stages); the rules count
+        them, the returned ``macs`` do not.
+
+    Returns
+    -------
+    ExitResult
+    """
+    n = int(np.shape(X)[0])
+    L, C = int(stages.n_exits), int(stages.n_classes)
+    if not 0 <= start_stage < L:
+        raise DataValueError(f"start_stage={start_stage} is not a stage of a {L}-stage model")
+    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise DataValueError(f"batch_size={batch_size!r} is not allowed; use a positive int")
+    out = ExitResult(
+        class_index=np.full(n, -1, dtype=np.int64),
+        exit=np.full(n, -1, dtype=np.int64),
+        confidence=np.zeros(n),
+        probabilities=np.zeros((n, C)),
+        macs=np.zeros(n),
+        reason=np.full(n, "last", dtype=object),
+        settled=np.ones(n, dtype=bool),
+        last_stage=np.full(n, start_stage - 1, dtype=np.int64),
+        elapsed_s=np.zeros(n),
+    )
+    best_conf = np.full(n, -1.0)
+    t0 = time.perf_counter()
+    for start in range(0, n, int(batch_size)):
+        stop = min(start + int(batch_size), n)
+        active = np.arange(start, stop)
+        feats: Any = stages.inputs(X[start:stop], start_stage)
+        cost = np.zeros(stop - start)
+        state = rule.start(stop - start)
+        for k in range(start_stage, L):
+            runs = rule.may_run(k, prior_macs + cost, active)
+            if not runs.all():
+                stopped = active[~runs]
+                out.settled[stopped] = False
+                out.reason[stopped] = np.where(out.last_stage[stopped] < start_stage, "not_run", "unsettled")
+                out.macs[stopped] = cost[~runs]
+                out.elapsed_s[stopped] = time.perf_counter() - t0
+                if rule.holds_features and k > start_stage:
+                    held = stages.rows(feats, ~runs)
+                    for j, i in enumerate(stopped.tolist()):
+                        out.held_features[i] = held[j]
+                feats, active, cost = stages.take(feats, runs), active[runs], cost[runs]
+                if active.size == 0:
+                    break
+            feats, z, m = stages.run(k, feats)
+            cost = cost + np.broadcast_to(np.asarray(m, dtype=np.float64), cost.shape)
+            p = np.asarray(z, dtype=np.float64) if temperatures is None else softmax(z, float(temperatures[k]))
+            conf = p.max(axis=1)
+            out.last_stage[active] = k
+            better = conf >= best_conf[active]  # best local answer so far (edge fallback)
+            bi = active[better]
+            best_conf[bi], out.exit[bi], out.confidence[bi] = conf[better], k, conf[better]
+            out.probabilities[bi] = p[better]
+            if k == L - 1:
+                leave, reason = np.ones(active.size, dtype=bool), rule.final(prior_macs + cost, active)
+            else:
+                leave, reason = rule.leaves(k, conf, prior_macs + cost, active, state)
+            if leave.any():
+                idx = active[leave]
+                out.exit[idx], out.confidence[idx], out.probabilities[idx] = k, conf[leave], p[leave]
+                out.macs[idx] = cost[leave]
+                out.reason[idx] = reason[leave]
+                out.elapsed_s[idx] = time.perf_counter() - t0
+                rule.gone(state, prior_macs + cost[leave])
+                if leave.all():
+                    break
+                keep = ~leave
+                feats, active, cost = stages.take(feats, keep), active[keep], cost[keep]
+    out.class_index = np.where(out.exit >= 0, np.argmax(out.probabilities, axis=1), -1).astype(np.int64)
+    out.wall_time_s = time.perf_counter() - t0
+    return out
