@@ -10,7 +10,14 @@ from __future__ import annotations
 # Importing the family modules registers their models.
 from scai.models import drsn, resnet1d, scai  # noqa: F401
 from scai.models._registry import create_model, list_models, model_config_class, model_defaults, register_model
-from scai.models.base import EXECUTION_MODES, ModelConfigError, MultiExitNetwork, NetworkOutput
+from scai.models.base import (
+    EXECUTION_MODES,
+    BackboneConfig,
+    ModelConfig,
+    ModelConfigError,
+    MultiExitNetwork,
+    NetworkOutput,
+)
 from scai.models.drsn import DRSN, DRSNConfig
 from scai.models.pa_block import PABlock
 from scai.models.resnet1d import ResNet1D, ResNet1DConfig
@@ -24,6 +31,8 @@ __all__ = [
     "register_model",
     "MultiExitNetwork",
     "NetworkOutput",
+    "ModelConfig",
+    "BackboneConfig",
     "ModelConfigError",
     "EXECUTION_MODES",
     "ScaiConfig",

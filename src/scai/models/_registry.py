@@ -12,17 +12,19 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from scai.models.base import ModelConfigError, MultiExitNetwork
+from scai.models.base import ModelConfig, ModelConfigError, MultiExitNetwork
 
 __all__ = ["register_model", "create_model", "list_models", "model_config_class", "model_defaults"]
 
+#: (name, in_length, n_classes, config) -> network. The config is an instance of the entry's
+#: ``config_class``; each builder takes its own family's class, hence ``Any`` here.
 Builder = Callable[[str, int, int, Any], MultiExitNetwork]
 
 
 @dataclass(frozen=True)
 class _Entry:
     builder: Builder  # (name, in_length, n_classes, config) -> network
-    config_class: type  # frozen dataclass of the family
+    config_class: type[ModelConfig]  # frozen dataclass of the family
     defaults: dict[str, Any] = field(default_factory=dict)  # overrides of the class defaults
     fixed: tuple[str, ...] = ()  # keys a caller may not change (e.g. depth of resnet1d_8)
     description: str = ""
@@ -34,7 +36,7 @@ _REGISTRY: dict[str, _Entry] = {}
 def register_model(
     name: str,
     builder: Builder,
-    config_class: type,
+    config_class: type[ModelConfig],
     defaults: dict[str, Any] | None = None,
     fixed: tuple[str, ...] = (),
     description: str = "",
@@ -58,12 +60,12 @@ def list_models() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def model_config_class(name: str) -> type:
+def model_config_class(name: str) -> type[ModelConfig]:
     """The frozen config dataclass of the family behind ``name``."""
     return _entry(name).config_class
 
 
-def model_defaults(name: str) -> Any:
+def model_defaults(name: str) -> ModelConfig:
     """The config instance ``create_model(name, ...)`` uses when given no keywords."""
     return _make_config(name, {})
 
@@ -76,7 +78,7 @@ def _coerce(value: Any, annotation: Any) -> Any:
     return value
 
 
-def _make_config(name: str, overrides: dict[str, Any]) -> Any:
+def _make_config(name: str, overrides: dict[str, Any]) -> ModelConfig:
     entry = _entry(name)
     fields = {f.name: f for f in dataclasses.fields(entry.config_class)}
     unknown = sorted(set(overrides) - set(fields))

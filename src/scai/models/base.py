@@ -13,21 +13,64 @@ stage-by-stage path and the full forward are the same code.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar, Protocol
 
 import torch
 from torch import Tensor, nn
 
 from scai.errors import DataValueError, ScaiError
 
-__all__ = ["NetworkOutput", "StageResult", "MultiExitNetwork", "ModelConfigError", "EXECUTION_MODES"]
+__all__ = [
+    "NetworkOutput",
+    "StageResult",
+    "MultiExitNetwork",
+    "ModelConfig",
+    "BackboneConfig",
+    "ModelConfigError",
+    "EXECUTION_MODES",
+]
 
 
 class ModelConfigError(ScaiError, ValueError):
     """Bad model name, configuration key/value, stage index or execution mode."""
 
 
-def check_backbone_config(config: Any, at_least_one: tuple[str, ...]) -> None:
+class ModelConfig(Protocol):
+    """The frozen dataclass configuring a registered network (``model_config_class(name)``).
+
+    ``dataclasses.asdict(config)`` round-trips through ``create_model``.
+    """
+
+    __dataclass_fields__: ClassVar[dict[str, Any]]
+
+
+class BackboneConfig(ModelConfig, Protocol):
+    """The fields every conv backbone config shares (``ScaiConfig``, ``ResNet1DConfig``).
+
+    Read-only, as the configs are frozen dataclasses.
+    """
+
+    @property
+    def channels(self) -> tuple[int, ...]: ...
+    @property
+    def kernel_size(self) -> int: ...
+    @property
+    def stem_kernel(self) -> int: ...
+    @property
+    def stem_stride(self) -> int: ...
+    @property
+    def transition_kernel(self) -> int: ...
+    @property
+    def transition_stride(self) -> int: ...
+    @property
+    def head_hidden(self) -> int: ...
+    @property
+    def dropout(self) -> float: ...
+    @property
+    def head_bins(self) -> int: ...
+
+
+def check_backbone_config(config: BackboneConfig, at_least_one: tuple[str, ...]) -> None:
     """Validate the fields every conv backbone config shares (normalises ``channels`` to a tuple).
 
     ``at_least_one`` names integer fields that must be >= 1 (strides, depths, unit counts).
@@ -98,8 +141,9 @@ class MultiExitNetwork(nn.Module):
     in_length : int
         Spectrum length W the network expects, input shape (B, 1, W).
     n_classes : int
-    config : frozen dataclass
-        ``dataclasses.asdict(config)`` round-trips through ``create_model``.
+    config : ModelConfig
+        The family's frozen dataclass; ``dataclasses.asdict(config)`` round-trips through
+        ``create_model``.
     n_exits : int
         Number of exits (= number of stages).
     """
@@ -107,10 +151,10 @@ class MultiExitNetwork(nn.Module):
     name: str
     in_length: int
     n_classes: int
-    config: Any
+    config: ModelConfig
     n_exits: int
 
-    def __init__(self, name: str, in_length: int, n_classes: int, config: Any, n_exits: int) -> None:
+    def __init__(self, name: str, in_length: int, n_classes: int, config: ModelConfig, n_exits: int) -> None:
         super().__init__()
         self.name = name
         self.in_length = int(in_length)

@@ -46,6 +46,8 @@ def split_depth(depth: int, n_stages: int) -> list[int]:
 class StaticBackbone(MultiExitNetwork):
     """Stem, stages of units separated by transition convs, one exit head. Subclasses give the unit."""
 
+    config: ResNet1DConfig
+
     def __init__(self, name: str, in_length: int, n_classes: int, config: ResNet1DConfig) -> None:
         super().__init__(name, in_length, n_classes, config, n_exits=1)
         c = config.channels

@@ -99,6 +99,8 @@ class ScaiNetwork(MultiExitNetwork):
     Stage 0 = stem + block 1 + exit 1; stage k = transition k + block k+1 + exit k+1.
     """
 
+    config: ScaiConfig  # ScaiPlusConfig for SCAI+
+
     def __init__(self, name: str, in_length: int, n_classes: int, config: ScaiConfig) -> None:
         super().__init__(name, in_length, n_classes, config, n_exits=len(config.channels))
         self.adaptive = isinstance(config, ScaiPlusConfig)
