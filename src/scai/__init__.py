@@ -26,7 +26,7 @@ _LAZY = {
     "SCAIClassifier": ("scai.estimators", "SCAIClassifier"),
     "load": ("scai.estimators", "load"),
 }
-_SUBMODULES = {"data", "datasets", "preprocessing", "models", "training", "inference", "deploy", "report"}
+_SUBMODULES = {"data", "datasets", "preprocessing", "models", "training", "inference", "deploy", "report", "bench"}
 
 
 def __getattr__(name: str) -> Any:
