@@ -22,6 +22,8 @@ from sklearn.utils.validation import check_array, column_or_1d
 
 from scai.errors import AxisError, BudgetError, DataValueError, LabelError, ModelFileError, NotFittedError
 from scai.inference import calibrate_budgeted_batch, parse_budget
+from scai.inference.policies import default_budget
+from scai.model_dir import WEIGHTS, ModelDir, ModelFiles, load_state_checked, save_model_dir
 from scai.inference.thresholds import Thresholds, parse_thresholds
 
 __all__ = ["SCAIClassifier", "load"]
@@ -185,6 +187,12 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
         self.validation_ = {"X": Z_va, "y": y_va.astype(np.int64)}
         self.temperatures_ = self._fit_temperatures(Z_va, y_va) if self.calibrate else np.ones(len(self.exit_macs_))
         self.thresholds_: dict[str, Any] = {}
+        self.default_budget_: float | None = None
+        if self.calibrate and len(self.exit_macs_) > 1:
+            # The model's default thresholds (threshold policy, edge, server): a budgeted-batch
+            # calibration at the default budget, stored with the model.
+            self.default_budget_ = default_budget(self.exit_macs_)
+            self.calibrate_batch(self.default_budget_)
         return self
 
     def _check_class_counts(self, y_idx: np.ndarray) -> None:
@@ -405,9 +413,8 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ persistence
     def save(self, directory: str | Path) -> Path:
-        """Write ``config.json`` + ``model.safetensors`` (+ the preprocessed validation split)."""
-        from scai.model_io import ModelFiles, save_model_dir
-
+        """Write the model directory (see :mod:`scai.model_dir`): config.json, weights, the
+        preprocessed validation split and the training history, atomically."""
         self._check_fitted()
         config = {
             "model_name": self.network_.name,
@@ -424,6 +431,7 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
             "mac_convention": "multiply-accumulates; FLOPs = 2 x MACs",
             "temperatures": np.asarray(self.temperatures_).tolist(),
             "thresholds": self.thresholds_,
+            "default_budget": self.default_budget_,
             "train_config": self.train_config_.to_dict(),
             "estimator_params": {k: v for k, v in self.get_params().items() if k != "preprocessing"},
             "history_summary": {
@@ -433,19 +441,17 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
             },
         }
         files = ModelFiles(config=config, state_dict=self.network_.state_dict(), validation=self.validation_)
-        path = save_model_dir(directory, files)
-        self.history_.save(path)
-        return path
+        return save_model_dir(directory, files, history=self.history_)
 
     @classmethod
     def load(cls, directory: str | Path) -> SCAIClassifier:
         """Rebuild a fitted classifier from a model directory (never unpickles)."""
-        from scai.model_io import load_model_dir, load_state_checked
         from scai.models import create_model
         from scai.preprocessing import Pipeline
         from scai.training import History, TrainConfig
 
-        files = load_model_dir(directory)
+        mdir = ModelDir(directory)
+        files = mdir.load()
         c = files.config
         params = dict(c.get("estimator_params", {}))
         est = cls(**{k: v for k, v in params.items() if k in cls._get_param_names()})
@@ -453,7 +459,7 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
             est.network_ = create_model(c["model_name"], int(c["in_length"]), int(c["n_classes"]), **c["model_config"])
         except (TypeError, ValueError, KeyError) as exc:
             raise ModelFileError(f"{directory}: config.json describes a network this scai cannot build ({exc})") from exc
-        load_state_checked(est.network_, files.state_dict, str(Path(directory) / "model.safetensors"))
+        load_state_checked(est.network_, files.state_dict, str(mdir.file(WEIGHTS)))
         est.network_.eval()
         kind = c.get("class_dtype", "U")
         names = c["class_names"]
@@ -467,9 +473,10 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
             raise ModelFileError(f"{directory}: per-exit MACs in config.json do not match the rebuilt network")
         est.temperatures_ = np.asarray(c.get("temperatures", [1.0] * len(est.exit_macs_)), dtype=np.float64)
         est.thresholds_ = dict(c.get("thresholds", {}))
+        est.default_budget_ = c.get("default_budget")
         est.train_config_ = TrainConfig.from_dict(c.get("train_config", {}))
-        hist_path = Path(directory) / "history.json"
-        est.history_ = History.from_dict(json.loads(hist_path.read_text())) if hist_path.is_file() else History()
+        history = mdir.history()
+        est.history_ = History.from_dict(history) if history is not None else History()
         est.validation_ = {k: np.asarray(v) for k, v in files.validation.items()}
         return est
 

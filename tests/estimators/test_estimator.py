@@ -55,8 +55,22 @@ def test_policies_through_predict(fitted):
     assert np.all(np.asarray(cheap.macs) <= est.exit_macs_[0])
     thr = est.predict_detailed(X, axis, policy="threshold", threshold=0.0)
     assert np.all(np.asarray(thr.exit) == 0)
-    labels = est.predict(X, axis=axis, policy="batch", budget=est.exit_macs_[1])
-    assert labels.shape == (len(X),) and set(labels) <= set(est.classes_)
+    budget = 0.5 * (est.exit_macs_[0] + est.exit_macs_[1])
+    labels = est.predict(X, axis=axis, policy="batch", budget=budget)
+    res = est.predict_detailed(X, axis, policy="batch", budget=budget)
+    # the same decisions as the offline policy on every exit's stored output, and within budget
+    from scai.inference import budgeted_batch
+
+    probs, costs = est.exit_outputs(X, axis)
+    offline = budgeted_batch(probs, costs, est.calibrate_batch(budget)["calibration"])
+    np.testing.assert_array_equal(res.exit, offline.exit)
+    np.testing.assert_array_equal(labels, est.classes_[offline.prediction])
+    assert res.mean_macs <= budget + (est.exit_macs_[-1] - est.exit_macs_[0]) / len(X)
+    # typos and options without their policy are refused, not silently ignored
+    with pytest.raises(TypeError, match="polcy"):
+        est.predict(X, axis=axis, polcy="batch")  # type: ignore[call-arg]
+    with pytest.raises(ValueError, match="budget is only used"):
+        est.predict(X, axis=axis, budget="150k")
 
 
 def test_save_load_round_trip(fitted, tmp_path):
@@ -73,12 +87,34 @@ def test_save_load_round_trip(fitted, tmp_path):
     assert cfg["exit_macs"] == est.exit_macs_ and cfg["class_names"] == ["class_0", "class_1", "class_2"]
 
 
-def test_no_pickle_in_model_dir(fitted, tmp_path):
-    est, _ = fitted
+def test_loading_never_unpickles(fitted, tmp_path, monkeypatch):
+    """With every unpickling entry point booby-trapped, a saved model still loads and predicts."""
+    import pickle
+
+    import torch
+
+    est, (X, _, axis) = fitted
     est.save(tmp_path / "m")
+
+    def trap(*args, **kwargs):
+        raise AssertionError("loading a model unpickled something")
+
+    monkeypatch.setattr(pickle, "load", trap)
+    monkeypatch.setattr(pickle, "loads", trap)
+    monkeypatch.setattr(pickle, "Unpickler", trap)
+    monkeypatch.setattr(torch, "load", trap)
+    monkeypatch.setattr(np, "load", trap)
+    again = load(tmp_path / "m")
+    np.testing.assert_array_equal(again.predict(X, axis=axis), est.predict(X, axis=axis))
+    # and what is stored is plain JSON / safetensors / CSV
     for path in (tmp_path / "m").iterdir():
-        head = path.read_bytes()[:2]
-        assert head != b"\x80\x04" and head != b"\x80\x02", f"{path.name} looks like a pickle"
+        if path.suffix == ".json":
+            json.loads(path.read_text())
+        elif path.suffix == ".safetensors":
+            n = int.from_bytes(path.read_bytes()[:8], "little")
+            json.loads(path.read_bytes()[8 : 8 + n])
+        else:
+            assert path.suffix == ".csv", path.name
 
 
 def test_tampered_weights_are_refused(fitted, tmp_path):

@@ -21,7 +21,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from scai._version import __version__
-from scai.model_io import file_sha256
+from scai.inference.policies import default_budget
+from scai.model_dir import file_sha256
 from scai.errors import ModelFileError
 
 __all__ = [
@@ -54,8 +55,9 @@ def default_thresholds(estimator: Any, budget: Any = None) -> tuple[list[float |
     """Exit thresholds an edge device uses when none is given on its command line.
 
     Order of preference: budgeted-batch calibration for ``budget`` (mean MACs per spectrum);
-    else the lowest-budget calibration stored with the model (edges are the constrained end);
-    else a calibration at the midpoint between the first and the last exit's cost. Thresholds
+    else the calibration stored with the model at its default budget (``fit`` stores one, at
+    :func:`~scai.inference.policies.default_budget`); else the lowest-budget calibration stored;
+    else a fresh calibration at the default budget. Thresholds
     are calibrated on the validation split saved with the model (see
     :meth:`SCAIClassifier.calibrate_batch`). ``None`` stands for "nobody leaves at this exit".
 
@@ -68,13 +70,15 @@ def default_thresholds(estimator: Any, budget: Any = None) -> tuple[list[float |
     macs = [float(m) for m in estimator.exit_macs_]
     if len(macs) == 1:
         return [0.0], "single exit: it always answers"
-    if budget is None and getattr(estimator, "thresholds_", None):
-        stored = sorted(estimator.thresholds_.values(), key=lambda r: float(r.get("budget_macs", math.inf)))
-        chosen = stored[0]
+    stored = dict(getattr(estimator, "thresholds_", None) or {})
+    if budget is None and stored:
+        default = getattr(estimator, "default_budget_", None)
+        records = sorted(stored.values(), key=lambda r: float(r.get("budget_macs", math.inf)))
+        chosen = next((r for r in records if default is not None and float(r["budget_macs"]) == float(default)), records[0])
         th = [math.inf if t is None else float(t) for t in chosen["thresholds"]]
         return _finite_or_none(th), f"stored budgeted-batch calibration at {float(chosen['budget_macs']):,.0f} MACs"
     if budget is None:
-        budget = 0.5 * (macs[0] + macs[-1])
+        budget = default_budget(macs)
         source = f"budgeted-batch calibration at the midpoint budget {budget:,.0f} MACs (validation split)"
     else:
         source = f"budgeted-batch calibration at {budget} (validation split)"

@@ -25,6 +25,8 @@ from typing import Any
 import numpy as np
 
 from scai.deploy.manifest import MANIFEST, build_manifest, default_thresholds, sha256_file
+from scai.inference.thresholds import parse_thresholds
+from scai.model_dir import ModelDir
 from scai.errors import ModelFileError
 
 __all__ = ["export_onnx", "DEFAULT_OPSET"]
@@ -93,8 +95,7 @@ def export_onnx(
         est._check_fitted()
     else:
         est = load_estimator(model)
-        weights = Path(model) / "model.safetensors"
-        weights_sha = sha256_file(weights) if weights.is_file() else None
+        weights_sha = ModelDir(model).weights_sha256
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if weights_sha is None:
@@ -109,12 +110,7 @@ def export_onnx(
     net = est.network_
     n_exits = int(net.n_exits)
     if thresholds is not None:
-        arr = np.atleast_1d(np.asarray(thresholds, dtype=np.float64))
-        if arr.size == 1:
-            arr = np.full(n_exits, float(arr[0]))
-        if arr.size not in (n_exits - 1, n_exits) or np.any((arr < 0) | (arr > 1)):
-            raise ValueError(f"thresholds must be one value or {n_exits - 1}/{n_exits} values in [0, 1]; got {arr.tolist()}")
-        th: list[float | None] = [float(t) for t in arr[: n_exits - 1]] + [0.0]
+        th: list[float | None] = parse_thresholds(thresholds, n_exits, name="thresholds").to_json()
         source = "given at export"
     else:
         th, source = default_thresholds(est, budget)

@@ -15,13 +15,14 @@ from typing import Any
 
 import numpy as np
 
-from scai.deploy.manifest import build_manifest, default_thresholds, sha256_file
+from scai.deploy.manifest import build_manifest, default_thresholds
 from scai.deploy.payloads import PayloadError, RequestOptions
 from scai.inference.budget import Budget
 from scai.inference.exit_loop import run_exit_loop
 from scai.inference.policies import BatchCalibration
 from scai.inference.predictor import TorchStages
 from scai.inference.thresholds import Thresholds, as_thresholds
+from scai.model_dir import ModelDir
 
 __all__ = ["Job", "ModelService"]
 
@@ -84,10 +85,9 @@ class ModelService:
         self.shapes = [(int(c), int(w)) for c, w in self.network.stage_shapes()]
         self.exit_macs = np.asarray(self.estimator.exit_macs_, dtype=np.float64)
         th, source = default_thresholds(self.estimator)
-        weights = self.model_dir / "model.safetensors"
         self.manifest = build_manifest(
             self.estimator, thresholds=th, threshold_source=source,
-            weights_sha256=sha256_file(weights), stage_files=None, opset=None, execution=self.predictor.execution_mode,
+            weights_sha256=ModelDir(self.model_dir).weights_sha256, stage_files=None, opset=None, execution=self.predictor.execution_mode,
         )
         self.default_thresholds = as_thresholds(self.manifest["thresholds"], self.n_exits)
         self._calibrations: OrderedDict[str, BatchCalibration] = OrderedDict()

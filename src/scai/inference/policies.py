@@ -46,6 +46,7 @@ __all__ = [
     "AnytimeRule",
     "BatchRule",
     "EdgeRule",
+    "default_budget",
 ]
 
 
@@ -280,6 +281,13 @@ def threshold(probs: np.ndarray, costs: np.ndarray, thresholds: Any) -> PolicyRe
 
 # ---------------------------------------------------------------------------------------------
 # Budgeted batch calibration
+
+
+def default_budget(exit_macs: Any) -> float:
+    """The budget a model's default thresholds are calibrated for: midway between the cost of
+    exit 1 and of the last exit (mean MACs per spectrum)."""
+    macs = np.asarray(exit_macs, dtype=np.float64)
+    return float(0.5 * (macs[0] + macs[-1]))
 
 
 def exit_shares(q: float, n_exits: int) -> np.ndarray:

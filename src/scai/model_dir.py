@@ -1,0 +1,365 @@
+"""The saved model directory: its files, the ``config.json`` schema, hashes, history, calibration.
+
+This module is the one owner of a model directory; the estimator, the CLI and deploy read and
+write it through :class:`ModelDir` and the functions below, never by literal file names.
+
+Layout (``FILES``)::
+
+    config.json              the schema below (plain JSON)
+    model.safetensors        network weights
+    validation.safetensors   the preprocessed validation split ("X", "y"): calibration data
+    history.json, .csv       per-epoch training history (scai.training.History)
+    split.json               how scai train split the data (written by the CLI)
+    training_curves.png      per-exit training curves (written by the CLI)
+    test/                    scai train --test-fraction: held-out metrics and plots
+
+Nothing here unpickles. ``config.json`` is plain JSON; tensors are read with safetensors, whose
+format is a JSON header plus raw little-endian buffers, so loading a model cannot execute code.
+The SHA-256 of the weights (and of the validation split) is stored in ``config.json`` and checked
+on load, so a truncated or tampered file is reported as such instead of failing somewhere deep in
+PyTorch; deploy takes the model's identity from :attr:`ModelDir.weights_sha256`. A directory is
+written to a temporary sibling first and then renamed into place, so a failed save never leaves a
+half-written model behind.
+
+``config.json`` schema, format version 1 (``CONFIG_FIELDS``; fields marked * are required):
+
+==================  =========  ===============================================================
+field               type       meaning
+==================  =========  ===============================================================
+format_version*     int        this schema's version; a newer one is refused with a hint
+scai_version        str        the scai that wrote it
+model_name*         str        registered network (``scai.models.list_models()``)
+in_length*          int        points per preprocessed spectrum
+n_classes*          int        number of classes
+model_config*       object     the network family's config dataclass as a dict
+class_names*        list       class labels, in class-index order
+class_dtype         str        numpy dtype kind of the labels ("U", "i", "f")
+axis                list       the training spectral axis (raw spectra are aligned to it)
+axis_unit           str        "cm-1", "nm", "index", ... or "unknown"
+n_features_in       int        points per raw spectrum
+preprocessing       object     the fitted pipeline (``Pipeline.to_json``)
+exit_macs           list       cumulative full-compute MACs per exit (checked against the network)
+mac_convention      str        "multiply-accumulates; FLOPs = 2 x MACs"
+temperatures        list       per-exit temperature (calibration on the validation split)
+thresholds          object     budgeted-batch calibrations, one per budget: {"<macs>": {
+                               "budget_macs", "thresholds" (null = never leave), "expected_mean_macs"}}
+default_budget      number     the budget (MACs) whose calibration is the model's default thresholds
+train_config        object     scai.training.TrainConfig as a dict
+estimator_params    object     SCAIClassifier parameters
+history_summary     object     best_epoch, epochs_run, fit_time_s
+weights_sha256      str        SHA-256 of model.safetensors
+validation_sha256   str        SHA-256 of validation.safetensors (when present)
+==================  =========  ===============================================================
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from safetensors import SafetensorError
+from safetensors.numpy import load_file as load_numpy
+from safetensors.numpy import save_file as save_numpy
+
+from scai._version import __version__
+from scai.errors import ModelFileError
+
+__all__ = [
+    "FORMAT_VERSION",
+    "CONFIG_FIELDS",
+    "FILES",
+    "ModelDir",
+    "ModelFiles",
+    "save_model_dir",
+    "load_model_dir",
+    "read_config",
+    "file_sha256",
+]
+
+FORMAT_VERSION = 1
+CONFIG = "config.json"
+WEIGHTS = "model.safetensors"
+VALIDATION = "validation.safetensors"
+HISTORY = "history.json"
+HISTORY_CSV = "history.csv"
+SPLIT = "split.json"
+CURVES = "training_curves.png"
+TEST_DIR = "test"
+#: Every file or folder a model directory may hold.
+FILES: tuple[str, ...] = (CONFIG, WEIGHTS, VALIDATION, HISTORY, HISTORY_CSV, SPLIT, CURVES, TEST_DIR)
+
+_NUMBER = (int, float)
+#: name -> (allowed JSON types, required); the meaning of each is in the module docstring.
+CONFIG_FIELDS: dict[str, tuple[tuple[type, ...], bool]] = {
+    "format_version": ((int,), True),
+    "scai_version": ((str,), False),
+    "model_name": ((str,), True),
+    "in_length": ((int,), True),
+    "n_classes": ((int,), True),
+    "model_config": ((dict,), True),
+    "class_names": ((list,), True),
+    "class_dtype": ((str,), False),
+    "axis": ((list,), False),
+    "axis_unit": ((str,), False),
+    "n_features_in": ((int,), False),
+    "preprocessing": ((dict,), False),
+    "exit_macs": ((list,), False),
+    "mac_convention": ((str,), False),
+    "temperatures": ((list,), False),
+    "thresholds": ((dict,), False),
+    "default_budget": (_NUMBER, False),
+    "train_config": ((dict,), False),
+    "estimator_params": ((dict,), False),
+    "history_summary": ((dict,), False),
+    "weights_sha256": ((str,), False),
+    "validation_sha256": ((str,), False),
+}
+
+
+@dataclass
+class ModelFiles:
+    """Everything a model directory holds, in memory."""
+
+    config: dict[str, Any]
+    state_dict: dict[str, Any]  # name -> torch.Tensor
+    validation: dict[str, np.ndarray] = field(default_factory=dict)  # "X", "y" (preprocessed)
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def save_model_dir(directory: str | Path, files: ModelFiles, *, history: Any = None) -> Path:
+    """Write a model directory atomically; returns its path.
+
+    Everything is written to a temporary sibling folder, which then replaces ``directory``. An
+    existing model directory there is replaced; an existing non-empty folder that is not a model
+    directory is refused, so a mistyped ``--out`` never deletes unrelated files.
+
+    Parameters
+    ----------
+    directory : str or Path
+    files : ModelFiles
+    history : scai.training.History, optional
+        Written as history.json / history.csv.
+    """
+    from safetensors.torch import save_file
+
+    directory = Path(directory)
+    if directory.exists():
+        if not directory.is_dir():
+            raise ModelFileError(f"{directory}: exists and is not a folder; choose a new or empty folder for the model")
+        if any(directory.iterdir()) and not (directory / CONFIG).is_file():
+            raise ModelFileError(
+                f"{directory}: not empty and not a model directory; choose a new or empty folder for the model"
+            )
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
+    try:
+        weights = tmp / WEIGHTS
+        # safetensors refuses shared or non-contiguous storage: give it private contiguous copies.
+        save_file({k: v.detach().contiguous().clone() for k, v in files.state_dict.items()}, str(weights))
+        config = dict(files.config)
+        config["format_version"] = FORMAT_VERSION
+        config["scai_version"] = __version__
+        config["weights_sha256"] = file_sha256(weights)
+        if files.validation:
+            val = tmp / VALIDATION
+            save_numpy({k: np.ascontiguousarray(v) for k, v in files.validation.items()}, str(val))
+            config["validation_sha256"] = file_sha256(val)
+        _check_schema(config, str(directory / CONFIG))
+        (tmp / CONFIG).write_text(json.dumps(config, indent=1, default=_json_default))
+        if history is not None:
+            history.save(tmp)
+        _replace_dir(tmp, directory)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return directory
+
+
+def _replace_dir(new: Path, target: Path) -> None:
+    """Move ``new`` to ``target``; an existing ``target`` is moved aside first, then deleted."""
+    old: Path | None = None
+    if target.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+        os.rmdir(old)
+        os.replace(target, old)
+    try:
+        os.replace(new, target)
+    except BaseException:
+        if old is not None:
+            os.replace(old, target)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _check_schema(config: dict[str, Any], where: str) -> None:
+    for key, (types, required) in CONFIG_FIELDS.items():
+        if key not in config:
+            if required:
+                raise ModelFileError(f"{where}: missing required field {key!r}")
+            continue
+        value = config[key]
+        if value is None and not required:
+            continue
+        if isinstance(value, bool) or not isinstance(value, types):
+            names = " or ".join(t.__name__ for t in types)
+            raise ModelFileError(f"{where}: field {key!r} must be {names}; got {type(value).__name__}")
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    raise TypeError(f"cannot store {type(obj).__name__} in config.json")
+
+
+def read_config(directory: str | Path) -> dict[str, Any]:
+    """Read and check ``config.json`` of a model directory."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise ModelFileError(f"{directory}: not a model directory (expected a folder with {CONFIG} and {WEIGHTS})")
+    path = directory / CONFIG
+    if not path.is_file():
+        raise ModelFileError(f"{path}: missing; a model directory holds {CONFIG} and {WEIGHTS}")
+    try:
+        config = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelFileError(f"{path}: not valid JSON ({exc}); the file is truncated or corrupted") from exc
+    if not isinstance(config, dict):
+        raise ModelFileError(f"{path}: expected a JSON object at top level")
+    version = config.get("format_version")
+    if not isinstance(version, int):
+        raise ModelFileError(f"{path}: no integer 'format_version'; not a scai model file")
+    if version > FORMAT_VERSION:
+        raise ModelFileError(
+            f"{path}: model format {version} is newer than this scai ({__version__}) reads "
+            f"(format {FORMAT_VERSION}); upgrade scai"
+        )
+    _check_schema(config, str(path))
+    return config
+
+
+def _checked_path(directory: Path, name: str, expected_sha: str | None) -> Path:
+    path = directory / name
+    if not path.is_file():
+        raise ModelFileError(f"{path}: missing")
+    if expected_sha is not None and file_sha256(path) != expected_sha:
+        raise ModelFileError(
+            f"{path}: SHA-256 does not match config.json; the file was truncated, replaced or tampered with"
+        )
+    return path
+
+
+def load_model_dir(directory: str | Path, *, load_validation: bool = True) -> ModelFiles:
+    """Read a model directory without executing code from it."""
+    from safetensors.torch import load_file
+
+    directory = Path(directory)
+    config = read_config(directory)
+    weights = _checked_path(directory, WEIGHTS, config.get("weights_sha256"))
+    try:
+        state = load_file(str(weights))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ModelFileError(f"{weights}: cannot be read as safetensors ({exc})") from exc
+    validation: dict[str, np.ndarray] = {}
+    if load_validation and "validation_sha256" in config:
+        val_path = _checked_path(directory, VALIDATION, config["validation_sha256"])
+        try:
+            validation = load_numpy(str(val_path))
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise ModelFileError(f"{val_path}: cannot be read as safetensors ({exc})") from exc
+    return ModelFiles(config=config, state_dict=state, validation=validation)
+
+
+def load_state_checked(network: Any, state: dict[str, Any], source: str) -> None:
+    """Load ``state`` into ``network`` and explain any missing, unexpected or mis-shaped tensor."""
+    own = network.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    if missing or unexpected:
+        raise ModelFileError(
+            f"{source}: weights do not fit the architecture in config.json "
+            f"(missing {missing[:3]}{'...' if len(missing) > 3 else ''}, "
+            f"unexpected {unexpected[:3]}{'...' if len(unexpected) > 3 else ''})"
+        )
+    for name, tensor in state.items():
+        if tuple(tensor.shape) != tuple(own[name].shape):
+            raise ModelFileError(
+                f"{source}: tensor {name!r} has shape {tuple(tensor.shape)} but the architecture "
+                f"in config.json expects {tuple(own[name].shape)}"
+            )
+    network.load_state_dict(state)
+
+
+class ModelDir:
+    """A model directory on disk: where each file is, and what ``config.json`` says about them.
+
+    Parameters
+    ----------
+    path : str or Path
+        The folder (``scai train --out`` / ``SCAIClassifier.save``).
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._config: dict[str, Any] | None = None
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """``config.json``, read and schema-checked once."""
+        if self._config is None:
+            self._config = read_config(self.path)
+        return self._config
+
+    def file(self, name: str) -> Path:
+        """Path of one of the directory's :data:`FILES`."""
+        if name not in FILES:
+            raise ModelFileError(f"{name!r} is not a file of a model directory; known: {list(FILES)}")
+        return self.path / name
+
+    @property
+    def weights_sha256(self) -> str:
+        """SHA-256 of the weights, as config.json records it (checked against the file)."""
+        sha = self.config.get("weights_sha256")
+        if not isinstance(sha, str):
+            raise ModelFileError(f"{self.path / CONFIG}: no weights_sha256; re-save the model with this scai")
+        _checked_path(self.path, WEIGHTS, sha)
+        return sha
+
+    def load(self, *, load_validation: bool = True) -> ModelFiles:
+        """Config, weights and validation split (hash-checked)."""
+        return load_model_dir(self.path, load_validation=load_validation)
+
+    def history(self) -> dict[str, Any] | None:
+        """The training history as stored (``History.from_dict`` rebuilds it), or None."""
+        path = self.path / HISTORY
+        if not path.is_file():
+            return None
+        try:
+            data = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ModelFileError(f"{path}: not valid JSON ({exc})") from exc
+        if not isinstance(data, dict):
+            raise ModelFileError(f"{path}: expected a JSON object")
+        return data
+
+    def write_json(self, name: str, obj: Any) -> Path:
+        """Write one of the JSON side files (``split.json``)."""
+        path = self.file(name)
+        path.write_text(json.dumps(obj, indent=1, default=_json_default))
+        return path
