@@ -9,29 +9,57 @@ directory. The network itself is built in ``fit`` from the registry (``scai.mode
 from __future__ import annotations
 
 import json
-import warnings
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Union
 
 import numpy as np
+import torch
+from numpy.typing import ArrayLike
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.model_selection import train_test_split
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_array, column_or_1d
 
-from scai.errors import AxisError, BudgetError, DataValueError, LabelError, ModelFileError, NotFittedError
-from scai.inference import calibrate_budgeted_batch, parse_budget
+from scai.errors import (
+    AxisError,
+    BudgetError,
+    DataValueError,
+    LabelError,
+    ModelFileError,
+    NotFittedError,
+)
+from scai.inference import (
+    calibrate_budgeted_batch,
+    fit_temperatures,
+    parse_budget,
+    softmax,
+)
+from scai.inference.budget import Budget
 from scai.inference.policies import default_budget
-from scai.model_dir import WEIGHTS, ModelDir, ModelFiles, load_state_checked, save_model_dir
+from scai.inference.predictor import PredictionBatch, Predictor
 from scai.inference.thresholds import Thresholds, parse_thresholds
+from scai.model_dir import (
+    WEIGHTS,
+    ModelDir,
+    ModelFiles,
+    load_state_checked,
+    save_model_dir,
+)
+from scai.models import create_model
+from scai.preprocessing import Pipeline, Standardize, align_to_axis, default_pipeline
+from scai.training import History, TrainConfig, Trainer
 
 __all__ = ["SCAIClassifier", "load"]
 
 _POLICIES = ("full", "anytime", "threshold", "batch")
+#: What a user may pass as a budget (parsed by scai.inference.parse_budget) or a threshold
+#: (parsed by scai.inference.thresholds.parse_thresholds).
+BudgetLike = Union[str, float, int, Budget]
+ThresholdLike = Union[float, str, "list[float | None]", np.ndarray, Thresholds]
 
 
-def _as_2d_float(X: Any, name: str = "X") -> np.ndarray:
+def _as_2d_float(X: ArrayLike, name: str = "X") -> np.ndarray:
     """Validate spectra with scikit-learn's ``check_array``, then name the first NaN/inf cell."""
     try:
         arr = check_array(X, dtype=np.float32, ensure_all_finite=False, input_name=name)
@@ -88,7 +116,7 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
         model: str = "scai_plus",
         model_config: dict[str, Any] | None = None,
         train_config: dict[str, Any] | None = None,
-        preprocessing: Any = "raman",
+        preprocessing: str | Pipeline | None = "raman",
         standardize: str | bool = "global",
         val_fraction: float = 0.1,
         calibrate: bool = True,
@@ -106,9 +134,7 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
         self.verbose = verbose
 
     # ------------------------------------------------------------------ fitting
-    def _make_pipeline(self) -> Any:
-        from scai.preprocessing import Pipeline, Standardize, default_pipeline
-
+    def _make_pipeline(self) -> Pipeline:
         spec = self.preprocessing
         if spec is None or (isinstance(spec, str) and spec == "none"):
             pipe = Pipeline([])
@@ -129,9 +155,7 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
             )
         return pipe
 
-    def _train_config(self) -> Any:
-        from scai.training import TrainConfig
-
+    def _train_config(self) -> TrainConfig:
         overrides = dict(self.train_config or {})
         overrides.setdefault("seed", self.random_state)
         overrides.setdefault("progress", self.verbose)
@@ -139,20 +163,15 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
 
     def fit(
         self,
-        X: Any,
-        y: Any,
-        axis: Any = None,
+        X: ArrayLike,
+        y: ArrayLike,
+        axis: ArrayLike | None = None,
         *,
-        X_val: Any = None,
-        y_val: Any = None,
+        X_val: ArrayLike | None = None,
+        y_val: ArrayLike | None = None,
         axis_unit: str | None = None,
     ) -> SCAIClassifier:
         """Fit on raw spectra ``X`` (n, W) with labels ``y``; returns ``self``."""
-        import torch
-
-        from scai.models import create_model
-        from scai.training import Trainer
-
         if y is None:
             raise LabelError(f"{type(self).__name__} requires y to be passed, but the target y is None")
         X = _as_2d_float(X)
@@ -226,14 +245,12 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
         return out
 
     def _fit_temperatures(self, Z_va: np.ndarray, y_va: np.ndarray) -> np.ndarray:
-        from scai.inference import fit_temperatures
-
         logits = self.exit_logits(Z_va, preprocessed=True)
         return np.asarray(fit_temperatures(logits, y_va), dtype=np.float64)
 
     # ------------------------------------------------------------------ axis contract
     @staticmethod
-    def _validated_axis(axis: Any, width: int) -> np.ndarray:
+    def _validated_axis(axis: ArrayLike | None, width: int) -> np.ndarray:
         if axis is None:
             return np.arange(width, dtype=np.float64)
         axis = np.asarray(axis, dtype=np.float64)
@@ -247,10 +264,8 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
             raise AxisError("axis must be strictly increasing; sort the columns first (scai.data.read does)")
         return axis
 
-    def _aligned(self, X: np.ndarray, axis: Any) -> np.ndarray:
+    def _aligned(self, X: np.ndarray, axis: ArrayLike | None) -> np.ndarray:
         """Put raw spectra on the model's training axis (resampling when needed)."""
-        from scai.preprocessing import align_to_axis
-
         return align_to_axis(X, axis, self.axis_, owner=type(self).__name__)
 
     # ------------------------------------------------------------------ inference
@@ -260,7 +275,7 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
                 f"This {type(self).__name__} instance is not fitted yet; call fit(X, y) or scai.load(dir) first"
             )
 
-    def transform_input(self, X: Any, axis: Any = None) -> np.ndarray:
+    def transform_input(self, X: ArrayLike, axis: ArrayLike | None = None) -> np.ndarray:
         """Raw spectra -> the network's preprocessed input (n, W')."""
         self._check_fitted()
         X = self._aligned(_as_2d_float(X), axis)
@@ -268,8 +283,6 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
 
     def _detailed(self, Z: np.ndarray, batch_size: int = 512) -> tuple[np.ndarray, np.ndarray]:
         """Dense pass over preprocessed input: per-exit logits (n_exits, n, C) and MACs (n, n_exits)."""
-        import torch
-
         logits: list[np.ndarray] = []
         macs: list[np.ndarray] = []
         with torch.inference_mode():
@@ -280,29 +293,25 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
                 macs.append(out.macs.double().numpy())
         return np.concatenate(logits, axis=1), np.concatenate(macs, axis=0)
 
-    def exit_logits(self, X: Any, axis: Any = None, *, preprocessed: bool = False) -> np.ndarray:
+    def exit_logits(self, X: ArrayLike, axis: ArrayLike | None = None, *, preprocessed: bool = False) -> np.ndarray:
         """Per-exit logits, shape (n_exits, n, n_classes), computed at every exit."""
         self._check_fitted()
         Z = np.asarray(X, dtype=np.float32) if preprocessed else self.transform_input(X, axis)
         return self._detailed(Z)[0]
 
-    def exit_outputs(self, X: Any, axis: Any = None, *, preprocessed: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    def exit_outputs(self, X: ArrayLike, axis: ArrayLike | None = None, *, preprocessed: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """Per-exit probabilities (n_exits, n, C), temperature-scaled, and cumulative MACs per sample (n, n_exits)."""
-        from scai.inference import softmax
-
         self._check_fitted()
         Z = np.asarray(X, dtype=np.float32) if preprocessed else self.transform_input(X, axis)
         logits, macs = self._detailed(Z)
         return np.stack([softmax(l, t) for l, t in zip(logits, self.temperatures_)]), macs
 
-    def exit_proba(self, X: Any, axis: Any = None, *, preprocessed: bool = False) -> np.ndarray:
+    def exit_proba(self, X: ArrayLike, axis: ArrayLike | None = None, *, preprocessed: bool = False) -> np.ndarray:
         """Per-exit class probabilities (n_exits, n, n_classes) after temperature scaling."""
         return self.exit_outputs(X, axis, preprocessed=preprocessed)[0]
 
-    def predictor(self, sparse: str = "auto") -> Any:
+    def predictor(self, sparse: str = "auto") -> Predictor:
         """A :class:`scai.inference.Predictor` that really stops computing at the chosen exit."""
-        from scai.inference import Predictor
-
         self._check_fitted()
         return Predictor(
             self.network_,
@@ -313,14 +322,14 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
 
     def predict_detailed(
         self,
-        X: Any,
-        axis: Any = None,
+        X: ArrayLike,
+        axis: ArrayLike | None = None,
         *,
         policy: str = "full",
-        budget: Any = None,
-        threshold: Any = None,
+        budget: BudgetLike | None = None,
+        threshold: ThresholdLike | None = None,
         batch_size: int = 256,
-    ) -> Any:
+    ) -> PredictionBatch:
         """Run a policy with real early exit; returns per-sample prediction, exit, confidence, MACs.
 
         ``budget`` is the anytime budget per spectrum (``"150k"``, ``"25%"``, ``"2ms"``) or the
@@ -350,11 +359,11 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
         calibration = self.calibrate_batch(budget)["calibration"]
         return pred.predict(Z, policy="batch", calibration=calibration, batch_size=batch_size)
 
-    def _threshold_vector(self, threshold: Any) -> np.ndarray:
+    def _threshold_vector(self, threshold: ThresholdLike) -> np.ndarray:
         """A user's threshold(s) as the (n_exits,) vector the predictor takes."""
         return parse_thresholds(threshold, len(self.exit_macs_)).values
 
-    def calibrate_batch(self, budget: Any) -> dict[str, Any]:
+    def calibrate_batch(self, budget: BudgetLike) -> dict[str, Any]:
         """Budgeted-batch thresholds for a mean per-spectrum budget, calibrated on the stored validation split.
 
         ``budget`` is MACs (``"200k"``, ``2e5``, a :class:`~scai.inference.Budget`) or a share of
@@ -387,18 +396,18 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
         """(per-exit probabilities, per-sample cumulative MACs) on the stored validation split."""
         return self.exit_outputs(self.validation_["X"], preprocessed=True)
 
-    def predict_proba(self, X: Any, axis: Any = None) -> np.ndarray:
+    def predict_proba(self, X: ArrayLike, axis: ArrayLike | None = None) -> np.ndarray:
         """Final-exit class probabilities (temperature-scaled)."""
         return self.exit_proba(X, axis)[-1]
 
     def predict(
         self,
-        X: Any,
-        axis: Any = None,
+        X: ArrayLike,
+        axis: ArrayLike | None = None,
         *,
         policy: str = "full",
-        budget: Any = None,
-        threshold: Any = None,
+        budget: BudgetLike | None = None,
+        threshold: ThresholdLike | None = None,
         batch_size: int = 256,
     ) -> np.ndarray:
         """Class labels. With ``policy=`` (and its ``budget=`` / ``threshold=``) runs that inference
@@ -446,10 +455,6 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
     @classmethod
     def load(cls, directory: str | Path) -> SCAIClassifier:
         """Rebuild a fitted classifier from a model directory (never unpickles)."""
-        from scai.models import create_model
-        from scai.preprocessing import Pipeline
-        from scai.training import History, TrainConfig
-
         mdir = ModelDir(directory)
         files = mdir.load()
         c = files.config

@@ -24,10 +24,15 @@ from typing import Any
 
 import numpy as np
 
-from scai.deploy.manifest import MANIFEST, build_manifest, default_thresholds, sha256_file
+from scai.deploy.manifest import (
+    MANIFEST,
+    build_manifest,
+    default_thresholds,
+    sha256_file,
+)
+from scai.errors import ModelFileError
 from scai.inference.thresholds import parse_thresholds
 from scai.model_dir import ModelDir
-from scai.errors import ModelFileError
 
 __all__ = ["export_onnx", "DEFAULT_OPSET"]
 

@@ -8,15 +8,18 @@ group is one forward pass, and returns one result (or one exception) per job. Th
 
 from __future__ import annotations
 
+import warnings
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from scai.deploy.manifest import build_manifest, default_thresholds
 from scai.deploy.payloads import PayloadError, RequestOptions
+from scai.estimators import load
 from scai.inference.budget import Budget
 from scai.inference.exit_loop import run_exit_loop
 from scai.inference.policies import BatchCalibration
@@ -71,10 +74,6 @@ class ModelService:
     """
 
     def __init__(self, model_dir: str | Path, *, threads: int | None = None) -> None:
-        import torch
-
-        from scai.estimators import load
-
         if threads is not None:
             torch.set_num_threads(int(threads))
         self.model_dir = Path(model_dir)
@@ -168,8 +167,6 @@ class ModelService:
 
     def _prepare(self, job: Job) -> np.ndarray:
         if job.kind == "predict":
-            import warnings
-
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 Z = self.estimator.transform_input(job.data, job.axis)

@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from typing import Any, Iterator, Literal, Sequence
 
 import numpy as np
-
 import torch
 
 from scai.errors import BudgetError, DataValueError, LabelError
