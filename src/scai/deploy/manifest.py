@@ -21,9 +21,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from scai._version import __version__
+from scai.errors import ModelFileError
 from scai.inference.policies import default_budget
 from scai.model_dir import file_sha256
-from scai.errors import ModelFileError
 
 __all__ = [
     "MANIFEST",
