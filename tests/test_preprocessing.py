@@ -10,7 +10,7 @@ import pytest
 from scipy.integrate import trapezoid
 from sklearn.base import clone
 
-from scai.errors import AxisError, DataFormatError, DataValueError, NotFittedError
+from scai.errors import AxisError, ConfigError, DataFormatError, DataValueError, NotFittedError
 from scai.preprocessing import (
     SNV,
     AreaNorm,
@@ -159,7 +159,7 @@ def test_baseline_removes_offset_and_bad_method() -> None:
     assert abs(np.median(Z)) < 0.05 and Z.max() > 0.8
     with pytest.raises(ValueError, match="method='magic' is not one of"):
         BaselineCorrection("magic").fit(X)
-    with pytest.raises(ValueError, match="bad parameters"):
+    with pytest.raises(ConfigError, match=r"unknown parameter\(s\) \['nonsense'\]; valid parameters: lam, p"):
         BaselineCorrection("asls", nonsense=1).fit(X)
 
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from scai.errors import ConfigError
 from scai.models import create_model
 from scai.training import Augmentation, TrainConfig, Trainer
 from scai.training.trainer import evaluate_exits
@@ -156,16 +157,27 @@ def test_ema_weights_are_what_is_validated_and_kept(data):
         ({"lr": 0.0}, "lr"),
         ({"distill": "prev"}, "distill"),
         ({"batch_size": 0}, "batch_size"),
+        ({"patience": -1}, "patience must be >= 0; got -1"),
+        ({"min_epochs": -2}, "min_epochs must be >= 0; got -2"),
+        ({"threads": 0}, "threads must be >= 1"),
+        ({"max_time_s": -1.0}, "max_time_s must be >= 0"),
+        ({"temperature": 0.0}, "temperature must be > 0"),
+        ({"alpha": 1.5}, "alpha must be in"),
+        ({"weight_decay": -1e-3}, "weight_decay must be >= 0"),
+        ({"tau": -1.0}, "tau must be >= 0"),
     ],
 )
 def test_bad_config_is_refused(bad, match):
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(ConfigError, match=match) as info:
         TrainConfig(**bad)
+    assert isinstance(info.value, ValueError)  # still a ValueError for generic handlers
 
 
 def test_config_round_trip_and_unknown_keys():
     cfg = TrainConfig(lr_schedule="cosine", ema_decay=0.99, augment=Augmentation(noise_std=0.01))
     again = TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
     assert again == cfg
-    with pytest.raises(ValueError, match="unknown training option"):
+    with pytest.raises(ConfigError, match=r"unknown training option\(s\) \['learning_rate'\]; valid options: .*\blr\b"):
         TrainConfig.from_dict({"learning_rate": 1e-3})
+    with pytest.raises(ConfigError, match=r"unknown augment option\(s\) \['noise'\]; valid options: .*noise_std"):
+        TrainConfig.from_dict({"augment": {"noise": 0.1}})

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from scai.data.spectra import sort_class_names
-from scai.errors import AxisError, DataValueError, LabelError
+from scai.errors import AxisError, ConfigError, DataValueError, LabelError
 
 NAN_POLICIES = ("raise", "interpolate")
 
@@ -50,7 +50,7 @@ def row_text(source: str, row: int, line: int | None) -> str:
 
 def check_nan_policy(nan_policy: str) -> None:
     if nan_policy not in NAN_POLICIES:
-        raise ValueError(f"nan_policy={nan_policy!r} is not one of {NAN_POLICIES}")
+        raise ConfigError(f"nan_policy={nan_policy!r} is not one of {', '.join(map(repr, NAN_POLICIES))}")
 
 
 def sort_axis(axis: np.ndarray, source: str, cols: Columns) -> np.ndarray | None:

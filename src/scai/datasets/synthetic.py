@@ -26,6 +26,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import numpy as np
 
 from scai.data import Spectra
+from scai.errors import ConfigError
 
 __all__ = ["synthetic_liquor", "WATER_BANDS", "ETHANOL_BANDS", "FLAVOUR_BANDS"]
 
@@ -178,11 +179,11 @@ def synthetic_liquor(
     """
     for name, value in (("n_samples", n_samples), ("n_classes", n_classes), ("n_points", n_points)):
         if int(value) < 1:
-            raise ValueError(f"synthetic_liquor: {name}={value} must be a positive integer")
+            raise ConfigError(f"synthetic_liquor: {name}={value} must be a positive integer")
     if chunk_size is not None and int(chunk_size) < 1:
-        raise ValueError(f"synthetic_liquor: chunk_size={chunk_size} must be a positive integer or None")
+        raise ConfigError(f"synthetic_liquor: chunk_size={chunk_size} must be a positive integer or None")
     if not axis_range[1] > axis_range[0]:
-        raise ValueError(f"synthetic_liquor: axis_range={axis_range} must be increasing (lo, hi)")
+        raise ConfigError(f"synthetic_liquor: axis_range={axis_range} must be increasing (lo, hi)")
     n_samples, n_classes, n_points = int(n_samples), int(n_classes), int(n_points)
     model = _Model(n_classes, n_points, seed, axis_range)
     names = tuple(f"brand_{c + 1:0{max(2, len(str(n_classes)))}d}" for c in range(n_classes))

@@ -15,14 +15,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Callable, Generic, Sequence, TypeVar
 
+from scai.errors import ConfigError, QueueFullError
+
 __all__ = ["MicroBatcher", "BatcherStats", "QueueFullError"]
 
 T = TypeVar("T")
 R = TypeVar("R")
-
-
-class QueueFullError(RuntimeError):
-    """More requests are waiting than the batcher accepts; the server answers 503."""
 
 
 @dataclass
@@ -64,7 +62,10 @@ class MicroBatcher(Generic[T, R]):
         rows: Callable[[T], int] | None = None,
     ) -> None:
         if max_rows < 1 or max_wait_s < 0 or max_queue < 1:
-            raise ValueError(f"max_rows={max_rows}, max_wait_s={max_wait_s}, max_queue={max_queue}: need >= 1, >= 0, >= 1")
+            raise ConfigError(
+                f"MicroBatcher: max_rows={max_rows}, max_wait_s={max_wait_s}, max_queue={max_queue} are not allowed; "
+                "use max_rows >= 1, max_wait_s >= 0 and max_queue >= 1"
+            )
         self._process = process
         self.max_rows = int(max_rows)
         self.max_wait_s = float(max_wait_s)

@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import io
 import json
-import math
 from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
 
-from scai.errors import ScaiError
+from scai.errors import PayloadError
 from scai.inference.budget import Budget, parse_budget
 from scai.inference.thresholds import Thresholds, parse_thresholds
 
@@ -46,14 +45,6 @@ NPY_CONTENT_TYPE = "application/x-npy"
 #: dtypes accepted for raw spectra and for intermediate features.
 SPECTRA_DTYPES: tuple[str, ...] = ("float16", "float32", "float64")
 FEATURE_DTYPES: tuple[str, ...] = ("float16", "float32")
-
-
-class PayloadError(ScaiError, ValueError):
-    """A request body or parameter the server refuses; ``status`` is the HTTP status to answer."""
-
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.status = int(status)
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from typing import Any, ClassVar, Protocol
 import torch
 from torch import Tensor, nn
 
-from scai.errors import DataValueError, ScaiError
+from scai.errors import DataValueError, ModelConfigError
 
 __all__ = [
     "NetworkOutput",
@@ -29,10 +29,6 @@ __all__ = [
     "ModelConfigError",
     "EXECUTION_MODES",
 ]
-
-
-class ModelConfigError(ScaiError, ValueError):
-    """Bad model name, configuration key/value, stage index or execution mode."""
 
 
 class ModelConfig(Protocol):

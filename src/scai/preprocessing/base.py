@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 
-from scai.errors import AxisError, DataFormatError, DataValueError, NotFittedError
+from scai.errors import AxisError, ConfigError, DataFormatError, DataValueError, NotFittedError
 
 __all__ = ["Step", "register_step", "get_step", "list_steps"]
 
@@ -23,7 +23,7 @@ def register_step(cls: type[Step]) -> type[Step]:
     """Class decorator: make a step loadable by name from pipeline JSON; duplicates are refused."""
     name = cls.__name__
     if name in _REGISTRY:
-        raise ValueError(f"preprocessing step {name!r} is already registered")
+        raise ConfigError(f"preprocessing step {name!r} is already registered; pick another class name")
     _REGISTRY[name] = cls
     return cls
 
@@ -160,6 +160,12 @@ class Step(TransformerMixin, BaseEstimator):
             raise DataFormatError(f"preprocessing step entry must be an object with a 'name', got {d!r:.80}")
         klass = get_step(d["name"])
         params = _decode(d.get("params", {}))
+        valid = klass._get_param_names()
+        unknown = sorted(set(params) - set(valid)) if isinstance(params, dict) else []
+        if unknown:
+            raise DataFormatError(
+                f"preprocessing step {d['name']!r}: unknown parameter(s) {unknown}; valid parameters: {', '.join(valid) or 'none'}"
+            )
         try:
             step = klass(**params)
         except TypeError as e:

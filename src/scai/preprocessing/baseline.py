@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import numpy as np
 from pybaselines import Baseline
 
+from scai.errors import ConfigError
 from scai.preprocessing.base import Step, register_step
 
 __all__ = ["BaselineCorrection", "BASELINE_METHODS"]
@@ -57,13 +59,20 @@ class BaselineCorrection(Step):
 
     def _fit(self, X: np.ndarray, y: Any) -> None:
         if self.method not in BASELINE_METHODS:
-            raise ValueError(
+            raise ConfigError(
                 f"BaselineCorrection: method={self.method!r} is not one of {', '.join(BASELINE_METHODS)}"
+            )
+        valid = _method_parameters(self.method)
+        unknown = sorted(set(self.params or {}) - set(valid or ()))
+        if valid is not None and unknown:
+            raise ConfigError(
+                f"BaselineCorrection(method={self.method!r}): unknown parameter(s) {unknown}; "
+                f"valid parameters: {', '.join(valid) or 'none'}"
             )
         try:  # surface bad parameters at fit time, not deep inside transform
             self._baseline(Baseline(x_data=self.axis_), X[0])
         except TypeError as e:
-            raise ValueError(f"BaselineCorrection(method={self.method!r}): bad parameters {self.params}: {e}") from None
+            raise ConfigError(f"BaselineCorrection(method={self.method!r}): bad parameters {self.params}: {e}") from None
 
     def _baseline(self, fitter: Baseline, row: np.ndarray) -> np.ndarray:
         baseline, _ = getattr(fitter, self.method)(row, **(self.params or {}))
@@ -74,3 +83,11 @@ class BaselineCorrection(Step):
         for i in range(X.shape[0]):
             X[i] -= self._baseline(fitter, X[i])
         return X
+
+
+def _method_parameters(method: str) -> list[str] | None:
+    """Keyword parameters of a pybaselines method, or ``None`` if it takes arbitrary ``**kwargs``."""
+    params = list(inspect.signature(getattr(Baseline, method)).parameters.values())[2:]  # self, data
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return None
+    return [p.name for p in params if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)]

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 
-from scai.errors import DataFormatError, NotFittedError
+from scai.errors import ConfigError, DataFormatError, NotFittedError, ScaiTypeError
 from scai.preprocessing.base import Step, _decode, _encode
 from scai.preprocessing.baseline import BaselineCorrection
 from scai.preprocessing.steps import SNV, Despike, SavitzkyGolay
@@ -55,7 +55,7 @@ class Pipeline(TransformerMixin, BaseEstimator):
         X, y, axis = _unpack(X, y, axis)
         for step in self.steps:
             if not isinstance(step, Step):
-                raise TypeError(f"Pipeline: {step!r} is not a scai preprocessing Step")
+                raise ScaiTypeError(f"Pipeline: {step!r} is not a scai preprocessing Step (see scai.preprocessing.list_steps())")
         X = np.asarray(X)
         current_axis = np.arange(X.shape[-1], dtype=np.float64) if axis is None else np.asarray(axis, dtype=np.float64)
         self.axis_ = current_axis
@@ -145,4 +145,4 @@ def default_pipeline(kind: str = "raman") -> Pipeline:
         return Pipeline([SNV()])
     if kind == "none":
         return Pipeline([])
-    raise ValueError(f"default_pipeline: kind={kind!r} is not one of {PIPELINE_KINDS}")
+    raise ConfigError(f"default_pipeline: kind={kind!r} is not one of {', '.join(map(repr, PIPELINE_KINDS))}")

@@ -11,7 +11,7 @@ from scipy.integrate import trapezoid
 from scipy.ndimage import convolve1d
 from scipy.signal import savgol_filter
 
-from scai.errors import AxisError, DataValueError
+from scai.errors import AxisError, ConfigError, DataValueError
 from scai.preprocessing.base import Step, register_step
 
 __all__ = [
@@ -59,7 +59,7 @@ class Crop(Step):
         lo = -np.inf if self.lo is None else float(self.lo)
         hi = np.inf if self.hi is None else float(self.hi)
         if lo > hi:
-            raise ValueError(f"Crop: lo={self.lo} must not exceed hi={self.hi}")
+            raise ConfigError(f"Crop: lo={self.lo} must not exceed hi={self.hi}")
         index = np.flatnonzero((self.axis_ >= lo) & (self.axis_ <= hi))
         if index.size == 0:
             raise AxisError(f"Crop({self.lo}, {self.hi}): range does not overlap the axis {_range(self.axis_)}")
@@ -135,13 +135,13 @@ class SavitzkyGolay(Step):
     def _fit(self, X: np.ndarray, y: Any) -> None:
         w, p, d = int(self.window), int(self.polyorder), int(self.deriv)
         if w < 3 or w % 2 == 0:
-            raise ValueError(f"SavitzkyGolay: window={self.window} must be an odd integer >= 3")
+            raise ConfigError(f"SavitzkyGolay: window={self.window} must be an odd integer >= 3")
         if not 0 <= p < w:
-            raise ValueError(f"SavitzkyGolay: polyorder={self.polyorder} must be in 0..window-1 ({w - 1})")
+            raise ConfigError(f"SavitzkyGolay: polyorder={self.polyorder} must be in 0..window-1 ({w - 1})")
         if not 0 <= d <= p:
-            raise ValueError(f"SavitzkyGolay: deriv={self.deriv} must be in 0..polyorder ({p})")
+            raise ConfigError(f"SavitzkyGolay: deriv={self.deriv} must be in 0..polyorder ({p})")
         if w > X.shape[1]:
-            raise ValueError(f"SavitzkyGolay: window={w} exceeds the {X.shape[1]} points per spectrum")
+            raise ConfigError(f"SavitzkyGolay: window={w} exceeds the {X.shape[1]} points per spectrum")
 
     def _transform(self, X: np.ndarray) -> np.ndarray:
         a = self.axis_
@@ -168,9 +168,9 @@ class Despike(Step):
 
     def _fit(self, X: np.ndarray, y: Any) -> None:
         if float(self.threshold) <= 0:
-            raise ValueError(f"Despike: threshold={self.threshold} must be positive")
+            raise ConfigError(f"Despike: threshold={self.threshold} must be positive")
         if int(self.window) < 1:
-            raise ValueError(f"Despike: window={self.window} must be >= 1")
+            raise ConfigError(f"Despike: window={self.window} must be >= 1")
 
     def _transform(self, X: np.ndarray) -> np.ndarray:
         if X.shape[1] < 3:
@@ -265,7 +265,7 @@ class Standardize(Step):
 
     def _fit(self, X: np.ndarray, y: Any) -> None:
         if self.scale not in ("feature", "global"):
-            raise ValueError(f"Standardize: scale={self.scale!r} is not allowed; use 'feature' or 'global'")
+            raise ConfigError(f"Standardize: scale={self.scale!r} is not allowed; use 'feature' or 'global'")
         self.mean_ = X.mean(axis=0)
         std = X.std(axis=0)
         if self.scale == "global":

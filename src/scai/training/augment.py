@@ -14,6 +14,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from scai.errors import ConfigError
+
 __all__ = ["Augmentation"]
 
 
@@ -28,9 +30,11 @@ class Augmentation:
 
     def __post_init__(self) -> None:
         if self.noise_std < 0 or self.scale_std < 0 or self.max_shift < 0:
-            raise ValueError("noise_std, scale_std and max_shift must be >= 0")
+            raise ConfigError(
+                f"noise_std={self.noise_std}, scale_std={self.scale_std}, max_shift={self.max_shift}: each must be >= 0"
+            )
         if not 0.0 <= self.mix_same_class <= 0.5:
-            raise ValueError(f"mix_same_class must be in [0, 0.5]; got {self.mix_same_class}")
+            raise ConfigError(f"mix_same_class must be in [0, 0.5]; got {self.mix_same_class}")
 
     @property
     def enabled(self) -> bool:
@@ -45,7 +49,7 @@ class Augmentation:
         out = x.clone()
         if self.mix_same_class > 0:
             if y is None:
-                raise ValueError("mix_same_class needs the batch labels: apply(x, rng, y)")
+                raise ConfigError("mix_same_class needs the batch labels: apply(x, rng, y)")
             out = _mix_same_class(out, np.asarray(y), self.mix_same_class, rng)
         if self.max_shift > 0:
             shifts = rng.integers(-self.max_shift, self.max_shift + 1, size=b)

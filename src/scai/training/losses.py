@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from scai.errors import ConfigError, DataValueError
+
 __all__ = ["DistillMode", "DISTILL_MODES", "exit_losses"]
 
 DistillMode = Literal["last", "next", "none"]
@@ -65,13 +67,13 @@ def exit_losses(
         earlier exit, ``"ponder"``. Components are detached-friendly scalars for logging.
     """
     if mode not in DISTILL_MODES:
-        raise ValueError(f"mode must be one of {DISTILL_MODES}; got {mode!r}")
+        raise ConfigError(f"mode must be one of {DISTILL_MODES}; got {mode!r}")
     if temperature <= 0:
-        raise ValueError(f"temperature must be > 0; got {temperature}")
+        raise ConfigError(f"temperature must be > 0; got {temperature}")
     if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"alpha must be between 0 and 1; got {alpha}")
+        raise ConfigError(f"alpha must be between 0 and 1; got {alpha}")
     if not logits:
-        raise ValueError("logits must hold at least one exit")
+        raise DataValueError("logits must hold at least one exit")
 
     out: dict[str, Tensor] = {}
     last = logits[-1]

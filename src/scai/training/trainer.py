@@ -21,6 +21,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from scai.errors import ConfigError
 from scai.training.augment import Augmentation
 from scai.training.losses import DISTILL_MODES, exit_losses
 
@@ -55,30 +56,56 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if self.distill not in DISTILL_MODES:
-            raise ValueError(f"distill must be one of {DISTILL_MODES}; got {self.distill!r}")
+            raise ConfigError(f"distill must be one of {DISTILL_MODES}; got {self.distill!r}")
         for name in ("batch_size", "max_epochs", "eval_batch_size"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1; got {getattr(self, name)}")
-        if self.patience < 0 or self.min_epochs < 0:
-            raise ValueError("patience and min_epochs must be >= 0")
-        if self.lr <= 0:
-            raise ValueError(f"lr must be > 0; got {self.lr}")
+                raise ConfigError(f"{name} must be >= 1; got {getattr(self, name)}")
+        for name in ("patience", "min_epochs"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0; got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise ConfigError(f"lr must be > 0; got {self.lr}")
+        if not self.weight_decay >= 0:
+            raise ConfigError(f"weight_decay must be >= 0; got {self.weight_decay}")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"threads must be >= 1 or None (torch's default); got {self.threads}")
+        if self.max_time_s is not None and not self.max_time_s >= 0:
+            raise ConfigError(f"max_time_s must be >= 0 or None (no cap); got {self.max_time_s}")
+        if not self.temperature > 0:
+            raise ConfigError(f"temperature must be > 0; got {self.temperature}")
+        if not 0.0 <= self.alpha <= 1.0:
+            raise ConfigError(f"alpha must be in [0, 1]; got {self.alpha}")
+        if not self.tau >= 0:
+            raise ConfigError(f"tau must be >= 0; got {self.tau}")
         if self.lr_schedule not in LR_SCHEDULES:
-            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}; got {self.lr_schedule!r}")
+            raise ConfigError(f"lr_schedule must be one of {LR_SCHEDULES}; got {self.lr_schedule!r}")
         if not 0.0 <= self.ema_decay < 1.0:
-            raise ValueError(f"ema_decay must be in [0, 1); got {self.ema_decay}")
+            raise ConfigError(f"ema_decay must be in [0, 1); got {self.ema_decay}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        """Build a config from a plain dict (``to_dict`` output, a config file's ``train`` section).
+
+        Raises
+        ------
+        ConfigError
+            For an unknown key (listing the valid ones) or a value out of range.
+        """
         d = dict(d)
         valid = set(cls.__dataclass_fields__)
         unknown = sorted(set(d) - valid)
         if unknown:
-            raise ValueError(f"unknown training option(s) {unknown}; valid options: {sorted(valid)}")
+            raise ConfigError(f"unknown training option(s) {unknown}; valid options: {', '.join(sorted(valid))}")
         if isinstance(d.get("augment"), dict):
+            aug_valid = set(Augmentation.__dataclass_fields__)
+            aug_unknown = sorted(set(d["augment"]) - aug_valid)
+            if aug_unknown:
+                raise ConfigError(
+                    f"unknown augment option(s) {aug_unknown}; valid options: {', '.join(sorted(aug_valid))}"
+                )
             d["augment"] = Augmentation(**d["augment"])
         return cls(**d)
 
