@@ -32,6 +32,9 @@ model_name*         str        registered network (``scai.models.list_models()``
 in_length*          int        points per preprocessed spectrum
 n_classes*          int        number of classes
 model_config*       object     the network family's config dataclass as a dict
+cascade             object     exit 0 in front of the network (scai.models.Cascade): "kind",
+                               "rank", "uses" (per exit: answers or repeats the previous),
+                               "n_exits", "fit" (how exit 0 was chosen); null: no exit 0
 class_names*        list       class labels, in class-index order
 class_dtype         str        numpy dtype kind of the labels ("U", "i", "f")
 axis                list       the training spectral axis (raw spectra are aligned to it)
@@ -104,6 +107,7 @@ CONFIG_FIELDS: dict[str, tuple[tuple[type, ...], bool]] = {
     "in_length": ((int,), True),
     "n_classes": ((int,), True),
     "model_config": ((dict,), True),
+    "cascade": ((dict,), False),
     "class_names": ((list,), True),
     "class_dtype": ((str,), False),
     "axis": ((list,), False),

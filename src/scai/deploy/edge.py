@@ -384,6 +384,7 @@ class _OnnxStages:
         self.client = client
         self.n_exits = client.n_exits
         self.n_classes = len(client.class_names)
+        self.uses = client.manifest.get("exits_used")  # a cascade's skipped exits
 
     def inputs(self, X: np.ndarray, start_stage: int) -> np.ndarray:
         return X[:, None, :] if start_stage == 0 and X.ndim == 2 else X

@@ -155,6 +155,7 @@ def build_manifest(
         "in_length": int(net.in_length),
         "n_classes": int(net.n_classes),
         "n_exits": n_exits,
+        "exits_used": [bool(u) for u in getattr(net, "uses", None) or [True] * n_exits],
         "class_names": [str(c) for c in estimator.classes_.tolist()],
         "axis": np.asarray(estimator.axis_, dtype=np.float64).tolist(),
         "axis_unit": str(getattr(estimator, "axis_unit_", "unknown")),

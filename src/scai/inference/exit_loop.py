@@ -35,6 +35,7 @@ __all__ = [
     "ExitResult",
     "PrecomputedStages",
     "run_exit_loop",
+    "carry_forward",
 ]
 
 #: Why a sample left where it did.
@@ -61,6 +62,9 @@ class StageRunner(Protocol):
 
     n_exits: int
     n_classes: int
+    #: Optional per-exit flags (a cascade's ``uses``); a skipped exit answers with the answer
+    #: of the last used exit before it. Absent or None: every exit answers for itself.
+    uses: Any
 
     def inputs(self, X: np.ndarray, start_stage: int) -> Any: ...
 
@@ -110,7 +114,8 @@ class ExitResult:
     class_index : ndarray of int64, shape (n,)
         Predicted class (for ``settled=False``: the best local answer, ``-1`` when nothing ran).
     exit : ndarray of int64, shape (n,)
-        0-based exit that answered (``-1`` when nothing ran).
+        0-based exit where the sample left (``-1`` when nothing ran). At an exit the model skips
+        (``uses``), the answer is that of the last used exit before it.
     confidence : ndarray of float64, shape (n,)
         Largest (temperature-scaled) probability at that exit.
     probabilities : ndarray of float64, shape (n, n_classes)
@@ -168,6 +173,7 @@ class PrecomputedStages:
         self.stage_costs = np.diff(costs, axis=1, prepend=0.0)
         self.n_exits = int(probs.shape[0])
         self.n_classes = int(probs.shape[2])
+        self.uses = None  # stored outputs are already carried forward (carry_forward)
 
     def inputs(self, X: np.ndarray, start_stage: int) -> np.ndarray:
         return np.asarray(X, dtype=np.int64)  # the "features" are the sample indices
@@ -180,6 +186,23 @@ class PrecomputedStages:
 
     def rows(self, features: np.ndarray, mask: np.ndarray) -> np.ndarray:
         return features[mask]
+
+
+def carry_forward(probs: np.ndarray, uses: Any) -> np.ndarray:
+    """Per-exit outputs ``(n_exits, n, C)`` with each skipped exit replaced by the last used one's.
+
+    What :func:`run_exit_loop` does sample by sample, for stored outputs (offline policies).
+    """
+    out = np.array(probs, copy=True)
+    if uses is None:
+        return out
+    flags = [bool(u) for u in uses]
+    if len(flags) != out.shape[0]:
+        raise DataValueError(f"uses has {len(flags)} flags for {out.shape[0]} exits")
+    for k in range(1, out.shape[0]):
+        if not flags[k]:
+            out[k] = out[k - 1]
+    return out
 
 
 def run_exit_loop(
@@ -235,6 +258,10 @@ def run_exit_loop(
         elapsed_s=np.zeros(n),
     )
     best_conf = np.full(n, -1.0)
+    uses = getattr(stages, "uses", None)
+    used = np.ones(L, dtype=bool) if uses is None else np.asarray([bool(u) for u in uses], dtype=bool)
+    current = np.zeros((n, C))  # the answer of the last used exit, per sample
+    has_current = np.zeros(n, dtype=bool)
     t0 = time.perf_counter()
     for start in range(0, n, int(batch_size)):
         stop = min(start + int(batch_size), n)
@@ -260,9 +287,14 @@ def run_exit_loop(
             feats, z, m = stages.run(k, feats)
             cost = cost + np.broadcast_to(np.asarray(m, dtype=np.float64), cost.shape)
             p = np.asarray(z, dtype=np.float64) if temperatures is None else softmax(z, float(temperatures[k]))
+            if used[k]:
+                current[active], has_current[active] = p, True
+            else:  # a skipped exit answers with the last used exit's answer
+                carried = has_current[active]
+                p = np.where(carried[:, None], current[active], p)
             conf = p.max(axis=1)
             out.last_stage[active] = k
-            better = conf >= best_conf[active]  # best local answer so far (edge fallback)
+            better = (conf >= best_conf[active]) & bool(used[k])  # best local answer so far (edge fallback)
             bi = active[better]
             best_conf[bi], out.exit[bi], out.confidence[bi] = conf[better], k, conf[better]
             out.probabilities[bi] = p[better]

@@ -122,6 +122,7 @@ class TorchStages:
         self.network = network
         self.n_exits = int(network.n_exits)
         self.n_classes = int(network.n_classes)
+        self.uses = getattr(network, "uses", None)  # a cascade's skipped exits
 
     def inputs(self, X: np.ndarray, start_stage: int) -> Any:
         x = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))

@@ -1,0 +1,192 @@
+"""Exit 0 and the cascade: a linear chemometric exit in front of any multi-exit network.
+
+Classical chemometrics (logistic regression, PLS-DA on the preprocessed spectrum) is often as
+accurate as a network on small spectral data sets at 100-1000x fewer MACs. :class:`Cascade` puts
+such a linear classifier (:class:`LinearExit`, fitted by
+:func:`scai.training.linear_exit.fit_linear_exit`) in front of a network as **exit 0**, the
+cheap end of every anytime curve. Exit k + 1 of the cascade is the network's exit k.
+
+Deeper exits can only add: ``uses`` marks the exits whose held-out accuracy beats every earlier
+exit's (chosen in ``SCAIClassifier.fit``). An exit that does not is *skipped*: the exit loop
+answers there with the answer of the last exit used before it
+(:func:`scai.inference.exit_loop.carry_forward`), so accuracy cannot fall with depth on held-out
+data; network stages after the last used exit are dropped (:meth:`Cascade.truncated`), so they
+cost nothing.
+
+Stage contract (docs/CONTRACTS.md): stage 0 takes the (B, 1, W) input and passes it on unchanged
+as its features; stage k > 0 is the network's stage k - 1. MACs: exit 0 costs W*C (dense) or
+W*k + k*C (PLS-DA, factorised), counted like every linear layer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from scai.errors import ModelConfigError
+from scai.models.base import MultiExitNetwork, StageResult, constant_macs
+
+__all__ = ["LinearExit", "Cascade", "CascadeSpec"]
+
+
+class LinearExit(nn.Module):
+    """Exit 0: ``logits = x @ weight.T + bias`` on the flattened (B, 1, W) input.
+
+    Parameters
+    ----------
+    in_length : int
+    n_classes : int
+    rank : int, optional
+        When given, the weight is factorised as ``head @ projection`` with ``projection``
+        (rank, W) and ``head`` (C, rank), as PLS-DA fits it, and costs ``W*rank + rank*C`` MACs.
+    """
+
+    def __init__(self, in_length: int, n_classes: int, rank: int | None = None) -> None:
+        super().__init__()
+        self.in_length, self.n_classes = int(in_length), int(n_classes)
+        self.rank = None if rank is None else int(rank)
+        if self.rank is not None and self.rank < 1:
+            raise ModelConfigError(f"LinearExit rank must be >= 1; got {rank}")
+        if self.rank is None:
+            self.weight = nn.Parameter(torch.zeros(self.n_classes, self.in_length), requires_grad=False)
+        else:
+            self.projection = nn.Parameter(torch.zeros(self.rank, self.in_length), requires_grad=False)
+            self.head = nn.Parameter(torch.zeros(self.n_classes, self.rank), requires_grad=False)
+        self.bias = nn.Parameter(torch.zeros(self.n_classes), requires_grad=False)
+
+    @property
+    def macs(self) -> int:
+        """Multiply-accumulates per spectrum."""
+        if self.rank is None:
+            return self.in_length * self.n_classes
+        return self.in_length * self.rank + self.rank * self.n_classes
+
+    def set_weights(self, weight: Any = None, bias: Any = None, *, projection: Any = None, head: Any = None) -> None:
+        """Copy fitted NumPy weights in (dense ``weight`` or factorised ``projection``/``head``)."""
+        with torch.no_grad():
+            if self.rank is None:
+                self.weight.copy_(torch.as_tensor(np.asarray(weight, dtype=np.float32)))
+            else:
+                self.projection.copy_(torch.as_tensor(np.asarray(projection, dtype=np.float32)))
+                self.head.copy_(torch.as_tensor(np.asarray(head, dtype=np.float32)))
+            self.bias.copy_(torch.as_tensor(np.asarray(bias, dtype=np.float32)))
+
+    def forward(self, x: Tensor) -> Tensor:
+        flat = x.reshape(x.shape[0], -1)
+        if self.rank is None:
+            return F.linear(flat, self.weight, self.bias)
+        return F.linear(F.linear(flat, self.projection), self.head, self.bias)
+
+
+@dataclass(frozen=True)
+class CascadeSpec:
+    """What config.json stores about a cascade (the weights live in model.safetensors).
+
+    Attributes
+    ----------
+    kind : str
+        How exit 0 was fitted ("logistic" or "pls").
+    rank : int or None
+        Factorisation rank of exit 0 (PLS components), None for a dense weight.
+    """
+
+    kind: str
+    rank: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "rank": self.rank}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> CascadeSpec:
+        try:
+            return cls(kind=str(d["kind"]), rank=None if d.get("rank") is None else int(d["rank"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelConfigError(f"cascade spec {d!r} is not valid ({exc})") from None
+
+
+class Cascade(MultiExitNetwork):
+    """A network with a linear exit 0 in front; exit k + 1 is the network's exit k.
+
+    Parameters
+    ----------
+    network : MultiExitNetwork
+        The (trained) network; its exits become exits 1..L.
+    exit0 : LinearExit
+        The fitted linear exit.
+    spec : CascadeSpec
+    uses : sequence of bool, optional
+        Per cascade exit, whether it answers (default: all). Exit 0 and the last exit are
+        always used.
+    n_exits : int, optional
+        Keep only the first ``n_exits`` cascade exits (default: all ``network.n_exits + 1``):
+        later network stages are never run, exported or counted (their weights stay in the
+        file, so the model can be re-cut).
+    """
+
+    def __init__(
+        self,
+        network: MultiExitNetwork,
+        exit0: LinearExit,
+        spec: CascadeSpec,
+        uses: Any = None,
+        n_exits: int | None = None,
+    ) -> None:
+        if exit0.in_length != network.in_length or exit0.n_classes != network.n_classes:
+            raise ModelConfigError(
+                f"exit 0 is for ({exit0.in_length} points, {exit0.n_classes} classes) but the network for "
+                f"({network.in_length}, {network.n_classes})"
+            )
+        full = network.n_exits + 1
+        n = full if n_exits is None else int(n_exits)
+        if not 1 <= n <= full:
+            raise ModelConfigError(f"n_exits={n_exits} is not allowed; use 1..{full}")
+        super().__init__(network.name, network.in_length, network.n_classes, network.config, n)
+        self.network = network
+        self.exit0 = exit0
+        self.spec = spec
+        self.execution = network.execution
+        self.uses = self._check_uses(uses)
+
+    def _check_uses(self, uses: Any) -> list[bool]:
+        if uses is None:
+            return [True] * self.n_exits
+        flags = [bool(u) for u in uses]
+        if len(flags) != self.n_exits or not flags[0] or not flags[-1]:
+            raise ModelConfigError(
+                f"uses={flags} is not allowed; give {self.n_exits} flags with exit 0 and the last exit used"
+            )
+        return flags
+
+    def cut(self, uses: Any) -> Cascade:
+        """The same weights with per-exit ``uses``; exits after the last used one are dropped."""
+        flags = [bool(u) for u in uses]
+        if len(flags) != self.n_exits or not flags[0]:
+            raise ModelConfigError(f"uses={flags} is not allowed; give {self.n_exits} flags with exit 0 used")
+        n = max(i for i, f in enumerate(flags) if f) + 1
+        return Cascade(self.network, self.exit0, self.spec, uses=flags[:n], n_exits=n)
+
+    def stage_macs(self, i: int) -> int:
+        self._check_stage(i)
+        return self.exit0.macs if i == 0 else self.network.stage_macs(i - 1)
+
+    def stage_shapes(self) -> list[tuple[int, int]]:
+        return [(1, self.in_length), *self.network.stage_shapes()[: self.n_exits - 1]]
+
+    def _stage(self, i: int, features: Tensor) -> StageResult:
+        if i == 0:
+            macs = constant_macs(self.exit0.macs, features.shape[0], features.device)
+            return StageResult(features, self.exit0(features), macs)
+        return self.network._stage(i - 1, features)
+
+    def set_execution(self, mode: str) -> Cascade:
+        super().set_execution(mode)
+        self.network.set_execution(mode)
+        return self
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", exit0={self.spec.kind!r}, uses={self.uses}"
