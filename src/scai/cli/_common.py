@@ -1,24 +1,281 @@
-"""Helpers shared by the ``scai`` sub-commands: loading data by path or name, printing tables."""
+"""Helpers shared by the ``scai`` sub-commands: option validators, loading data, printing tables.
+
+Every numeric or choice option is checked where argparse reads it: the ``type=`` helpers below
+raise :class:`argparse.ArgumentTypeError`, which the ``scai`` parser prints as one line
+``scai COMMAND: error: argument --OPTION: ... (see scai COMMAND --help)`` with exit status 2, so
+a bad value never reaches the library (and never shows a traceback).
+"""
 
 from __future__ import annotations
 
+import argparse
+import inspect
 import json
+import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CliError", "load_spectra", "print_table", "read_config_file", "parse_macs"]
+from scai.errors import CliError, ConfigError
+
+__all__ = [
+    "CliError",
+    "load_spectra",
+    "print_table",
+    "read_config_file",
+    "positive_int",
+    "non_negative_int",
+    "int_at_least",
+    "int_in_range",
+    "random_seed",
+    "port",
+    "positive_float",
+    "non_negative_float",
+    "fraction",
+    "probability",
+    "existing_file",
+    "existing_dir",
+    "budget",
+    "mac_budget",
+    "http_url",
+    "listen_host",
+    "model_name",
+    "preprocessing_kind",
+    "onnx_opset",
+]
+
+# --------------------------------------------------------------------------- option validators
+# Each takes the text argparse read and returns the parsed value, or raises ArgumentTypeError with
+# a message saying what was given and what is allowed (argparse prefixes "argument --OPTION: ").
 
 
-class CliError(Exception):
-    """A user mistake on the command line; printed as one line, exit status 2."""
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+
+
+def _float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not allowed; give a finite number")
+    return value
+
+
+def int_at_least(low: int, what: str | None = None) -> Callable[[str], int]:
+    """An argparse ``type=`` accepting integers ``>= low`` (``what`` describes them in errors)."""
+    allowed = what or f"an integer >= {low}"
+
+    def parse(text: str) -> int:
+        value = _int(text)
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{value} is not allowed; use {allowed}")
+        return value
+
+    parse.__name__ = f"int_at_least_{low}"
+    return parse
+
+
+def int_in_range(low: int, high: int, what: str | None = None) -> Callable[[str], int]:
+    """An argparse ``type=`` accepting integers in ``low..high`` (both included)."""
+    allowed = what or f"an integer in {low}..{high}"
+
+    def parse(text: str) -> int:
+        value = _int(text)
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is not allowed; use {allowed}")
+        return value
+
+    parse.__name__ = f"int_in_range_{low}_{high}"
+    return parse
+
+
+#: A count, size or number of epochs/threads: 1, 2, 3, ...
+positive_int = int_at_least(1, "a positive integer (>= 1)")
+#: A patience or other count that may be 0.
+non_negative_int = int_at_least(0, "an integer >= 0")
+#: A random seed (NumPy and scikit-learn take 0 .. 2**32 - 1).
+random_seed = int_in_range(0, 2**32 - 1, "an integer in 0..4294967295")
+#: A TCP port (0 lets the operating system choose one).
+port = int_in_range(0, 65535, "a port number in 0..65535")
+
+
+def positive_float(text: str) -> float:
+    """A finite number ``> 0`` (a learning rate, a time, a size)."""
+    value = _float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text} is not allowed; use a number > 0")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    """A finite number ``>= 0`` (a waiting time that may be zero)."""
+    value = _float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"{text} is not allowed; use a number >= 0")
+    return value
+
+
+def fraction(text: str) -> float:
+    """A share strictly between 0 and 1 (a validation or test split)."""
+    value = _float(text)
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is not allowed; use a fraction strictly between 0 and 1, e.g. 0.1")
+    return value
+
+
+def probability(text: str) -> float:
+    """A probability in [0, 1] (a confidence threshold)."""
+    value = _float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is not allowed; use a confidence threshold in [0, 1]")
+    return value
+
+
+def existing_file(text: str) -> str:
+    """The path of a file that exists (returned as given)."""
+    if not Path(text).is_file():
+        what = "a folder, not a file" if Path(text).is_dir() else "no such file"
+        raise argparse.ArgumentTypeError(f"{text}: {what}")
+    return text
+
+
+def existing_dir(text: str) -> str:
+    """The path of a folder that exists (returned as given)."""
+    if not Path(text).is_dir():
+        what = "a file, not a folder" if Path(text).exists() else "no such folder"
+        raise argparse.ArgumentTypeError(f"{text}: {what}")
+    return text
+
+
+def budget(text: str) -> str:
+    """A compute budget (``150k``, ``1.2M``, ``2ms``, ``25%``), checked by
+    :func:`scai.inference.budget.parse_budget`; returned as given for the library to parse again."""
+    from scai.errors import BudgetError
+    from scai.inference.budget import parse_budget
+
+    try:
+        parse_budget(text)
+    except BudgetError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def mac_budget(text: str) -> str:
+    """A budget in MACs or a share of the full path (``300k``, ``1.2M``, ``25%``), not a latency."""
+    from scai.inference.budget import parse_budget
+
+    budget(text)
+    if parse_budget(text).unit == "ms":
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is a latency; this budget is in MACs (e.g. 300k, 1.2M) or a share of the full path (25%)"
+        )
+    return text
+
+
+def http_url(text: str) -> str:
+    """An ``http://`` or ``https://`` URL with a host."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not allowed; use an http:// or https:// URL such as http://127.0.0.1:8000")
+    return text
+
+
+def listen_host(text: str) -> str:
+    """An address to listen on: an IP address, or a host name this machine can resolve."""
+    import ipaddress
+    import socket
+
+    try:
+        ipaddress.ip_address(text)
+        return text
+    except ValueError:
+        pass
+    try:
+        socket.getaddrinfo(text, None)
+    except (socket.gaierror, UnicodeError):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is neither an IP address nor a host name this machine resolves; use e.g. 127.0.0.1 or 0.0.0.0"
+        ) from None
+    return text
+
+
+def model_name(text: str) -> str:
+    """A registered network name (see ``scai.models.list_models()``)."""
+    from scai.models import list_models
+
+    names = list_models()
+    if text not in names:
+        raise argparse.ArgumentTypeError(f"unknown model {text!r}; registered models: {', '.join(names)}")
+    return text
+
+
+def preprocessing_kind(text: str) -> str:
+    """A default preprocessing pipeline name (``raman``, ``nir``, ``ftir``, ``snv``, ``none``)."""
+    from scai.preprocessing import PIPELINE_KINDS
+
+    if text not in PIPELINE_KINDS:
+        raise argparse.ArgumentTypeError(f"unknown preprocessing {text!r}; use one of {', '.join(PIPELINE_KINDS)}")
+    return text
+
+
+#: Lowest ONNX opset of the exported stage graphs (``Where`` needs 9).
+MIN_ONNX_OPSET = 9
+
+
+def onnx_opset(text: str) -> int:
+    """An ONNX opset the per-stage export supports: 9 up to the newest the installed torch writes."""
+    try:
+        from torch.onnx._constants import ONNX_MAX_OPSET as high
+    except ImportError:  # torch missing or reorganised: the export itself will say so
+        high = 20
+    return int_in_range(MIN_ONNX_OPSET, int(high), f"an ONNX opset in {MIN_ONNX_OPSET}..{high} (default 17)")(text)
+
+
+# --------------------------------------------------------------------------- data and output
+
+def _read_options() -> list[str]:
+    """Keyword options of :func:`scai.data.read` that :func:`load_spectra` passes on."""
+    from scai import data
+
+    params = inspect.signature(data.read).parameters.values()
+    return [p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY]
 
 
 def load_spectra(source: str, label_column: str | None = None, data_dir: str | None = None, **kwargs: Any) -> Any:
-    """Read DATA given as a file/folder path, or as the name of a bundled/data-folder dataset."""
+    """Read DATA given as a file/folder path, or as the name of a bundled/data-folder dataset.
+
+    Parameters
+    ----------
+    source : str
+        A file or folder path, or a dataset name (``scai.datasets.list()``).
+    label_column : str, optional
+        Label column name, or a 0-based index written as digits.
+    data_dir : str, optional
+        Folder of extra ``<name>.npz`` datasets.
+    **kwargs
+        Keyword options of :func:`scai.data.read` (``format``, ``nan_policy``, ...).
+
+    Raises
+    ------
+    ConfigError
+        For a keyword :func:`scai.data.read` does not take (listing the valid ones).
+    CliError
+        For a path that does not exist or a name that is no dataset.
+    """
     from scai import data, datasets
 
+    valid = _read_options()
+    unknown = sorted(set(kwargs) - set(valid))
+    if unknown:
+        raise ConfigError(f"load_spectra: unknown option(s) {unknown}; valid options: {', '.join(valid)}")
     path = Path(source)
     if path.exists():
         label = int(label_column) if label_column is not None and label_column.lstrip("-").isdigit() else label_column
@@ -60,17 +317,11 @@ def read_config_file(path: str) -> dict[str, Any]:
         if p.suffix.lower() == ".toml":
             import tomllib
 
-            return tomllib.loads(text)
-        return json.loads(text)
+            cfg = tomllib.loads(text)
+        else:
+            cfg = json.loads(text)
     except Exception as exc:  # noqa: BLE001 - any parse error is reported the same way
-        raise CliError(f"--config {path}: cannot parse ({exc})") from exc
-
-
-def parse_macs(text: str) -> float:
-    """'150k' / '1.2M' / '2e6' -> MACs, for arguments that only accept MAC budgets."""
-    from scai.inference import parse_budget
-
-    budget = parse_budget(text)
-    if budget.unit != "macs":
-        raise CliError(f"{text!r}: expected a budget in MACs (e.g. 150k, 1.2M)")
-    return float(budget.value)
+        raise CliError(f"--config {path}: cannot parse ({' '.join(str(exc).split())})") from exc
+    if not isinstance(cfg, dict):
+        raise CliError(f"--config {path}: expected an object with sections, got {type(cfg).__name__}")
+    return cfg

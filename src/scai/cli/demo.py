@@ -7,7 +7,7 @@ import json
 import time
 from typing import Any
 
-from scai.cli._common import print_table
+from scai.cli._common import model_name, non_negative_int, positive_float, positive_int, print_table, random_seed
 
 __all__ = ["register"]
 
@@ -23,11 +23,11 @@ Takes a few minutes on 2 CPU cores.
 def register(sub: Any) -> None:
     p = sub.add_parser("demo", help="train and evaluate SCAI+ on the bundled dataset", description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="scai-demo", help="output folder (default: scai-demo)")
-    p.add_argument("--model", default="scai_plus", help="network to train (default scai_plus)")
-    p.add_argument("--epochs", type=int, default=80, help="maximum epochs (default 80)")
-    p.add_argument("--patience", type=int, default=20, help="early-stopping patience (default 20)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--max-time", type=float, default=180.0, help="cap on training wall time in seconds so the demo stays short (default 180)")
+    p.add_argument("--model", type=model_name, default="scai_plus", help="network to train (default scai_plus)")
+    p.add_argument("--epochs", type=positive_int, default=80, help="maximum epochs, >= 1 (default 80)")
+    p.add_argument("--patience", type=non_negative_int, default=20, help="early-stopping patience, >= 0 (default 20)")
+    p.add_argument("--seed", type=random_seed, default=0, help="random seed, >= 0 (default 0)")
+    p.add_argument("--max-time", type=positive_float, default=180.0, help="cap on training wall time in seconds, > 0, so the demo stays short (default 180)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_run)
 

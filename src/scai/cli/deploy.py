@@ -10,7 +10,19 @@ from typing import Any
 
 import numpy as np
 
-from scai.cli._common import CliError
+from scai.cli._common import (
+    CliError,
+    existing_file,
+    http_url,
+    listen_host,
+    mac_budget,
+    non_negative_float,
+    onnx_opset,
+    port,
+    positive_float,
+    positive_int,
+    probability,
+)
 
 __all__ = ["register"]
 
@@ -46,33 +58,33 @@ def register(sub: Any) -> None:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model_dir", metavar="MODEL_DIR", help="model directory from `scai train`")
     p.add_argument("--out", required=True, help="export directory to write")
-    p.add_argument("--budget", default=None, help="mean MACs per spectrum to calibrate exit thresholds for (e.g. 300k)")
-    p.add_argument("--threshold", type=float, default=None, help="fixed confidence threshold 0..1 for every exit instead")
-    p.add_argument("--opset", type=int, default=None, help="ONNX opset (default 17)")
+    p.add_argument("--budget", type=mac_budget, default=None, help="mean MACs per spectrum to calibrate exit thresholds for (e.g. 300k, or 25%% of the full path)")
+    p.add_argument("--threshold", type=probability, default=None, help="fixed confidence threshold in [0, 1] for every exit instead")
+    p.add_argument("--opset", type=onnx_opset, default=None, help="ONNX opset, 9 or newer (default 17)")
     p.set_defaults(func=_export)
 
     p = sub.add_parser("serve", help="serve a model over HTTP (computing centre)", description=SERVE_HELP,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model_dir", metavar="MODEL_DIR", help="model directory from `scai train`")
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
-    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
-    p.add_argument("--token-file", default=None, help="file holding the bearer token clients must send")
-    p.add_argument("--max-body-mb", type=float, default=8.0, help="largest request body in MiB (default 8)")
-    p.add_argument("--batch-wait-ms", type=float, default=3.0, help="micro-batching window in ms (default 3)")
-    p.add_argument("--max-batch", type=int, default=256, help="most spectra per micro-batch (default 256)")
-    p.add_argument("--threads", type=int, default=None, help="PyTorch threads (default: all cores)")
+    p.add_argument("--host", type=listen_host, default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=port, default=8000, help="port in 0..65535 (default 8000; 0: any free port)")
+    p.add_argument("--token-file", type=existing_file, default=None, help="file holding the bearer token clients must send")
+    p.add_argument("--max-body-mb", type=positive_float, default=8.0, help="largest request body in MiB, > 0 (default 8)")
+    p.add_argument("--batch-wait-ms", type=non_negative_float, default=3.0, help="micro-batching window in ms, >= 0 (default 3)")
+    p.add_argument("--max-batch", type=positive_int, default=256, help="most spectra per micro-batch, >= 1 (default 256)")
+    p.add_argument("--threads", type=positive_int, default=None, help="PyTorch threads, >= 1 (default: all cores)")
     p.set_defaults(func=_serve)
 
     p = sub.add_parser("edge", help="classify on the edge under a MAC budget, offloading to a server", description=EDGE_HELP,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", metavar="MODEL_DIR_OR_EXPORT", help="export directory (manifest.json) or model directory")
     p.add_argument("data", metavar="DATA", help="spectra: file, folder, or bundled dataset name")
-    p.add_argument("--bmax", required=True, help="edge budget per spectrum in MACs (e.g. 300k, 1.2M)")
-    p.add_argument("--server", default=None, help="computing centre URL, e.g. http://127.0.0.1:8000 (default: never offload)")
-    p.add_argument("--token-file", default=None, help="file holding the server's bearer token")
-    p.add_argument("--threshold", type=float, default=None, help="confidence threshold 0..1 (default: calibrated, from the manifest)")
-    p.add_argument("--timeout", type=float, default=2.0, help="seconds to wait for the server before answering locally (default 2)")
-    p.add_argument("--batch-size", type=int, default=1, help="spectra processed together (default 1, as a device measuring one at a time)")
+    p.add_argument("--bmax", type=mac_budget, required=True, help="edge budget per spectrum in MACs (e.g. 300k, 1.2M) or a share of the full path (50%%)")
+    p.add_argument("--server", type=http_url, default=None, help="computing centre URL, e.g. http://127.0.0.1:8000 (default: never offload)")
+    p.add_argument("--token-file", type=existing_file, default=None, help="file holding the server's bearer token")
+    p.add_argument("--threshold", type=probability, default=None, help="confidence threshold in [0, 1] (default: calibrated, from the manifest)")
+    p.add_argument("--timeout", type=positive_float, default=2.0, help="seconds to wait for the server before answering locally, > 0 (default 2)")
+    p.add_argument("--batch-size", type=positive_int, default=1, help="spectra processed together, >= 1 (default 1, as a device measuring one at a time)")
     p.add_argument("--label-column", "-l", default=None, help="label column name or index, if DATA has one (prints accuracy)")
     p.add_argument("--out", required=True, help="CSV file to write")
     p.set_defaults(func=_edge)
@@ -83,10 +95,8 @@ def _export(args: argparse.Namespace) -> int:
 
     if args.budget is not None and args.threshold is not None:
         raise CliError("give --budget or --threshold, not both")
-    if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
-        raise CliError(f"--threshold {args.threshold} must be in [0, 1]")
     out = export_onnx(args.model_dir, args.out, budget=args.budget, thresholds=args.threshold,
-                      opset=args.opset or DEFAULT_OPSET)
+                      opset=DEFAULT_OPSET if args.opset is None else args.opset)
     from scai.deploy.manifest import load_manifest
 
     m = load_manifest(out)
@@ -109,8 +119,6 @@ def _token(path: str | None) -> str | None:
 def _serve(args: argparse.Namespace) -> int:
     from scai.deploy.server import ServerConfig, serve
 
-    if not 0 <= args.port <= 65535:
-        raise CliError(f"--port {args.port} must be in 0..65535")
     token = _token(args.token_file)
     cfg = ServerConfig(max_body_bytes=int(args.max_body_mb * (1 << 20)), batch_wait_ms=args.batch_wait_ms,
                        max_batch_rows=args.max_batch, threads=args.threads)
@@ -138,8 +146,6 @@ def _edge(args: argparse.Namespace) -> int:
         print(f"exported {src} to a temporary folder (use `scai export` once to skip this)", file=sys.stderr)
     else:
         raise CliError(f"{src}: neither an export directory (manifest.json) nor a model directory (config.json)")
-    if args.batch_size < 1:
-        raise CliError(f"--batch-size {args.batch_size} must be >= 1")
     try:
         client = EdgeClient(export_dir, bmax=args.bmax, server=args.server, token=_token(args.token_file),
                             threshold=args.threshold, timeout_s=args.timeout)

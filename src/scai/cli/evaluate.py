@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from scai.cli._common import load_spectra, print_table
+from scai.cli._common import CliError, existing_dir, int_at_least, load_spectra, print_table
 
 __all__ = ["register"]
 
@@ -27,8 +27,8 @@ def register(sub: Any) -> None:
     p.add_argument("data", metavar="DATA", help="labelled spectra (file, folder, or dataset name)")
     p.add_argument("--label-column", "-l", default=None, help="label column name or 0-based index")
     p.add_argument("--out", required=True, help="output folder for metrics.json and plots")
-    p.add_argument("--budgets", type=int, default=12, help="number of log-spaced budgets (default 12)")
-    p.add_argument("--data-dir", default=None, help="folder of extra .npz datasets (or SCAI_DATA_DIR)")
+    p.add_argument("--budgets", type=int_at_least(2, "at least 2 budgets"), default=12, help="number of log-spaced budgets, >= 2 (default 12)")
+    p.add_argument("--data-dir", type=existing_dir, default=None, help="folder of extra .npz datasets (or SCAI_DATA_DIR)")
     p.set_defaults(func=_run)
 
 
@@ -40,8 +40,6 @@ def _run(args: argparse.Namespace) -> int:
     est = scai.load(args.model_dir)
     spectra = load_spectra(args.data, args.label_column, args.data_dir)
     if spectra.y is None:
-        from scai.cli._common import CliError
-
         raise CliError(f"{spectra.source}: evaluation needs labels; pass --label-column")
     if spectra.test_idx is not None:
         print(f"{spectra.source}: using its official test split ({len(spectra.test_idx)} spectra)")

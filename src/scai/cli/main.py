@@ -1,4 +1,10 @@
-"""The ``scai`` command line: ``scai COMMAND --help`` explains each command."""
+"""The ``scai`` command line: ``scai COMMAND --help`` explains each command.
+
+Errors a user can cause print one line ``scai COMMAND: error: ...`` and exit with status 2: bad
+option values and usage mistakes (checked by argparse, see :mod:`scai.cli._common`), every
+:class:`scai.errors.ScaiError` raised by the library, files that cannot be opened, and optional
+packages that are not installed. Anything else is a bug in scai and shows its traceback.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +12,19 @@ import argparse
 import sys
 import warnings
 from importlib import import_module
+from typing import NoReturn
 
 from scai._version import __version__
-from scai.cli._common import CliError
+from scai.errors import ScaiError
+
+__all__ = ["ArgumentParser", "build_parser", "main"]
 
 # Each sub-command lives in its own module with ``register(subparsers)``; the module sets
 # ``func`` on its parser. Modules missing from an install (optional extras) are skipped.
 _COMMAND_MODULES = ("train", "demo", "evaluate", "predict", "deploy", "bench")
+
+#: Operating-system errors about a path the user gave (printed as one line, exit 2).
+_PATH_ERRORS = (FileNotFoundError, FileExistsError, PermissionError, IsADirectoryError, NotADirectoryError)
 
 EPILOG = """\
 typical session:
@@ -25,8 +37,23 @@ Compute is counted in MACs (multiply-accumulates); FLOPs = 2 x MACs. Budgets acc
 """
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def _one_line(message: str) -> str:
+    """``message`` on one line (multi-line messages are joined with "; ")."""
+    return "; ".join(part.strip() for part in str(message).splitlines() if part.strip())
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with one-line usage errors: ``PROG: error: MESSAGE (see PROG --help)``, exit 2.
+
+    Sub-command parsers are of the same class, so ``PROG`` is ``scai COMMAND``.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {_one_line(message)} (see {self.prog} --help)\n")
+
+
+def _build() -> tuple[ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    parser = ArgumentParser(
         prog="scai",
         description="Adaptive-inference spectral classification (SCAI / SCAI+): train once, run on any device.",
         epilog=EPILOG,
@@ -42,31 +69,64 @@ def build_parser() -> argparse.ArgumentParser:
                 continue
             raise
         module.register(sub)
-    return parser
+    return parser, dict(sub.choices)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``scai`` parser with every installed sub-command."""
+    return _build()[0]
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    """Parse ``argv``; unknown arguments are reported by the sub-command they were given to."""
+    parser, commands = _build()
+    args, extras = parser.parse_known_args(argv)
+    if extras:
+        target = commands.get(getattr(args, "command", None) or "", parser)
+        target.error(f"unrecognized arguments: {' '.join(extras)}")
+    return args
+
+
+def _user_error(exc: BaseException) -> str | None:
+    """The one-line message for an error the user caused, or ``None`` for a bug (re-raised)."""
+    if isinstance(exc, ScaiError):
+        return _one_line(str(exc)) or type(exc).__name__
+    if isinstance(exc, _PATH_ERRORS):
+        if exc.filename is not None and exc.strerror:
+            return f"{exc.filename}: {exc.strerror.lower()}"
+        return _one_line(str(exc))
+    if isinstance(exc, ModuleNotFoundError) and exc.name and exc.name.split(".")[0] != "scai":
+        return f"{_one_line(str(exc))} (an optional dependency: pip install 'scai[io,onnx,serve]' installs them)"
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    """Run ``scai`` with ``argv`` (default ``sys.argv[1:]``); returns the exit status.
+
+    ``--help`` and ``--version`` exit through ``SystemExit(0)`` as argparse does; usage errors and
+    user errors return 2 after printing one line on stderr.
+    """
+    try:
+        args = _parse(argv)
+    except SystemExit as exc:
+        if exc.code in (0, None):
+            raise
+        return exc.code if isinstance(exc.code, int) else 2
     if args.command is None:
-        parser.print_help()
+        build_parser().print_help()
         return 0
     warnings.simplefilter("default")
     try:
         return int(args.func(args) or 0)
-    except CliError as exc:
-        print(f"scai {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    except (ValueError, TypeError, FileNotFoundError, ImportError) as exc:
-        from scai.errors import ScaiError
-
-        if isinstance(exc, (ScaiError, FileNotFoundError, ImportError)):
-            print(f"scai {args.command}: error: {exc}", file=sys.stderr)
-            return 2
-        raise
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        message = _user_error(exc)
+        if message is None:
+            raise
+        print(f"scai {args.command}: error: {message}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

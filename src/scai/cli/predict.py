@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from scai.cli._common import CliError
+from scai.cli._common import CliError, budget, positive_int, probability
 
 __all__ = ["register"]
 
@@ -37,12 +37,12 @@ def register(sub: Any) -> None:
     p.add_argument("model_dir", metavar="MODEL_DIR", help="model directory from `scai train`")
     p.add_argument("data", metavar="DATA", help="spectra to classify (labels, if present, are ignored except for the accuracy line)")
     p.add_argument("--policy", choices=["full", "anytime", "threshold", "batch"], default="full")
-    p.add_argument("--budget", default=None, help="budget: MACs (150k, 1.2M) or milliseconds (2ms)")
-    p.add_argument("--threshold", type=float, default=None, help="confidence threshold 0..1 for --policy threshold")
+    p.add_argument("--budget", type=budget, default=None, help="budget: MACs (150k, 1.2M), milliseconds (2ms) or a share of the full path (25%%)")
+    p.add_argument("--threshold", type=probability, default=None, help="confidence threshold in [0, 1] for --policy threshold")
     p.add_argument("--label-column", "-l", default=None, help="label column name or index, if DATA has one")
     p.add_argument("--out", required=True, help="CSV file to write")
-    p.add_argument("--chunk-size", type=int, default=4096, help="spectra per chunk when streaming (default 4096)")
-    p.add_argument("--batch-size", type=int, default=256, help="network batch size (default 256)")
+    p.add_argument("--chunk-size", type=positive_int, default=4096, help="spectra per chunk when streaming, >= 1 (default 4096)")
+    p.add_argument("--batch-size", type=positive_int, default=256, help="network batch size, >= 1 (default 256)")
     p.set_defaults(func=_run)
 
 
@@ -58,6 +58,10 @@ def _policy_kwargs(args: argparse.Namespace, est: Any) -> dict[str, Any]:
     if args.policy == "batch":
         if args.budget is None:
             raise CliError("--policy batch needs --budget (mean MACs per spectrum, e.g. 200k)")
+        from scai.inference.budget import parse_budget
+
+        if parse_budget(args.budget).unit == "ms":
+            raise CliError(f"--policy batch: --budget {args.budget} is a latency; give mean MACs per spectrum (e.g. 200k) or a share (25%)")
         cal = est.calibrate_batch(args.budget)
         print(f"budgeted batch: thresholds {np.round(cal['thresholds'], 4).tolist()} (expected mean {cal['expected_mean_macs']:,.0f} MACs on validation)", file=sys.stderr)
         return {"policy": "batch", "calibration": cal["calibration"]}

@@ -10,7 +10,22 @@ from typing import Any
 
 import numpy as np
 
-from scai.cli._common import CliError, load_spectra, print_table, read_config_file
+from scai.cli._common import (
+    CliError,
+    existing_dir,
+    existing_file,
+    fraction,
+    load_spectra,
+    model_name,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    preprocessing_kind,
+    print_table,
+    random_seed,
+    read_config_file,
+)
+from scai.errors import ModelConfigError, ScaiError
 
 __all__ = ["register", "train_on_spectra", "print_exit_table"]
 
@@ -40,44 +55,85 @@ def register(sub: Any) -> None:
 
 def add_training_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--label-column", "-l", default=None, help="label column name or 0-based index (default: auto-detect label/class/y/target)")
-    p.add_argument("--model", default=None, help="network: scai_plus (default), scai, resnet1d, drsn_cs, drsn_cw, ... (see docs/models.md)")
-    p.add_argument("--epochs", type=int, default=None, help="maximum epochs (default 200)")
-    p.add_argument("--patience", type=int, default=None, help="early-stopping patience in epochs (default 30; paper: 50)")
-    p.add_argument("--batch-size", type=int, default=None, help="mini-batch size (default 32)")
-    p.add_argument("--lr", type=float, default=None, help="Adam learning rate (default 1e-3)")
+    p.add_argument("--model", type=model_name, default=None, help="network: scai_plus (default), scai, resnet1d, drsn_cs, drsn_cw, ... (see docs/models.md)")
+    p.add_argument("--epochs", type=positive_int, default=None, help="maximum epochs, >= 1 (default 200)")
+    p.add_argument("--patience", type=non_negative_int, default=None, help="early-stopping patience in epochs, >= 0 (default 30; paper: 50)")
+    p.add_argument("--batch-size", type=positive_int, default=None, help="mini-batch size, >= 1 (default 32)")
+    p.add_argument("--lr", type=positive_float, default=None, help="Adam learning rate, > 0 (default 1e-3)")
     p.add_argument("--distill", choices=["last", "next", "none"], default=None, help="self-distillation mode (default last)")
-    p.add_argument("--seed", type=int, default=None, help="random seed for split, init and shuffling (default 0)")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch (default: all cores)")
-    p.add_argument("--preprocessing", default=None, help="'raman' (default pipeline: despike, baseline, smoothing, SNV) or 'none'")
+    p.add_argument("--seed", type=random_seed, default=None, help="random seed for split, init and shuffling, >= 0 (default 0)")
+    p.add_argument("--threads", type=positive_int, default=None, help="CPU threads for PyTorch, >= 1 (default: all cores)")
+    p.add_argument("--preprocessing", type=preprocessing_kind, default=None,
+                   help="'raman' (default pipeline: despike, baseline, smoothing, SNV), 'nir', 'ftir', 'snv' or 'none'")
     val = p.add_mutually_exclusive_group()
     val.add_argument("--val-data", default=None, help="separate validation file (same format as DATA)")
-    val.add_argument("--val-fraction", type=float, default=None, help="share of DATA held out for validation (default 0.1)")
+    val.add_argument("--val-fraction", type=fraction, default=None, help="share of DATA held out for validation, in (0, 1) (default 0.1)")
     p.add_argument("--test-data", default=None, help="test file; prints a per-exit test table")
-    p.add_argument("--test-fraction", type=float, default=None, help="hold out this share of DATA (stratified) as a test split, e.g. 0.1 for 8:1:1")
-    p.add_argument("--config", default=None, help="JSON/TOML file with keys model, model_config, train, preprocessing, seed")
-    p.add_argument("--data-dir", default=None, help="folder of extra .npz datasets to load by name (or set SCAI_DATA_DIR)")
+    p.add_argument("--test-fraction", type=fraction, default=None, help="hold out this share of DATA (stratified) as a test split, in (0, 1), e.g. 0.1 for 8:1:1")
+    p.add_argument("--config", type=existing_file, default=None, help="JSON/TOML file with keys model, model_config, train, preprocessing, seed")
+    p.add_argument("--data-dir", type=existing_dir, default=None, help="folder of extra .npz datasets to load by name (or set SCAI_DATA_DIR)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+#: Sections of a ``--config`` file.
+CONFIG_SECTIONS = ("model", "model_config", "train", "preprocessing", "seed", "val_fraction")
+
+
+def _config_value(where: str, key: str, value: Any, check: Any) -> Any:
+    """``check(str(value))`` (an argparse type helper) with errors naming the config file and key."""
+    try:
+        return check(str(value))
+    except argparse.ArgumentTypeError as exc:
+        raise CliError(f"{where}: {key}: {exc}") from None
+
+
 def _settings(args: argparse.Namespace) -> dict[str, Any]:
+    """Training settings from the options, over those of ``--config``, each checked before any work."""
+    from scai.training import TrainConfig
+
     cfg = read_config_file(args.config) if args.config else {}
-    unknown = set(cfg) - {"model", "model_config", "train", "preprocessing", "seed", "val_fraction"}
+    where = f"--config {args.config}" if args.config else "options"
+    unknown = set(cfg) - set(CONFIG_SECTIONS)
     if unknown:
-        raise CliError(f"--config: unknown section(s) {sorted(unknown)}; allowed: model, model_config, train, preprocessing, seed, val_fraction")
+        raise CliError(f"{where}: unknown section(s) {sorted(unknown)}; allowed: {', '.join(CONFIG_SECTIONS)}")
+    for section in ("train", "model_config"):
+        if not isinstance(cfg.get(section, {}), dict):
+            raise CliError(f"{where}: {section} must be a table/object of options; got {cfg[section]!r:.60}")
     train = dict(cfg.get("train", {}))
     for arg, key in (("epochs", "max_epochs"), ("patience", "patience"), ("batch_size", "batch_size"), ("lr", "lr"), ("distill", "distill"), ("threads", "threads")):
         value = getattr(args, arg, None)
         if value is not None:
             train[key] = value
+    try:  # the options were checked by argparse, so what fails here comes from the file
+        TrainConfig.from_dict(train)
+    except (ScaiError, TypeError) as exc:
+        raise CliError(f"{where}: train: {exc}") from None
+    model = args.model or _config_value(where, "model", cfg.get("model", "scai_plus"), model_name)
+    model_config = dict(cfg.get("model_config", {}))
+    _check_model_config(where, model, model_config)
+    preprocessing = args.preprocessing or _config_value(where, "preprocessing", cfg.get("preprocessing", "raman"), preprocessing_kind)
     return {
-        "model": args.model or cfg.get("model", "scai_plus"),
-        "model_config": dict(cfg.get("model_config", {})),
+        "model": model,
+        "model_config": model_config,
         "train": train,
-        "preprocessing": args.preprocessing or cfg.get("preprocessing", "raman"),
-        "seed": args.seed if args.seed is not None else int(cfg.get("seed", 0)),
-        "val_fraction": args.val_fraction if args.val_fraction is not None else float(cfg.get("val_fraction", 0.1)),
+        "preprocessing": preprocessing,
+        "seed": args.seed if args.seed is not None else _config_value(where, "seed", cfg.get("seed", 0), random_seed),
+        "val_fraction": args.val_fraction if args.val_fraction is not None else _config_value(where, "val_fraction", cfg.get("val_fraction", 0.1), fraction),
         "verbose": not getattr(args, "quiet", False),
+        "config_file": args.config,
     }
+
+
+def _check_model_config(where: str, model: str, model_config: dict[str, Any]) -> None:
+    """Refuse ``model_config`` keys the network does not have, listing the valid ones."""
+    import dataclasses
+
+    from scai.models import model_config_class
+
+    valid = [f.name for f in dataclasses.fields(model_config_class(model))]
+    unknown = sorted(set(model_config) - set(valid))
+    if unknown:
+        raise CliError(f"{where}: model_config: unknown key(s) {unknown} for model {model!r}; valid keys: {', '.join(valid)}")
 
 
 def train_on_spectra(
@@ -93,6 +149,11 @@ def train_on_spectra(
 
     if spectra.y is None:
         raise CliError(f"{spectra.source}: no labels found; pass --label-column")
+    if test_fraction and settings["val_fraction"] + test_fraction >= 1.0:
+        raise CliError(
+            f"--val-fraction {settings['val_fraction']} + --test-fraction {test_fraction} leave nothing to train on; "
+            "their sum must be below 1 (e.g. 0.1 and 0.1 for 8:1:1)"
+        )
     seed = settings["seed"]
     split: dict[str, Any] = {"seed": seed}
     test = None
@@ -121,7 +182,11 @@ def train_on_spectra(
         kwargs.update(X_val=val.X, y_val=val.labels)
         if val.n_points != train.n_points or not np.allclose(val.axis, train.axis):
             raise CliError(f"{val.source}: validation spectra are on another axis than the training data")
-    est.fit(train.X, train.labels, **kwargs)
+    try:
+        est.fit(train.X, train.labels, **kwargs)
+    except ModelConfigError as exc:  # a value of the config file's model_config (keys were checked)
+        where = f"--config {settings['config_file']}: " if settings.get("config_file") else ""
+        raise CliError(f"{where}model_config of {settings['model']!r}: {exc}") from None
     split.setdefault("n_train", train.n_samples)
     split["n_val"] = int(len(est.validation_["y"]))
     return est, test, split
@@ -143,10 +208,11 @@ def _run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     spectra = load_spectra(args.data, args.label_column, args.data_dir)
     val = load_spectra(args.val_data, args.label_column, args.data_dir) if args.val_data else None
+    test_file = load_spectra(args.test_data, args.label_column, args.data_dir) if args.test_data else None  # before training: fail fast
     print(f"data: {spectra.source}: {spectra.n_samples} spectra x {spectra.n_points} points, {spectra.n_classes} classes")
     est, test, split = train_on_spectra(spectra, settings, val=val, test_fraction=args.test_fraction)
-    if args.test_data:
-        test = load_spectra(args.test_data, args.label_column, args.data_dir)
+    if test_file is not None:
+        test = test_file
         split["test"] = str(args.test_data)
     out = est.save(args.out)
     plot_training_curves(est.history_.epochs, out / "training_curves.png", title=f"{settings['model']} on {Path(str(spectra.source)).name}")

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from scai.errors import ConfigError
+from scai.errors import ConfigError, ScaiTypeError
 from scai.training.augment import Augmentation
 from scai.training.losses import DISTILL_MODES, exit_losses
 
@@ -55,6 +55,7 @@ class TrainConfig:
     tensorboard_dir: str | None = None  # write TensorBoard scalars here (needs `tensorboard`)
 
     def __post_init__(self) -> None:
+        self._check_types()
         if self.distill not in DISTILL_MODES:
             raise ConfigError(f"distill must be one of {DISTILL_MODES}; got {self.distill!r}")
         for name in ("batch_size", "max_epochs", "eval_batch_size"):
@@ -81,6 +82,25 @@ class TrainConfig:
             raise ConfigError(f"lr_schedule must be one of {LR_SCHEDULES}; got {self.lr_schedule!r}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ConfigError(f"ema_decay must be in [0, 1); got {self.ema_decay}")
+
+    def _check_types(self) -> None:
+        """Refuse values of the wrong type (a string epoch count from a config file, ...)."""
+        for name in ("batch_size", "max_epochs", "eval_batch_size", "patience", "min_epochs", "seed"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+                raise ScaiTypeError(f"{name} must be an integer; got {value!r} ({type(value).__name__})")
+        for name in ("lr", "weight_decay", "temperature", "alpha", "tau", "ema_decay"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+                raise ScaiTypeError(f"{name} must be a number; got {value!r} ({type(value).__name__})")
+        for name, kinds in (("threads", (int, np.integer)), ("max_time_s", (int, float, np.integer, np.floating))):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, kinds)):
+                raise ScaiTypeError(f"{name} must be a number or None; got {value!r} ({type(value).__name__})")
+        if not isinstance(self.augment, Augmentation):
+            raise ScaiTypeError(
+                f"augment must be an Augmentation or a dict of its options; got {self.augment!r} ({type(self.augment).__name__})"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
