@@ -258,3 +258,15 @@ def test_missing_optional_package_is_one_line(monkeypatch: pytest.MonkeyPatch, t
     monkeypatch.setattr("scai.cli.evaluate._run", needs_extra)
     assert main(["evaluate", str(tmp_path), str(DATA), "--out", str(tmp_path / "e")]) == 2
     assert "onnxruntime" in _one_error_line(capsys, "evaluate")
+
+
+def test_serve_on_a_port_in_use_is_one_line(model_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["serve", str(model_dir), "--port", str(port)]) == 2
+    line = _one_error_line(capsys, "serve")
+    assert f"--port {port}" in line and "cannot listen" in line

@@ -116,10 +116,24 @@ def _token(path: str | None) -> str | None:
         raise CliError(str(exc)) from None
 
 
+def _check_can_listen(host: str, port: int) -> None:
+    """Bind ``host:port`` once (as uvicorn will) so a port in use is one line, not a server log."""
+    import socket
+
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind, proto) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(address)
+    except OSError as exc:
+        raise CliError(f"--host {host} --port {port}: cannot listen there ({exc.strerror or exc}); pick another port") from None
+
+
 def _serve(args: argparse.Namespace) -> int:
     from scai.deploy.server import ServerConfig, serve
 
     token = _token(args.token_file)
+    _check_can_listen(args.host, args.port)
     cfg = ServerConfig(max_body_bytes=int(args.max_body_mb * (1 << 20)), batch_wait_ms=args.batch_wait_ms,
                        max_batch_rows=args.max_batch, threads=args.threads)
     if token is None and args.host not in ("127.0.0.1", "localhost", "::1"):
