@@ -10,7 +10,7 @@ import pytest
 from scipy.integrate import trapezoid
 from sklearn.base import clone
 
-from scai.errors import AxisError, ConfigError, DataFormatError, DataValueError, NotFittedError
+from scai.errors import AxisError, ConfigError, DataFormatError, DataValueError, NotFittedError, ScaiTypeError
 from scai.preprocessing import (
     SNV,
     AreaNorm,
@@ -183,6 +183,10 @@ def test_pipeline_json_errors() -> None:
         Pipeline.from_json("{")
     with pytest.raises(DataFormatError, match="unknown preprocessing step 'Evil'"):
         Pipeline.from_json('{"format": "scai-preprocessing", "version": 1, "steps": [{"name": "Evil"}]}')
+    with pytest.raises(DataFormatError, match=r"'Despike': unknown parameter\(s\) \['treshold'\]; valid parameters: .*threshold"):
+        Pipeline.from_json('{"format": "scai-preprocessing", "version": 1, "steps": [{"name": "Despike", "params": {"treshold": 5}}]}')
+    with pytest.raises(ScaiTypeError, match="is not a scai preprocessing Step"):
+        Pipeline([object()]).fit(np.ones((2, 8)))
 
 
 def test_default_pipelines() -> None:
@@ -193,7 +197,7 @@ def test_default_pipelines() -> None:
     out = ident.fit_transform(X, axis=AXIS)
     np.testing.assert_array_equal(out, X)
     assert out is not X and np.array_equal(ident.output_axis_, AXIS)
-    with pytest.raises(ValueError, match="kind='uv' is not one of"):
+    with pytest.raises(ConfigError, match="kind='uv' is not one of"):
         default_pipeline("uv")
 
 

@@ -270,3 +270,10 @@ def test_serve_on_a_port_in_use_is_one_line(model_dir: Path, capsys: pytest.Capt
         assert main(["serve", str(model_dir), "--port", str(port)]) == 2
     line = _one_error_line(capsys, "serve")
     assert f"--port {port}" in line and "cannot listen" in line
+
+
+def test_load_spectra_refuses_unknown_options() -> None:
+    from scai.cli._common import load_spectra
+
+    with pytest.raises(ConfigError, match=r"unknown option\(s\) \['nan_polcy'\]; valid options: .*nan_policy"):
+        load_spectra(str(DATA), nan_polcy="interpolate")
