@@ -25,7 +25,7 @@ def fitted() -> Any:
     X[y == "b", 20:30] += 2.0
     X[y == "c", 40:50] += 2.0
     return SCAIClassifier(model="scai_plus", model_config=TINY, train_config={"max_epochs": 2},
-                          preprocessing="none", val_fraction=0.3).fit(X, y)
+                          preprocessing="none", val_fraction=0.3, skip_exits=False).fit(X, y)
 
 
 def test_fit_stores_the_default_calibration_and_deploy_uses_it(fitted: Any, tmp_path: Path) -> None:
@@ -36,7 +36,7 @@ def test_fit_stores_the_default_calibration_and_deploy_uses_it(fitted: Any, tmp_
     cfg = json.loads((d / "config.json").read_text())
     assert cfg["default_budget"] == default_budget(cfg["exit_macs"])
     stored = cfg["thresholds"][f"{cfg['default_budget']:g}"]
-    assert len(stored["thresholds"]) == 3 and stored["thresholds"][-1] == 0.0
+    assert len(stored["thresholds"]) == 4 and stored["thresholds"][-1] == 0.0  # exit 0 + 3
     th, source = default_thresholds(__import__("scai").load(d))
     assert source.startswith("stored budgeted-batch calibration")
     assert th == stored["thresholds"]

@@ -9,6 +9,7 @@ directory. The network itself is built in ``fit`` from the registry (``scai.mode
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Union
@@ -24,10 +25,13 @@ from sklearn.utils.validation import check_array, column_or_1d
 from scai.errors import (
     AxisError,
     BudgetError,
+    ConfigError,
     DataValueError,
     LabelError,
     ModelFileError,
     NotFittedError,
+    ScaiError,
+    ScaiTypeError,
 )
 from scai.inference import (
     calibrate_budgeted_batch,
@@ -36,6 +40,7 @@ from scai.inference import (
     softmax,
 )
 from scai.inference.budget import Budget
+from scai.inference.exit_loop import carry_forward
 from scai.inference.policies import default_budget
 from scai.inference.predictor import PredictionBatch, Predictor
 from scai.inference.thresholds import Thresholds, parse_thresholds
@@ -46,13 +51,23 @@ from scai.model_dir import (
     load_state_checked,
     save_model_dir,
 )
-from scai.models import create_model
-from scai.preprocessing import Pipeline, Standardize, align_to_axis, default_pipeline
+from scai.models import MultiExitNetwork, create_model
+from scai.models.cascade import Cascade, CascadeSpec, LinearExit
+from scai.preprocessing import (
+    AUTO_CANDIDATES,
+    PIPELINE_KINDS,
+    Pipeline,
+    Standardize,
+    align_to_axis,
+    default_pipeline,
+)
 from scai.training import History, TrainConfig, Trainer
+from scai.training.linear_exit import LinearExitFit, fit_linear_exit
 
 __all__ = ["SCAIClassifier", "load"]
 
 _POLICIES = ("full", "anytime", "threshold", "batch")
+EXIT0_KINDS = ("auto", "logistic", "pls", "none")
 #: What a user may pass as a budget (parsed by scai.inference.parse_budget) or a threshold
 #: (parsed by scai.inference.thresholds.parse_thresholds).
 BudgetLike = Union[str, float, int, Budget]
@@ -64,7 +79,7 @@ def _as_2d_float(X: ArrayLike, name: str = "X") -> np.ndarray:
     try:
         arr = check_array(X, dtype=np.float32, ensure_all_finite=False, input_name=name)
     except TypeError as exc:
-        raise TypeError(f"{name} must be numeric (n_samples, n_points): {exc}") from exc
+        raise ScaiTypeError(f"{name} must be numeric (n_samples, n_points): {exc}") from exc
     bad = ~np.isfinite(arr)
     if bad.any():
         row, col = np.argwhere(bad)[0]
@@ -89,8 +104,12 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
         Keyword overrides of :class:`scai.training.TrainConfig` (epochs, patience, lr, distill
         mode, ...). ``random_state`` overrides its seed.
     preprocessing
-        ``"raman"`` (the documented default Raman pipeline), ``"none"``, or a
-        :class:`scai.preprocessing.Pipeline`.
+        ``"auto"`` (default): of :data:`scai.preprocessing.AUTO_CANDIDATES` (the Raman pipeline,
+        a first-derivative + SNV pipeline for FTIR/NIR/UV and index axes, smoothing + SNV, SNV,
+        none), the one whose exit 0 scores best in inner cross-validation on the training part
+        (``preprocessing_selection_`` says which and why; it is stored with the model). A kind
+        (``"raman"``, ``"deriv"``, ``"ftir"``, ``"snv"``, ``"none"``, see
+        :func:`scai.preprocessing.default_pipeline`), or a :class:`scai.preprocessing.Pipeline`.
     standardize
         Append :class:`scai.preprocessing.Standardize` (fitted on the training part) to the
         pipeline, so the network sees each spectrum's deviation from the mean training
@@ -108,6 +127,16 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
         Seed for the split, weight initialisation and shuffling.
     verbose
         Show a progress bar during training.
+    exit0
+        Exit 0, a linear chemometric classifier on the preprocessed spectrum put in front of
+        every multi-exit network (:class:`scai.models.Cascade`): ``"auto"`` (default) picks
+        logistic regression or PLS-DA by inner cross-validation, ``"logistic"`` / ``"pls"``
+        force one, ``"none"`` leaves the network as the paper has it. Deeper exits whose
+        held-out accuracy does not beat every earlier exit are skipped (they repeat the answer
+        before them), and network stages after the last useful exit are dropped.
+    skip_exits
+        Skip deeper exits that do not beat every earlier exit on held-out data (default). With
+        ``False`` the cascade keeps every exit (tests, or to study each exit).
     """
 
     def __init__(
@@ -116,12 +145,14 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
         model: str = "scai_plus",
         model_config: dict[str, Any] | None = None,
         train_config: dict[str, Any] | None = None,
-        preprocessing: str | Pipeline | None = "raman",
+        preprocessing: str | Pipeline | None = "auto",
         standardize: str | bool = "global",
         val_fraction: float = 0.1,
         calibrate: bool = True,
         random_state: int = 0,
         verbose: bool = False,
+        exit0: str = "auto",
+        skip_exits: bool = True,
     ) -> None:
         self.model = model
         self.model_config = model_config
@@ -132,10 +163,12 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
         self.calibrate = calibrate
         self.random_state = random_state
         self.verbose = verbose
+        self.exit0 = exit0
+        self.skip_exits = skip_exits
 
     # ------------------------------------------------------------------ fitting
-    def _make_pipeline(self) -> Pipeline:
-        spec = self.preprocessing
+    def _make_pipeline(self, kind: str | None = None) -> Pipeline:
+        spec = self.preprocessing if kind is None else kind
         if spec is None or (isinstance(spec, str) and spec == "none"):
             pipe = Pipeline([])
         elif isinstance(spec, str):
@@ -143,14 +176,15 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
         elif isinstance(spec, Pipeline):
             pipe = clone(spec)
         else:
-            raise TypeError(
-                f"preprocessing must be 'raman', 'none' or a scai.preprocessing.Pipeline; got {type(spec).__name__}"
+            raise ScaiTypeError(
+                f"preprocessing must be 'auto', a pipeline kind ({', '.join(PIPELINE_KINDS)}) or a "
+                f"scai.preprocessing.Pipeline; got {type(spec).__name__}"
             )
         scale = {True: "feature", "feature": "feature", "global": "global"}.get(self.standardize)  # type: ignore[call-overload]
         if scale is not None:
             pipe = Pipeline([*pipe.steps, Standardize(scale=scale)])
         elif self.standardize not in (False, None, "none"):
-            raise ValueError(
+            raise ConfigError(
                 f"standardize={self.standardize!r} is not allowed; use 'global', 'feature' or 'none'"
             )
         return pipe
@@ -193,14 +227,23 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
             X_va_raw = self._aligned(_as_2d_float(X_val, "X_val"), axis)
             y_va = self._encode(np.asarray(y_val), "y_val")
 
-        self.pipeline_ = self._make_pipeline()
-        Z_tr = np.asarray(self.pipeline_.fit_transform(X_tr, axis=self.axis_), dtype=np.float32)
+        self.preprocessing_selection_: dict[str, Any] | None = None
+        if isinstance(self.preprocessing, str) and self.preprocessing == "auto":
+            self.pipeline_, Z_tr, exit0_fit = self._auto_pipeline(X_tr, y_tr)
+        else:
+            self.pipeline_, exit0_fit = self._make_pipeline(), None
+            Z_tr = np.asarray(self.pipeline_.fit_transform(X_tr, axis=self.axis_), dtype=np.float32)
         Z_va = np.asarray(self.pipeline_.transform(X_va_raw), dtype=np.float32)
         train_cfg = self._train_config()
         torch.manual_seed(train_cfg.seed)
+        if self.exit0 not in EXIT0_KINDS:
+            raise ConfigError(f"exit0={self.exit0!r} is not allowed; use one of {EXIT0_KINDS}")
         self.network_ = create_model(self.model, Z_tr.shape[1], len(self.classes_), **(self.model_config or {}))
         self.history_ = Trainer(train_cfg).fit(self.network_, Z_tr, y_tr, Z_va, y_va)
         self.network_.eval()
+        self.exit0_: dict[str, Any] | None = None
+        if self.exit0 != "none" and self.network_.n_exits > 1:
+            self.network_ = self._add_exit0(self.network_, Z_tr, y_tr, Z_va, y_va, exit0_fit)
         self.train_config_ = train_cfg
         self.exit_macs_ = [int(m) for m in self.network_.exit_macs()]
         self.validation_ = {"X": Z_va, "y": y_va.astype(np.int64)}
@@ -214,6 +257,75 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
             self.calibrate_batch(self.default_budget_)
         return self
 
+    def _auto_pipeline(self, X_tr: np.ndarray, y_tr: np.ndarray) -> tuple[Pipeline, np.ndarray, LinearExitFit]:
+        """``preprocessing="auto"``: the candidate pipeline whose exit 0 has the best inner-CV accuracy.
+
+        Candidates are :data:`scai.preprocessing.AUTO_CANDIDATES`, each followed by the
+        standardisation; only the training part is used. Ties go to the pipeline the kind of
+        axis suggests (``raman`` for a physical axis, ``deriv`` for a point index), then to the
+        candidates' order. Returns the fitted pipeline, its output and its exit-0 fit.
+        """
+        prefer = "deriv" if self.axis_unit_ == "index" else "raman"
+        order = [prefer, *[k for k in AUTO_CANDIDATES if k != prefer]]
+        kind = self.exit0 if self.exit0 != "none" else "auto"
+        scores: dict[str, float | None] = {}
+        best: tuple[float, str, Pipeline, np.ndarray, LinearExitFit] | None = None
+        for name in order:
+            pipe = self._make_pipeline(name)
+            try:
+                Z = np.asarray(pipe.fit_transform(X_tr, axis=self.axis_), dtype=np.float32)
+                fit = fit_linear_exit(Z, y_tr, kind=kind, seed=self.random_state, n_classes=len(self.classes_))
+            except (ScaiError, np.linalg.LinAlgError) as exc:  # a pipeline that cannot run on this data
+                scores[name] = None
+                warnings.warn(f"preprocessing='auto': candidate {name!r} skipped ({exc})", stacklevel=3)
+                continue
+            acc = fit.cv_accuracy if fit.cv_accuracy is not None else 0.0
+            scores[name] = acc
+            if best is None or acc > best[0]:
+                best = (acc, name, pipe, Z, fit)
+        if best is None:
+            raise ConfigError("preprocessing='auto': no candidate pipeline could run on this data; pass one explicitly")
+        acc, name, pipe, Z, fit = best
+        self.preprocessing_selection_ = {
+            "chosen": name,
+            "inner_cv_accuracy": scores,
+            "rule": f"best inner-CV accuracy of exit 0 ({fit.cv_folds} folds) on the training part; "
+                    f"ties: {prefer!r} (axis {self.axis_unit_}), then {list(AUTO_CANDIDATES)}",
+        }
+        return pipe, Z, fit
+
+    def _add_exit0(
+        self,
+        network: MultiExitNetwork,
+        Z_tr: np.ndarray,
+        y_tr: np.ndarray,
+        Z_va: np.ndarray,
+        y_va: np.ndarray,
+        fit: LinearExitFit | None = None,
+    ) -> Cascade:
+        """Fit exit 0 on the training part, put it in front, and skip exits that add nothing.
+
+        An exit is used when its held-out (validation) accuracy is strictly above that of every
+        exit before it; later network stages than the last used exit are dropped. ``fit``: the
+        exit-0 fit that chose the preprocessing, reused.
+        """
+        if fit is None:
+            fit = fit_linear_exit(Z_tr, y_tr, kind=self.exit0, seed=self.random_state, n_classes=len(self.classes_))
+        rank = None if fit.projection is None else int(fit.projection.shape[0])
+        head = LinearExit(Z_tr.shape[1], len(self.classes_), rank=rank)
+        head.set_weights(fit.weight, fit.bias, projection=fit.projection, head=fit.head)
+        cascade = Cascade(network, head, CascadeSpec(kind=fit.kind, rank=rank)).eval()
+        with torch.inference_mode():
+            logits = cascade.forward_detailed(torch.from_numpy(Z_va).unsqueeze(1)).logits
+        acc = [float(np.mean(z.numpy().argmax(axis=1) == y_va)) for z in logits]
+        uses, best = [True], acc[0]
+        for a in acc[1:]:
+            uses.append(a > best or not self.skip_exits)
+            best = max(best, a)
+        cascade = cascade.cut(uses).eval()
+        self.exit0_ = {**fit.to_dict(), "validation_accuracy": acc, "uses": cascade.uses}
+        return cascade
+
     def _check_class_counts(self, y_idx: np.ndarray) -> None:
         if len(self.classes_) < 2:
             raise LabelError(f"training needs at least 2 classes; got 1 class ({_jsonable(self.classes_[0])!r})")
@@ -224,7 +336,7 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
 
     def _split(self, y_idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if not 0.0 < self.val_fraction < 1.0:
-            raise ValueError(f"val_fraction must be between 0 and 1; got {self.val_fraction}")
+            raise ConfigError(f"val_fraction={self.val_fraction!r} is not allowed; use a number between 0 and 1")
         idx = np.arange(len(y_idx))
         n_val = max(int(round(self.val_fraction * len(idx))), len(self.classes_))
         stratify = y_idx if n_val < len(idx) - len(self.classes_) else None
@@ -304,7 +416,8 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
         self._check_fitted()
         Z = np.asarray(X, dtype=np.float32) if preprocessed else self.transform_input(X, axis)
         logits, macs = self._detailed(Z)
-        return np.stack([softmax(l, t) for l, t in zip(logits, self.temperatures_)]), macs
+        probs = np.stack([softmax(l, t) for l, t in zip(logits, self.temperatures_)])
+        return carry_forward(probs, getattr(self.network_, "uses", None)), macs
 
     def exit_proba(self, X: ArrayLike, axis: ArrayLike | None = None, *, preprocessed: bool = False) -> np.ndarray:
         """Per-exit class probabilities (n_exits, n, n_classes) after temperature scaling."""
@@ -430,6 +543,8 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
             "in_length": int(self.network_.in_length),
             "n_classes": int(self.network_.n_classes),
             "model_config": asdict(self.network_.config),
+            "cascade": self._cascade_record(),
+            "preprocessing_selection": getattr(self, "preprocessing_selection_", None),
             "class_names": [_jsonable(c) for c in self.classes_.tolist()],
             "class_dtype": self.classes_.dtype.kind,
             "axis": self.axis_.tolist(),
@@ -452,6 +567,19 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
         files = ModelFiles(config=config, state_dict=self.network_.state_dict(), validation=self.validation_)
         return save_model_dir(directory, files, history=self.history_)
 
+    @property
+    def first_exit_number(self) -> int:
+        """How tables and CSVs number the first exit: 0 for a cascade's linear exit 0 (the
+        network's exits then keep the paper's numbers 1..L), 1 for a network alone."""
+        return 0 if isinstance(getattr(self, "network_", None), Cascade) else 1
+
+    def _cascade_record(self) -> dict[str, Any] | None:
+        net = self.network_
+        if not isinstance(net, Cascade):
+            return None
+        return {**net.spec.to_dict(), "uses": list(net.uses), "n_exits": int(net.n_exits),
+                "fit": self.exit0_ or {}}
+
     @classmethod
     def load(cls, directory: str | Path) -> SCAIClassifier:
         """Rebuild a fitted classifier from a model directory (never unpickles)."""
@@ -462,6 +590,14 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
         est = cls(**{k: v for k, v in params.items() if k in cls._get_param_names()})
         try:
             est.network_ = create_model(c["model_name"], int(c["in_length"]), int(c["n_classes"]), **c["model_config"])
+            casc = c.get("cascade")
+            est.exit0_ = None
+            if casc:
+                spec = CascadeSpec.from_dict(casc)
+                head = LinearExit(int(c["in_length"]), int(c["n_classes"]), rank=spec.rank)
+                est.network_ = Cascade(est.network_, head, spec, uses=casc["uses"], n_exits=int(casc["n_exits"]))
+                est.exit0_ = dict(casc.get("fit") or {})
+            est.preprocessing_selection_ = c.get("preprocessing_selection")
         except (TypeError, ValueError, KeyError) as exc:
             raise ModelFileError(f"{directory}: config.json describes a network this scai cannot build ({exc})") from exc
         load_state_checked(est.network_, files.state_dict, str(mdir.file(WEIGHTS)))

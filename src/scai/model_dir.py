@@ -41,6 +41,7 @@ axis                list       the training spectral axis (raw spectra are align
 axis_unit           str        "cm-1", "nm", "index", ... or "unknown"
 n_features_in       int        points per raw spectrum
 preprocessing       object     the fitted pipeline (``Pipeline.to_json``)
+preprocessing_selection  object  preprocessing="auto": "chosen", "inner_cv_accuracy" per candidate, "rule"
 exit_macs           list       cumulative full-compute MACs per exit (checked against the network)
 mac_convention      str        "multiply-accumulates; FLOPs = 2 x MACs"
 temperatures        list       per-exit temperature (calibration on the validation split)
@@ -72,7 +73,7 @@ from safetensors.numpy import load_file as load_numpy
 from safetensors.numpy import save_file as save_numpy
 
 from scai._version import __version__
-from scai.errors import ModelFileError
+from scai.errors import ModelFileError, ScaiTypeError
 
 __all__ = [
     "FORMAT_VERSION",
@@ -108,6 +109,7 @@ CONFIG_FIELDS: dict[str, tuple[tuple[type, ...], bool]] = {
     "n_classes": ((int,), True),
     "model_config": ((dict,), True),
     "cascade": ((dict,), False),
+    "preprocessing_selection": ((dict,), False),
     "class_names": ((list,), True),
     "class_dtype": ((str,), False),
     "axis": ((list,), False),
@@ -229,7 +231,7 @@ def _json_default(obj: Any) -> Any:
         return obj.tolist()
     if isinstance(obj, np.generic):
         return obj.item()
-    raise TypeError(f"cannot store {type(obj).__name__} in config.json")
+    raise ScaiTypeError(f"cannot store {type(obj).__name__} in config.json")
 
 
 def read_config(directory: str | Path) -> dict[str, Any]:

@@ -28,7 +28,7 @@ def _parse(argv: list[str]) -> BenchConfig:
     "cfg",
     [
         BenchConfig(seeds=(0, 1, 2), epochs=7, patience=3, depths=(2, 8), methods=("scai_plus", "svm_rbf"),
-                    data_dir="/data", preprocessing="ftir", threads=1, resume=True, out="o"),
+                    data_dir=str(Path(__file__).parent), preprocessing="ftir", threads=1, resume=True, out="o"),
         _parse(["--quick", "--seeds", "3,4", "--threads", "1", "--out", "q"]),
     ],
     ids=["full", "quick"],
@@ -46,7 +46,7 @@ def test_parts_are_every_dataset_and_seed_in_their_own_folder(tmp_path: Path):
     parts = plan_parts(BenchConfig(seeds=(0, 1), out=str(tmp_path)), ["a", "b"])
     assert [(p.dataset, p.seed) for p in parts] == [("a", 0), ("a", 1), ("b", 0), ("b", 1)]
     assert len({p.out for p in parts}) == 4 and all(p.out.parent == tmp_path / "parts" for p in parts)
-    with pytest.raises(ValueError, match="jobs must be >= 1"):
+    with pytest.raises(ValueError, match="jobs=0 is not allowed; use jobs >= 1"):
         run_parallel(BenchConfig(out=str(tmp_path)), ["a"], jobs=0)
 
 

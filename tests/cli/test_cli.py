@@ -35,7 +35,9 @@ def trained(tmp_path_factory):
     Xt, yt, _ = make_peaks(n_per_class=6, seed=1)
     test = _write_csv(tmp / "test.csv", Xt, yt, axis)
     config = tmp / "run.json"
-    config.write_text(json.dumps({"model": "scai", "model_config": TINY_SCAI, "train": {"batch_size": 16, "lr": 3e-3}, "preprocessing": "none"}))
+    # exit0 none: these tests check the network's exits and policies through the CLI
+    config.write_text(json.dumps({"model": "scai", "model_config": TINY_SCAI, "train": {"batch_size": 16, "lr": 3e-3},
+                                  "preprocessing": "none", "exit0": "none"}))
     out = tmp / "model"
     code = main(["train", str(data), "--config", str(config), "--epochs", "20", "--patience", "20", "--out", str(out), "--test-data", str(test), "--quiet"])
     assert code == 0
@@ -81,6 +83,25 @@ def test_predict_policies_write_csv(trained, tmp_path, extra):
         assert exits == {3}
     if extra[1] == "anytime":  # a 1-MAC budget cannot even pay for exit 1: exit 1 answers
         assert exits == {1}
+    # the CSV holds what the Python API answers for the same options (the CLI parses them right)
+    import scai
+    from scai.data import read
+
+    est, spectra = scai.load(out), read(test, label_column="label")
+    opts = {"policy": extra[1]}
+    if extra[1] == "threshold":
+        opts["threshold"] = float(extra[3])
+    if extra[1] in ("anytime", "batch"):
+        opts["budget"] = extra[3]
+    ref = est.predict_detailed(spectra.X, spectra.axis, **opts)
+    assert [int(r["exit"]) for r in rows] == [int(e) + 1 for e in ref.exit]
+    assert [r["prediction"] for r in rows] == [str(p) for p in ref.prediction]
+    np.testing.assert_allclose([float(r["macs"]) for r in rows], ref.macs, rtol=1e-6)
+    if extra[1] == "threshold":  # every early answer met the threshold
+        assert all(float(r["confidence"]) >= 0.5 - 1e-6 for r in rows if int(r["exit"]) < 3)
+    if extra[1] == "batch":  # 5k is below exit 1's cost: every spectrum answers there, at exit 1's cost
+        assert 5000 < est.exit_macs_[0] and exits == {1}
+        assert np.mean([float(r["macs"]) for r in rows]) == est.exit_macs_[0]
 
 
 def test_predict_unlabelled_npy(trained, tmp_path):
@@ -111,3 +132,33 @@ def test_help_mentions_every_command(capsys):
     text = capsys.readouterr().out
     for cmd in ("train", "demo", "evaluate", "predict"):
         assert cmd in text
+
+
+def test_default_train_puts_exit0_first(tmp_path):
+    """The default CLI model opens with the linear exit 0; on peaks it separates, the network is skipped."""
+    X, y, axis = make_peaks(n_per_class=16)
+    data = _write_csv(tmp_path / "train.csv", X, y, axis)
+    out = tmp_path / "m"
+    assert main(["train", str(data), "--model", "scai", "--epochs", "3", "--preprocessing", "none",
+                 "--out", str(out), "--quiet"]) == 0
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["cascade"]["kind"] in ("logistic", "pls") and cfg["cascade"]["uses"][0] is True
+    assert cfg["exit_macs"][0] == cfg["cascade"]["fit"]["macs"]  # exit 0 comes first and costs its MACs
+    keep = tmp_path / "k"
+    assert main(["train", str(data), "--model", "scai", "--epochs", "3", "--preprocessing", "none", "--exit0", "pls",
+                 "--keep-exits", "--out", str(keep), "--quiet"]) == 0
+    cfg = json.loads((keep / "config.json").read_text())
+    assert cfg["cascade"]["kind"] == "pls" and cfg["cascade"]["uses"] == [True] * len(cfg["exit_macs"])
+
+
+def test_recipe_paper_is_one_option_away(tmp_path):
+    X, y, axis = make_peaks(n_per_class=8)
+    data = _write_csv(tmp_path / "train.csv", X, y, axis)
+    assert main(["train", str(data), "--model", "scai", "--recipe", "paper", "--epochs", "1", "--out",
+                 str(tmp_path / "p"), "--quiet"]) == 0
+    cfg = json.loads((tmp_path / "p" / "config.json").read_text())
+    assert cfg["cascade"] is None and cfg["preprocessing_selection"] is None
+    assert cfg["model_config"]["head_bins"] == 1 and cfg["model_config"]["dropout"] == 0.0
+    assert (cfg["train_config"]["lr_schedule"], cfg["train_config"]["weight_decay"], cfg["train_config"]["ema_decay"]) == ("constant", 0.0, 0.0)
+    assert cfg["estimator_params"]["standardize"] == "none"
+    assert [s["name"] for s in cfg["preprocessing"]["steps"]] == ["Despike", "BaselineCorrection", "SavitzkyGolay", "SNV"]

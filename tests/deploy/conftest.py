@@ -26,7 +26,8 @@ def milk() -> Any:
 
 @pytest.fixture(scope="session")
 def model_dir(tmp_path_factory: pytest.TempPathFactory, milk: Any) -> Path:
-    """Tiny SCAI+ (3 exits) fitted for 1 epoch on 4 spectra per class, default Raman preprocessing.
+    """Tiny SCAI+ (3 network exits behind the linear exit 0, all kept: 4 exits) fitted for 1 epoch
+    on 4 spectra per class, default Raman preprocessing.
 
     Accuracy is irrelevant here; what matters is a real fitted pipeline, real weights and
     real spectra, trained in seconds.
@@ -38,7 +39,7 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory, milk: Any) -> Path:
     torch.manual_seed(0)
     idx = np.concatenate([np.flatnonzero(milk.y == c)[:4] for c in range(len(milk.class_names))])
     labels = np.asarray(milk.class_names)[milk.y[idx]]
-    est = SCAIClassifier(model="scai_plus", model_config=TINY, train_config={"max_epochs": 1},
+    est = SCAIClassifier(model="scai_plus", model_config=TINY, train_config={"max_epochs": 1}, skip_exits=False,
                          preprocessing="raman", val_fraction=0.25)
     est.fit(milk.X[idx], labels, axis=milk.axis)
     return est.save(tmp_path_factory.mktemp("model") / "milk_scai_plus")

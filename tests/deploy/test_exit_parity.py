@@ -30,7 +30,8 @@ def scai_dir(tmp_path_factory: pytest.TempPathFactory, milk: Any) -> Path:
 
     torch.manual_seed(1)
     idx = np.concatenate([np.flatnonzero(milk.y == c)[:4] for c in range(len(milk.class_names))])
-    est = SCAIClassifier(model="scai", model_config=TINY, train_config={"max_epochs": 1}, val_fraction=0.25)
+    est = SCAIClassifier(model="scai", model_config=TINY, train_config={"max_epochs": 1}, val_fraction=0.25,
+                         skip_exits=False)
     est.fit(milk.X[idx], np.asarray(milk.class_names)[milk.y[idx]], axis=milk.axis)
     return est.save(tmp_path_factory.mktemp("scai") / "milk_scai")
 
@@ -157,12 +158,14 @@ def test_predictor_and_server_agree_with_the_reference_under_every_policy(
     th = np.asarray(service.default_thresholds.values)
     # a threshold half the spectra meet at exit 1, and an anytime budget that PA's per-sample
     # savings at exit 1 decide: both policies then send spectra to different exits
+    L = ref["probs"].shape[0]
+    assert L == 4  # exit 0 + the network's three
     t = float(np.median(ref["probs"][0].max(axis=1)))
     step = float(macs[1] - macs[0])
     b = float(np.round(np.median(ref["costs"][:, 0]) + step))
     cases: list[tuple[dict[str, Any], dict[str, np.ndarray]]] = [
         ({"policy": "full"}, _by_hand(ref, "full")),
-        ({"policy": "threshold", "threshold": t}, _by_hand(ref, "threshold", th=np.array([t, t, 0.0]))),
+        ({"policy": "threshold", "threshold": t}, _by_hand(ref, "threshold", th=np.array([t] * (L - 1) + [0.0]))),
         ({"policy": "threshold"}, _by_hand(ref, "threshold", th=th)),  # the model's calibrated default
         ({"policy": "anytime", "budget": b}, _by_hand(ref, "anytime", budget=b)),
     ]
@@ -203,7 +206,7 @@ def test_server_batch_guard_fires(estimator: Any, client: Any, spectra: np.ndarr
 
     macs = np.asarray(estimator.exit_macs_, float)
     cal = estimator.calibrate_batch(macs[0] + 0.3 * (macs[1] - macs[0]))["calibration"]
-    strict = BatchCalibration(**{**cal.__dict__, "thresholds": np.array([np.inf, np.inf, 0.0])})
+    strict = BatchCalibration(**{**cal.__dict__, "thresholds": np.array([np.inf] * (len(macs) - 1) + [0.0])})
     Z = estimator.transform_input(spectra, milk.axis)
     r = estimator.predictor().predict(Z, policy="batch", calibration=strict)
     assert r.flagged.sum() > 0 and set(r.reason[r.flagged]) == {"guard"}
@@ -228,10 +231,16 @@ def test_edge_runs_the_same_loop(which: str, model_dir: Path, scai_dir: Path, tm
         return {"class_index": np.array([r.class_index for r in res]), "exit": np.array([r.exit for r in res]),
                 "macs": np.array([r.macs_edge for r in res], float), "flagged": np.array([r.offload_failed for r in res])}
 
-    full_th = np.array([np.inf, np.inf, 0.0])
-    _check(edge([None, None], "100%"), _edge_by_hand(ref, full_th, macs[-1]), f"{which} edge full")
-    _check(edge(0.5, "100%"), _edge_by_hand(ref, np.array([0.5, 0.5, 0.0]), macs[-1]), f"{which} edge threshold")
-    _check(edge(0.99, macs[1]), _edge_by_hand(ref, np.array([0.99, 0.99, 0.0]), macs[1]), f"{which} edge Bmax")
+    L = len(macs)
+    assert L == 4 and est.network_.exit0.macs == macs[0]  # exit 0 runs on the edge too
+
+    def th(v: float) -> np.ndarray:
+        return np.array([v] * (L - 1) + [0.0])
+
+    t = float(np.median(ref["probs"][1].max(axis=1)))
+    _check(edge([None] * (L - 1), "100%"), _edge_by_hand(ref, th(np.inf), macs[-1]), f"{which} edge full")
+    _check(edge(t, "100%"), _edge_by_hand(ref, th(t), macs[-1]), f"{which} edge threshold")
+    _check(edge(0.999, macs[2]), _edge_by_hand(ref, th(0.999), macs[2]), f"{which} edge Bmax")
     if which == "scai":  # static costs: the edge, the predictor and the server's MACs are the same numbers
-        pred = _predictor(est, spectra, milk.axis, policy="threshold", threshold=0.5)
-        _check(pred, _edge_by_hand(ref, np.array([0.5, 0.5, 0.0]), macs[-1]), "scai predictor threshold")
+        pred = _predictor(est, spectra, milk.axis, policy="threshold", threshold=t)
+        _check(pred, _edge_by_hand(ref, th(t), macs[-1]), "scai predictor threshold")

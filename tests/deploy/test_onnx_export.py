@@ -19,13 +19,15 @@ def test_manifest_describes_every_stage(export_dir: Path, estimator: Any, model_
 
     m = load_manifest(export_dir)
     net = estimator.network_
-    assert m["n_exits"] == net.n_exits == len(m["stages"]) == 3
+    assert m["n_exits"] == net.n_exits == len(m["stages"]) == 4  # exit 0 + the network's 3
+    W, C, k = m["in_length"], m["n_classes"], net.exit0.rank
+    assert m["stage_macs"][0] == net.exit0.macs == (W * C if k is None else W * k + k * C)
     assert m["exit_macs"] == estimator.exit_macs_ == list(np.cumsum(m["stage_macs"]))
     assert m["class_names"] == [str(c) for c in estimator.classes_]
     assert np.allclose(m["axis"], estimator.axis_)
     assert m["model_sha256"] == sha256_file(model_dir / "model.safetensors")
     assert m["temperatures"] == pytest.approx(list(estimator.temperatures_))
-    assert len(m["thresholds"]) == 3 and m["thresholds"][-1] == 0.0 and m["threshold_source"]
+    assert len(m["thresholds"]) == 4 and m["thresholds"][-1] == 0.0 and m["threshold_source"]
     assert m["preprocessing"]["steps"], "the fitted Raman pipeline travels in the manifest"
     for k, st in enumerate(m["stages"]):
         assert st["file"] == f"stage_{k}.onnx"
@@ -96,7 +98,7 @@ def test_export_with_fixed_threshold_and_from_estimator(estimator: Any, tmp_path
 
     out = export_onnx(estimator, tmp_path / "fixed", thresholds=0.8)
     m = load_manifest(out)
-    assert m["thresholds"] == [0.8, 0.8, 0.0] and m["threshold_source"] == "given at export"
+    assert m["thresholds"] == [0.8, 0.8, 0.8, 0.0] and m["threshold_source"] == "given at export"
     assert len(m["model_sha256"]) == 64
     with pytest.raises(ValueError, match="thresholds"):
         export_onnx(estimator, tmp_path / "bad", thresholds=[0.5, 2.0])

@@ -41,7 +41,8 @@ def test_health_model_and_openapi(client: Any, live: Any) -> None:
     h = httpx.get(f"{live.url}/v1/health")  # no token needed
     assert h.status_code == 200 and h.json()["status"] == "ok"
     m = client.get("/v1/model").json()
-    assert m["n_exits"] == 3 and len(m["stages"]) == 3 and len(m["model_sha256"]) == 64
+    assert m["n_exits"] == 4 and len(m["stages"]) == 4 and len(m["model_sha256"]) == 64  # exit 0 + 3
+    assert m["exits_used"] == [True] * 4
     spec = client.get("/openapi.json").json()
     assert {"/v1/predict", "/v1/continue", "/v1/health", "/v1/model"} <= set(spec["paths"])
     assert NPY_CONTENT_TYPE in spec["paths"]["/v1/predict"]["post"]["requestBody"]["content"]
@@ -56,7 +57,7 @@ def test_predict_json_and_npy_agree_with_pytorch(client: Any, estimator: Any, mi
         assert r.status_code == 200, r.text
         res = r.json()["results"]
         assert [x["prediction"] for x in res] == [str(p) for p in ref.prediction]
-        assert [x["exit"] for x in res] == [2] * 5
+        assert [x["exit"] for x in res] == [3] * 5
         assert np.allclose([x["macs"] for x in res], ref.macs)
         assert np.allclose([x["probabilities"] for x in res], ref.probabilities, atol=1e-6)
 
@@ -85,7 +86,7 @@ def test_continue_matches_full_forward(client: Any, estimator: Any, milk: Any, d
     res = r.json()["results"]
     got = np.asarray([x["probabilities"] for x in res])
     assert np.max(np.abs(got - probs)) <= (1e-5 if dtype == np.float32 else 1e-2)
-    assert all(x["exit"] == 2 for x in res)
+    assert all(x["exit"] == 3 for x in res)
     centre_macs = estimator.exit_macs_[-1] - estimator.exit_macs_[stage]
     assert all(0 < x["macs"] <= centre_macs for x in res)
 
@@ -136,7 +137,7 @@ W = 1738
         ("/v1/continue", {"stage": "0"}, encode_npy(np.ones((1, 4, 435), dtype=np.float64)), NPY_CONTENT_TYPE, 400, "dtype float64"),
         ("/v1/continue", {"stage": "0"}, encode_npy(np.ones((4, 435), dtype=np.float32)), NPY_CONTENT_TYPE, 400, "dimension"),
         ("/v1/continue", {"stage": "0"}, encode_npy(np.full((1, 4, 435), np.nan, dtype=np.float16)), NPY_CONTENT_TYPE, 400, "NaN/inf"),
-        ("/v1/continue", {"stage": "2"}, encode_npy(np.ones((1, 8, 55), dtype=np.float32)), NPY_CONTENT_TYPE, 400, "out of range"),
+        ("/v1/continue", {"stage": "3"}, encode_npy(np.ones((1, 8, 55), dtype=np.float32)), NPY_CONTENT_TYPE, 400, "out of range"),
         ("/v1/continue", {"stage": "-1"}, b"", NPY_CONTENT_TYPE, 400, "out of range"),
         ("/v1/continue", {"stage": "one"}, b"", NPY_CONTENT_TYPE, 400, "not an integer"),
         ("/v1/continue", {}, b"", NPY_CONTENT_TYPE, 400, "missing query parameter stage"),

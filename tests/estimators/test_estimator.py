@@ -15,6 +15,8 @@ FAST = {"max_epochs": 25, "patience": 25, "batch_size": 16, "lr": 3e-3}
 
 
 def _fit(X, y, axis, model="scai", **kw):
+    """The network alone (exit0='none'): these tests are about the network's exits and policies."""
+    kw.setdefault("exit0", "none")
     return SCAIClassifier(model=model, model_config=TINY_SCAI, train_config=FAST, preprocessing="snv", **kw).fit(X, y, axis=axis)
 
 
@@ -213,3 +215,23 @@ def test_seeded_fit_is_reproducible(peaks):
     a = _fit(X, y, axis)
     b = _fit(X, y, axis)
     np.testing.assert_array_equal(a.predict_proba(X, axis=axis), b.predict_proba(X, axis=axis))
+
+
+def test_exit0_leads_and_useless_exits_are_skipped():
+    """Peaks a linear model separates perfectly: exit 0 answers, the network exits add nothing."""
+    from tests.conftest import make_peaks
+
+    X, y, axis = make_peaks()
+    est = _fit(X, y, axis, model="scai_plus", exit0="auto")
+    W, C = est.pipeline_.transform(X[:1]).shape[1], 3
+    assert est.exit0_["validation_accuracy"][0] == 1.0
+    assert est.network_.uses == [True] and est.exit_macs_[0] in (W * C, est.network_.exit0.macs)
+    assert len(est.exit_macs_) == 1  # no network stage runs at all
+    assert (est.predict(X, axis=axis) == y).mean() >= 0.95
+    keep = _fit(X, y, axis, model="scai_plus", exit0="pls", skip_exits=False)
+    assert keep.network_.uses == [True] * 4 and len(keep.exit_macs_) == 4
+    assert keep.network_.exit0.rank is not None
+    k = keep.network_.exit0.rank
+    assert keep.exit_macs_[0] == W * k + k * C  # PLS-DA: projection + head
+    with pytest.raises(ValueError, match="exit0='lda' is not allowed"):
+        _fit(X, y, axis, exit0="lda")

@@ -24,6 +24,7 @@ from typing import Any
 from scai.bench.config import BenchConfig
 from scai.bench.methods import default_methods, select_methods
 from scai.bench.results import load_results, merge_results, save_results
+from scai.errors import BenchSettingsError
 
 __all__ = ["Part", "plan_parts", "part_command", "run_parallel"]
 
@@ -102,7 +103,7 @@ def run_parallel(
         ``jobs`` < 1; :class:`scai.errors.BenchSettingsError` for an unknown method.
     """
     if jobs < 1:
-        raise ValueError(f"jobs must be >= 1; got {jobs}")
+        raise BenchSettingsError(f"jobs={jobs!r} is not allowed; use jobs >= 1")
     select_methods(default_methods(cfg.depths, cfg.quick), cfg.methods)  # an unknown method fails here, not in every part
     parts = plan_parts(cfg, datasets)
     log(f"{len(parts)} parts ({len(datasets)} datasets x {len(cfg.seeds)} seeds), {jobs} at a time, "

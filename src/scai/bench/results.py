@@ -49,7 +49,7 @@ def load_results(path: str | Path) -> dict[str, Any]:
     """Read results.json; raises ``ValueError`` when it is not a scai benchmark file."""
     data = json.loads(Path(path).read_text())
     if data.get("schema") != SCHEMA:
-        raise ValueError(f"{path}: schema {data.get('schema')!r} is not {SCHEMA!r}")
+        raise BenchSettingsError(f"{path}: schema {data.get('schema')!r} is not {SCHEMA!r}")
     return data
 
 
@@ -67,14 +67,14 @@ def merge_results(parts: Sequence[dict[str, Any]], sources: Sequence[str] | None
         No parts, a part that is not a scai benchmark file, or a run present twice.
     """
     if not parts:
-        raise ValueError("merge_results needs at least one results.json")
+        raise BenchSettingsError("merge_results needs at least one results.json")
     names = list(sources) if sources is not None else [f"part {i + 1}" for i in range(len(parts))]
     merged = copy.deepcopy(parts[0])
     merged["results"], merged["datasets"] = {}, {}
     seen: dict[tuple[str, str, str], str] = {}
     for part, name in zip(parts, names):
         if part.get("schema") != SCHEMA:
-            raise ValueError(f"{name}: schema {part.get('schema')!r} is not {SCHEMA!r}")
+            raise BenchSettingsError(f"{name}: schema {part.get('schema')!r} is not {SCHEMA!r}")
         for ds, info in part.get("datasets", {}).items():
             target = merged["datasets"].setdefault(ds, copy.deepcopy(info))
             target.setdefault("splits", {}).update(info.get("splits", {}))
@@ -84,7 +84,7 @@ def merge_results(parts: Sequence[dict[str, Any]], sources: Sequence[str] | None
                 for seed, run in runs.items():
                     key = (ds, method, seed)
                     if key in seen:
-                        raise ValueError(
+                        raise BenchSettingsError(
                             f"{ds} / {method} / seed {seed} is in both {seen[key]} and {name}; "
                             "remove it from one of them before merging"
                         )

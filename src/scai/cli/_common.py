@@ -221,8 +221,8 @@ def preprocessing_kind(text: str) -> str:
     """A default preprocessing pipeline name (``raman``, ``nir``, ``ftir``, ``snv``, ``none``)."""
     from scai.preprocessing import PIPELINE_KINDS
 
-    if text not in PIPELINE_KINDS:
-        raise argparse.ArgumentTypeError(f"unknown preprocessing {text!r}; use one of {', '.join(PIPELINE_KINDS)}")
+    if text != "auto" and text not in PIPELINE_KINDS:
+        raise argparse.ArgumentTypeError(f"unknown preprocessing {text!r}; use auto or one of {', '.join(PIPELINE_KINDS)}")
     return text
 
 

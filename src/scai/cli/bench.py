@@ -6,9 +6,16 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-from scai.cli._common import CliError
+from scai.cli._common import (
+    CliError,
+    existing_dir,
+    non_negative_int,
+    positive_int,
+    preprocessing_kind,
+    random_seed,
+)
 
 __all__ = ["register", "add_arguments", "config_from_args", "run"]
 
@@ -33,27 +40,40 @@ def _csv(text: str) -> tuple[str, ...]:
     return tuple(t.strip() for t in text.split(",") if t.strip())
 
 
-def _ints(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(t) for t in _csv(text))
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from exc
+def _ints_of(each: Callable[[str], int]) -> Callable[[str], tuple[int, ...]]:
+    """Comma-separated integers, each checked by ``each`` (a ``scai.cli._common`` validator)."""
+
+    def parse(text: str) -> tuple[int, ...]:
+        values = tuple(each(t) for t in _csv(text))
+        if not values:
+            raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
+        return values
+
+    return parse
+
+
+_seeds = _ints_of(random_seed)
+_depths = _ints_of(positive_int)
+
+
+def _bench_preprocessing(text: str) -> str:
+    return text if text == "auto" else preprocessing_kind(text)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Options shared by ``scai bench`` and ``benchmarks/paper.py``."""
     p.add_argument("--quick", action="store_true", help="tiny pipeline check: milk_adulteration, seed 0, 2 epochs, tiny nets")
     p.add_argument("--datasets", type=_csv, default=None, help="comma-separated dataset names (default: every .npz in the data folder)")
-    p.add_argument("--seeds", type=_ints, default=None, help="comma-separated seeds (default 0,1,2)")
-    p.add_argument("--epochs", type=int, default=None, help="maximum epochs per network (default 200)")
-    p.add_argument("--patience", type=int, default=None, help="early-stopping patience (default 50, as in the paper)")
-    p.add_argument("--depths", type=_ints, default=None, help="residual units of the static baselines (default 2,4,8,16)")
+    p.add_argument("--seeds", type=_seeds, default=None, help="comma-separated seeds (default 0,1,2)")
+    p.add_argument("--epochs", type=positive_int, default=None, help="maximum epochs per network (default 200)")
+    p.add_argument("--patience", type=non_negative_int, default=None, help="early-stopping patience (default 50, as in the paper)")
+    p.add_argument("--depths", type=_depths, default=None, help="residual units of the static baselines (default 2,4,8,16)")
     p.add_argument("--methods", type=_csv, default=None, help="methods or families, e.g. scai_plus,resnet1d,svm_rbf (default: all)")
     p.add_argument("--out", default=None, help="results folder (default benchmarks/results/paper, quick: benchmarks/results/paper-quick)")
-    p.add_argument("--data-dir", default=None, help="folder of <name>.npz datasets (default: $SCAI_DATA_DIR or ../shared/datasets)")
-    p.add_argument("--preprocessing", default=None, help="auto (raman for cm-1 axes, ftir otherwise; default), raman, ftir, snv, none")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default 2)")
-    p.add_argument("--jobs", type=int, default=1, help="run (dataset, seed) parts in this many processes at once, then merge them (default 1: one process)")
+    p.add_argument("--data-dir", type=existing_dir, default=None, help="folder of <name>.npz datasets (default: $SCAI_DATA_DIR or ../shared/datasets)")
+    p.add_argument("--preprocessing", type=_bench_preprocessing, default=None, help="auto (raman for cm-1 axes, ftir otherwise; default), raman, ftir, snv, none")
+    p.add_argument("--threads", type=positive_int, default=None, help="torch threads (default 2)")
+    p.add_argument("--jobs", type=positive_int, default=1, help="run (dataset, seed) parts in this many processes at once, then merge them (default 1: one process)")
     p.add_argument("--no-report", action="store_true", help="write results.json only (no figures or reports); --report-only renders them later")
     p.add_argument("--resume", action="store_true", help="skip (dataset, method, seed) runs already in results.json")
     p.add_argument("--report-only", action="store_true", help="only re-render figures and reports from an existing results.json")

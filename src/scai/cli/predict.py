@@ -95,7 +95,7 @@ def _run(args: argparse.Namespace) -> int:
                 print(f"latency budget converted to MACs with timings measured on this machine: {res.budget_conversion}", file=sys.stderr)
                 note_printed = True
             for i in range(len(Z)):
-                writer.writerow([n_done + i, res.prediction[i], int(res.exit[i]) + 1, f"{float(res.confidence[i]):.6f}", int(res.macs[i])])
+                writer.writerow([n_done + i, res.prediction[i], int(res.exit[i]) + est.first_exit_number, f"{float(res.confidence[i]):.6f}", int(res.macs[i])])
             if chunk.y is not None:
                 truth = np.asarray(chunk.class_names, dtype=object)[chunk.y]
                 correct += int(np.sum(np.asarray(res.prediction, dtype=object) == truth))

@@ -27,7 +27,7 @@ from scai.cli._common import (
 )
 from scai.errors import ModelConfigError, ScaiError
 
-__all__ = ["register", "train_on_spectra", "print_exit_table"]
+__all__ = ["register", "train_on_spectra", "print_exit_table", "describe_model"]
 
 HELP = """\
 Train SCAI / SCAI+ (or a baseline) on labelled spectra and write a model directory:
@@ -64,7 +64,19 @@ def add_training_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=random_seed, default=None, help="random seed for split, init and shuffling, >= 0 (default 0)")
     p.add_argument("--threads", type=positive_int, default=None, help="CPU threads for PyTorch, >= 1 (default: all cores)")
     p.add_argument("--preprocessing", type=preprocessing_kind, default=None,
-                   help="'raman' (default pipeline: despike, baseline, smoothing, SNV), 'nir', 'ftir', 'snv' or 'none'")
+                   help="auto (default: of raman, deriv, ftir, snv and none, the pipeline whose exit 0 scores best in "
+                        "inner cross-validation on the training data), raman (despike, baseline, smoothing, SNV), "
+                        "deriv (Savitzky-Golay 1st derivative + SNV, for FTIR/NIR/UV), nir/ftir (smoothing + SNV), snv or none")
+    p.add_argument("--exit0", choices=["auto", "logistic", "pls", "none"], default=None,
+                   help="exit 0, a linear chemometric classifier in front of the network: auto (default: logistic "
+                        "regression or PLS-DA, chosen by inner cross-validation), logistic, pls, or none (the paper's network)")
+    p.add_argument("--recipe", choices=["default", "paper"], default="default",
+                   help="paper: the paper's exact recipe (no exit 0, the Raman pipeline, no input centring, "
+                        "global-average-pooling exit heads without dropout, constant learning rate, no weight decay "
+                        "and no weight average); options given explicitly still win")
+    p.add_argument("--keep-exits", action="store_true",
+                   help="keep every exit; by default exits that do not beat every earlier exit on the validation split "
+                        "are skipped (they repeat the answer before them) and later network stages are dropped")
     val = p.add_mutually_exclusive_group()
     val.add_argument("--val-data", default=None, help="separate validation file (same format as DATA)")
     val.add_argument("--val-fraction", type=fraction, default=None, help="share of DATA held out for validation, in (0, 1) (default 0.1)")
@@ -76,7 +88,13 @@ def add_training_arguments(p: argparse.ArgumentParser) -> None:
 
 
 #: Sections of a ``--config`` file.
-CONFIG_SECTIONS = ("model", "model_config", "train", "preprocessing", "seed", "val_fraction")
+CONFIG_SECTIONS = ("model", "model_config", "train", "preprocessing", "seed", "val_fraction", "exit0", "keep_exits")
+EXIT0_CHOICES = ("auto", "logistic", "pls", "none")
+#: ``--recipe paper``: what the paper trains (docs/training.md, "Default recipe").
+PAPER_RECIPE: dict[str, dict[str, Any]] = {
+    "train": {"lr_schedule": "constant", "weight_decay": 0.0, "ema_decay": 0.0},
+    "model_config": {"head_bins": 1, "dropout": 0.0},
+}
 
 
 def _config_value(where: str, key: str, value: Any, check: Any) -> Any:
@@ -99,7 +117,8 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
     for section in ("train", "model_config"):
         if not isinstance(cfg.get(section, {}), dict):
             raise CliError(f"{where}: {section} must be a table/object of options; got {cfg[section]!r:.60}")
-    train = dict(cfg.get("train", {}))
+    paper = getattr(args, "recipe", "default") == "paper"
+    train = {**(PAPER_RECIPE["train"] if paper else {}), **dict(cfg.get("train", {}))}
     for arg, key in (("epochs", "max_epochs"), ("patience", "patience"), ("batch_size", "batch_size"), ("lr", "lr"), ("distill", "distill"), ("threads", "threads")):
         value = getattr(args, arg, None)
         if value is not None:
@@ -109,9 +128,10 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
     except (ScaiError, TypeError) as exc:
         raise CliError(f"{where}: train: {exc}") from None
     model = args.model or _config_value(where, "model", cfg.get("model", "scai_plus"), model_name)
-    model_config = dict(cfg.get("model_config", {}))
+    model_config = {**(PAPER_RECIPE["model_config"] if paper else {}), **dict(cfg.get("model_config", {}))}
     _check_model_config(where, model, model_config)
-    preprocessing = args.preprocessing or _config_value(where, "preprocessing", cfg.get("preprocessing", "raman"), preprocessing_kind)
+    default_pre = "raman" if paper else "auto"
+    preprocessing = args.preprocessing or _config_value(where, "preprocessing", cfg.get("preprocessing", default_pre), preprocessing_kind)
     return {
         "model": model,
         "model_config": model_config,
@@ -121,7 +141,16 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
         "val_fraction": args.val_fraction if args.val_fraction is not None else _config_value(where, "val_fraction", cfg.get("val_fraction", 0.1), fraction),
         "verbose": not getattr(args, "quiet", False),
         "config_file": args.config,
+        "exit0": getattr(args, "exit0", None) or _config_value(where, "exit0", cfg.get("exit0", "none" if paper else "auto"), _exit0_kind),
+        "standardize": "none" if paper else "global",
+        "skip_exits": not (getattr(args, "keep_exits", False) or bool(cfg.get("keep_exits", False))),
     }
+
+
+def _exit0_kind(text: str) -> str:
+    if text not in EXIT0_CHOICES:
+        raise argparse.ArgumentTypeError(f"unknown exit0 {text!r}; use one of {', '.join(EXIT0_CHOICES)}")
+    return text
 
 
 def _check_model_config(where: str, model: str, model_config: dict[str, Any]) -> None:
@@ -173,6 +202,9 @@ def train_on_spectra(
         model_config=settings["model_config"] or None,
         train_config=settings["train"] or None,
         preprocessing=settings["preprocessing"],
+        exit0=settings.get("exit0", "auto"),
+        standardize=settings.get("standardize", "global"),
+        skip_exits=settings.get("skip_exits", True),
         val_fraction=settings["val_fraction"],
         random_state=seed,
         verbose=settings["verbose"],
@@ -190,6 +222,30 @@ def train_on_spectra(
     split.setdefault("n_train", train.n_samples)
     split["n_val"] = int(len(est.validation_["y"]))
     return est, test, split
+
+
+def describe_model(est: Any) -> None:
+    """Print the preprocessing that ran and what exit 0 and the exit selection decided."""
+    sel = getattr(est, "preprocessing_selection_", None)
+    steps = " -> ".join(type(s).__name__ for s in est.pipeline_.steps) or "(none)"
+    if sel:
+        scores = ", ".join(f"{k} {v:.3f}" if v is not None else f"{k} failed" for k, v in sel["inner_cv_accuracy"].items())
+        print(f"preprocessing: auto chose {sel['chosen']!r} ({steps}); inner-CV accuracy of exit 0: {scores}")
+    else:
+        print(f"preprocessing: {steps}")
+    fit = getattr(est, "exit0_", None)
+    uses = getattr(est.network_, "uses", None)
+    if fit:
+        params = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in fit.get("params", {}).items())
+        cv = fit.get("cv_accuracy")
+        print(f"exit 0: {fit['kind']} ({params}), {fit['macs']:,} MACs" + (f", inner-CV accuracy {cv:.3f}" if cv is not None else ""))
+    if uses is not None:
+        val = fit.get("validation_accuracy") if fit else None
+        shown = ", ".join(
+            f"exit {k}: {'used' if k < len(uses) and uses[k] else 'skipped'}" + (f" (val {a:.3f})" if a is not None else "")
+            for k, a in enumerate(val or [None] * len(uses))
+        )
+        print(f"exits on the validation split: {shown}; the model keeps {len(uses)} exit(s)")
 
 
 def print_exit_table(rows: list[dict[str, Any]], title: str) -> None:
@@ -219,6 +275,7 @@ def _run(args: argparse.Namespace) -> int:
     (out / "split.json").write_text(json.dumps(split, indent=1))
     h = est.history_
     print(f"trained {settings['model']} for {len(h.epochs)} epochs (best epoch {h.best_epoch}) in {h.fit_time_s:.1f} s")
+    describe_model(est)
     if test is not None:
         metrics = evaluate(est, test.X, test.labels, test.axis, out_dir=out / "test", title="test")
         print_exit_table(metrics["exits"], f"per-exit test accuracy ({metrics['n_samples']} spectra)")

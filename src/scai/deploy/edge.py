@@ -35,7 +35,7 @@ import numpy as np
 
 from scai.deploy.manifest import load_manifest
 from scai.deploy.payloads import NPY_CONTENT_TYPE, encode_npy
-from scai.errors import BudgetError, DataValueError
+from scai.errors import BudgetError, ConfigError, DataValueError
 from scai.inference.budget import parse_budget
 from scai.inference.calibration import softmax
 from scai.inference.exit_loop import ExitResult, run_exit_loop
@@ -178,16 +178,16 @@ class EdgeClient:
             threshold, self.n_exits
         )
         if server is not None and not urllib.parse.urlsplit(server).scheme in ("http", "https"):
-            raise ValueError(f"server={server!r} must be an http:// or https:// URL")
+            raise ConfigError(f"server={server!r} must be an http:// or https:// URL")
         self.server = server.rstrip("/") if server else None
         self.token = token
         if not timeout_s > 0:
-            raise ValueError(f"timeout_s={timeout_s!r} must be > 0")
+            raise ConfigError(f"timeout_s={timeout_s!r} must be > 0")
         self.timeout_s = float(timeout_s)
         self.centre_policy = centre_policy
         self.threads = int(threads)
         if offload_rows < 1:
-            raise ValueError(f"offload_rows={offload_rows!r} must be >= 1")
+            raise ConfigError(f"offload_rows={offload_rows!r} must be >= 1")
         self.offload_rows = int(offload_rows)
         self._sessions: dict[int, Any] = {}
         self._pipeline = self._load_pipeline(m["preprocessing"])

@@ -21,7 +21,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from scai._version import __version__
-from scai.errors import ModelFileError
+from scai.errors import BudgetError, ModelFileError
 from scai.inference.policies import default_budget
 from scai.model_dir import file_sha256
 
@@ -127,7 +127,7 @@ def build_manifest(
     stage_macs = [int(net.stage_macs(i)) for i in range(n_exits)]
     exit_macs = [int(m) for m in estimator.exit_macs_]
     if len(thresholds) != n_exits:
-        raise ValueError(f"thresholds has {len(thresholds)} values; expected n_exits={n_exits}")
+        raise BudgetError(f"thresholds has {len(thresholds)} values; expected n_exits={n_exits}")
     stages = []
     for k in range(n_exits):
         in_name = "spectrum" if k == 0 else f"features_{k - 1}"

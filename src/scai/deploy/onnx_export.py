@@ -16,6 +16,7 @@ what that costs.
 
 from __future__ import annotations
 
+import json
 import math
 import tempfile
 import warnings
@@ -23,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+from torch import nn
 
 from scai.deploy.manifest import (
     MANIFEST,
@@ -31,8 +34,11 @@ from scai.deploy.manifest import (
     sha256_file,
 )
 from scai.errors import ModelFileError
+from scai.estimators import SCAIClassifier
+from scai.estimators import load as load_estimator
 from scai.inference.thresholds import parse_thresholds
 from scai.model_dir import ModelDir
+from scai.models import MultiExitNetwork
 
 __all__ = ["export_onnx", "DEFAULT_OPSET"]
 
@@ -40,9 +46,7 @@ __all__ = ["export_onnx", "DEFAULT_OPSET"]
 DEFAULT_OPSET = 17
 
 
-def _stage_module(network: Any, index: int) -> Any:
-    from torch import nn
-
+def _stage_module(network: MultiExitNetwork, index: int) -> nn.Module:
     class _Stage(nn.Module):
         """One stage of ``network`` as an ordinary module: x -> (features, logits)."""
 
@@ -90,11 +94,6 @@ def export_onnx(
     Path
         ``out_dir``.
     """
-    import torch
-
-    from scai.estimators import SCAIClassifier
-    from scai.estimators import load as load_estimator
-
     if isinstance(model, SCAIClassifier):
         est, weights_sha = model, None
         est._check_fitted()
@@ -161,17 +160,14 @@ def export_onnx(
         est, thresholds=th, threshold_source=source, weights_sha256=weights_sha,
         stage_files=files, opset=int(opset), execution="dense",
     )
-    import json
-
     (out / MANIFEST).write_text(json.dumps(manifest, indent=1, allow_nan=False))
     return out
 
 
 def _check_stage(path: Path, module: Any, x: Any) -> None:
     """onnx.checker plus an ONNX Runtime vs PyTorch comparison at another batch size."""
-    import onnx
+    import onnx  # the "onnx" extra; export_onnx names it when missing
     import onnxruntime as ort
-    import torch
 
     try:
         onnx.checker.check_model(onnx.load(str(path)), full_check=True)

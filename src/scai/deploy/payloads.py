@@ -125,7 +125,7 @@ def decode_npy(
         elif version in ((2, 0), (3, 0)):
             shape, fortran, dtype = np.lib.format.read_array_header_2_0(fh)
         else:  # pragma: no cover - read_magic accepts only these today
-            raise ValueError(f"unsupported .npy version {version}")
+            raise PayloadError(f"unsupported .npy version {version}; send version 1, 2 or 3 (numpy.save)")
     except (ValueError, SyntaxError, TypeError, EOFError) as exc:
         raise PayloadError(f"{name}: not a valid .npy array ({_short(exc)})") from None
     if dtype.hasobject or dtype.fields is not None:

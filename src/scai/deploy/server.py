@@ -47,6 +47,7 @@ from scai.deploy.payloads import (
     spectra_from_json,
 )
 from scai.deploy.service import Job, ModelService
+from scai.errors import ConfigError
 
 __all__ = ["ServerConfig", "create_app", "serve", "read_token_file"]
 
@@ -95,7 +96,7 @@ def read_token_file(path: str | Path) -> str:
         raise FileNotFoundError(f"--token-file {p}: no such file")
     token = p.read_text().strip()
     if not token:
-        raise ValueError(f"--token-file {p}: the file is empty; put the token on one line")
+        raise ConfigError(f"--token-file {p}: the file is empty; put the token on one line")
     return token
 
 

@@ -23,7 +23,7 @@ from typing import Any, Iterator, Literal, Sequence
 import numpy as np
 import torch
 
-from scai.errors import BudgetError, DataValueError, LabelError
+from scai.errors import BudgetError, ConfigError, DataValueError, LabelError
 from scai.inference.budget import Budget, as_macs_vector, parse_budget
 from scai.inference.calibration import fit_temperatures, softmax
 from scai.inference.exit_loop import run_exit_loop
@@ -209,10 +209,10 @@ class Predictor:
         if isinstance(sparse, bool):
             sparse = "sparse" if sparse else "dense"
         if sparse not in _MODES:
-            raise ValueError(f"sparse={sparse!r} is not allowed; use one of {_MODES} or a bool")
+            raise ConfigError(f"sparse={sparse!r} is not allowed; use one of {_MODES} or a bool")
         self.execution_mode = sparse
         if threads is not None and (not isinstance(threads, int) or threads < 1):
-            raise ValueError(f"threads={threads!r} is not allowed; use a positive int or None")
+            raise ConfigError(f"threads={threads!r} is not allowed; use a positive int or None")
         self.threads = threads
         self.thresholds = None if thresholds is None else np.asarray(thresholds, dtype=np.float64)
         self.calibration_: BatchCalibration | None = None
@@ -253,7 +253,7 @@ class Predictor:
     @staticmethod
     def _check_batch_size(batch_size: int) -> int:
         if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-            raise ValueError(f"batch_size={batch_size!r} is not allowed; use a positive int")
+            raise ConfigError(f"batch_size={batch_size!r} is not allowed; use a positive int")
         return int(batch_size)
 
     def _stage(self, i: int, features: Any) -> tuple[Any, np.ndarray, np.ndarray]:

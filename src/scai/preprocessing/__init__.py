@@ -6,7 +6,7 @@ Pure NumPy/SciPy/pybaselines (never torch), so the edge runtime can run it as is
 from scai.preprocessing.axis import MIN_AXIS_OVERLAP, align_to_axis
 from scai.preprocessing.base import Step, get_step, list_steps, register_step
 from scai.preprocessing.baseline import BASELINE_METHODS, BaselineCorrection
-from scai.preprocessing.pipeline import PIPELINE_KINDS, Pipeline, default_pipeline
+from scai.preprocessing.pipeline import AUTO_CANDIDATES, PIPELINE_KINDS, Pipeline, default_pipeline
 from scai.preprocessing.steps import (
     SNV,
     WATER_OH_WINDOW,
@@ -31,6 +31,7 @@ __all__ = [
     "Pipeline",
     "default_pipeline",
     "PIPELINE_KINDS",
+    "AUTO_CANDIDATES",
     "Crop",
     "Resample",
     "SavitzkyGolay",

@@ -14,7 +14,7 @@ from scai.preprocessing.base import Step, _decode, _encode
 from scai.preprocessing.baseline import BaselineCorrection
 from scai.preprocessing.steps import SNV, Despike, SavitzkyGolay
 
-__all__ = ["Pipeline", "default_pipeline", "PIPELINE_KINDS"]
+__all__ = ["Pipeline", "default_pipeline", "PIPELINE_KINDS", "AUTO_CANDIDATES"]
 
 _FORMAT = "scai-preprocessing"
 _VERSION = 1
@@ -125,7 +125,9 @@ class Pipeline(TransformerMixin, BaseEstimator):
         return pipe
 
 
-PIPELINE_KINDS = ("raman", "nir", "ftir", "snv", "none")
+PIPELINE_KINDS = ("raman", "deriv", "nir", "ftir", "snv", "none")
+#: What ``SCAIClassifier(preprocessing="auto")`` chooses among (by the inner-CV accuracy of exit 0).
+AUTO_CANDIDATES = ("raman", "deriv", "ftir", "snv", "none")
 
 
 def default_pipeline(kind: str = "raman") -> Pipeline:
@@ -134,11 +136,15 @@ def default_pipeline(kind: str = "raman") -> Pipeline:
     - ``"raman"``: Despike (Whitaker–Hayes) → BaselineCorrection("asls", lam=1e6, p=0.01) →
       SavitzkyGolay(11, 2) → SNV. asls was chosen over arPLS for speed: the whole pipeline takes
       ~1 s on 500 x 1738 spectra on one core (arPLS alone ~3.4 s) — see docs/data.md.
+    - ``"deriv"``: SavitzkyGolay(11, 2, deriv=1) → SNV: the first derivative removes offsets and
+      slow baselines of FTIR/NIR/UV spectra (and of index axes, where the unit is unknown).
     - ``"nir"`` / ``"ftir"``: SavitzkyGolay(11, 2) → SNV (no fluorescence background to remove).
     - ``"snv"``: SNV only. ``"none"``: identity (an empty pipeline).
     """
     if kind == "raman":
         return Pipeline([Despike(), BaselineCorrection("asls", lam=1e6, p=0.01), SavitzkyGolay(11, 2), SNV()])
+    if kind == "deriv":
+        return Pipeline([SavitzkyGolay(11, 2, deriv=1), SNV()])
     if kind in ("nir", "ftir"):
         return Pipeline([SavitzkyGolay(11, 2), SNV()])
     if kind == "snv":

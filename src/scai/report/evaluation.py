@@ -23,13 +23,19 @@ def _confusion(y_true: np.ndarray, y_pred: np.ndarray, k: int) -> np.ndarray:
     return cm
 
 
-def exit_table(probs: np.ndarray, costs: np.ndarray, y: np.ndarray, exit_macs: list[int]) -> list[dict[str, Any]]:
-    """One row per exit: full-compute MACs, mean MACs actually spent, accuracy."""
+def exit_table(
+    probs: np.ndarray, costs: np.ndarray, y: np.ndarray, exit_macs: list[int], first: int = 1
+) -> list[dict[str, Any]]:
+    """One row per exit: full-compute MACs, mean MACs actually spent, accuracy.
+
+    ``first`` is the number shown for the first exit: 0 when it is a cascade's linear exit 0
+    (the network's exits then keep the paper's numbers 1..L), else 1.
+    """
     rows = []
     for i in range(probs.shape[0]):
         rows.append(
             {
-                "exit": i + 1,
+                "exit": i + first,
                 "macs": int(exit_macs[i]),
                 "mean_macs": float(np.mean(costs[:, i])),
                 "accuracy": float(np.mean(probs[i].argmax(1) == y)),
@@ -64,7 +70,7 @@ def evaluate(
     metrics: dict[str, Any] = {
         "mac_convention": "MACs = multiply-accumulates per spectrum; FLOPs = 2 x MACs",
         "n_samples": int(len(y_idx)),
-        "exits": exit_table(probs, costs, y_idx, estimator.exit_macs_),
+        "exits": exit_table(probs, costs, y_idx, estimator.exit_macs_, first=estimator.first_exit_number),
         "anytime": anytime_curve(probs, costs, y_idx, budgets),
         "budgeted_batch": budgeted_batch_curve(val_probs, val_costs, probs, costs, y_idx, budgets),
         "confusion": _confusion(y_idx, final_pred, len(class_names)).tolist(),
