@@ -98,7 +98,7 @@ class EdgeResult:
     error: str = ""
 
 
-def _parse_bmax(bmax: Any, exit_macs: np.ndarray) -> float:
+def _bmax_macs(bmax: Any, exit_macs: np.ndarray) -> float:
     """The edge's per-spectrum budget in MACs (``"300k"``, ``1.2e6``, ``"50%"`` of the full path)."""
     try:
         b = parse_budget(bmax)
@@ -171,7 +171,7 @@ class EdgeClient:
         self.class_names = [str(c) for c in m["class_names"]]
         self.stage_macs = np.asarray(m["stage_macs"], dtype=np.float64)
         self.exit_macs = np.asarray(m["exit_macs"], dtype=np.float64)
-        self.bmax = _parse_bmax(bmax, self.exit_macs)
+        self.bmax = _bmax_macs(bmax, self.exit_macs)
         self.temperatures = np.asarray(m["temperatures"], dtype=np.float64)
         self.axis = np.asarray(m["axis"], dtype=np.float64)
         self.thresholds = as_thresholds(m["thresholds"], self.n_exits) if threshold is None else parse_thresholds(

@@ -32,7 +32,6 @@ __all__ = [
     "build_manifest",
     "default_thresholds",
     "load_manifest",
-    "thresholds_array",
     "sha256_file",
 ]
 
@@ -85,13 +84,6 @@ def default_thresholds(estimator: Any, budget: Any = None) -> tuple[list[float |
     result = estimator.calibrate_batch(budget)
     th = [math.inf if t is None else float(t) for t in result["thresholds"]]
     return _finite_or_none(th), source
-
-
-def thresholds_array(manifest: dict[str, Any]) -> np.ndarray:
-    """The manifest's thresholds as float64 (n_exits,), ``None`` -> inf, last exit 0."""
-    th = np.asarray([np.inf if t is None else float(t) for t in manifest["thresholds"]], dtype=np.float64)
-    th[-1] = 0.0
-    return th
 
 
 def build_manifest(
