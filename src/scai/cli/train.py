@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from scai.cli._common import (
     read_config_file,
 )
 from scai.errors import ModelConfigError, ScaiError
+from scai.model_dir import CURVES, SPLIT, TEST_DIR, ModelDir
 
 __all__ = ["register", "train_on_spectra", "print_exit_table", "describe_model"]
 
@@ -271,13 +271,14 @@ def _run(args: argparse.Namespace) -> int:
         test = test_file
         split["test"] = str(args.test_data)
     out = est.save(args.out)
-    plot_training_curves(est.history_.epochs, out / "training_curves.png", title=f"{settings['model']} on {Path(str(spectra.source)).name}")
-    (out / "split.json").write_text(json.dumps(split, indent=1))
+    mdir = ModelDir(out)
+    plot_training_curves(est.history_.epochs, mdir.file(CURVES), title=f"{settings['model']} on {Path(str(spectra.source)).name}")
+    mdir.write_json(SPLIT, split)
     h = est.history_
     print(f"trained {settings['model']} for {len(h.epochs)} epochs (best epoch {h.best_epoch}) in {h.fit_time_s:.1f} s")
     describe_model(est)
     if test is not None:
-        metrics = evaluate(est, test.X, test.labels, test.axis, out_dir=out / "test", title="test")
+        metrics = evaluate(est, test.X, test.labels, test.axis, out_dir=mdir.file(TEST_DIR), title="test")
         print_exit_table(metrics["exits"], f"per-exit test accuracy ({metrics['n_samples']} spectra)")
     print(f"\nmodel written to {out}/ (config.json, model.safetensors, history.csv, training_curves.png); total {time.perf_counter() - t0:.1f} s")
     return 0
