@@ -57,30 +57,18 @@ README_COFFEE = {"svm_rbf": 1.0, "pls_da": 1.0, "logreg_snv": 1.0, "minirocket":
 VAL_FRACTION, TEST_FRACTION = 0.1, 0.1
 
 
-def split(spectra: Any, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
-    """(train, val, test, protocol) as scai.bench.splits.prepare_split splits."""
-    from scai.data import official_split, train_val_test_split
-
-    if spectra.train_idx is not None and spectra.test_idx is not None:
-        tr, va, te = official_split(spectra, val_fraction=VAL_FRACTION, seed=seed)
-        return tr, va, te, "official train/test, 10 % of train for validation"
-    tr, va, te = train_val_test_split(
-        spectra, ratios=(1 - VAL_FRACTION - TEST_FRACTION, VAL_FRACTION, TEST_FRACTION), seed=seed
-    )
-    return tr, va, te, "stratified train/val/test 8:1:1"
-
-
 def run_one(name: str, seed: int, data_dir: Path) -> dict[str, Any]:
     """Train the default model on one (set, seed) split and score its test part."""
     import torch
 
     from scai import SCAIClassifier
+    from scai.bench.splits import split_indices
     from scai.data import read
     from scai.inference import anytime_curve
 
     torch.set_num_threads(1)
     spectra = read(data_dir / f"{name}.npz")
-    tr, va, te, protocol = split(spectra, seed)
+    (tr, va, te), protocol = split_indices(spectra, seed, VAL_FRACTION, TEST_FRACTION)
     labels = np.asarray(spectra.class_names)[spectra.y]
     axis = spectra.axis
     t0 = time.perf_counter()

@@ -44,13 +44,18 @@ def _pipeline_kind(requested: str, axis_unit: str) -> str:
     return "raman" if axis_unit == "cm-1" else "ftir"
 
 
-def _split_indices(spectra: Any, seed: int, cfg: BenchConfig) -> tuple[tuple[np.ndarray, ...], str]:
+def split_indices(
+    spectra: Any, seed: int, val_fraction: float = 0.1, test_fraction: float = 0.1
+) -> tuple[tuple[np.ndarray, ...], str]:
+    """(train, val, test) indices and the protocol in words, as the shared datasets README splits:
+    a file's official train/test split with ``val_fraction`` of train held out, else stratified
+    (grouped when the file has replicate ids) train/val/test."""
     if spectra.train_idx is not None and spectra.test_idx is not None:
-        idx = official_split(spectra, val_fraction=cfg.val_fraction, seed=seed)
-        return idx, f"official train/test split of the file, {cfg.val_fraction:.0%} of train (stratified, seeded) for validation"
-    tr = 1.0 - cfg.val_fraction - cfg.test_fraction
-    idx = train_val_test_split(spectra, ratios=(tr, cfg.val_fraction, cfg.test_fraction), seed=seed)
-    ratio = f"{tr * 10:g}:{cfg.val_fraction * 10:g}:{cfg.test_fraction * 10:g}"
+        idx = official_split(spectra, val_fraction=val_fraction, seed=seed)
+        return idx, f"official train/test split of the file, {val_fraction:.0%} of train (stratified, seeded) for validation"
+    tr = 1.0 - val_fraction - test_fraction
+    idx = train_val_test_split(spectra, ratios=(tr, val_fraction, test_fraction), seed=seed)
+    ratio = f"{tr * 10:g}:{val_fraction * 10:g}:{test_fraction * 10:g}"
     if spectra.groups is not None:
         return idx, f"grouped stratified train/val/test ~{ratio} (replicates of one sample kept in one part)"
     return idx, f"stratified train/val/test {ratio} (random; the file has no replicate group ids)"
@@ -58,7 +63,7 @@ def _split_indices(spectra: Any, seed: int, cfg: BenchConfig) -> tuple[tuple[np.
 
 def prepare_split(spectra: Any, seed: int, cfg: BenchConfig) -> SplitData:
     """Split ``spectra`` for ``seed`` and fit the preprocessing on the training part only."""
-    (tr, va, te), protocol = _split_indices(spectra, seed, cfg)
+    (tr, va, te), protocol = split_indices(spectra, seed, cfg.val_fraction, cfg.test_fraction)
     kind = _pipeline_kind(cfg.preprocessing, spectra.axis_unit)
     t0 = time.perf_counter()
     pipe = default_pipeline(kind)
