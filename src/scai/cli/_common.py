@@ -17,7 +17,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from scai.errors import CliError, ConfigError
+from scai.errors import BudgetError, CliError, ConfigError
+from scai.inference.budget import parse_budget
 
 __all__ = [
     "CliError",
@@ -156,8 +157,6 @@ def existing_dir(text: str) -> str:
 def budget(text: str) -> str:
     """A compute budget (``150k``, ``1.2M``, ``2ms``, ``25%``), checked by
     :func:`scai.inference.budget.parse_budget`; returned as given for the library to parse again."""
-    from scai.errors import BudgetError
-    from scai.inference.budget import parse_budget
 
     try:
         parse_budget(text)
@@ -168,7 +167,6 @@ def budget(text: str) -> str:
 
 def mac_budget(text: str) -> str:
     """A budget in MACs or a share of the full path (``300k``, ``1.2M``, ``25%``), not a latency."""
-    from scai.inference.budget import parse_budget
 
     budget(text)
     if parse_budget(text).unit == "ms":

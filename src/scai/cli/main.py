@@ -4,6 +4,10 @@ Errors a user can cause print one line ``scai COMMAND: error: ...`` and exit wit
 option values and usage mistakes (checked by argparse, see :mod:`scai.cli._common`), every
 :class:`scai.errors.ScaiError` raised by the library, files that cannot be opened, and optional
 packages that are not installed. Anything else is a bug in scai and shows its traceback.
+
+Every command module is imported to build the parser, so the modules import the torch side of
+the library (estimators, models, deploy, report plots) inside their run functions: ``scai
+--help`` and option errors must not wait for PyTorch. Torch-free helpers are imported on top.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from scai.cli._common import CliError, budget, positive_int, probability
+from scai.inference.budget import parse_budget
 
 __all__ = ["register"]
 
@@ -58,8 +59,6 @@ def _policy_kwargs(args: argparse.Namespace, est: Any) -> dict[str, Any]:
     if args.policy == "batch":
         if args.budget is None:
             raise CliError("--policy batch needs --budget (mean MACs per spectrum, e.g. 200k)")
-        from scai.inference.budget import parse_budget
-
         if parse_budget(args.budget).unit == "ms":
             raise CliError(f"--policy batch: --budget {args.budget} is a latency; give mean MACs per spectrum (e.g. 200k) or a share (25%)")
         cal = est.calibrate_batch(args.budget)

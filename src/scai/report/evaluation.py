@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from scai.inference import anytime_curve, budgeted_batch_curve, default_budgets
 from scai.report.plots import plot_accuracy_vs_macs, plot_allocation_heatmap, plot_confusion
 
 __all__ = ["evaluate", "exit_table", "write_metrics"]
@@ -59,8 +60,6 @@ def evaluate(
     Budgeted-batch thresholds are calibrated on the validation split stored with the model and
     applied to ``X``, as in the paper's protocol.
     """
-    from scai.inference import anytime_curve, budgeted_batch_curve, default_budgets
-
     y_idx = estimator._encode(np.asarray(y), "y")
     probs, costs = estimator.exit_outputs(X, axis)
     val_probs, val_costs = estimator.validation_outputs()
