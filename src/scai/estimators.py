@@ -62,7 +62,7 @@ from scai.preprocessing import (
     default_pipeline,
 )
 from scai.training import History, TrainConfig, Trainer
-from scai.training.linear_exit import LinearExitFit, fit_linear_exit
+from scai.training.linear_exit import PLS_MAX_COMPONENTS, LinearExitFit, fit_linear_exit
 
 __all__ = ["SCAIClassifier", "load"]
 
@@ -257,6 +257,15 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
             self.calibrate_batch(self.default_budget_)
         return self
 
+    def _fit_exit0(self, Z: np.ndarray, y: np.ndarray, kind: str) -> LinearExitFit:
+        """Exit 0 by inner CV. Under ``kind="auto"`` PLS-DA may use at most as many components as
+        keep it within twice the MACs of a logistic exit (W*k + k*C <= 2*W*C), so exit 0 stays
+        the cheap end of the curve; ``"pls"`` asked for explicitly keeps the usual range."""
+        W, C = Z.shape[1], len(self.classes_)
+        cap = max(1, (2 * W * C - C) // (W + C)) if kind == "auto" else PLS_MAX_COMPONENTS
+        return fit_linear_exit(Z, y, kind=kind, seed=self.random_state, n_classes=C,
+                               max_components=min(PLS_MAX_COMPONENTS, cap))
+
     def _auto_pipeline(self, X_tr: np.ndarray, y_tr: np.ndarray) -> tuple[Pipeline, np.ndarray, LinearExitFit]:
         """``preprocessing="auto"``: the candidate pipeline whose exit 0 has the best inner-CV accuracy.
 
@@ -274,7 +283,7 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
             pipe = self._make_pipeline(name)
             try:
                 Z = np.asarray(pipe.fit_transform(X_tr, axis=self.axis_), dtype=np.float32)
-                fit = fit_linear_exit(Z, y_tr, kind=kind, seed=self.random_state, n_classes=len(self.classes_))
+                fit = self._fit_exit0(Z, y_tr, kind)
             except (ScaiError, np.linalg.LinAlgError) as exc:  # a pipeline that cannot run on this data
                 scores[name] = None
                 warnings.warn(f"preprocessing='auto': candidate {name!r} skipped ({exc})", stacklevel=3)
@@ -310,7 +319,7 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
         exit-0 fit that chose the preprocessing, reused.
         """
         if fit is None:
-            fit = fit_linear_exit(Z_tr, y_tr, kind=self.exit0, seed=self.random_state, n_classes=len(self.classes_))
+            fit = self._fit_exit0(Z_tr, y_tr, self.exit0)
         rank = None if fit.projection is None else int(fit.projection.shape[0])
         head = LinearExit(Z_tr.shape[1], len(self.classes_), rank=rank)
         head.set_weights(fit.weight, fit.bias, projection=fit.projection, head=fit.head)
