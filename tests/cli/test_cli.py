@@ -76,7 +76,7 @@ def test_predict_policies_write_csv(trained, tmp_path, extra):
     dest = tmp_path / "preds.csv"
     assert main(["predict", str(out), str(test), "--out", str(dest), "--chunk-size", "7", *extra]) == 0
     rows = _rows(dest)
-    assert list(rows[0]) == ["index", "prediction", "exit", "confidence", "macs"]
+    assert list(rows[0]) == ["index", "prediction", "exit", "confidence", "macs", "flagged", "reason"]
     assert [int(r["index"]) for r in rows] == list(range(len(Xt)))  # nothing dropped across chunks
     exits = {int(r["exit"]) for r in rows}
     if extra[1] == "full":
@@ -97,6 +97,8 @@ def test_predict_policies_write_csv(trained, tmp_path, extra):
     assert [int(r["exit"]) for r in rows] == [int(e) + 1 for e in ref.exit]
     assert [r["prediction"] for r in rows] == [str(p) for p in ref.prediction]
     np.testing.assert_allclose([float(r["macs"]) for r in rows], ref.macs, rtol=1e-6)
+    assert [r["reason"] for r in rows] == ref.reason.tolist()
+    assert [r["flagged"] == "1" for r in rows] == ref.flagged.tolist()
     if extra[1] == "threshold":  # every early answer met the threshold
         assert all(float(r["confidence"]) >= 0.5 - 1e-6 for r in rows if int(r["exit"]) < 3)
     if extra[1] == "batch":  # 5k is below exit 1's cost: every spectrum answers there, at exit 1's cost

@@ -17,8 +17,12 @@ __all__ = ["register"]
 
 HELP = """\
 Classify spectra with a trained model and write OUT as CSV with columns
-  index,prediction,exit,confidence,macs
-(exit is 1-based; macs = multiply-accumulates actually spent on that spectrum).
+  index,prediction,exit,confidence,macs,flagged,reason
+exit: 0 is the linear exit 0 of the default model, 1..L the network's exits (a model trained
+with --exit0 none numbers its exits 1..L); macs = multiply-accumulates actually spent on that
+spectrum; flagged = 1 when the answer broke the policy's promise; reason = why the spectrum left
+there (confident, last, budget, over_budget, guard).
+Budgets: MACs (150k, 1.2M), a share of the full path (25%), or a latency (2ms).
 
 Policies:
   full       run every spectrum to the last exit
@@ -86,7 +90,7 @@ def _run(args: argparse.Namespace) -> int:
     note_printed = False
     with out.open("w", newline="") as fh, tqdm(desc="predict", unit="spectra", disable=None) as bar:
         writer = csv.writer(fh)
-        writer.writerow(["index", "prediction", "exit", "confidence", "macs"])
+        writer.writerow(["index", "prediction", "exit", "confidence", "macs", "flagged", "reason"])
         for chunk in iter_chunks(args.data, chunk_size=args.chunk_size, label_column=label):
             Z = est.transform_input(chunk.X, chunk.axis if chunk.axis_unit != "index" else None)
             res = predictor.predict(Z, batch_size=args.batch_size, **kwargs)
@@ -94,7 +98,8 @@ def _run(args: argparse.Namespace) -> int:
                 print(f"latency budget converted to MACs with timings measured on this machine: {res.budget_conversion}", file=sys.stderr)
                 note_printed = True
             for i in range(len(Z)):
-                writer.writerow([n_done + i, res.prediction[i], int(res.exit[i]) + est.first_exit_number, f"{float(res.confidence[i]):.6f}", int(res.macs[i])])
+                writer.writerow([n_done + i, res.prediction[i], int(res.exit[i]) + est.first_exit_number,
+                                 f"{float(res.confidence[i]):.6f}", int(res.macs[i]), int(res.flagged[i]), res.reason[i]])
             if chunk.y is not None:
                 truth = np.asarray(chunk.class_names, dtype=object)[chunk.y]
                 correct += int(np.sum(np.asarray(res.prediction, dtype=object) == truth))
