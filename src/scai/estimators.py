@@ -259,10 +259,11 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
 
     def _fit_exit0(self, Z: np.ndarray, y: np.ndarray, kind: str) -> LinearExitFit:
         """Exit 0 by inner CV. Under ``kind="auto"`` PLS-DA may use at most as many components as
-        keep it within twice the MACs of a logistic exit (W*k + k*C <= 2*W*C), so exit 0 stays
-        the cheap end of the curve; ``"pls"`` asked for explicitly keeps the usual range."""
+        keep it within twice the MACs of logistic regression on standardised input, the classical
+        anchor (W*(C+1): scaling and weights): W*k + k*C <= 2*W*(C+1). Exit 0 so stays the cheap
+        end of the curve; ``"pls"`` asked for explicitly keeps the usual range."""
         W, C = Z.shape[1], len(self.classes_)
-        cap = max(1, (2 * W * C - C) // (W + C)) if kind == "auto" else PLS_MAX_COMPONENTS
+        cap = max(1, (2 * W * (C + 1) - C) // (W + C)) if kind == "auto" else PLS_MAX_COMPONENTS
         return fit_linear_exit(Z, y, kind=kind, seed=self.random_state, n_classes=C,
                                max_components=min(PLS_MAX_COMPONENTS, cap))
 
