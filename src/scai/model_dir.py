@@ -84,6 +84,7 @@ __all__ = [
     "save_model_dir",
     "load_model_dir",
     "read_config",
+    "read_json_object",
     "file_sha256",
 ]
 
@@ -234,6 +235,18 @@ def _json_default(obj: Any) -> Any:
     raise ScaiTypeError(f"cannot store {type(obj).__name__} in config.json")
 
 
+def read_json_object(path: Path, hint: str = "the file is truncated or corrupted") -> dict[str, Any]:
+    """A JSON file holding one object (config.json, history.json, manifest.json), or a
+    ModelFileError naming the file."""
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelFileError(f"{path}: not valid JSON ({exc}); {hint}") from exc
+    if not isinstance(data, dict):
+        raise ModelFileError(f"{path}: expected a JSON object at top level")
+    return data
+
+
 def read_config(directory: str | Path) -> dict[str, Any]:
     """Read and check ``config.json`` of a model directory."""
     directory = Path(directory)
@@ -242,12 +255,7 @@ def read_config(directory: str | Path) -> dict[str, Any]:
     path = directory / CONFIG
     if not path.is_file():
         raise ModelFileError(f"{path}: missing; a model directory holds {CONFIG} and {WEIGHTS}")
-    try:
-        config = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ModelFileError(f"{path}: not valid JSON ({exc}); the file is truncated or corrupted") from exc
-    if not isinstance(config, dict):
-        raise ModelFileError(f"{path}: expected a JSON object at top level")
+    config = read_json_object(path)
     version = config.get("format_version")
     if not isinstance(version, int):
         raise ModelFileError(f"{path}: no integer 'format_version'; not a scai model file")
@@ -356,13 +364,7 @@ class ModelDir:
         path = self.path / HISTORY
         if not path.is_file():
             return None
-        try:
-            data = json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ModelFileError(f"{path}: not valid JSON ({exc})") from exc
-        if not isinstance(data, dict):
-            raise ModelFileError(f"{path}: expected a JSON object")
-        return data
+        return read_json_object(path)
 
     def write_json(self, name: str, obj: Any) -> Path:
         """Write one of the JSON side files (``split.json``)."""

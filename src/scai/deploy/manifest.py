@@ -23,7 +23,7 @@ import numpy as np
 from scai._version import __version__
 from scai.errors import BudgetError, ModelFileError
 from scai.inference.policies import default_budget
-from scai.model_dir import file_sha256
+from scai.model_dir import file_sha256, read_json_object
 
 __all__ = [
     "MANIFEST",
@@ -180,12 +180,9 @@ def load_manifest(directory: str | Path, *, verify: bool = True) -> dict[str, An
     path = directory / MANIFEST
     if not path.is_file():
         raise ModelFileError(f"{path}: missing; export a model first with `scai export MODEL_DIR --out {directory}`")
-    try:
-        m = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ModelFileError(f"{path}: not valid JSON ({exc})") from exc
-    if not isinstance(m, dict) or m.get("format") != MANIFEST_FORMAT:
-        raise ModelFileError(f"{path}: not a scai deploy manifest (format {m.get('format') if isinstance(m, dict) else None!r})")
+    m = read_json_object(path, hint="export the model again")
+    if m.get("format") != MANIFEST_FORMAT:
+        raise ModelFileError(f"{path}: not a scai deploy manifest (format {m.get('format')!r})")
     missing = [k for k in _REQUIRED if k not in m]
     if missing:
         raise ModelFileError(f"{path}: missing field(s) {missing}")
