@@ -479,14 +479,14 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
             return pred.predict(Z, policy="threshold", thresholds=self._threshold_vector(threshold), batch_size=batch_size)
         if budget is None:
             raise BudgetError("policy 'batch' needs a mean budget per spectrum, e.g. budget='200k' or '25%'")
-        calibration = self.calibrate_batch(budget)["calibration"]
+        calibration = self.calibrate_batch(budget, store=False)["calibration"]
         return pred.predict(Z, policy="batch", calibration=calibration, batch_size=batch_size)
 
     def _threshold_vector(self, threshold: ThresholdLike) -> np.ndarray:
         """A user's threshold(s) as the (n_exits,) vector the predictor takes."""
         return parse_thresholds(threshold, len(self.exit_macs_)).values
 
-    def calibrate_batch(self, budget: BudgetLike) -> dict[str, Any]:
+    def calibrate_batch(self, budget: BudgetLike, *, store: bool = True) -> dict[str, Any]:
         """Budgeted-batch thresholds for a mean per-spectrum budget, calibrated on the stored validation split.
 
         ``budget`` is MACs (``"200k"``, ``2e5``, a :class:`~scai.inference.Budget`) or a share of
@@ -503,11 +503,12 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
         cal = calibrate_budgeted_batch(probs, costs, value)
         thresholds = np.asarray(cal.thresholds, dtype=np.float64)
         # inf = "nobody leaves at this exit"; JSON has no inf, so the stored copy uses null.
-        self.thresholds_[f"{value:g}"] = {
-            "budget_macs": value,
-            "thresholds": Thresholds(thresholds).to_json(),
-            "expected_mean_macs": float(cal.expected_mean_cost),
-        }
+        if store:  # kept in config.json on save; a server asking per request passes store=False
+            self.thresholds_[f"{value:g}"] = {
+                "budget_macs": value,
+                "thresholds": Thresholds(thresholds).to_json(),
+                "expected_mean_macs": float(cal.expected_mean_cost),
+            }
         return {
             "budget_macs": value,
             "thresholds": thresholds,

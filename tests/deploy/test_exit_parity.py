@@ -244,3 +244,16 @@ def test_edge_runs_the_same_loop(which: str, model_dir: Path, scai_dir: Path, tm
     if which == "scai":  # static costs: the edge, the predictor and the server's MACs are the same numbers
         pred = _predictor(est, spectra, milk.axis, policy="threshold", threshold=t)
         _check(pred, _edge_by_hand(ref, th(t), macs[-1]), "scai predictor threshold")
+
+
+def test_batch_calibrations_per_budget_are_bounded(service: Any) -> None:
+    """A server asked for many distinct budgets keeps the last 32 calibrations and does not grow the model's."""
+    from scai.deploy.service import CALIBRATION_CACHE_SIZE
+    from scai.inference import parse_budget
+
+    stored = dict(service.estimator.thresholds_)
+    macs = service.exit_macs
+    for i in range(CALIBRATION_CACHE_SIZE + 8):
+        service.calibration_for(parse_budget(float(macs[0] + (i + 1) * (macs[-1] - macs[0]) / 50)))
+    assert len(service._calibrations) == CALIBRATION_CACHE_SIZE
+    assert service.estimator.thresholds_ == stored

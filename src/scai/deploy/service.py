@@ -106,7 +106,7 @@ class ModelService:
         if key in self._calibrations:
             self._calibrations.move_to_end(key)
             return self._calibrations[key]
-        cal = self.estimator.calibrate_batch(budget)["calibration"]
+        cal = self.estimator.calibrate_batch(budget, store=False)["calibration"]
         self._calibrations[key] = cal
         while len(self._calibrations) > CALIBRATION_CACHE_SIZE:
             self._calibrations.popitem(last=False)
