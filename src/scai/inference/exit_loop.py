@@ -31,7 +31,6 @@ __all__ = [
     "FLAG_REASONS",
     "StageRunner",
     "ExitRule",
-    "RuleState",
     "ExitResult",
     "PrecomputedStages",
     "run_exit_loop",
@@ -73,10 +72,6 @@ class StageRunner(Protocol):
     def take(self, features: Any, keep: np.ndarray) -> Any: ...
 
     def rows(self, features: Any, mask: np.ndarray) -> np.ndarray: ...
-
-
-class RuleState(Protocol):
-    """Per-forward-batch state of a rule (the batch guard's bookkeeping)."""
 
 
 class ExitRule(Protocol):
