@@ -67,17 +67,22 @@ def service(model_dir: Path) -> Any:
 
 
 class LiveServer:
-    """uvicorn serving an app in a daemon thread on 127.0.0.1 with an OS-chosen port."""
+    """uvicorn serving an app in a daemon thread on 127.0.0.1 with an OS-chosen port, with the
+    uvicorn settings of ``scai serve`` (``uvicorn_config``)."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, config: Any = None) -> None:
         import uvicorn
+
+        from scai.deploy.server import uvicorn_config
 
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=2))
+        uv = uvicorn_config(app, config=config, log_level="warning")
+        uv.timeout_graceful_shutdown = 2
+        self.server = uvicorn.Server(uv)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
 
     def start(self) -> LiveServer:
@@ -98,7 +103,7 @@ class LiveServer:
 def start_server(service: Any, **kwargs: Any) -> LiveServer:
     from scai.deploy.server import create_app
 
-    return LiveServer(create_app(service, **kwargs)).start()
+    return LiveServer(create_app(service, **kwargs), kwargs.get("config")).start()
 
 
 @pytest.fixture(scope="session")
@@ -115,5 +120,8 @@ def live(service: Any) -> Iterator[LiveServer]:
 def client(live: LiveServer) -> Iterator[Any]:
     import httpx
 
-    with httpx.Client(base_url=live.url, timeout=30, headers={"Authorization": f"Bearer {TOKEN}"}) as c:
+    from scai.deploy.server import MODEL_HEADER
+
+    sha = live.server.config.app.state.service.manifest["model_sha256"]
+    with httpx.Client(base_url=live.url, timeout=30, headers={"Authorization": f"Bearer {TOKEN}", MODEL_HEADER: sha}) as c:
         yield c

@@ -34,7 +34,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from scai.deploy.manifest import load_manifest
-from scai.deploy.payloads import NPY_CONTENT_TYPE, encode_npy
+from scai.deploy.payloads import MODEL_HEADER, NPY_CONTENT_TYPE, encode_npy
 from scai.errors import BudgetError, ConfigError, DataValueError
 from scai.inference.budget import parse_budget
 from scai.inference.calibration import softmax
@@ -68,7 +68,9 @@ class EdgeResult:
     offload : str
         ``"none"``, ``"raw"`` (raw spectrum sent) or ``"features"`` (fp16 stage features sent).
     offload_failed : bool
-        The centre could not be used; the answer is the best local exit.
+        The centre could not be used (refused, unreachable, too slow, or serving another model);
+        the answer is the best local exit. This is the edge's flag: the answer is not the one
+        the policy promised.
     confidence : float
         Temperature-scaled probability of the predicted class at the answering exit.
     macs_edge : int
@@ -76,7 +78,9 @@ class EdgeResult:
     macs_centre : int
         MACs the centre reported spending on this spectrum.
     bytes_sent : int
-        Request body bytes attributed to this spectrum (a group request's body split evenly).
+        Request body bytes attributed to this spectrum (a group request's body split evenly);
+        0 when the offload failed (refused, unreachable, timed out, another model), so the sum
+        over results is the traffic of offloads that were answered.
     latency_ms : float
         From the start of the call (preprocessing included) to this spectrum's answer.
     error : str
@@ -168,6 +172,7 @@ class EdgeClient:
         self.manifest = load_manifest(self.export_dir, verify=verify)
         m = self.manifest
         self.n_exits = int(m["n_exits"])
+        self.model_sha256 = str(m["model_sha256"])
         self.class_names = [str(c) for c in m["class_names"]]
         self.stage_macs = np.asarray(m["stage_macs"], dtype=np.float64)
         self.exit_macs = np.asarray(m["exit_macs"], dtype=np.float64)
@@ -242,7 +247,7 @@ class EdgeClient:
         assert self.server is not None
         query = urllib.parse.urlencode({k: v for k, v in params.items() if v is not None})
         url = f"{self.server}{path}" + (f"?{query}" if query else "")
-        headers = {"Content-Type": NPY_CONTENT_TYPE, "Accept": "application/json"}
+        headers = {"Content-Type": NPY_CONTENT_TYPE, "Accept": "application/json", MODEL_HEADER: self.model_sha256}
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
         req = urllib.request.Request(url, data=body, headers=headers, method="POST")
@@ -255,6 +260,8 @@ class EdgeClient:
                 detail = json.loads(exc.read(4096).decode("utf-8")).get("detail", "")
             except Exception:  # noqa: BLE001 - the status alone is enough
                 pass
+            if exc.code == 409:
+                raise _OffloadError(f"centre serves another model (HTTP 409 {detail})") from None
             raise _OffloadError(f"centre answered HTTP {exc.code} {detail}".strip()) from None
         except (socket.timeout, TimeoutError):
             raise _OffloadError(f"centre did not answer within {self.timeout_s:g} s") from None
@@ -271,7 +278,14 @@ class EdgeClient:
             if not isinstance(results, list):
                 raise TypeError("results is not a list")
         except (ValueError, KeyError, TypeError) as exc:
-            raise _OffloadError(f"centre reply is not the expected JSON ({exc})") from None
+            raise _OffloadError(f"centre reply is not the expected JSON ({str(exc)[:120]})") from None
+        served = reply.get("model_sha256") if isinstance(reply, dict) else None
+        if served != self.model_sha256:
+            # A centre that does not check the request header still names its model in the reply.
+            raise _OffloadError(
+                f"centre serves another model ({str(served)[:16]}..., this edge runs {self.model_sha256[:16]}...); "
+                "its answer was not used"
+            )
         return reply
 
     def payload_bytes(self, stage: int) -> dict[str, int]:
@@ -355,7 +369,7 @@ class EdgeClient:
                                             share if self.server else 0, now_ms)
                 continue
             for i in rows:
-                results[i] = self._local_fallback(i, Z, res, kind, share if self.server else 0, error, t0)
+                results[i] = self._local_fallback(i, Z, res, kind, 0, error, t0)  # nothing the centre answered
 
     def _local_fallback(
         self, i: int, Z: np.ndarray, res: ExitResult, kind: str, sent: int, error: str, t0: float,

@@ -5,7 +5,12 @@ and served by the computing centre at ``GET /v1/model``. It is plain JSON (no pi
 stage order with input/output names and shapes, per-stage and cumulative MACs, calibrated exit
 thresholds and temperatures, class names, the spectral axis, the fitted preprocessing pipeline,
 and SHA-256 hashes of ``model.safetensors`` and of every ONNX file, which :func:`load_manifest`
-checks so that an edge never runs a graph that does not belong to the manifest.
+checks so that an edge never runs a graph that does not belong to the manifest. The manifest
+covers itself too: ``manifest_sha256`` is the SHA-256 of its other fields in canonical JSON
+(:func:`manifest_digest`), so an edited manifest (class names reordered, a threshold changed,
+a preprocessing step removed) is refused instead of silently giving other answers. Like the
+weights hash in ``config.json``, this catches accidents and careless edits; whoever can rewrite
+the file can rewrite the hash, so protect the export directory as you protect the model.
 
 This module imports NumPy only (building a manifest takes a fitted estimator, but only reads
 its attributes).
@@ -13,6 +18,7 @@ its attributes).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from pathlib import Path
@@ -32,18 +38,28 @@ __all__ = [
     "build_manifest",
     "default_thresholds",
     "load_manifest",
+    "manifest_digest",
     "sha256_file",
 ]
 
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = "scai-deploy"
-MANIFEST_VERSION = 1
+#: 2: adds manifest_sha256 (a version-1 manifest is refused: export again).
+MANIFEST_VERSION = 2
 BATCH_AXIS = "batch"
 
 
 def sha256_file(path: str | Path) -> str:
     """Hex SHA-256 of a file (the same digest model directories record)."""
     return file_sha256(path)
+
+
+def manifest_digest(manifest: dict[str, Any]) -> str:
+    """SHA-256 of a manifest's fields other than ``manifest_sha256``, as canonical JSON (sorted keys,
+    no whitespace), so the digest does not depend on how the file was indented."""
+    body = {k: v for k, v in manifest.items() if k != "manifest_sha256"}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def _finite_or_none(values: Sequence[float]) -> list[float | None]:
@@ -138,7 +154,7 @@ def build_manifest(
             stage["file"], stage["sha256"] = stage_files[k]
         stages.append(stage)
     pipeline = estimator.pipeline_
-    return {
+    manifest = {
         "format": MANIFEST_FORMAT,
         "format_version": MANIFEST_VERSION,
         "scai_version": __version__,
@@ -163,9 +179,11 @@ def build_manifest(
         "opset": opset,
         "stages": stages,
     }
+    manifest["manifest_sha256"] = manifest_digest(manifest)
+    return manifest
 
 
-_REQUIRED = ("format", "format_version", "n_exits", "n_classes", "in_length", "class_names", "axis",
+_REQUIRED = ("format", "format_version", "model_sha256", "n_exits", "n_classes", "in_length", "class_names", "axis",
              "preprocessing", "exit_macs", "stage_macs", "temperatures", "thresholds", "stages")
 
 
@@ -186,8 +204,23 @@ def load_manifest(directory: str | Path, *, verify: bool = True) -> dict[str, An
     missing = [k for k in _REQUIRED if k not in m]
     if missing:
         raise ModelFileError(f"{path}: missing field(s) {missing}")
-    if not isinstance(m["format_version"], int) or m["format_version"] > MANIFEST_VERSION:
-        raise ModelFileError(f"{path}: manifest version {m['format_version']!r} is newer than this scai reads ({MANIFEST_VERSION})")
+    version = m["format_version"]
+    if not isinstance(version, int) or isinstance(version, bool) or version > MANIFEST_VERSION:
+        raise ModelFileError(f"{path}: manifest version {version!r} is newer than this scai reads ({MANIFEST_VERSION})")
+    if version < MANIFEST_VERSION or "manifest_sha256" not in m:
+        raise ModelFileError(
+            f"{path}: manifest version {version} carries no manifest_sha256, so edits to it cannot be detected; "
+            f"export the model again with this scai (`scai export MODEL_DIR --out {directory}`)"
+        )
+    try:
+        digest = manifest_digest(m)
+    except ValueError as exc:  # NaN or inf written into the file by hand
+        raise ModelFileError(f"{path}: holds a value JSON cannot carry ({exc}); export the model again") from None
+    if digest != m["manifest_sha256"]:
+        raise ModelFileError(
+            f"{path}: contents do not match its manifest_sha256; the manifest was edited after export "
+            "(class names, thresholds, preprocessing, ...). Export the model again rather than editing it"
+        )
     n = int(m["n_exits"])
     for key in ("stages", "exit_macs", "stage_macs", "temperatures", "thresholds"):
         if len(m[key]) != n:

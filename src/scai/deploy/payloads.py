@@ -30,6 +30,7 @@ __all__ = [
     "PayloadError",
     "POLICIES",
     "NPY_CONTENT_TYPE",
+    "MODEL_HEADER",
     "RequestOptions",
     "encode_npy",
     "decode_npy",
@@ -42,6 +43,8 @@ __all__ = [
 #: Policies the server accepts (``scai predict`` has the same four).
 POLICIES: tuple[str, ...] = ("full", "anytime", "threshold", "batch")
 NPY_CONTENT_TYPE = "application/x-npy"
+#: Request and reply header naming the model (SHA-256 of its weights) an exchange is about.
+MODEL_HEADER = "X-Scai-Model"
 #: dtypes accepted for raw spectra and for intermediate features.
 SPECTRA_DTYPES: tuple[str, ...] = ("float16", "float32", "float64")
 FEATURE_DTYPES: tuple[str, ...] = ("float16", "float32")
@@ -165,18 +168,39 @@ def _short(exc: BaseException, limit: int = 160) -> str:
 # JSON
 
 
+#: Deepest nesting a request body may have; a predict body needs 3 (object, spectra, spectrum).
+MAX_JSON_DEPTH = 32
+_FLOAT_MAX = float(np.finfo(np.float64).max)
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+#: An integer literal longer than this is outside the float range whatever its digits.
+_MAX_INT_DIGITS = len(str(int(_FLOAT_MAX)))
+
+
 def parse_json_body(body: bytes) -> dict[str, Any]:
-    """Decode a JSON object body; refuses bad UTF-8, bad JSON, NaN literals and non-objects."""
+    """Decode a JSON object body; every way it can be wrong is a one-line :class:`PayloadError`.
+
+    Refused: bad UTF-8, bad JSON, ``NaN``/``Infinity`` literals, numbers outside the float64
+    range (``1e400``, or an integer literal with 400 digits, which Python would otherwise keep
+    as an exact integer or refuse beyond 4,300 digits), nesting deeper than
+    :data:`MAX_JSON_DEPTH`, and a top level that is not an object. Numbers are checked where
+    the decoder reads them, so no field (spectra, axis, budget, threshold) can hold one that
+    later fails to convert.
+    """
     if not body:
         raise PayloadError('empty body; send JSON {"spectra": [[...], ...]} or a .npy array with Content-Type application/x-npy')
     try:
-        obj = json.loads(body.decode("utf-8"), parse_constant=_refuse_constant)
+        text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise PayloadError(f"body is not UTF-8 text ({_short(exc)})") from None
+    try:
+        obj = json.loads(text, parse_constant=_refuse_constant, parse_float=_json_float, parse_int=_json_int)
     except json.JSONDecodeError as exc:
         raise PayloadError(f"body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except RecursionError:
+        raise PayloadError(f"JSON is nested too deeply; a request needs at most {MAX_JSON_DEPTH} levels") from None
     if not isinstance(obj, dict):
         raise PayloadError(f'JSON body must be an object {{"spectra": [[...]]}}; got {type(obj).__name__}')
+    _check_depth(obj)
     return obj
 
 
@@ -184,9 +208,48 @@ def _refuse_constant(token: str) -> float:
     raise PayloadError(f"JSON holds {token}; spectra must be finite numbers")
 
 
+def _out_of_range(token: str) -> PayloadError:
+    shown = token if len(token) <= 24 else f"{token[:12]}...{token[-6:]} ({len(token)} characters)"
+    return PayloadError(f"JSON number {shown} is outside the float range (magnitude up to {_FLOAT_MAX:.4g})")
+
+
+def _json_float(token: str) -> float:
+    value = float(token)
+    if value in (np.inf, -np.inf):
+        raise _out_of_range(token)
+    return value
+
+
+def _json_int(token: str) -> int:
+    if len(token.lstrip("-")) > _MAX_INT_DIGITS:
+        raise _out_of_range(token)
+    value = int(token)
+    if abs(value) > _FLOAT_MAX:
+        raise _out_of_range(token)
+    return value
+
+
+def _check_depth(obj: Any) -> None:
+    """Refuse nesting beyond MAX_JSON_DEPTH (the decoder itself stops only near Python's recursion limit)."""
+    level = [obj]
+    for depth in range(1, MAX_JSON_DEPTH + 2):
+        nxt = [v for c in level for v in (c.values() if isinstance(c, dict) else c) if isinstance(v, (list, dict))]
+        if not nxt:
+            return
+        if depth > MAX_JSON_DEPTH:
+            break
+        level = nxt
+    raise PayloadError(f"JSON is nested more than {MAX_JSON_DEPTH} levels deep; spectra are a list of lists of numbers")
+
+
 def _numeric_matrix(value: Any, name: str, max_rows: int) -> np.ndarray:
     if not isinstance(value, list) or not value:
         raise PayloadError(f"{name} must be a non-empty list of spectra (lists of numbers); got {_kind(value)}")
+    if not isinstance(value[0], list):
+        raise PayloadError(
+            f"{name}[0] must be a list of numbers; got {_kind(value[0])} "
+            f"({name} is a list of spectra: send one spectrum as [[...]])"
+        )
     if len(value) > max_rows:
         raise PayloadError(f"{name} holds {len(value)} spectra; at most {max_rows} per request", status=413)
     width = None
@@ -199,16 +262,38 @@ def _numeric_matrix(value: Any, name: str, max_rows: int) -> np.ndarray:
             raise PayloadError(f"{name}[{i}] has {len(row)} values but {name}[0] has {width}; all spectra need the same length")
         for j, v in enumerate(row):
             if isinstance(v, bool) or not isinstance(v, (int, float)):
-                raise PayloadError(f"{name}[{i}][{j}] = {v!r:.40} is not a number")
+                raise PayloadError(f"{name}[{i}][{j}] = {_show(v)} is not a number")
     if not width:
         raise PayloadError(f"{name}[0] is empty; each spectrum needs at least one value")
-    arr = np.asarray(value, dtype=np.float64)
+    return as_float32(np.asarray(value, dtype=np.float64), name)
+
+
+def as_float32(arr: np.ndarray, name: str) -> np.ndarray:
+    """``arr`` as float32, refusing NaN/inf and values that float32 cannot hold (they would become inf)."""
     _check_finite(arr, name)
+    big = np.abs(arr) > _FLOAT32_MAX
+    if big.any():
+        where = tuple(int(i) for i in np.argwhere(big)[0])
+        raise PayloadError(
+            f"{name}: {int(big.sum())} value(s) beyond the float32 range ({_FLOAT32_MAX:.4g}), first at index {where}"
+        )
     return arr.astype(np.float32)
 
 
+def _show(value: Any) -> str:
+    """A short description of a JSON value for a message (never a repr with a memory address)."""
+    if isinstance(value, (dict, list)):
+        return f"a JSON {'object' if isinstance(value, dict) else 'list'}"
+    if isinstance(value, str) and len(value) > 40:
+        return f"{value[:40]!r}..."
+    return f"{value!r:.40}"
+
+
 def _kind(value: Any) -> str:
-    return "an empty list" if value == [] else type(value).__name__
+    if isinstance(value, list) and not value:
+        return "an empty list"
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}.get(
+        type(value), "a number" if isinstance(value, (int, float)) else type(value).__name__)
 
 
 def spectra_from_json(obj: dict[str, Any], *, max_rows: int) -> tuple[np.ndarray, np.ndarray | None]:
@@ -224,9 +309,9 @@ def spectra_from_json(obj: dict[str, Any], *, max_rows: int) -> tuple[np.ndarray
         return X, None
     if not isinstance(axis, list) or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in axis):
         raise PayloadError("axis must be a list of numbers (one per spectrum point)")
+    if len(axis) != X.shape[1]:
+        raise PayloadError(f"axis has {len(axis)} values but each spectrum has {X.shape[1]}")
     ax = np.asarray(axis, dtype=np.float64)
-    if ax.shape != (X.shape[1],):
-        raise PayloadError(f"axis has {ax.size} values but each spectrum has {X.shape[1]}")
     _check_finite(ax, "axis")
     return X, ax
 
@@ -246,7 +331,7 @@ def parse_options(policy: Any, budget: Any, threshold: Any, *, n_exits: int) -> 
     """
     policy = "full" if policy in (None, "") else policy
     if not isinstance(policy, str) or policy not in POLICIES:
-        raise PayloadError(f"policy={policy!r:.40} is unknown; use one of {list(POLICIES)}")
+        raise PayloadError(f"policy={_show(policy)} is unknown; use one of {list(POLICIES)}")
     parsed: Budget | None = None
     if budget not in (None, ""):
         if isinstance(budget, bool) or not isinstance(budget, (str, int, float)):
@@ -254,11 +339,11 @@ def parse_options(policy: Any, budget: Any, threshold: Any, *, n_exits: int) -> 
         try:
             parsed = parse_budget(budget)
         except (ValueError, TypeError, OverflowError) as exc:
-            raise PayloadError(f"budget={budget!r:.40} is not allowed: {_short(exc)}") from None
+            raise PayloadError(f"budget={_show(budget)} is not allowed: {_short(exc)}") from None
         if policy not in ("anytime", "batch"):
             raise PayloadError(f"budget is only used by policies 'anytime' and 'batch'; got policy {policy!r}")
         if policy == "batch" and parsed.unit == "ms":
-            raise PayloadError(f"policy 'batch' takes a mean budget in MACs (e.g. '200k') or a share ('25%'); got {budget!r:.40}")
+            raise PayloadError(f"policy 'batch' takes a mean budget in MACs (e.g. '200k') or a share ('25%'); got {_show(budget)}")
     if policy in ("anytime", "batch") and parsed is None:
         raise PayloadError(f"policy {policy!r} needs a budget, e.g. budget=150k (MACs), 25% or 2ms")
     th: Thresholds | None = None
@@ -279,7 +364,7 @@ def parse_stage(value: Any, n_exits: int) -> int:
     try:
         k = int(str(value))
     except ValueError:
-        raise PayloadError(f"stage={value!r:.40} is not an integer; use 0..{n_exits - 2}") from None
+        raise PayloadError(f"stage={_show(value)} is not an integer; use 0..{n_exits - 2}") from None
     if not 0 <= k <= n_exits - 2:
         raise PayloadError(
             f"stage={k} is out of range; features of stage 0..{n_exits - 2} can be continued "
