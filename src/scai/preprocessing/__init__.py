@@ -6,7 +6,16 @@ Pure NumPy/SciPy/pybaselines (never torch), so the edge runtime can run it as is
 from scai.preprocessing.axis import MIN_AXIS_OVERLAP, align_to_axis
 from scai.preprocessing.base import Step, get_step, list_steps, register_step
 from scai.preprocessing.baseline import BASELINE_METHODS, BaselineCorrection
-from scai.preprocessing.pipeline import AUTO_CANDIDATES, PIPELINE_KINDS, Pipeline, default_pipeline
+from scai.preprocessing.pipeline import (
+    AUTO_CANDIDATES,
+    PIPELINE_KINDS,
+    Pipeline,
+    default_pipeline,
+    pipeline_from_spec,
+    pipeline_to_spec,
+    preprocessing_from_json,
+    preprocessing_to_json,
+)
 from scai.preprocessing.steps import (
     SNV,
     WATER_OH_WINDOW,
@@ -30,6 +39,10 @@ __all__ = [
     "list_steps",
     "Pipeline",
     "default_pipeline",
+    "pipeline_to_spec",
+    "pipeline_from_spec",
+    "preprocessing_to_json",
+    "preprocessing_from_json",
     "PIPELINE_KINDS",
     "AUTO_CANDIDATES",
     "Crop",

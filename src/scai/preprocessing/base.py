@@ -2,7 +2,9 @@
 
 Every step follows the scikit-learn contract (``__init__`` stores parameters, ``fit`` validates
 and returns ``self``, fitted state ends in ``_``) plus two scai rules: the spectral axis arrives
-through ``fit(X, axis=...)`` or the constructor, and input arrays are never modified.
+through ``fit(X, axis=...)``, the constructor or the numeric column names of a pandas DataFrame,
+and input arrays are never modified. A DataFrame in gives a DataFrame out (same index; columns
+named by the output axis), as scikit-learn's ``set_output`` convention has it.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import Any, ClassVar
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 
+from scai.data.frames import frame_like, frame_parts, is_frame, match_axis
 from scai.errors import AxisError, ConfigError, DataFormatError, DataValueError, NotFittedError
 
 __all__ = ["Step", "register_step", "get_step", "list_steps"]
@@ -82,6 +85,48 @@ def as_2d(X: Any, who: str) -> np.ndarray:
     return X
 
 
+#: What a frame-aware step remembers of its input to name its output: (frame, column labels).
+FrameInfo = tuple[Any, list[Any]]
+
+
+def from_frame(
+    X: Any, axis: Any, who: str, fitted_axis: np.ndarray | None = None
+) -> tuple[Any, Any, FrameInfo | None]:
+    """``(values, axis, frame info)``: a DataFrame's values and the axis its column names hold.
+
+    An explicit ``axis`` wins over the names. With ``fitted_axis`` (at transform time) numeric
+    names must name that axis, in any column order; a fit on the point index skips the check.
+    """
+    if not is_frame(X):
+        return X, axis, None
+    if axis is not None:
+        return X.to_numpy(), axis, (X, list(X.columns))
+    values, names_axis, labels = frame_parts(X, who, warn=fitted_axis is None)
+    if fitted_axis is not None and names_axis is not None and not _is_index(fitted_axis):
+        if names_axis.shape != fitted_axis.shape or not match_axis(names_axis, fitted_axis)[1].all():
+            raise AxisError(
+                f"{who}: the column names give the axis {names_axis[0]:g}..{names_axis[-1]:g} ({names_axis.size} points), "
+                f"but it was fitted on {fitted_axis[0]:g}..{fitted_axis[-1]:g} ({fitted_axis.size} points)"
+            )
+    return values, names_axis, (X, labels)
+
+
+def to_frame(info: FrameInfo | None, out: np.ndarray, axis: np.ndarray, input_axis: np.ndarray) -> Any:
+    """``out`` as a frame like the input when the input was one, else ``out`` unchanged."""
+    if info is None:
+        return out
+    return frame_like(info[0], out, info[1], axis, input_axis)
+
+
+def _is_index(axis: np.ndarray) -> bool:
+    return bool(np.array_equal(axis, np.arange(axis.size)))
+
+
+def feature_names(axis: np.ndarray) -> np.ndarray:
+    """Output feature names for scikit-learn (``get_feature_names_out``): the axis values as text."""
+    return np.asarray([f"{v:g}" for v in axis], dtype=object)
+
+
 class Step(TransformerMixin, BaseEstimator):
     """Base class of preprocessing steps: validation, axis handling, dtype, JSON state.
 
@@ -92,22 +137,41 @@ class Step(TransformerMixin, BaseEstimator):
     _state: ClassVar[tuple[str, ...]] = ()
 
     def fit(self, X: Any, y: Any = None, axis: Any = None) -> Step:
-        """Learn what the step needs from training spectra ``X`` on ``axis``."""
-        X = as_2d(X, type(self).__name__)
+        """Learn what the step needs from training spectra ``X`` on ``axis``.
+
+        ``X`` may be a DataFrame whose column names are the axis (an explicit ``axis``, here or
+        in the constructor, wins over the names).
+        """
+        name = type(self).__name__
+        self.check_params()
+        if axis is None:
+            axis = getattr(self, "axis", None)
+        X, axis, _ = from_frame(X, axis, name)
+        X = as_2d(X, name)
         self.axis_ = self._resolve_axis(axis, X.shape[1])
         self.n_features_in_ = int(X.shape[1])
         self._fit(np.array(X, dtype=np.float64), y)
         return self
 
-    def transform(self, X: Any) -> np.ndarray:
-        """Apply the step; float32 in gives float32 out, anything else float64."""
+    def transform(self, X: Any) -> Any:
+        """Apply the step; float32 in gives float32 out, anything else float64; a DataFrame gives a DataFrame."""
         self._check_fitted()
         name = type(self).__name__
+        X, _, frame = from_frame(X, None, name, self.axis_)
         X = as_2d(X, name)
         if X.shape[1] != self.n_features_in_:
             raise DataValueError(f"{name}: X has {X.shape[1]} points per spectrum, fitted on {self.n_features_in_}")
         out = self._transform(np.array(X, dtype=np.float64))  # private copy: input never modified
-        return out.astype(np.float32 if X.dtype == np.float32 else np.float64, copy=False)
+        out = out.astype(np.float32 if X.dtype == np.float32 else np.float64, copy=False)
+        return to_frame(frame, out, self.output_axis_, self.axis_)
+
+    def check_params(self) -> None:
+        """Refuse constructor values that cannot work whatever the data (``fit`` calls it first;
+        so does :func:`scai.preprocessing.pipeline_from_spec`, so a bad config fails before training)."""
+
+    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
+        """The output axis values as text (lets ``set_output(transform="pandas")`` name columns)."""
+        return feature_names(self.output_axis_)
 
     @property
     def output_axis_(self) -> np.ndarray:

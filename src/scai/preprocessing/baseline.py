@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from pybaselines import Baseline
 
-from scai.errors import ConfigError
+from scai.errors import ConfigError, DataValueError
 from scai.preprocessing.base import Step, register_step
 
 __all__ = ["BaselineCorrection", "BASELINE_METHODS"]
@@ -57,11 +57,13 @@ class BaselineCorrection(Step):
         self.params = {**(params or {}), **kwargs} if kwargs else params
         self.axis = axis
 
-    def _fit(self, X: np.ndarray, y: Any) -> None:
+    def check_params(self) -> None:
         if self.method not in BASELINE_METHODS:
             raise ConfigError(
                 f"BaselineCorrection: method={self.method!r} is not one of {', '.join(BASELINE_METHODS)}"
             )
+        if self.params is not None and not isinstance(self.params, dict):
+            raise ConfigError(f"BaselineCorrection: params={self.params!r} must be a dict of {self.method} parameters")
         valid = _method_parameters(self.method)
         unknown = sorted(set(self.params or {}) - set(valid or ()))
         if valid is not None and unknown:
@@ -69,10 +71,18 @@ class BaselineCorrection(Step):
                 f"BaselineCorrection(method={self.method!r}): unknown parameter(s) {unknown}; "
                 f"valid parameters: {', '.join(valid) or 'none'}"
             )
+
+    def _fit(self, X: np.ndarray, y: Any) -> None:
         try:  # surface bad parameters at fit time, not deep inside transform
             self._baseline(Baseline(x_data=self.axis_), X[0])
         except TypeError as e:
             raise ConfigError(f"BaselineCorrection(method={self.method!r}): bad parameters {self.params}: {e}") from None
+        except (ValueError, IndexError, np.linalg.LinAlgError) as e:  # pybaselines on data it cannot fit
+            raise DataValueError(
+                f"BaselineCorrection(method={self.method!r}, params={self.params}): cannot fit a baseline to "
+                f"{X.shape[1]} points per spectrum ({type(e).__name__}: {e}); use a pipeline without "
+                "baseline correction (preprocessing='snv' or 'none')"
+            ) from None
 
     def _baseline(self, fitter: Baseline, row: np.ndarray) -> np.ndarray:
         baseline, _ = getattr(fitter, self.method)(row, **(self.params or {}))

@@ -1,7 +1,15 @@
-"""A list of steps that threads the spectral axis through, and its JSON form."""
+"""A list of steps that threads the spectral axis through, and its two JSON forms.
+
+- :meth:`Pipeline.to_json` / :meth:`Pipeline.from_json`: the fitted pipeline with its state, as a
+  model directory stores it.
+- :func:`pipeline_to_spec` / :func:`pipeline_from_spec`: the unfitted recipe, a list of
+  ``{"step": name, **parameters}``, as a ``--config`` file writes it and as an estimator's
+  ``preprocessing`` parameter is saved (so a custom pipeline can be refitted after loading).
+"""
 
 from __future__ import annotations
 
+import inspect
 import json
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -10,11 +18,20 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 
 from scai.errors import ConfigError, DataFormatError, NotFittedError, ScaiTypeError
-from scai.preprocessing.base import Step, _decode, _encode
+from scai.preprocessing.base import Step, _decode, _encode, feature_names, from_frame, get_step, list_steps, to_frame
 from scai.preprocessing.baseline import BaselineCorrection
 from scai.preprocessing.steps import SNV, Despike, SavitzkyGolay
 
-__all__ = ["Pipeline", "default_pipeline", "PIPELINE_KINDS", "AUTO_CANDIDATES"]
+__all__ = [
+    "Pipeline",
+    "default_pipeline",
+    "PIPELINE_KINDS",
+    "AUTO_CANDIDATES",
+    "pipeline_to_spec",
+    "pipeline_from_spec",
+    "preprocessing_to_json",
+    "preprocessing_from_json",
+]
 
 _FORMAT = "scai-preprocessing"
 _VERSION = 1
@@ -51,8 +68,9 @@ class Pipeline(TransformerMixin, BaseEstimator):
         self.fit_transform(X, y, axis=axis)
         return self
 
-    def fit_transform(self, X: Any, y: Any = None, axis: Any = None, **_: Any) -> np.ndarray:
+    def fit_transform(self, X: Any, y: Any = None, axis: Any = None, **_: Any) -> Any:
         X, y, axis = _unpack(X, y, axis)
+        X, axis, frame = from_frame(X, axis, "Pipeline")
         for step in self.steps:
             if not isinstance(step, Step):
                 raise ScaiTypeError(f"Pipeline: {step!r} is not a scai preprocessing Step (see scai.preprocessing.list_steps())")
@@ -66,18 +84,23 @@ class Pipeline(TransformerMixin, BaseEstimator):
             out = step.transform(out)
             current_axis = step.output_axis_
         self._output_axis = current_axis
-        return self._copy_if_same(out, X)
+        return to_frame(frame, self._copy_if_same(out, X), current_axis, self.axis_)
 
-    def transform(self, X: Any) -> np.ndarray:
-        """Apply the fitted steps; ``X`` may be a ``Spectra`` (on the fitted axis)."""
+    def transform(self, X: Any) -> Any:
+        """Apply the fitted steps; ``X`` may be a ``Spectra`` (on the fitted axis) or a DataFrame."""
         if not hasattr(self, "axis_"):
             raise NotFittedError("Pipeline is not fitted; call fit(X, axis=...) first")
         X, _, _ = _unpack(X, None, None)
+        X, _, frame = from_frame(X, None, "Pipeline", self.axis_)
         X = np.asarray(X)
         out = X
         for step in self.steps:
             out = step.transform(out)
-        return self._copy_if_same(out, X)
+        return to_frame(frame, self._copy_if_same(out, X), self.output_axis_, self.axis_)
+
+    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
+        """The output axis values as text (lets ``set_output(transform="pandas")`` name columns)."""
+        return feature_names(self.output_axis_)
 
     @staticmethod
     def _copy_if_same(out: np.ndarray, X: np.ndarray) -> np.ndarray:
@@ -123,6 +146,99 @@ class Pipeline(TransformerMixin, BaseEstimator):
             pipe._output_axis = _decode(doc["output_axis"])
             pipe.n_features_in_ = int(doc["n_features_in"])
         return pipe
+
+
+_SPEC_KEY = "step"
+
+
+def pipeline_to_spec(pipeline: Pipeline) -> dict[str, Any]:
+    """The unfitted recipe of ``pipeline``: ``{"steps": [{"step": name, **parameters}, ...]}``.
+
+    Every step must be a registered :class:`~scai.preprocessing.Step` (``@register_step``) with
+    JSON-able parameters (arrays are written as ``{"__array__": [...], "dtype": ...}``); fitted
+    state is left out. :func:`pipeline_from_spec` rebuilds an equal, unfitted pipeline.
+
+    Raises
+    ------
+    ScaiTypeError
+        For a step that is not a registered scai step, or a parameter JSON cannot hold.
+    """
+    if not isinstance(pipeline, Pipeline):
+        raise ScaiTypeError(f"pipeline_to_spec: expected a scai.preprocessing.Pipeline, got {type(pipeline).__name__}")
+    steps = []
+    for i, step in enumerate(pipeline.steps):
+        name = type(step).__name__
+        if not isinstance(step, Step) or name not in list_steps() or get_step(name) is not type(step):
+            raise ScaiTypeError(
+                f"pipeline step {i} ({name}) is not a registered scai preprocessing step; "
+                "subclass scai.preprocessing.Step and decorate it with @register_step"
+            )
+        entry = {_SPEC_KEY: name, **_encode(step.get_params(deep=False))}
+        for key, value in entry.items():
+            try:
+                json.dumps(value, allow_nan=False)
+            except (TypeError, ValueError):
+                raise ScaiTypeError(f"pipeline step {i} ({name}): parameter {key}={value!r:.80} cannot be stored as JSON") from None
+        steps.append(entry)
+    return {"steps": steps}
+
+
+def pipeline_from_spec(spec: dict[str, Any] | Sequence[dict[str, Any]], where: str = "preprocessing") -> Pipeline:
+    """An unfitted :class:`Pipeline` from :func:`pipeline_to_spec` output, or from the bare list of
+    step entries a ``--config`` file holds: ``[{"step": "SavitzkyGolay", "window": 15, "deriv": 1}, {"step": "SNV"}]``.
+
+    Each step's parameters are checked at once (:meth:`Step.check_params`), so a bad value fails
+    before any training. ``where`` prefixes the messages (a file name, a config section).
+
+    Raises
+    ------
+    ConfigError
+        For an unknown step, an unknown key (listing the valid ones) or a bad parameter value.
+    """
+    if isinstance(spec, dict):
+        unknown = sorted(set(spec) - {"steps"})
+        if unknown or not isinstance(spec.get("steps"), list):
+            raise ConfigError(f"{where}: a pipeline spec is {{'steps': [...]}} or a list of steps; unexpected key(s) {unknown or ['(no steps)']}")
+        entries = spec["steps"]
+    elif isinstance(spec, (list, tuple)):
+        entries = list(spec)
+    else:
+        raise ConfigError(f"{where}: expected a list of steps like [{{'step': 'SNV'}}], got {type(spec).__name__}")
+    return Pipeline([_step_from_entry(entry, f"{where}: step {i}") for i, entry in enumerate(entries)])
+
+
+def _step_from_entry(entry: Any, where: str) -> Step:
+    if not isinstance(entry, dict) or not isinstance(entry.get(_SPEC_KEY), str):
+        raise ConfigError(f"{where}: each step is an object with a {_SPEC_KEY!r} name, e.g. {{'step': 'SNV'}}; got {entry!r:.80}")
+    name = entry[_SPEC_KEY]
+    if name not in list_steps():
+        raise ConfigError(f"{where}: unknown preprocessing step {name!r}; known steps: {', '.join(list_steps())}")
+    klass = get_step(name)
+    params = {k: _decode(v) for k, v in entry.items() if k != _SPEC_KEY}
+    valid = klass._get_param_names()
+    takes_extra = any(p.kind is p.VAR_KEYWORD for p in inspect.signature(klass).parameters.values())
+    unknown = sorted(set(params) - set(valid))
+    if unknown and not takes_extra:  # steps with **kwargs (BaselineCorrection) check their extras themselves
+        raise ConfigError(f"{where} ({name}): unknown key(s) {unknown}; valid keys: {', '.join([_SPEC_KEY, *valid])}")
+    try:
+        step = klass(**params)
+    except TypeError as e:
+        raise ConfigError(f"{where} ({name}): bad parameters {params!r:.200}: {e}") from None
+    try:
+        step.check_params()
+    except (ConfigError, TypeError, ValueError) as e:
+        raise ConfigError(f"{where}: {e}") from None
+    return step
+
+
+def preprocessing_to_json(value: Any) -> Any:
+    """An estimator's ``preprocessing`` parameter as JSON: a kind name or None as is, a Pipeline as its spec."""
+    return pipeline_to_spec(value) if isinstance(value, Pipeline) else value
+
+
+def preprocessing_from_json(value: Any) -> Any:
+    """Inverse of :func:`preprocessing_to_json`: a stored spec becomes an unfitted Pipeline again."""
+    return pipeline_from_spec(value) if isinstance(value, (dict, list)) else value
 
 
 PIPELINE_KINDS = ("raman", "deriv", "nir", "ftir", "snv", "none")

@@ -55,11 +55,21 @@ class Crop(Step):
         self.hi = hi
         self.axis = axis
 
-    def _fit(self, X: np.ndarray, y: Any) -> None:
-        lo = -np.inf if self.lo is None else float(self.lo)
-        hi = np.inf if self.hi is None else float(self.hi)
+    def _bounds(self) -> tuple[float, float]:
+        try:
+            lo = -np.inf if self.lo is None else float(self.lo)
+            hi = np.inf if self.hi is None else float(self.hi)
+        except (TypeError, ValueError):
+            raise ConfigError(f"Crop: lo={self.lo!r} and hi={self.hi!r} must be numbers or None") from None
+        return lo, hi
+
+    def check_params(self) -> None:
+        lo, hi = self._bounds()
         if lo > hi:
             raise ConfigError(f"Crop: lo={self.lo} must not exceed hi={self.hi}")
+
+    def _fit(self, X: np.ndarray, y: Any) -> None:
+        lo, hi = self._bounds()
         index = np.flatnonzero((self.axis_ >= lo) & (self.axis_ <= hi))
         if index.size == 0:
             raise AxisError(f"Crop({self.lo}, {self.hi}): range does not overlap the axis {_range(self.axis_)}")
@@ -86,8 +96,14 @@ class Resample(Step):
         self.target_axis = target_axis
         self.axis = axis
 
+    def check_params(self) -> None:
+        self._target()
+
     def _target(self) -> np.ndarray:
-        t = np.asarray(self.target_axis, dtype=np.float64).ravel()
+        try:
+            t = np.asarray(self.target_axis, dtype=np.float64).ravel()
+        except (TypeError, ValueError):
+            raise AxisError("Resample: target_axis must be an array of numbers") from None
         if t.size == 0 or not np.all(np.isfinite(t)) or (t.size > 1 and not np.all(np.diff(t) > 0)):
             raise AxisError("Resample: target_axis must be a non-empty, finite, strictly increasing array")
         return t
@@ -132,7 +148,11 @@ class SavitzkyGolay(Step):
         self.polyorder = polyorder
         self.deriv = deriv
 
-    def _fit(self, X: np.ndarray, y: Any) -> None:
+    def check_params(self) -> None:
+        for name in ("window", "polyorder", "deriv"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or value != int(value):
+                raise ConfigError(f"SavitzkyGolay: {name}={value!r} must be an integer")
         w, p, d = int(self.window), int(self.polyorder), int(self.deriv)
         if w < 3 or w % 2 == 0:
             raise ConfigError(f"SavitzkyGolay: window={self.window} must be an odd integer >= 3")
@@ -140,8 +160,16 @@ class SavitzkyGolay(Step):
             raise ConfigError(f"SavitzkyGolay: polyorder={self.polyorder} must be in 0..window-1 ({w - 1})")
         if not 0 <= d <= p:
             raise ConfigError(f"SavitzkyGolay: deriv={self.deriv} must be in 0..polyorder ({p})")
-        if w > X.shape[1]:
-            raise ConfigError(f"SavitzkyGolay: window={w} exceeds the {X.shape[1]} points per spectrum")
+
+    def _fit(self, X: np.ndarray, y: Any) -> None:
+        w, n = int(self.window), X.shape[1]
+        if w > n:
+            largest = n if n % 2 else n - 1
+            fix = f"use window <= {largest} (odd), or" if largest >= 3 and largest > int(self.polyorder) else "use"
+            raise DataValueError(
+                f"SavitzkyGolay: window={w} exceeds the {n} points per spectrum; {fix} "
+                "a pipeline without smoothing (preprocessing='snv' or 'none')"
+            )
 
     def _transform(self, X: np.ndarray) -> np.ndarray:
         a = self.axis_
@@ -166,7 +194,7 @@ class Despike(Step):
         self.window = window
         self.ratio = ratio
 
-    def _fit(self, X: np.ndarray, y: Any) -> None:
+    def check_params(self) -> None:
         if float(self.threshold) <= 0:
             raise ConfigError(f"Despike: threshold={self.threshold} must be positive")
         if int(self.window) < 1:
@@ -263,9 +291,11 @@ class Standardize(Step):
     def __init__(self, scale: str = "feature") -> None:
         self.scale = scale
 
-    def _fit(self, X: np.ndarray, y: Any) -> None:
+    def check_params(self) -> None:
         if self.scale not in ("feature", "global"):
             raise ConfigError(f"Standardize: scale={self.scale!r} is not allowed; use 'feature' or 'global'")
+
+    def _fit(self, X: np.ndarray, y: Any) -> None:
         self.mean_ = X.mean(axis=0)
         std = X.std(axis=0)
         if self.scale == "global":
@@ -298,8 +328,20 @@ class LaserCalibration(Step):
     def _integrals(self, X: np.ndarray) -> np.ndarray:
         return trapezoid(X[:, self.index_], self.axis_[self.index_], axis=1)
 
+    def _window(self) -> tuple[float, float]:
+        try:
+            lo, hi = (float(v) for v in self.window)
+        except (TypeError, ValueError):
+            raise ConfigError(f"LaserCalibration: window={self.window!r} must be two numbers (lo, hi)") from None
+        if not lo < hi:
+            raise ConfigError(f"LaserCalibration: window={self.window!r} must have lo < hi")
+        return lo, hi
+
+    def check_params(self) -> None:
+        self._window()
+
     def _fit(self, X: np.ndarray, y: Any) -> None:
-        lo, hi = (float(v) for v in self.window)
+        lo, hi = self._window()
         a = self.axis_
         index = np.flatnonzero((a >= lo) & (a <= hi))
         if index.size < 2:
