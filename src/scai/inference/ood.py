@@ -1,0 +1,398 @@
+"""Unknown-class scores at every exit, and their calibration to a false-reject rate.
+
+A classifier trained on K classes answers one of them for any input. These scores say how far a
+spectrum is from what an exit saw in training, so that a counterfeit of a kind nobody trained on
+can be flagged ``unknown`` instead of being forced into a known class. Higher always means
+"more unknown".
+
+Three scores, per exit:
+
+* ``"msp"`` -- minus the largest (temperature-scaled) softmax probability; the baseline of
+  Hendrycks & Gimpel (2017).
+* ``"energy"`` -- minus ``T * logsumexp(logits / T)`` (Liu et al., 2020): it keeps the logits'
+  magnitude, which the softmax throws away.
+* ``"mahalanobis"`` -- the smallest squared Mahalanobis distance of the exit's pooled features to
+  a class mean, with one covariance shared by the classes (Lee et al., 2018) estimated with
+  Ledoit-Wolf (or OAS) shrinkage, because an exit's features have about as many dimensions as a
+  spectral data set has spectra. Optionally on the first ``n_components`` principal components
+  of the features (which keeps the stored state small).
+
+A threshold per exit is set on held-out in-distribution spectra (the validation split, or
+out-of-fold predictions) so that a chosen share of them is flagged: the *false-reject rate*
+(default 5 %). Everything stores as plain JSON (``to_dict`` / ``from_dict``), never pickle.
+
+The scorers and the detector are NumPy + scikit-learn; :func:`exit_batch` (which runs a fitted
+:class:`scai.SCAIClassifier` and collects each exit's pooled features) imports torch when called.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy.special import logsumexp
+
+from scai.errors import ConfigError, DataValueError, ModelFileError, NotFittedError
+
+__all__ = [
+    "OOD_SCORES",
+    "DEFAULT_REJECT_RATE",
+    "ExitBatch",
+    "msp_score",
+    "energy_score",
+    "MahalanobisScorer",
+    "calibrate_threshold",
+    "UnknownDetector",
+    "exit_batch",
+]
+
+#: The unknown-class scores :class:`UnknownDetector` knows.
+OOD_SCORES: tuple[str, ...] = ("msp", "energy", "mahalanobis")
+#: Share of in-distribution spectra flagged unknown, unless the user sets another.
+DEFAULT_REJECT_RATE = 0.05
+_SHRINKAGE = ("ledoit_wolf", "oas")
+
+
+@dataclass
+class ExitBatch:
+    """What every exit said about a batch of spectra: the inputs of the unknown-class scores.
+
+    Attributes
+    ----------
+    logits : ndarray (n_exits, n, n_classes)
+        Raw (not temperature-scaled) logits.
+    probs : ndarray (n_exits, n, n_classes)
+        Temperature-scaled probabilities.
+    features : list of ndarray
+        One (n, D_i) array per exit: what the exit's classifier sees (the pooled block output;
+        for a cascade's linear exit 0, the preprocessed spectrum).
+    """
+
+    logits: np.ndarray
+    probs: np.ndarray
+    features: list[np.ndarray] = field(default_factory=list)
+
+    @property
+    def n_exits(self) -> int:
+        return int(self.logits.shape[0])
+
+
+def msp_score(probs: np.ndarray) -> np.ndarray:
+    """Minus the largest softmax probability over the last axis (higher = more unknown)."""
+    return -np.asarray(probs, dtype=np.float64).max(axis=-1)
+
+
+def energy_score(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """Energy ``-T * logsumexp(logits / T)`` over the last axis (higher = more unknown)."""
+    if not temperature > 0:
+        raise ConfigError(f"temperature must be > 0; got {temperature}")
+    z = np.asarray(logits, dtype=np.float64)
+    return -temperature * logsumexp(z / temperature, axis=-1)
+
+
+def _as_features(features: Any, name: str = "features") -> np.ndarray:
+    arr = np.asarray(features, dtype=np.float64)
+    if arr.ndim != 2:
+        raise DataValueError(f"{name} must be 2-D (n_samples, n_features); got shape {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise DataValueError(f"{name} holds NaN/inf values")
+    return arr
+
+
+class MahalanobisScorer:
+    """Smallest squared Mahalanobis distance to a class mean, with a shrunk shared covariance.
+
+    Parameters
+    ----------
+    shrinkage : {"ledoit_wolf", "oas"}
+        Covariance estimator (:class:`sklearn.covariance.LedoitWolf` or ``OAS``) fitted on the
+        class-centred features.
+    n_components : int or None
+        Score on the first ``n_components`` principal components of the features
+        (:class:`sklearn.decomposition.PCA`, capped by the data); None uses every feature.
+    """
+
+    def __init__(self, *, shrinkage: str = "ledoit_wolf", n_components: int | None = None) -> None:
+        self.shrinkage = shrinkage
+        self.n_components = n_components
+
+    def fit(self, features: Any, y: Any) -> MahalanobisScorer:
+        """Fit class means and the shared shrunk precision on training features (n, D) and labels."""
+        from sklearn.covariance import OAS, LedoitWolf
+        from sklearn.decomposition import PCA
+
+        if self.shrinkage not in _SHRINKAGE:
+            raise ConfigError(f"shrinkage={self.shrinkage!r} is not allowed; use one of {_SHRINKAGE}")
+        X = _as_features(features)
+        y = np.asarray(y)
+        if y.shape != (len(X),):
+            raise DataValueError(f"Mismatch in number of cases. Found features = {len(X)} and y = {y.size}")
+        if self.n_components is not None:
+            k = int(self.n_components)
+            if k < 1:
+                raise ConfigError(f"n_components must be >= 1 or None; got {self.n_components}")
+            pca = PCA(n_components=min(k, X.shape[1], len(X) - 1), svd_solver="full").fit(X)
+            self.pca_mean_, self.pca_components_ = pca.mean_, pca.components_
+            X = self._project(X)
+        else:
+            self.pca_mean_ = self.pca_components_ = None
+        self.classes_, y_idx = np.unique(y, return_inverse=True)
+        self.means_ = np.stack([X[y_idx == k].mean(axis=0) for k in range(len(self.classes_))])
+        est = (LedoitWolf if self.shrinkage == "ledoit_wolf" else OAS)(assume_centered=True)
+        est.fit(X - self.means_[y_idx])
+        self.precision_ = np.asarray(est.precision_, dtype=np.float64)
+        self.shrinkage_ = float(est.shrinkage_)
+        return self
+
+    def _project(self, X: np.ndarray) -> np.ndarray:
+        if self.pca_components_ is None:
+            return X
+        return (X - self.pca_mean_) @ self.pca_components_.T
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "precision_"):
+            raise NotFittedError("This MahalanobisScorer is not fitted yet; call fit(features, y) first")
+
+    def distances(self, features: Any) -> np.ndarray:
+        """Squared Mahalanobis distance of each sample to each class mean, shape (n, n_classes)."""
+        self._check_fitted()
+        X = _as_features(features)
+        width = self.means_.shape[1] if self.pca_components_ is None else self.pca_components_.shape[1]
+        if X.shape[1] != width:
+            raise DataValueError(f"features have {X.shape[1]} columns but the scorer was fitted on {width}")
+        X = self._project(X)
+        diff = X[:, None, :] - self.means_[None, :, :]  # (n, C, D)
+        return np.einsum("ncd,de,nce->nc", diff, self.precision_, diff)
+
+    def score(self, features: Any) -> np.ndarray:
+        """Smallest squared distance to a class mean, shape (n,) (higher = more unknown)."""
+        return self.distances(features).min(axis=1)
+
+    def to_dict(self) -> dict[str, Any]:
+        self._check_fitted()
+        return {
+            "shrinkage": self.shrinkage,
+            "n_components": self.n_components,
+            "shrinkage_value": self.shrinkage_,
+            "classes": self.classes_.tolist(),
+            "means": self.means_.tolist(),
+            "precision": self.precision_.tolist(),
+            "pca_mean": None if self.pca_mean_ is None else self.pca_mean_.tolist(),
+            "pca_components": None if self.pca_components_ is None else self.pca_components_.tolist(),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> MahalanobisScorer:
+        try:
+            s = cls(shrinkage=str(d["shrinkage"]), n_components=d.get("n_components"))
+            s.shrinkage_ = float(d["shrinkage_value"])
+            s.classes_ = np.asarray(d["classes"])
+            s.means_ = np.asarray(d["means"], dtype=np.float64)
+            s.precision_ = np.asarray(d["precision"], dtype=np.float64)
+            s.pca_mean_ = None if d.get("pca_mean") is None else np.asarray(d["pca_mean"], dtype=np.float64)
+            s.pca_components_ = (None if d.get("pca_components") is None
+                                 else np.asarray(d["pca_components"], dtype=np.float64))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelFileError(f"stored Mahalanobis scorer is not valid ({exc})") from None
+        d_means = s.means_.shape[-1]
+        if s.means_.ndim != 2 or s.precision_.shape != (d_means, d_means):
+            raise ModelFileError(
+                f"stored Mahalanobis scorer has means {s.means_.shape} and precision {s.precision_.shape}; "
+                "expected (C, D) and (D, D)"
+            )
+        return s
+
+
+def calibrate_threshold(scores: Any, reject_rate: float = DEFAULT_REJECT_RATE) -> float:
+    """The threshold above which at most ``reject_rate`` of the held-out ``scores`` lie.
+
+    ``scores`` are unknown-class scores of in-distribution spectra the model did not train on;
+    a spectrum is flagged when its score is *above* the threshold. With few held-out spectra the
+    empirical rate is coarse (one spectrum of 20 is 5 %): the threshold is an order statistic,
+    never interpolated below it.
+    """
+    if not 0.0 <= reject_rate < 1.0:
+        raise ConfigError(f"reject_rate must be in [0, 1); got {reject_rate}")
+    s = np.asarray(scores, dtype=np.float64).ravel()
+    if s.size == 0:
+        raise DataValueError("calibrate_threshold needs at least one held-out score")
+    if not np.all(np.isfinite(s)):
+        raise DataValueError("held-out scores hold NaN/inf values")
+    return float(np.quantile(s, 1.0 - reject_rate, method="higher"))
+
+
+class UnknownDetector:
+    """An unknown-class score and a threshold at every exit.
+
+    Parameters
+    ----------
+    score : {"msp", "energy", "mahalanobis"}
+        Which score flags unknowns (see the module docstring; the default is chosen by
+        ``benchmarks/ood.py``).
+    reject_rate : float
+        Share of held-out in-distribution spectra flagged unknown at each exit (the false-reject
+        rate), in [0, 1).
+    shrinkage, n_components
+        Of the :class:`MahalanobisScorer` (``score="mahalanobis"`` only).
+
+    Examples
+    --------
+    >>> det = UnknownDetector(score="mahalanobis").fit(train_batch, y_train, heldout_batch)  # doctest: +SKIP
+    >>> scores, unknown = det.score(batch), det.flag(batch)  # (n_exits, n) each  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        *,
+        score: str = "mahalanobis",
+        reject_rate: float = DEFAULT_REJECT_RATE,
+        shrinkage: str = "ledoit_wolf",
+        n_components: int | None = 32,
+    ) -> None:
+        self.score_name = score
+        self.reject_rate = reject_rate
+        self.shrinkage = shrinkage
+        self.n_components = n_components
+
+    def _check_params(self) -> None:
+        if self.score_name not in OOD_SCORES:
+            raise ConfigError(f"score={self.score_name!r} is not allowed; use one of {OOD_SCORES}")
+        if not 0.0 <= float(self.reject_rate) < 1.0:
+            raise ConfigError(f"reject_rate must be in [0, 1); got {self.reject_rate}")
+
+    def fit(self, train: ExitBatch | None, y_train: Any, heldout: ExitBatch) -> UnknownDetector:
+        """Fit the scorers on ``train`` (Mahalanobis only; the softmax scores need no fit), then
+        set each exit's threshold on ``heldout`` in-distribution spectra."""
+        self._check_params()
+        self.scorers_: list[MahalanobisScorer] | None = None
+        if self.score_name == "mahalanobis":
+            if train is None or not train.features:
+                raise DataValueError("score='mahalanobis' needs the training spectra's per-exit features")
+            self.scorers_ = [
+                MahalanobisScorer(shrinkage=self.shrinkage, n_components=self.n_components).fit(f, y_train)
+                for f in train.features
+            ]
+        self.n_exits_ = heldout.n_exits
+        self.thresholds_ = self.recalibrate(heldout, self.reject_rate)
+        return self
+
+    def recalibrate(self, heldout: ExitBatch, reject_rate: float) -> np.ndarray:
+        """Thresholds (n_exits,) for another false-reject rate on ``heldout``; stored and returned."""
+        self.reject_rate = reject_rate
+        self._check_params()
+        scores = self._raw_scores(heldout)
+        self.thresholds_ = np.array([calibrate_threshold(s, reject_rate) for s in scores])
+        return self.thresholds_
+
+    def _raw_scores(self, batch: ExitBatch) -> np.ndarray:
+        if self.score_name == "msp":
+            return msp_score(batch.probs)
+        if self.score_name == "energy":
+            return energy_score(batch.logits)
+        if self.scorers_ is None:
+            raise NotFittedError("This UnknownDetector is not fitted yet; call fit(...) first")
+        if len(batch.features) != len(self.scorers_):
+            raise DataValueError(f"batch has features of {len(batch.features)} exits; the detector has {len(self.scorers_)}")
+        return np.stack([s.score(f) for s, f in zip(self.scorers_, batch.features)])
+
+    def score(self, batch: ExitBatch) -> np.ndarray:
+        """Unknown-class score per exit and spectrum, shape (n_exits, n); higher = more unknown."""
+        if not hasattr(self, "thresholds_"):
+            raise NotFittedError("This UnknownDetector is not fitted yet; call fit(...) first")
+        return self._raw_scores(batch)
+
+    def flag(self, batch: ExitBatch) -> np.ndarray:
+        """``unknown`` per exit and spectrum, bool (n_exits, n): score above the exit's threshold."""
+        return self.score(batch) > self.thresholds_[:, None]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON state (config.json / the ONNX manifest)."""
+        if not hasattr(self, "thresholds_"):
+            raise NotFittedError("This UnknownDetector is not fitted yet; call fit(...) first")
+        return {
+            "score": self.score_name,
+            "reject_rate": float(self.reject_rate),
+            "thresholds": self.thresholds_.tolist(),
+            "shrinkage": self.shrinkage,
+            "n_components": self.n_components,
+            "scorers": None if self.scorers_ is None else [s.to_dict() for s in self.scorers_],
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> UnknownDetector:
+        try:
+            det = cls(score=str(d["score"]), reject_rate=float(d["reject_rate"]),
+                      shrinkage=str(d.get("shrinkage", "ledoit_wolf")), n_components=d.get("n_components"))
+            det.thresholds_ = np.asarray(d["thresholds"], dtype=np.float64)
+            scorers = d.get("scorers")
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelFileError(f"stored unknown-class detector is not valid ({exc})") from None
+        det._check_params()
+        det.scorers_ = None if scorers is None else [MahalanobisScorer.from_dict(s) for s in scorers]
+        det.n_exits_ = int(det.thresholds_.size)
+        if det.scorers_ is not None and len(det.scorers_) != det.n_exits_:
+            raise ModelFileError(f"stored detector has {len(det.scorers_)} scorers but {det.n_exits_} thresholds")
+        return det
+
+
+# --------------------------------------------------------------------------- glue to the estimator
+def _exit_modules(network: Any) -> list[Any]:
+    """The module in front of which each exit's classifier sees its features, in exit order."""
+    from scai.models.cascade import Cascade
+    from scai.models.layers import ExitHead
+
+    if isinstance(network, Cascade):
+        heads = [m for m in network.network.modules() if isinstance(m, ExitHead)]
+        return [network.exit0, *heads[: network.n_exits - 1]]
+    heads = [m for m in network.modules() if isinstance(m, ExitHead)]
+    return heads[: network.n_exits]
+
+
+def _pooled(module: Any, x: Any, pooling: str) -> Any:
+    """What ``module`` (an ExitHead or exit 0) classifies, from its input ``x`` (B, C, W)."""
+    import torch
+
+    from scai.models.layers import ExitHead
+
+    if not isinstance(module, ExitHead):  # exit 0: the flattened preprocessed spectrum
+        return x.reshape(x.shape[0], -1)
+    if pooling == "gap" or module.bins == 1:
+        return x.mean(dim=-1)
+    return torch.matmul(x, module.pool).flatten(1)
+
+
+def exit_batch(est: Any, X: Any, axis: Any = None, *, preprocessed: bool = False,
+               pooling: str = "head") -> ExitBatch:
+    """Run a fitted :class:`scai.SCAIClassifier` on ``X`` and collect logits, probabilities and
+    each exit's pooled features.
+
+    ``pooling="head"`` gives what the exit head classifies (its binned average pooling);
+    ``"gap"`` the global average over positions (one value per channel). Features are taken with
+    forward pre-hooks on the exit heads, so the network runs once, as ``exit_logits`` runs it.
+    """
+    from scai.inference.calibration import softmax
+    from scai.inference.exit_loop import carry_forward
+
+    if pooling not in ("head", "gap"):
+        raise ConfigError(f"pooling={pooling!r} is not allowed; use 'head' or 'gap'")
+    Z = np.asarray(X, dtype=np.float32) if preprocessed else est.transform_input(X, axis)
+    net = est.network_
+    modules = _exit_modules(net)
+    if len(modules) != net.n_exits:
+        raise DataValueError(f"{net.name}: found {len(modules)} exit heads for {net.n_exits} exits")
+    store: list[list[np.ndarray]] = [[] for _ in modules]
+    handles = []
+    for k, m in enumerate(modules):
+        def hook(module: Any, inputs: tuple[Any, ...], k: int = k) -> None:
+            store[k].append(_pooled(module, inputs[0], pooling).detach().double().numpy())
+        handles.append(m.register_forward_pre_hook(hook))
+    try:
+        logits = est.exit_logits(Z, preprocessed=True)
+    finally:
+        for h in handles:
+            h.remove()
+    probs = carry_forward(np.stack([softmax(l, t) for l, t in zip(logits, est.temperatures_)]),
+                          getattr(net, "uses", None))
+    feats = [np.concatenate(s, axis=0) for s in store]
+    return ExitBatch(logits=np.asarray(logits, dtype=np.float64), probs=probs, features=feats)

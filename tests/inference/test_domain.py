@@ -1,0 +1,116 @@
+"""Input-domain check: T² and Q against independent computations and their nominal rates."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from scai.errors import ConfigError, DataValueError, ModelFileError, NotFittedError
+from scai.inference.domain import DomainCheck, hotelling_t2_limit, q_limit, raw_reasons
+
+
+def _plane_data(rng, n, W=40, A=3, noise=0.05):
+    """Spectra = A smooth components with random scores + white noise (a PCA model's assumptions)."""
+    x = np.linspace(0, 1, W)
+    basis = np.stack([np.sin((k + 1) * np.pi * x) for k in range(A)])
+    return rng.normal(size=(n, A)) * np.array([3.0, 2.0, 1.0][:A]) @ basis + noise * rng.normal(size=(n, W)), basis
+
+
+def test_t2_limit_is_the_f_quantile_for_a_new_observation():
+    a, n, conf = 3, 50, 0.95
+    by_hand = a * (n - 1) * (n + 1) / (n * (n - a)) * stats.f.ppf(conf, a, n - a)
+    assert hotelling_t2_limit(a, n, conf) == pytest.approx(by_hand, rel=1e-12)
+    with pytest.raises(ConfigError, match="n_components"):
+        hotelling_t2_limit(50, 50, 0.95)
+    with pytest.raises(ConfigError, match="confidence"):
+        hotelling_t2_limit(2, 50, 1.0)
+
+
+def test_t2_and_q_match_sklearn_pca():
+    from sklearn.decomposition import PCA
+
+    rng = np.random.default_rng(0)
+    X, _ = _plane_data(rng, 80)
+    check = DomainCheck(n_components=3).fit(X)
+    new = _plane_data(rng, 10)[0]
+    t2, q = check.statistics(new)
+    pca = PCA(n_components=3, whiten=True).fit(X)
+    np.testing.assert_allclose(t2, np.sum(pca.transform(new) ** 2, axis=1), rtol=1e-8)
+    plain = PCA(n_components=3).fit(X)
+    np.testing.assert_allclose(q, np.sum((new - plain.inverse_transform(plain.transform(new))) ** 2, axis=1), rtol=1e-8)
+
+
+def test_t2_limit_flags_the_nominal_share_of_new_in_plane_spectra():
+    rng = np.random.default_rng(1)
+    rates = []
+    for _ in range(20):
+        X, _ = _plane_data(rng, 60)
+        check = DomainCheck(n_components=3, confidence=0.95).fit(X)
+        t2, _ = check.statistics(_plane_data(rng, 500)[0])
+        rates.append(np.mean(t2 > check.t2_limit_))
+    assert abs(np.mean(rates) - 0.05) < 0.015, np.mean(rates)
+
+
+@pytest.mark.parametrize("method", ["jackson_mudholkar", "box"])
+@pytest.mark.parametrize("lam", [np.array([0.5, 0.3, 0.2, 0.1, 0.05, 0.05, 0.02]), np.geomspace(1.0, 0.01, 40)])
+def test_q_limit_keeps_the_nominal_rate_of_a_simulated_weighted_chi2(method, lam):
+    rng = np.random.default_rng(2)
+    q = (rng.normal(size=(100_000, lam.size)) ** 2) @ lam  # Q of Gaussian residuals with eigenvalues lam
+    for conf in (0.9, 0.95, 0.99):
+        alpha = 1.0 - conf
+        rate = np.mean(q > q_limit(lam, conf, method))
+        assert abs(rate - alpha) < 0.3 * alpha, (conf, rate)  # both are approximations, good to ~25 %
+    with pytest.raises(ConfigError, match="method"):
+        q_limit(lam, 0.95, "nelson")
+
+
+def test_flag_gives_reasons_for_another_kind_of_spectrum_on_the_same_axis():
+    rng = np.random.default_rng(3)
+    X, _ = _plane_data(rng, 100)
+    val, _ = _plane_data(rng, 50)
+    check = DomainCheck().fit(X).calibrate(val)
+    ok = check.flag(_plane_data(rng, 200)[0])
+    assert np.mean([bool(r) for r in ok]) < 0.05
+    other = 2.0 * np.exp(-0.5 * ((np.arange(40) - 20) / 2.0) ** 2) + 0.05 * rng.normal(size=(5, 40))
+    reasons = check.flag(other)
+    assert all(any(r.startswith("Q residual") for r in rs) for rs in reasons)
+    assert check.out_of_domain(other).all()
+
+
+def test_raw_reasons_name_constant_saturated_and_non_finite_spectra():
+    rng = np.random.default_rng(4)
+    good = rng.normal(size=100) + 5
+    sat = np.minimum(good, np.quantile(good, 0.9))
+    nan = good.copy()
+    nan[3] = np.nan
+    out = raw_reasons(np.stack([good, np.full(100, 7.0), sat, nan]))
+    assert out[0] == []
+    assert out[1] == ["constant spectrum"]
+    assert out[2] and out[2][0].startswith("saturated")
+    assert out[3] == ["non-finite values at 1 point(s)"]
+    raw = np.stack([good, np.full(100, 7.0)])
+    X, _ = _plane_data(rng, 30, W=100)
+    check = DomainCheck().fit(X)
+    assert "constant spectrum" in check.flag(X[:2], raw=raw)[1]
+
+
+def test_components_by_variance_share_round_trip_and_errors():
+    rng = np.random.default_rng(5)
+    X, _ = _plane_data(rng, 60, noise=0.01)
+    check = DomainCheck(n_components=0.99).fit(X)
+    assert check.n_components_ == 3  # three components carry the signal
+    back = DomainCheck.from_dict(json.loads(json.dumps(check.to_dict())))
+    new = _plane_data(rng, 5)[0]
+    np.testing.assert_allclose(back.statistics(new), check.statistics(new))
+    assert back.t2_limit_ == check.t2_limit_ and back.q_limit_ == check.q_limit_
+    with pytest.raises(NotFittedError):
+        DomainCheck().statistics(new)
+    with pytest.raises(DataValueError, match="points"):
+        check.statistics(new[:, :10])
+    with pytest.raises(ModelFileError):
+        DomainCheck.from_dict({"n_components": 2})
+    with pytest.raises(ConfigError, match="q_method"):
+        DomainCheck(q_method="x").fit(X)

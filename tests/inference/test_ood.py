@@ -1,0 +1,151 @@
+"""Unknown-class scores: each checked against an independent computation, then end to end."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from scipy.spatial.distance import mahalanobis
+
+from scai.errors import ConfigError, DataValueError, ModelFileError, NotFittedError
+from scai.inference.ood import (
+    ExitBatch,
+    MahalanobisScorer,
+    UnknownDetector,
+    calibrate_threshold,
+    energy_score,
+    msp_score,
+)
+
+
+def _hand_scorer() -> tuple[MahalanobisScorer, np.ndarray, np.ndarray]:
+    cov = np.array([[2.0, 0.6, 0.0], [0.6, 1.0, -0.3], [0.0, -0.3, 0.5]])
+    means = np.array([[0.0, 0.0, 0.0], [3.0, -1.0, 2.0]])
+    d = {"shrinkage": "ledoit_wolf", "n_components": None, "shrinkage_value": 0.0, "classes": [0, 1],
+         "means": means.tolist(), "precision": np.linalg.inv(cov).tolist(), "pca_mean": None, "pca_components": None}
+    return MahalanobisScorer.from_dict(d), cov, means
+
+
+def test_mahalanobis_matches_scipy_on_a_hand_covariance():
+    scorer, cov, means = _hand_scorer()
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(7, 3)) * 2
+    VI = np.linalg.inv(cov)
+    expected = np.array([[mahalanobis(x, m, VI) ** 2 for m in means] for x in X])
+    np.testing.assert_allclose(scorer.distances(X), expected, rtol=1e-10)
+    np.testing.assert_allclose(scorer.score(X), expected.min(axis=1), rtol=1e-10)
+
+
+def test_fitted_precision_is_ledoit_wolf_of_class_centred_features_and_invertible_when_d_exceeds_n():
+    from sklearn.covariance import OAS, LedoitWolf
+
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(30, 50))  # more features than samples: the sample covariance is singular
+    y = np.repeat([0, 1, 2], 10)
+    X[y == 1] += 2.0
+    for kind, cls in (("ledoit_wolf", LedoitWolf), ("oas", OAS)):
+        s = MahalanobisScorer(shrinkage=kind).fit(X, y)
+        centred = X - np.stack([X[y == k].mean(0) for k in range(3)])[y]
+        np.testing.assert_allclose(s.precision_, cls(assume_centered=True).fit(centred).precision_, rtol=1e-8)
+        assert np.all(np.linalg.eigvalsh(s.precision_) > 0)
+    # a far-away point scores higher than training points
+    assert s.score(X[:1] + 50).item() > s.score(X).max()
+
+
+def test_msp_and_energy_against_direct_formulas():
+    logits = np.array([[2.0, 1.0, -1.0], [0.1, 0.1, 0.1], [10.0, -5.0, 0.0]])
+    p = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    np.testing.assert_allclose(msp_score(p), -p.max(1))
+    np.testing.assert_allclose(energy_score(logits), -np.log(np.exp(logits).sum(1)), rtol=1e-12)
+    np.testing.assert_allclose(energy_score(logits, 2.0), -2.0 * np.log(np.exp(logits / 2.0).sum(1)), rtol=1e-12)
+    with pytest.raises(ConfigError, match="temperature"):
+        energy_score(logits, 0.0)
+
+
+def test_threshold_keeps_the_false_reject_rate():
+    assert calibrate_threshold(np.arange(100.0), 0.05) == 95.0  # 4 of 100 above it
+    rng = np.random.default_rng(2)
+    thr = calibrate_threshold(rng.normal(size=4000), 0.05)
+    fresh = rng.normal(size=20000)
+    assert abs(np.mean(fresh > thr) - 0.05) < 0.01
+    assert np.mean(np.arange(100.0) > calibrate_threshold(np.arange(100.0), 0.0)) == 0.0
+    for bad in (-0.1, 1.0):
+        with pytest.raises(ConfigError, match="reject_rate"):
+            calibrate_threshold([1.0, 2.0], bad)
+    with pytest.raises(DataValueError):
+        calibrate_threshold([], 0.05)
+
+
+def _batches(rng, n, shift=0.0, n_exits=2):
+    """Two classes of Gaussian features per exit; logits are linear in the features."""
+    y = rng.integers(0, 2, size=n)
+    feats = [rng.normal(size=(n, 6)) + 3.0 * y[:, None] + shift for _ in range(n_exits)]
+    logits = np.stack([np.c_[-f.sum(1), f.sum(1) - 18.0] / 3.0 for f in feats])
+    probs = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+    return ExitBatch(logits=logits, probs=probs, features=feats), y
+
+
+@pytest.mark.parametrize("score", ["msp", "energy", "mahalanobis"])
+def test_detector_calibrates_and_round_trips(score):
+    rng = np.random.default_rng(3)
+    train, y = _batches(rng, 400)
+    held, _ = _batches(rng, 400)
+    fresh, _ = _batches(rng, 2000)
+    det = UnknownDetector(score=score, reject_rate=0.1, n_components=4).fit(train, y, held)
+    rate = det.flag(fresh).mean(axis=1)
+    assert det.flag(fresh).shape == (2, 2000)
+    assert np.all(np.abs(rate - 0.1) < 0.04), rate
+    back = UnknownDetector.from_dict(json.loads(json.dumps(det.to_dict())))
+    np.testing.assert_allclose(back.score(fresh), det.score(fresh))
+    np.testing.assert_array_equal(back.flag(fresh), det.flag(fresh))
+
+
+def test_mahalanobis_finds_unknowns_that_softmax_misses():
+    """Far off the training features but on the confident side of the decision boundary."""
+    rng = np.random.default_rng(4)
+    train, y = _batches(rng, 400)
+    held, _ = _batches(rng, 400)
+    far, _ = _batches(rng, 200, shift=8.0)
+    maha = UnknownDetector(score="mahalanobis", n_components=None).fit(train, y, held)
+    msp = UnknownDetector(score="msp").fit(None, None, held)
+    assert maha.flag(far).mean() > 0.99
+    assert msp.flag(far).mean() < 0.2
+
+
+def test_detector_errors():
+    rng = np.random.default_rng(5)
+    held, y = _batches(rng, 50)
+    with pytest.raises(ConfigError, match="score="):
+        UnknownDetector(score="odin").fit(held, y, held)
+    with pytest.raises(NotFittedError):
+        UnknownDetector().score(held)
+    with pytest.raises(DataValueError, match="features"):
+        UnknownDetector(score="mahalanobis").fit(None, None, held)
+    with pytest.raises(ModelFileError):
+        UnknownDetector.from_dict({"score": "msp"})
+    with pytest.raises(DataValueError, match="Mismatch"):
+        MahalanobisScorer().fit(np.zeros((5, 2)), [0, 1])
+
+
+def test_exit_batch_features_are_what_each_exit_classifies():
+    """Applying each exit's own classifier to the collected features gives that exit's logits."""
+    import torch
+
+    from scai import SCAIClassifier
+    from scai.inference.ood import _exit_modules, exit_batch
+    from tests.conftest import TINY_SCAI, make_peaks
+
+    X, y, axis = make_peaks(n_per_class=12)
+    est = SCAIClassifier(model="scai", model_config=TINY_SCAI, train_config={"max_epochs": 2, "threads": 1},
+                         preprocessing="snv", skip_exits=False, exit0="logistic").fit(X, y, axis=axis)
+    batch = exit_batch(est, X, axis)
+    assert batch.n_exits == len(est.exit_macs_) == len(batch.features)
+    np.testing.assert_allclose(batch.logits, est.exit_logits(X, axis), atol=1e-5)
+    with torch.inference_mode():
+        for k, (m, f) in enumerate(zip(_exit_modules(est.network_), batch.features)):
+            ft = torch.as_tensor(f, dtype=torch.float32)
+            out = m(ft[:, None, :]) if k == 0 else m.fc(m.dropout(ft))
+            np.testing.assert_allclose(out.numpy(), batch.logits[k], atol=1e-4)
+    gap = exit_batch(est, X, axis, pooling="gap")
+    assert [f.shape[1] for f in gap.features[1:]] == list(TINY_SCAI["channels"])
