@@ -17,7 +17,20 @@ Nothing here unpickles. ``config.json`` is plain JSON; tensors are read with saf
 format is a JSON header plus raw little-endian buffers, so loading a model cannot execute code.
 The SHA-256 of the weights (and of the validation split) is stored in ``config.json`` and checked
 on load, so a truncated or tampered file is reported as such instead of failing somewhere deep in
-PyTorch; deploy takes the model's identity from :attr:`ModelDir.weights_sha256`. A directory is
+PyTorch; the weights hash is required, so deleting it cannot switch the check off. Deploy takes
+the model's identity from :attr:`ModelDir.weights_sha256`.
+
+``config.json`` is read strictly (:func:`check_config`): an unknown key is refused at the top level
+(valid keys: ``CONFIG_FIELDS``), in ``estimator_params`` (valid: the estimator's own parameters),
+in ``train_config`` (``TrainConfig``'s fields), and in ``preprocessing``, each of its steps, their
+parameters and fitted state (valid: what the rebuilt pipeline writes itself). A key this scai does
+not know means the file was edited or written by another version, and ignoring it would run a
+model other than the one described. Each error names the file and lists the valid keys.
+
+Symbolic links: a file of the directory that is a symbolic link is followed with a warning naming
+the target. Large-file stores (git-annex, DVC) keep model files as links, and the weights'
+content is hash-checked whatever path it comes from, so refusing links would break those set-ups
+without making the model safer. A directory is
 written to a temporary sibling first and then renamed into place, so a failed save never leaves a
 half-written model behind.
 
@@ -42,6 +55,8 @@ axis_unit           str        "cm-1", "nm", "index", ... or "unknown"
 n_features_in       int        points per raw spectrum
 preprocessing       object     the fitted pipeline (``Pipeline.to_json``)
 preprocessing_selection  object  preprocessing="auto": "chosen", "inner_cv_accuracy" per candidate, "rule"
+cross_fit           object     cross-fitting (SCAIClassifier ``cross_fit``): folds, epochs chosen, out-of-fold
+                               accuracy per exit, whether the network was trained, times; null: one split
 exit_macs           list       cumulative full-compute MACs per exit (checked against the network)
 mac_convention      str        "multiply-accumulates; FLOPs = 2 x MACs"
 temperatures        list       per-exit temperature (calibration on the validation split)
@@ -51,7 +66,7 @@ default_budget      number     the budget (MACs) whose calibration is the model'
 train_config        object     scai.training.TrainConfig as a dict
 estimator_params    object     SCAIClassifier parameters
 history_summary     object     best_epoch, epochs_run, fit_time_s
-weights_sha256      str        SHA-256 of model.safetensors
+weights_sha256*     str        SHA-256 of model.safetensors (required: without it the weights could not be checked)
 validation_sha256   str        SHA-256 of validation.safetensors (when present)
 ==================  =========  ===============================================================
 """
@@ -63,6 +78,8 @@ import json
 import os
 import shutil
 import tempfile
+import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -85,6 +102,7 @@ __all__ = [
     "load_model_dir",
     "read_config",
     "read_json_object",
+    "check_config",
     "file_sha256",
 ]
 
@@ -111,6 +129,7 @@ CONFIG_FIELDS: dict[str, tuple[tuple[type, ...], bool]] = {
     "model_config": ((dict,), True),
     "cascade": ((dict,), False),
     "preprocessing_selection": ((dict,), False),
+    "cross_fit": ((dict,), False),
     "class_names": ((list,), True),
     "class_dtype": ((str,), False),
     "axis": ((list,), False),
@@ -125,7 +144,7 @@ CONFIG_FIELDS: dict[str, tuple[tuple[type, ...], bool]] = {
     "train_config": ((dict,), False),
     "estimator_params": ((dict,), False),
     "history_summary": ((dict,), False),
-    "weights_sha256": ((str,), False),
+    "weights_sha256": ((str,), True),
     "validation_sha256": ((str,), False),
 }
 
@@ -214,10 +233,14 @@ def _replace_dir(new: Path, target: Path) -> None:
 
 
 def _check_schema(config: dict[str, Any], where: str) -> None:
+    unknown = sorted(set(config) - set(CONFIG_FIELDS))
+    if unknown:
+        raise ModelFileError(f"{where}: unknown field(s) {unknown}; valid fields: {', '.join(CONFIG_FIELDS)}")
     for key, (types, required) in CONFIG_FIELDS.items():
         if key not in config:
             if required:
-                raise ModelFileError(f"{where}: missing required field {key!r}")
+                why = "; the weights cannot be checked without it (re-save the model)" if key == "weights_sha256" else ""
+                raise ModelFileError(f"{where}: missing required field {key!r}{why}")
             continue
         value = config[key]
         if value is None and not required:
@@ -238,10 +261,15 @@ def _json_default(obj: Any) -> Any:
 def read_json_object(path: Path, hint: str = "the file is truncated or corrupted") -> dict[str, Any]:
     """A JSON file holding one object (config.json, history.json, manifest.json), or a
     ModelFileError naming the file."""
+    _regular_file(path)
     try:
         data = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ModelFileError(f"{path}: not valid JSON ({exc}); {hint}") from exc
+    except RecursionError:
+        raise ModelFileError(f"{path}: JSON nested too deeply; {hint}") from None
+    except OSError as exc:
+        raise ModelFileError(f"{path}: cannot be read ({exc.strerror or exc})") from None
     if not isinstance(data, dict):
         raise ModelFileError(f"{path}: expected a JSON object at top level")
     return data
@@ -250,10 +278,12 @@ def read_json_object(path: Path, hint: str = "the file is truncated or corrupted
 def read_config(directory: str | Path) -> dict[str, Any]:
     """Read and check ``config.json`` of a model directory."""
     directory = Path(directory)
+    if not directory.exists():
+        raise ModelFileError(f"{directory}: does not exist, so it is not a model directory; give the folder `scai train --out` wrote")
     if not directory.is_dir():
-        raise ModelFileError(f"{directory}: not a model directory (expected a folder with {CONFIG} and {WEIGHTS})")
+        raise ModelFileError(f"{directory}: is a file, not a model directory (a folder with {CONFIG} and {WEIGHTS})")
     path = directory / CONFIG
-    if not path.is_file():
+    if not path.exists() and not path.is_symlink():
         raise ModelFileError(f"{path}: missing; a model directory holds {CONFIG} and {WEIGHTS}")
     config = read_json_object(path)
     version = config.get("format_version")
@@ -268,24 +298,116 @@ def read_config(directory: str | Path) -> dict[str, Any]:
     return config
 
 
-def _checked_path(directory: Path, name: str, expected_sha: str | None) -> Path:
-    path = directory / name
-    if not path.is_file():
+def _regular_file(path: Path) -> Path:
+    """``path`` if it is a file (a symbolic link to one is followed, with a warning); else a
+    ModelFileError saying what is there instead."""
+    if path.is_symlink():
+        target = os.readlink(path)
+        if not path.exists():
+            raise ModelFileError(f"{path}: is a symbolic link to {target}, which does not exist")
+        warnings.warn(f"{path} is a symbolic link to {target}; reading the target", UserWarning, stacklevel=3)
+    if path.is_dir():
+        raise ModelFileError(f"{path}: is a directory, not a file")
+    if not path.exists():
         raise ModelFileError(f"{path}: missing")
-    if expected_sha is not None and file_sha256(path) != expected_sha:
+    if not path.is_file():
+        raise ModelFileError(f"{path}: is not a regular file")
+    return path
+
+
+def _checked_path(directory: Path, name: str, expected_sha: str) -> Path:
+    path = _regular_file(directory / name)
+    if file_sha256(path) != expected_sha:
         raise ModelFileError(
             f"{path}: SHA-256 does not match config.json; the file was truncated, replaced or tampered with"
         )
     return path
 
 
-def load_model_dir(directory: str | Path, *, load_validation: bool = True) -> ModelFiles:
-    """Read a model directory without executing code from it."""
+def check_config(config: dict[str, Any], path: str | Path, *, estimator_params: Iterable[str] | None = None) -> None:
+    """Check what ``config.json`` holds beyond its schema, against the code that will read it.
+
+    Each nested section is checked by its own reader, so the valid keys have one source each:
+    ``estimator_params`` against the estimator's parameters, ``train_config`` by
+    ``TrainConfig.from_dict``, ``preprocessing`` by rebuilding the pipeline and comparing its keys
+    with what the rebuilt pipeline writes. Also checks that ``class_names`` has ``n_classes`` names.
+
+    Raises
+    ------
+    ModelFileError
+        Naming ``path``, the section and key, and the valid keys.
+    """
+    where = str(path)
+    names, n_classes = config.get("class_names"), config.get("n_classes")
+    if isinstance(names, list) and isinstance(n_classes, int) and len(names) != n_classes:
+        raise ModelFileError(
+            f"{where}: class_names has {len(names)} name(s) but n_classes is {n_classes}; "
+            "the names and the shape of the network's output must agree"
+        )
+    params = config.get("estimator_params")
+    if params:
+        if estimator_params is None:
+            from scai.estimators import SCAIClassifier  # the estimator's parameters are the one source
+
+            estimator_params = SCAIClassifier._get_param_names()
+        valid = sorted(estimator_params)
+        unknown = sorted(set(params) - set(valid))
+        if unknown:
+            raise ModelFileError(f"{where}: estimator_params: unknown key(s) {unknown}; valid keys: {', '.join(valid)}")
+    if config.get("train_config") is not None:
+        from scai.training.trainer import TrainConfig
+
+        try:
+            TrainConfig.from_dict(config["train_config"])
+        except (ValueError, TypeError) as exc:
+            raise ModelFileError(f"{where}: train_config: {exc}") from None
+    if config.get("preprocessing") is not None:
+        _check_preprocessing(config["preprocessing"], where)
+
+
+def _check_preprocessing(doc: dict[str, Any], where: str) -> None:
+    """Rebuild the stored pipeline and refuse any key the rebuilt one would not write."""
+    from scai.preprocessing import Pipeline
+
+    try:
+        rebuilt = json.loads(Pipeline.from_json(json.dumps(doc)).to_json())
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise ModelFileError(f"{where}: preprocessing: {str(exc)[:200]}") from None
+    _known_keys(doc, rebuilt, f"{where}: preprocessing")
+    for i, (step, again) in enumerate(zip(doc["steps"], rebuilt["steps"])):
+        label = f"{where}: preprocessing step {i} ({again['name']})"
+        _known_keys(step, again, label)
+        for part in ("params", "state"):
+            if isinstance(step.get(part), dict) and isinstance(again.get(part), dict):
+                _known_keys(step[part], again[part], f"{label} {part}")
+
+
+def _known_keys(stored: dict[str, Any], rebuilt: dict[str, Any], label: str) -> None:
+    unknown = sorted(set(stored) - set(rebuilt))
+    if unknown:
+        raise ModelFileError(f"{label}: unknown key(s) {unknown}; valid keys: {', '.join(sorted(rebuilt))}")
+
+
+def load_model_dir(
+    directory: str | Path, *, load_validation: bool = True, estimator_params: Iterable[str] | None = None
+) -> ModelFiles:
+    """Read a model directory without executing code from it.
+
+    Parameters
+    ----------
+    directory : str or Path
+    load_validation : bool
+        Also read the validation split (calibration data).
+    estimator_params : iterable of str, optional
+        The estimator's parameter names, which ``estimator_params`` may hold (default:
+        ``SCAIClassifier``'s); see :func:`check_config`.
+    """
     from safetensors.torch import load_file
 
     directory = Path(directory)
     config = read_config(directory)
-    weights = _checked_path(directory, WEIGHTS, config.get("weights_sha256"))
+    check_config(config, directory / CONFIG, estimator_params=estimator_params)
+    weights = _checked_path(directory, WEIGHTS, config["weights_sha256"])
     try:
         state = load_file(str(weights))
     except (SafetensorError, OSError, ValueError) as exc:
@@ -349,22 +471,28 @@ class ModelDir:
     @property
     def weights_sha256(self) -> str:
         """SHA-256 of the weights, as config.json records it (checked against the file)."""
-        sha = self.config.get("weights_sha256")
-        if not isinstance(sha, str):
-            raise ModelFileError(f"{self.path / CONFIG}: no weights_sha256; re-save the model with this scai")
+        sha = self.config["weights_sha256"]  # required by the schema
         _checked_path(self.path, WEIGHTS, sha)
         return sha
 
-    def load(self, *, load_validation: bool = True) -> ModelFiles:
-        """Config, weights and validation split (hash-checked)."""
-        return load_model_dir(self.path, load_validation=load_validation)
+    def load(self, *, load_validation: bool = True, estimator_params: Iterable[str] | None = None) -> ModelFiles:
+        """Config (checked by :func:`check_config`), weights and validation split (hash-checked)."""
+        return load_model_dir(self.path, load_validation=load_validation, estimator_params=estimator_params)
 
     def history(self) -> dict[str, Any] | None:
-        """The training history as stored (``History.from_dict`` rebuilds it), or None."""
+        """The training history as stored (checked by ``History.from_dict``, which rebuilds it), or None."""
         path = self.path / HISTORY
-        if not path.is_file():
+        if not path.exists() and not path.is_symlink():
             return None
-        return read_json_object(path)
+        data = read_json_object(path, hint="the file is truncated or corrupted; delete it to load the model without its history")
+        from scai.training.trainer import History
+
+        try:
+            rebuilt = History.from_dict(data).to_dict()
+        except (ValueError, TypeError, KeyError) as exc:
+            raise ModelFileError(f"{path}: not a training history ({str(exc)[:120]})") from None
+        _known_keys(data, rebuilt, str(path))
+        return data
 
     def write_json(self, name: str, obj: Any) -> Path:
         """Write one of the JSON side files (``split.json``)."""
