@@ -271,6 +271,8 @@ def _numeric_matrix(value: Any, name: str, max_rows: int) -> np.ndarray:
 def as_float32(arr: np.ndarray, name: str) -> np.ndarray:
     """``arr`` as float32, refusing NaN/inf and values that float32 cannot hold (they would become inf)."""
     _check_finite(arr, name)
+    if arr.dtype.itemsize <= 4:
+        return arr.astype(np.float32)
     big = np.abs(arr) > _FLOAT32_MAX
     if big.any():
         where = tuple(int(i) for i in np.argwhere(big)[0])
