@@ -9,20 +9,27 @@ a bad value never reaches the library (and never shows a traceback).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import inspect
 import json
 import math
+import os
 import sys
-from collections.abc import Callable, Sequence
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
-from scai.errors import BudgetError, CliError, ConfigError
+from scai.errors import AxisError, BudgetError, CliError, ConfigError, DataValueError, LabelError
 from scai.inference.budget import parse_budget
 
 __all__ = [
     "CliError",
     "load_spectra",
+    "add_column_arguments",
+    "column_options",
+    "naming_file",
+    "atomic_output",
     "print_table",
     "read_config_file",
     "positive_int",
@@ -247,6 +254,69 @@ def _read_options() -> list[str]:
     return [p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY]
 
 
+def _column_ref(text: str | None) -> str | int | None:
+    """A column given on the command line: a 0-based index written as digits, else a name."""
+    return int(text) if text is not None and text.lstrip("-").isdigit() else text
+
+
+def column_list(text: str) -> list[str]:
+    """``--ignore-columns a,b,3``: names or 0-based indices, comma-separated."""
+    items = [t.strip() for t in text.split(",")]
+    if not all(items):
+        raise argparse.ArgumentTypeError(f"{text!r} has an empty entry; give names or 0-based indices separated by commas")
+    return items
+
+
+def add_column_arguments(p: argparse.ArgumentParser) -> None:
+    """``--id-column`` and ``--ignore-columns``: what a table holds besides labels and spectra."""
+    p.add_argument("--id-column", default=None,
+                   help="column of sample ids (name or 0-based index): not a spectral column; scai predict writes it to OUT")
+    p.add_argument("--ignore-columns", type=column_list, action="extend", default=None, metavar="COLS",
+                   help="metadata columns to skip, comma-separated names or 0-based indices (repeatable)")
+
+
+def column_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The :func:`scai.data.read` keywords of :func:`add_column_arguments`' options (only those given)."""
+    out: dict[str, Any] = {}
+    if getattr(args, "id_column", None) is not None:
+        out["id_column"] = _column_ref(args.id_column)
+    if getattr(args, "ignore_columns", None):
+        out["ignore_columns"] = [_column_ref(c) for c in args.ignore_columns]
+    return out
+
+
+@contextlib.contextmanager
+def naming_file(source: Any) -> Iterator[None]:
+    """Prefix data errors raised inside with the file they concern (the model's checks cannot know it)."""
+    try:
+        yield
+    except (AxisError, LabelError, DataValueError) as exc:
+        text = str(exc)
+        if str(source) in text:
+            raise
+        raise type(exc)(f"{source}: {text}") from exc
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | Path, newline: str | None = "") -> Iterator[IO[str]]:
+    """Write ``path`` through a temporary file beside it, renamed into place only on success.
+
+    A command that fails half-way leaves no partial (e.g. header-only) output behind, and an
+    existing file is kept until the new one is complete.
+    """
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    try:
+        with os.fdopen(fd, "w", newline=newline) as fh:
+            yield fh
+        os.replace(tmp, out)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
 def load_spectra(source: str, label_column: str | None = None, data_dir: str | None = None, **kwargs: Any) -> Any:
     """Read DATA given as a file/folder path, or as the name of a bundled/data-folder dataset.
 
@@ -276,10 +346,12 @@ def load_spectra(source: str, label_column: str | None = None, data_dir: str | N
         raise ConfigError(f"load_spectra: unknown option(s) {unknown}; valid options: {', '.join(valid)}")
     path = Path(source)
     if path.exists():
-        label = int(label_column) if label_column is not None and label_column.lstrip("-").isdigit() else label_column
-        return data.read(path, label_column=label, **kwargs)
+        return data.read(path, label_column=_column_ref(label_column), **kwargs)
     if path.suffix or "/" in source or "\\" in source:
         raise CliError(f"{source}: no such file or folder")
+    given = sorted(k for k, v in kwargs.items() if k in ("id_column", "ignore_columns") and v not in (None, (), []))
+    if given:
+        raise CliError(f"{source}: {', '.join('--' + k.replace('_', '-') for k in given)} can only be used with a file; {source!r} is a dataset name")
     try:
         return datasets.load(source, data_dir=data_dir)
     except (KeyError, ValueError) as exc:

@@ -5,7 +5,16 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from scai.cli._common import CliError, existing_dir, int_at_least, load_spectra, print_table
+from scai.cli._common import (
+    CliError,
+    add_column_arguments,
+    column_options,
+    existing_dir,
+    int_at_least,
+    load_spectra,
+    naming_file,
+    print_table,
+)
 
 __all__ = ["register"]
 
@@ -26,6 +35,7 @@ def register(sub: Any) -> None:
     p.add_argument("model_dir", metavar="MODEL_DIR", help="model directory from `scai train`")
     p.add_argument("data", metavar="DATA", help="labelled spectra (file, folder, or dataset name)")
     p.add_argument("--label-column", "-l", default=None, help="label column name or 0-based index")
+    add_column_arguments(p)
     p.add_argument("--out", required=True, help="output folder for metrics.json and plots")
     p.add_argument("--budgets", type=int_at_least(2, "at least 2 budgets"), default=12, help="number of log-spaced budgets, >= 2 (default 12)")
     p.add_argument("--data-dir", type=existing_dir, default=None, help="folder of extra .npz datasets (or SCAI_DATA_DIR)")
@@ -38,13 +48,14 @@ def _run(args: argparse.Namespace) -> int:
     from scai.report.evaluation import evaluate
 
     est = scai.load(args.model_dir)
-    spectra = load_spectra(args.data, args.label_column, args.data_dir)
+    spectra = load_spectra(args.data, args.label_column, args.data_dir, **column_options(args))
     if spectra.y is None:
         raise CliError(f"{spectra.source}: evaluation needs labels; pass --label-column")
     if spectra.test_idx is not None:
         print(f"{spectra.source}: using its official test split ({len(spectra.test_idx)} spectra)")
         spectra = spectra.subset(spectra.test_idx)
-    metrics = evaluate(est, spectra.X, spectra.labels, spectra.axis, out_dir=args.out, n_budgets=args.budgets)
+    with naming_file(spectra.source):
+        metrics = evaluate(est, spectra.X, spectra.labels, spectra.axis, out_dir=args.out, n_budgets=args.budgets)
     print_exit_table(metrics["exits"], f"per-exit accuracy ({metrics['n_samples']} spectra)")
     print("\nbudgeted batch (thresholds calibrated on the model's validation split):")
     print_table([[r["budget_macs"], r["mean_macs"], r["accuracy"]] for r in metrics["budgeted_batch"]], ["budget MACs", "mean MACs", "accuracy"])

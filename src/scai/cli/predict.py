@@ -10,7 +10,16 @@ from typing import Any
 
 import numpy as np
 
-from scai.cli._common import CliError, budget, positive_int, probability
+from scai.cli._common import (
+    CliError,
+    add_column_arguments,
+    atomic_output,
+    budget,
+    column_options,
+    naming_file,
+    positive_int,
+    probability,
+)
 from scai.inference.budget import parse_budget
 
 __all__ = ["register"]
@@ -18,6 +27,8 @@ __all__ = ["register"]
 HELP = """\
 Classify spectra with a trained model and write OUT as CSV with columns
   index,prediction,exit,confidence,macs,flagged,reason
+(with --id-column, an id column follows index). OUT appears only when every spectrum is done:
+a run that fails leaves no partial file (and keeps an existing OUT as it was).
 exit: 0 is the linear exit 0 of the default model, 1..L the network's exits (a model trained
 with --exit0 none numbers its exits 1..L); macs = multiply-accumulates actually spent on that
 spectrum; flagged = 1 when the answer broke the policy's promise; reason = why the spectrum left
@@ -45,6 +56,7 @@ def register(sub: Any) -> None:
     p.add_argument("--budget", type=budget, default=None, help="budget: MACs (150k, 1.2M), milliseconds (2ms) or a share of the full path (25%%)")
     p.add_argument("--threshold", type=probability, default=None, help="confidence threshold in [0, 1] for --policy threshold")
     p.add_argument("--label-column", "-l", default=None, help="label column name or index, if DATA has one")
+    add_column_arguments(p)
     p.add_argument("--out", required=True, help="CSV file to write")
     p.add_argument("--chunk-size", type=positive_int, default=4096, help="spectra per chunk when streaming, >= 1 (default 4096)")
     p.add_argument("--batch-size", type=positive_int, default=256, help="network batch size, >= 1 (default 256)")
@@ -81,24 +93,27 @@ def _run(args: argparse.Namespace) -> int:
     kwargs = _policy_kwargs(args, est)
     predictor = est.predictor()
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     label = int(args.label_column) if args.label_column and args.label_column.isdigit() else args.label_column
+    columns = column_options(args)
+    with_ids = "id_column" in columns
     n_done = 0
     correct = 0
     labelled = 0
     macs_total = 0.0
     note_printed = False
-    with out.open("w", newline="") as fh, tqdm(desc="predict", unit="spectra", disable=None) as bar:
+    with atomic_output(out) as fh, tqdm(desc="predict", unit="spectra", disable=None) as bar:
         writer = csv.writer(fh)
-        writer.writerow(["index", "prediction", "exit", "confidence", "macs", "flagged", "reason"])
-        for chunk in iter_chunks(args.data, chunk_size=args.chunk_size, label_column=label):
-            Z = est.transform_input(chunk.X, chunk.axis if chunk.axis_unit != "index" else None)
+        writer.writerow(["index", *(["id"] if with_ids else []), "prediction", "exit", "confidence", "macs", "flagged", "reason"])
+        for chunk in iter_chunks(args.data, chunk_size=args.chunk_size, label_column=label, **columns):
+            with naming_file(chunk.source):
+                Z = est.transform_input(chunk.X, chunk.axis if chunk.axis_unit != "index" else None)
             res = predictor.predict(Z, batch_size=args.batch_size, **kwargs)
             if not note_printed and res.budget_conversion not in ("none", "macs"):
                 print(f"latency budget converted to MACs with timings measured on this machine: {res.budget_conversion}", file=sys.stderr)
                 note_printed = True
+            ids = [[v] for v in chunk.ids] if with_ids and chunk.ids is not None else [[]] * len(Z)
             for i in range(len(Z)):
-                writer.writerow([n_done + i, res.prediction[i], int(res.exit[i]) + est.first_exit_number,
+                writer.writerow([n_done + i, *ids[i], res.prediction[i], int(res.exit[i]) + est.first_exit_number,
                                  f"{float(res.confidence[i]):.6f}", int(res.macs[i]), int(res.flagged[i]), res.reason[i]])
             if chunk.y is not None:
                 truth = np.asarray(chunk.class_names, dtype=object)[chunk.y]

@@ -11,8 +11,11 @@ import numpy as np
 
 from scai.cli._common import (
     CliError,
+    add_column_arguments,
+    column_options,
     existing_dir,
     existing_file,
+    naming_file,
     fraction,
     load_spectra,
     model_name,
@@ -55,6 +58,7 @@ def register(sub: Any) -> None:
 
 def add_training_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--label-column", "-l", default=None, help="label column name or 0-based index (default: auto-detect label/class/y/target)")
+    add_column_arguments(p)
     p.add_argument("--model", type=model_name, default=None, help="network: scai_plus (default), scai, resnet1d, drsn_cs, drsn_cw, ... (see docs/models.md)")
     p.add_argument("--epochs", type=positive_int, default=None, help="maximum epochs, >= 1 (default 200)")
     p.add_argument("--patience", type=non_negative_int, default=None, help="early-stopping patience in epochs, >= 0 (default 30; paper: 50)")
@@ -82,7 +86,9 @@ def add_training_arguments(p: argparse.ArgumentParser) -> None:
     val.add_argument("--val-fraction", type=fraction, default=None, help="share of DATA held out for validation, in (0, 1) (default 0.1)")
     p.add_argument("--test-data", default=None, help="test file; prints a per-exit test table")
     p.add_argument("--test-fraction", type=fraction, default=None, help="hold out this share of DATA (stratified) as a test split, in (0, 1), e.g. 0.1 for 8:1:1")
-    p.add_argument("--config", type=existing_file, default=None, help="JSON/TOML file with keys model, model_config, train, preprocessing, seed")
+    p.add_argument("--config", type=existing_file, default=None,
+                   help="JSON/TOML file with keys model, model_config, train, preprocessing, seed; preprocessing is a "
+                        "kind name or a list of steps such as [{\"step\": \"SavitzkyGolay\", \"window\": 15, \"deriv\": 1}, {\"step\": \"SNV\"}]")
     p.add_argument("--data-dir", type=existing_dir, default=None, help="folder of extra .npz datasets to load by name (or set SCAI_DATA_DIR)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -131,7 +137,7 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
     model_config = {**(PAPER_RECIPE["model_config"] if paper else {}), **dict(cfg.get("model_config", {}))}
     _check_model_config(where, model, model_config)
     default_pre = "raman" if paper else "auto"
-    preprocessing = args.preprocessing or _config_value(where, "preprocessing", cfg.get("preprocessing", default_pre), preprocessing_kind)
+    preprocessing = args.preprocessing or _config_preprocessing(where, cfg.get("preprocessing", default_pre))
     return {
         "model": model,
         "model_config": model_config,
@@ -145,6 +151,18 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
         "standardize": "none" if paper else "global",
         "skip_exits": not (getattr(args, "keep_exits", False) or bool(cfg.get("keep_exits", False))),
     }
+
+
+def _config_preprocessing(where: str, value: Any) -> Any:
+    """A config file's ``preprocessing``: a kind name, or a list of ``{"step": name, ...}`` (a Pipeline)."""
+    from scai.preprocessing import pipeline_from_spec
+
+    if isinstance(value, (list, dict)):
+        try:
+            return pipeline_from_spec(value, where=f"{where}: preprocessing")
+        except ScaiError as exc:
+            raise CliError(str(exc)) from None
+    return _config_value(where, "preprocessing", value, preprocessing_kind)
 
 
 def _exit0_kind(text: str) -> str:
@@ -262,9 +280,10 @@ def _run(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     t0 = time.perf_counter()
-    spectra = load_spectra(args.data, args.label_column, args.data_dir)
-    val = load_spectra(args.val_data, args.label_column, args.data_dir) if args.val_data else None
-    test_file = load_spectra(args.test_data, args.label_column, args.data_dir) if args.test_data else None  # before training: fail fast
+    columns = column_options(args)
+    spectra = load_spectra(args.data, args.label_column, args.data_dir, **columns)
+    val = load_spectra(args.val_data, args.label_column, args.data_dir, **columns) if args.val_data else None
+    test_file = load_spectra(args.test_data, args.label_column, args.data_dir, **columns) if args.test_data else None  # before training: fail fast
     print(f"data: {spectra.source}: {spectra.n_samples} spectra x {spectra.n_points} points, {spectra.n_classes} classes")
     est, test, split = train_on_spectra(spectra, settings, val=val, test_fraction=args.test_fraction)
     if test_file is not None:
@@ -278,7 +297,8 @@ def _run(args: argparse.Namespace) -> int:
     print(f"trained {settings['model']} for {len(h.epochs)} epochs (best epoch {h.best_epoch}) in {h.fit_time_s:.1f} s")
     describe_model(est)
     if test is not None:
-        metrics = evaluate(est, test.X, test.labels, test.axis, out_dir=mdir.file(TEST_DIR), title="test")
+        with naming_file(test.source):
+            metrics = evaluate(est, test.X, test.labels, test.axis, out_dir=mdir.file(TEST_DIR), title="test")
         print_exit_table(metrics["exits"], f"per-exit test accuracy ({metrics['n_samples']} spectra)")
     print(f"\nmodel written to {out}/ (config.json, model.safetensors, history.csv, training_curves.png); total {time.perf_counter() - t0:.1f} s")
     return 0

@@ -2,12 +2,17 @@
 
 Parsing goes through the C ``csv`` reader and one NumPy conversion per block, so an 8 MB file
 loads in a fraction of a second; only when that conversion fails do we walk the cells to name
-the offending one.
+the offending one. The same layout detection and parsing serve Excel sheets (``_excel``), whose
+rows arrive as cells too.
+
+European instrument software writes ``;``-separated files with decimal commas (``4160,925``);
+:func:`sniff_decimal` recognises them, and every numeric cell is read with that decimal mark.
 """
 
 from __future__ import annotations
 
 import csv
+import re
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -21,14 +26,49 @@ from scai.errors import DataFormatError, LabelError
 
 LABEL_NAMES = ("label", "class", "y", "target")
 UCR_SUFFIXES = (".tsv", ".txt")
+#: Rows read ahead of parsing to sniff the decimal mark and to tell headers and transposed files.
+PEEK_ROWS = 8
+
+_DECIMAL_COMMA = re.compile(r"^[+-]?\d+,\d+(?:[eE][+-]?\d+)?$")
+_DECIMAL_POINT = re.compile(r"^[+-]?\d*\.\d+(?:[eE][+-]?\d+)?$")
 
 
-def is_number(cell: str) -> bool:
+def is_number(cell: str, decimal: str = ".") -> bool:
     try:
-        float(cell)
+        float(cell.replace(",", ".") if decimal == "," else cell)
     except ValueError:
         return False
     return True
+
+
+def sniff_decimal(rows: Sequence[Sequence[str]], delimiter: str) -> str:
+    """``","`` when cells like ``4160,925`` occur (and none like ``4160.925``), else ``"."``.
+
+    A comma-delimited file cannot hold decimal commas unquoted, so ``","`` is never sniffed there.
+    """
+    if delimiter == ",":
+        return "."
+    cells = [c.strip() for row in rows for c in row]
+    if any(_DECIMAL_COMMA.match(c) for c in cells) and not any(_DECIMAL_POINT.match(c) for c in cells):
+        return ","
+    return "."
+
+
+def looks_like_axis(values: np.ndarray) -> bool:
+    """True when ``values``, sorted, lie on a smooth curve as axis points do (in any column order).
+
+    A spectrum's intensities, sorted, form a quantile function with jumps and ties; an axis,
+    even an unevenly spaced or rounded one, stays within half a spacing of a cubic fit.
+    """
+    values = np.sort(np.asarray(values, dtype=np.float64))
+    if values.size < PEEK_ROWS or not np.all(np.isfinite(values)):
+        return False
+    d = np.diff(values)
+    if not np.all(d > 0):
+        return False
+    t = np.linspace(-1.0, 1.0, values.size)
+    fit = np.polynomial.polynomial.polyval(t, np.polynomial.polynomial.polyfit(t, values, 3))
+    return bool(np.max(np.abs(values - fit)) <= 0.5 * float(np.median(d)))
 
 
 def _is_integer_like(cell: str) -> bool:
@@ -39,9 +79,36 @@ def _is_integer_like(cell: str) -> bool:
     return np.isfinite(v) and v == round(v)
 
 
+def text_encoding(path: Path) -> str:
+    """``"utf-16"`` for a file with a UTF-16 byte-order mark (Windows "Unicode text"), else UTF-8.
+
+    UTF-16 without a byte-order mark (NUL bytes between the characters) is refused with the
+    command that converts it, since its byte order cannot be known for sure.
+    """
+    with open(path, "rb") as f:
+        head = f.read(4096)
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return "utf-16"
+    if b"\x00" in head:
+        order = "UTF-16LE" if head[1:2] == b"\x00" else "UTF-16BE"
+        raise DataFormatError(
+            f"{path}: holds NUL bytes, so it is binary or {order} text without a byte-order mark; "
+            f"convert it to UTF-8 (iconv -f {order} -t UTF-8 {path.name} > {path.stem}-utf8{path.suffix}) or save it as 'CSV UTF-8'"
+        )
+    return "utf-8-sig"  # drops the byte-order mark Excel writes (e.g. liquor_vintage.csv)
+
+
 def open_text(path: Path) -> IO[str]:
-    """Open as UTF-8, dropping a byte-order mark (Excel writes one, e.g. liquor_vintage.csv)."""
-    return open(path, encoding="utf-8-sig", newline="")
+    """Open as UTF-8 or, with its byte-order mark, UTF-16 (see :func:`text_encoding`)."""
+    return open(path, encoding=text_encoding(path), newline="")
+
+
+def decode_error(path: Path, e: UnicodeDecodeError) -> DataFormatError:
+    """The message for a file that is not UTF-8: where it fails and how to convert it."""
+    return DataFormatError(
+        f"{path}: not UTF-8 text ({e.reason} at byte {e.start}); if it was saved as Latin-1/Windows-1252, "
+        f"convert it (iconv -f CP1252 -t UTF-8 {path.name} > {path.stem}-utf8{path.suffix}) or save it as 'CSV UTF-8'"
+    )
 
 
 def sniff_delimiter(line: str) -> str:
@@ -88,6 +155,8 @@ class Layout:
     axis_unit: str
     columns: list[str] | None
     ucr: bool = False
+    id_idx: int | None = None
+    decimal: str = "."
 
     @property
     def cols(self) -> Columns:
@@ -132,20 +201,33 @@ def detect_layout(
     header: bool | None,
     delimiter: str,
     axis_unit: str | None,
+    id_column: str | int | None = None,
+    decimal: str = ".",
+    next_rows: Sequence[list[str]] = (),
 ) -> Layout:
-    """Decide header / label / group / feature columns from the first row and the arguments."""
+    """Decide header / label / group / id / feature columns from the first rows and the arguments.
+
+    ``next_rows`` are the rows after the first (up to :data:`PEEK_ROWS`): they tell an axis
+    header written in shuffled column order from a data row, and a transposed file from one
+    whose label column is missing.
+    """
     cells = [c.strip() for c in first_row]
     n_cols = len(cells)
-    numeric = [is_number(c) for c in cells]
+    numeric = [is_number(c, decimal) for c in cells]
     if header is None:
         if fmt == "ucr" or not all(numeric):
             header = not all(numeric)
         else:
-            # An all-numeric first row is a header of axis values only when it is monotonic;
-            # a measured spectrum (or UCR row with its label first) practically never is.
-            vals = np.array([float(c) for c in cells])
+            # An all-numeric first row is a header of axis values only when it is monotonic, or
+            # when, sorted, it lies on a smooth curve as axis values do while the next row does
+            # not; a measured spectrum (or UCR row with its label first) practically never does.
+            vals = np.array([_to_float(c, decimal) for c in cells])
             d = np.diff(vals)
             header = n_cols >= 3 and bool(np.all(d >= 0) or np.all(d <= 0))
+            if not header and looks_like_axis(vals) and next_rows:
+                second = [c.strip() for c in next_rows[0]]
+                header = not (len(second) == n_cols and all(is_number(c, decimal) for c in second)
+                              and looks_like_axis(np.array([_to_float(c, decimal) for c in second])))
     columns = cells if header else None
     ucr = False
     if header:
@@ -158,29 +240,38 @@ def detect_layout(
                     break
             else:
                 if not all(numeric):
-                    shown = ", ".join(repr(c) for c, k in zip(cells, numeric) if not k)
-                    raise LabelError(
-                        f"{source}: cannot tell which column holds the labels (no column named "
-                        f"{'/'.join(LABEL_NAMES)}); pass label_column (CLI: --label-column) naming one of: "
-                        f"{shown[:200]}"
-                    )
+                    _refuse_transposed(source, cells, next_rows, decimal)
+                    skip = {_resolve_column(r, columns, n_cols, "ignore_columns", source) for r in ignore_columns}
+                    skip |= {_resolve_column(r, columns, n_cols, w, source) for r, w in
+                             ((id_column, "id_column"), (group_column, "group_column")) if r is not None}
+                    shown = ", ".join(repr(c) for i, (c, k) in enumerate(zip(cells, numeric)) if not k and i not in skip)
+                    if shown:
+                        raise LabelError(
+                            f"{source}: cannot tell which column holds the labels (no column named "
+                            f"{'/'.join(LABEL_NAMES)}); pass label_column (CLI: --label-column) naming one of: "
+                            f"{shown[:200]}"
+                        )
     else:
         ucr = fmt == "ucr" or (
             fmt is None and label_column is None and suffix in UCR_SUFFIXES and _is_integer_like(cells[0])
         )
         label_idx = 0 if ucr else _resolve_column(label_column, None, n_cols, "label_column", source)
     group_idx = _resolve_column(group_column, columns, n_cols, "group_column", source)
-    if group_idx is not None and group_idx == label_idx:
-        raise LabelError(f"{source}: group_column and label_column are the same column ({group_idx})")
-    drop = {i for i in (label_idx, group_idx) if i is not None}
+    id_idx = _resolve_column(id_column, columns, n_cols, "id_column", source)
+    roles = [(i, w) for i, w in ((label_idx, "label_column"), (group_idx, "group_column"), (id_idx, "id_column")) if i is not None]
+    for k, (i, what) in enumerate(roles):
+        for j, other in roles[k + 1:]:
+            if i == j:
+                raise LabelError(f"{source}: {what} and {other} are the same column ({i})")
+    drop = {i for i, _ in roles}
     for ref in ignore_columns:
         drop.add(_resolve_column(ref, columns, n_cols, "ignore_columns", source))  # type: ignore[arg-type]
     feature_idx = np.array([i for i in range(n_cols) if i not in drop], dtype=np.int64)
     if feature_idx.size == 0:
-        raise DataFormatError(f"{source}: no spectral columns left after the label/group columns")
+        raise DataFormatError(f"{source}: no spectral columns left after the label/group/id/ignored columns")
     unit = axis_unit
     if header and all(numeric[i] for i in feature_idx):
-        axis = np.array([float(cells[i]) for i in feature_idx])
+        axis = np.array([_to_float(cells[i], decimal) for i in feature_idx])
         unit = unit or "unknown"
     else:
         if header:
@@ -192,7 +283,50 @@ def detect_layout(
             )
         axis = np.arange(feature_idx.size, dtype=np.float64)
         unit = "index"
-    return Layout(source, delimiter, n_cols, bool(header), label_idx, group_idx, feature_idx, axis, unit, columns, ucr)
+    if label_idx is None and not ucr:
+        _warn_transposed(source, feature_idx, next_rows if header else [first_row, *next_rows], decimal)
+    return Layout(source, delimiter, n_cols, bool(header), label_idx, group_idx, feature_idx, axis, unit, columns, ucr,
+                  id_idx, decimal)
+
+
+def _to_float(cell: str, decimal: str) -> float:
+    return float(cell.replace(",", ".") if decimal == "," else cell)
+
+
+def _first_column(rows: Sequence[list[str]], col: int, decimal: str) -> np.ndarray | None:
+    """Column ``col`` of ``rows`` as numbers, or None when a cell is missing or not a number."""
+    try:
+        return np.array([_to_float(r[col].strip(), decimal) for r in rows])
+    except (IndexError, ValueError):
+        return None
+
+
+_TRANSPOSE_HINT = (
+    "scai expects one spectrum per row; transpose the table "
+    "(pandas: df.set_index(df.columns[0]).T.to_csv('by_rows.csv'))"
+)
+
+
+def _refuse_transposed(source: str, cells: list[str], next_rows: Sequence[list[str]], decimal: str) -> None:
+    """A header of sample names over a first column of axis values: the file holds spectra as columns."""
+    first = _first_column(next_rows, 0, decimal)
+    if first is not None and looks_like_axis(first) and bool(np.all(np.diff(first) > 0) or np.all(np.diff(first) < 0)):
+        raise DataFormatError(
+            f"{source}: this looks transposed: column 1 ({cells[0]!r}) runs {first[0]:g}, {first[1]:g}, ... like a "
+            f"spectral axis and the other {len(cells) - 1} columns look like spectra; {_TRANSPOSE_HINT}"
+        )
+
+
+def _warn_transposed(source: str, feature_idx: np.ndarray, rows: Sequence[list[str]], decimal: str) -> None:
+    """Warn when the first spectral column runs down the rows like an axis (spectra stored as columns)."""
+    first = _first_column(rows, int(feature_idx[0]), decimal)
+    if first is not None and looks_like_axis(first) and bool(np.all(np.diff(first) > 0) or np.all(np.diff(first) < 0)):
+        warnings.warn(
+            f"{source}: this looks transposed: column {int(feature_idx[0]) + 1} runs {first[0]:g}, {first[1]:g}, ... "
+            f"down the rows like a spectral axis; {_TRANSPOSE_HINT}",
+            UserWarning,
+            stacklevel=4,
+        )
 
 
 def _ucr_label(cell: str) -> str:
@@ -206,8 +340,8 @@ def _ucr_label(cell: str) -> str:
 
 def parse_block(
     layout: Layout, block: list[tuple[int, list[str]]], row_offset: int, last_is_eof: bool
-) -> tuple[np.ndarray, list[str] | None, list[str] | None]:
-    """Convert rows to (X float64, labels, groups), naming the file/row/line/column on failure."""
+) -> tuple[np.ndarray, list[str] | None, list[str] | None, list[str] | None]:
+    """Convert rows to (X float64, labels, groups, ids), naming the file/row/line/column on failure."""
     src = layout.source
     n_cols = layout.n_cols
     for k, (line, row) in enumerate(block):
@@ -225,6 +359,8 @@ def parse_block(
     else:
         idx = fi.tolist()
         cells = [[row[i] for i in idx] for _, row in block]
+    if layout.decimal == ",":
+        cells = [[c.replace(",", ".") for c in values] for values in cells]
     try:
         X = np.array(cells, dtype=np.float64)
     except ValueError:
@@ -234,7 +370,8 @@ def parse_block(
                 try:
                     float(cell)
                 except ValueError:
-                    what = "empty cell" if not cell.strip() else f"non-numeric cell {cell!r}"
+                    original = block[k][1][int(fi[j])]
+                    what = "empty cell" if not cell.strip() else f"non-numeric cell {original!r}"
                     raise DataFormatError(
                         f"{row_text(src, row_offset + k + 1, block[k][0])}, {layout.column_text(int(fi[j]))}: {what}"
                     ) from None
@@ -253,4 +390,5 @@ def parse_block(
     if layout.group_idx is not None:
         gi = layout.group_idx
         groups = [row[gi].strip() for _, row in block]
-    return X, labels, groups
+    ids = None if layout.id_idx is None else [row[layout.id_idx].strip() for _, row in block]
+    return X, labels, groups, ids

@@ -9,14 +9,17 @@ file, row, line and column in the message. Nothing is dropped silently.
 from __future__ import annotations
 
 import importlib
+import itertools
+import warnings
 import zipfile
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from scai.data import _text
+from scai.data import _excel, _text
 from scai.data._checks import (
     Columns,
     check_nan_policy,
@@ -31,9 +34,12 @@ from scai.errors import AxisError, DataFormatError, DataValueError
 
 __all__ = ["read", "iter_chunks", "FORMATS"]
 
-FORMATS = ("csv", "ucr", "npz", "npy", "hdf5", "jcamp", "ts")
+FORMATS = ("csv", "ucr", "xlsx", "npz", "npy", "hdf5", "jcamp", "ts")
+#: Formats read as tables of cells, which take the column options (label, id, group, ignore, ...).
+TABLE_FORMATS = ("csv", "ucr", "xlsx")
 _SUFFIX_FORMAT = {
     ".csv": "csv", ".tsv": "csv", ".txt": "csv", ".dat": "csv",
+    ".xlsx": "xlsx", ".xlsm": "xlsx",
     ".npz": "npz", ".npy": "npy",
     ".h5": "hdf5", ".hdf5": "hdf5", ".hdf": "hdf5",
     ".jdx": "jcamp", ".dx": "jcamp", ".jcamp": "jcamp",
@@ -51,6 +57,8 @@ def _format_of(path: Path, fmt: str | None) -> str:
     if path.is_dir():
         return "jcamp"
     suffix = path.suffix.lower()
+    if suffix == ".xls":
+        raise DataFormatError(f"{path}: old Excel .xls files are not read; save the sheet as .xlsx or CSV")
     if suffix not in _SUFFIX_FORMAT:
         raise DataFormatError(
             f"{path}: unknown file type {suffix!r}; expected one of {sorted(_SUFFIX_FORMAT)} or pass format= ({FORMATS})"
@@ -58,11 +66,36 @@ def _format_of(path: Path, fmt: str | None) -> str:
     return _SUFFIX_FORMAT[suffix]
 
 
+_LFS_POINTER = b"version https://git-lfs.github.com/spec/"
+
+
 def _check_exists(path: Path) -> None:
     if not path.exists():
         raise DataFormatError(f"{path}: no such file or directory")
-    if path.is_file() and path.stat().st_size == 0:
-        raise DataFormatError(f"{path}: empty file")
+    if path.is_file():
+        if path.stat().st_size == 0:
+            raise DataFormatError(f"{path}: empty file")
+        _check_not_lfs_pointer(path)
+
+
+def _check_not_lfs_pointer(path: Path) -> None:
+    """A git-lfs pointer (a clone without ``git lfs pull``) is a small text file, not the data."""
+    with open(path, "rb") as f:
+        head = f.read(len(_LFS_POINTER))
+    if head == _LFS_POINTER:
+        raise DataFormatError(
+            f"{path}: is a git-lfs pointer file, not the data itself; fetch the data with `git lfs pull` "
+            "in the repository (install git-lfs first if needed)"
+        )
+
+
+def _check_table_options(path: Path, fmt: str, options: dict[str, Any]) -> None:
+    """Column options mean nothing to array formats: refuse them rather than ignore them."""
+    given = sorted(k for k, v in options.items() if v not in (None, (), []))
+    if fmt not in TABLE_FORMATS and given:
+        raise DataFormatError(
+            f"{path}: {', '.join(given)} apply only to tables ({', '.join(TABLE_FORMATS)}); a {fmt} file has no columns to pick"
+        )
 
 
 def read(
@@ -76,18 +109,21 @@ def read(
     header: bool | None = None,
     delimiter: str | None = None,
     axis_unit: str | None = None,
+    id_column: str | int | None = None,
+    decimal: str | None = None,
 ) -> Spectra:
     """Read a spectra file (or a JCAMP-DX class folder) into a :class:`Spectra`.
 
     Parameters
     ----------
     path : str or Path
-        ``.csv/.tsv/.txt`` (wide table or UCR), ``.npz``, ``.npy``, ``.h5/.hdf5``,
-        ``.jdx/.dx`` or a folder of ``<class>/<file>.jdx``, ``.ts`` (needs aeon or sktime).
+        ``.csv/.tsv/.txt`` (wide table or UCR), ``.xlsx`` (first sheet; needs openpyxl),
+        ``.npz``, ``.npy``, ``.h5/.hdf5``, ``.jdx/.dx`` or a folder of ``<class>/<file>.jdx``,
+        ``.ts`` (needs aeon or sktime).
     label_column : str or int, optional
         Text files: label column by name (case-insensitive) or 0-based index. By default a column
         named label/class/y/target; a table whose columns are all numeric is unlabelled.
-    format : {"csv", "ucr", "npz", "npy", "hdf5", "jcamp", "ts"}, optional
+    format : {"csv", "ucr", "xlsx", "npz", "npy", "hdf5", "jcamp", "ts"}, optional
         Override the suffix; ``"ucr"`` reads a headerless table with the label first.
     nan_policy : {"raise", "interpolate"}
         NaN/inf cells are refused, or filled linearly along the axis with a warning.
@@ -101,6 +137,11 @@ def read(
         Text files: force the delimiter (sniffed otherwise; ``" "`` means whitespace runs).
     axis_unit : str, optional
         Unit of the axis ("cm-1", "nm", ...); "unknown" for physical axes of unspecified unit.
+    id_column : str or int, optional
+        Tables: column of sample ids, kept in :attr:`Spectra.ids` (``scai predict`` writes them).
+    decimal : {".", ","}, optional
+        Tables: the decimal mark; sniffed otherwise (``4160,925`` in a ``;``- or tab-separated
+        file means a decimal comma).
 
     Returns
     -------
@@ -108,14 +149,17 @@ def read(
         With an increasing axis (a non-increasing one is sorted, with a warning).
     """
     check_nan_policy(nan_policy)
+    _check_decimal(decimal)
     path = Path(path)
     fmt = _format_of(path, format)
     _check_exists(path)
-    if fmt in ("csv", "ucr"):
+    _check_table_options(path, fmt, {"id_column": id_column, "ignore_columns": ignore_columns, "decimal": decimal,
+                                     "group_column": group_column})
+    if fmt in TABLE_FORMATS:
         chunks = list(
-            _iter_text(path, None, fmt=fmt if fmt == "ucr" else None, label_column=label_column,
-                       nan_policy=nan_policy, group_column=group_column, ignore_columns=ignore_columns,
-                       header=header, delimiter=delimiter, axis_unit=axis_unit, class_names=None)
+            _iter_text(path, None, fmt=fmt, label_column=label_column, nan_policy=nan_policy,
+                       group_column=group_column, id_column=id_column, ignore_columns=ignore_columns,
+                       header=header, delimiter=delimiter, decimal=decimal, axis_unit=axis_unit, class_names=None)
         )
         return chunks[0]
     if fmt == "npz":
@@ -142,6 +186,8 @@ def iter_chunks(
     header: bool | None = None,
     delimiter: str | None = None,
     axis_unit: str | None = None,
+    id_column: str | int | None = None,
+    decimal: str | None = None,
 ) -> Iterator[Spectra]:
     """Stream a file as :class:`Spectra` chunks of at most ``chunk_size`` rows.
 
@@ -151,16 +197,20 @@ def iter_chunks(
     chunks through :attr:`Spectra.labels`). Other formats are read whole and then sliced.
     """
     check_nan_policy(nan_policy)
+    _check_decimal(decimal)
     if int(chunk_size) < 1:
         raise DataValueError(f"chunk_size={chunk_size} must be a positive integer")
     chunk_size = int(chunk_size)
     path = Path(path)
     fmt = _format_of(path, format)
     _check_exists(path)
-    if fmt in ("csv", "ucr"):
-        yield from _iter_text(path, chunk_size, fmt=fmt if fmt == "ucr" else None, label_column=label_column,
-                              nan_policy=nan_policy, group_column=group_column, ignore_columns=ignore_columns,
-                              header=header, delimiter=delimiter, axis_unit=axis_unit, class_names=class_names)
+    _check_table_options(path, fmt, {"id_column": id_column, "ignore_columns": ignore_columns, "decimal": decimal,
+                                     "group_column": group_column})
+    if fmt in TABLE_FORMATS:
+        yield from _iter_text(path, chunk_size, fmt=fmt, label_column=label_column, nan_policy=nan_policy,
+                              group_column=group_column, id_column=id_column, ignore_columns=ignore_columns,
+                              header=header, delimiter=delimiter, decimal=decimal, axis_unit=axis_unit,
+                              class_names=class_names)
         return
     if fmt == "npy":
         yield from _iter_npy(path, chunk_size, nan_policy, axis_unit)
@@ -179,43 +229,67 @@ def _remap(s: Spectra, class_names: Sequence[str] | None) -> Spectra:
     if class_names is None or s.y is None:
         return s
     y, names = labels_to_indices(s.labels, s.source, class_names)  # type: ignore[arg-type]
-    return Spectra(s.X, s.axis, y, names, s.groups, s.axis_unit, s.source)
+    return Spectra(s.X, s.axis, y, names, s.groups, s.axis_unit, s.source, ids=s.ids)
+
+
+def _check_decimal(decimal: str | None) -> None:
+    if decimal not in (None, ".", ","):
+        raise DataFormatError(f"decimal={decimal!r} is not allowed; use '.' or ',' (or None to sniff it)")
 
 
 # --- text -------------------------------------------------------------------------------------
+
+
+@contextmanager
+def _table_rows(
+    path: Path, fmt: str, delimiter: str | None, decimal: str | None
+) -> Iterator[tuple[Iterator[tuple[int, list[str]]], str, str]]:
+    """``(rows, delimiter, decimal)`` of a text table or an Excel sheet; rows are ``(line, cells)``."""
+    if fmt == "xlsx":
+        with _excel.sheet_rows(path) as rows:
+            head = list(itertools.islice(rows, _text.PEEK_ROWS + 1))
+            yield itertools.chain(head, rows), "", decimal or _text.sniff_decimal([r for _, r in head], ";")
+        return
+    with _text.open_text(path) as f:
+        first_line = next((line for line in f if line.strip()), "")
+    if not first_line.strip():
+        raise DataFormatError(f"{path}: empty file (no rows)")
+    delim = delimiter or _text.sniff_delimiter(first_line)
+    with _text.open_text(path) as f:
+        rows = _text.iter_rows(f, delim)
+        head = list(itertools.islice(rows, _text.PEEK_ROWS + 1))
+        yield itertools.chain(head, rows), delim, decimal or _text.sniff_decimal([r for _, r in head], delim)
 
 
 def _iter_text(
     path: Path,
     chunk_size: int | None,
     *,
-    fmt: str | None,
+    fmt: str,
     label_column: str | int | None,
     nan_policy: str,
     group_column: str | int | None,
+    id_column: str | int | None,
     ignore_columns: Sequence[str | int],
     header: bool | None,
     delimiter: str | None,
+    decimal: str | None,
     axis_unit: str | None,
     class_names: Sequence[str] | None,
 ) -> Iterator[Spectra]:
-    """Parse a text table; one Spectra when ``chunk_size`` is None, else chunks."""
+    """Parse a table (text or Excel); one Spectra when ``chunk_size`` is None, else chunks."""
     source = str(path)
     try:
-        with _text.open_text(path) as f:
-            first_line = f.readline()
-            while first_line and not first_line.strip():
-                first_line = f.readline()
-        if not first_line.strip():
-            raise DataFormatError(f"{source}: empty file (no rows)")
-        delim = delimiter or _text.sniff_delimiter(first_line)
-        with _text.open_text(path) as f:
-            rows = _text.iter_rows(f, delim)
+        with _table_rows(path, fmt, delimiter, decimal) as (rows, delim, dec):
+            head = list(itertools.islice(rows, _text.PEEK_ROWS + 1))
+            if not head:
+                raise DataFormatError(f"{source}: empty file (no rows)")
+            rows = itertools.chain(head, rows)
             line0, first = next(rows)
             layout = _text.detect_layout(
-                source, first, path.suffix.lower(), fmt=fmt, label_column=label_column,
-                group_column=group_column, ignore_columns=ignore_columns, header=header,
-                delimiter=delim, axis_unit=axis_unit,
+                source, first, path.suffix.lower(), fmt="ucr" if fmt == "ucr" else None, label_column=label_column,
+                group_column=group_column, ignore_columns=ignore_columns, header=header, delimiter=delim,
+                axis_unit=axis_unit, id_column=id_column, decimal=dec, next_rows=[r for _, r in head[1:]],
             )
             cols = layout.cols
             order = sort_axis(layout.axis, source, cols)
@@ -225,7 +299,7 @@ def _iter_text(
             pending: list[tuple[int, list[str]]] = [] if layout.has_header else [(line0, first)]
             done = 0
             filled = 0
-            blocks: list[Spectra] = []
+            blocks: list[tuple[np.ndarray, list[str] | None, list[str] | None, list[str] | None]] = []
             step = chunk_size or 8192
             exhausted = False
             while not exhausted:
@@ -237,29 +311,29 @@ def _iter_text(
                     exhausted = True
                 if not pending:
                     break
-                X, labels, groups = _text.parse_block(layout, pending, done, exhausted)
+                X, labels, groups, ids = _text.parse_block(layout, pending, done, exhausted)
                 if order is not None:
                     X = X[:, order]
                 lines = [ln for ln, _ in pending]
                 filled += fix_nonfinite(X, axis, nan_policy, source, cols, done, lines)
-                y = names = None
-                if labels is not None and chunk_size is not None:
-                    y, names = labels_to_indices(labels, source, class_names, done, lines)
-                part = (X.astype(np.float32), labels, groups)
                 done += len(pending)
-                pending = []
                 if chunk_size is None:
-                    blocks.append(part)  # type: ignore[arg-type]
+                    blocks.append((X.astype(np.float32), labels, groups, ids))
+                    pending = []
                     continue
-                yield Spectra(part[0], axis, y, names or (), None if groups is None else np.array(groups),
-                              layout.axis_unit, source)
+                y = names = None
+                if labels is not None:
+                    y, names = labels_to_indices(labels, source, class_names, done - len(pending), lines)
+                pending = []
+                yield Spectra(X.astype(np.float32), axis, y, names or (), None if groups is None else np.array(groups),
+                              layout.axis_unit, source, ids=None if ids is None else np.array(ids))
             if chunk_size is not None:
                 warn_interpolated(source, filled)
                 if done == 0:
                     raise DataFormatError(f"{source}: no data rows after the header")
                 return
     except UnicodeDecodeError as e:
-        raise DataFormatError(f"{source}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+        raise _text.decode_error(path, e) from None
     if done == 0:
         raise DataFormatError(f"{source}: no data rows after the header")
     warn_interpolated(source, filled)
@@ -267,10 +341,11 @@ def _iter_text(
     y = None
     names: tuple[str, ...] = ()
     if layout.label_idx is not None:
-        labels_all = [lab for b in blocks for lab in b[1]]
+        labels_all = [lab for b in blocks for lab in b[1]]  # type: ignore[union-attr]
         y, names = labels_to_indices(labels_all, source, class_names)
-    groups_all = None if layout.group_idx is None else np.array([g for b in blocks for g in b[2]])
-    yield Spectra(X, axis, y, names, groups_all, layout.axis_unit, source)
+    groups_all = None if layout.group_idx is None else np.array([g for b in blocks for g in b[2]])  # type: ignore[union-attr]
+    ids_all = None if layout.id_idx is None else np.array([i for b in blocks for i in b[3]])  # type: ignore[union-attr]
+    yield Spectra(X, axis, y, names, groups_all, layout.axis_unit, source, ids=ids_all)
 
 
 # --- NumPy ------------------------------------------------------------------------------------
@@ -472,7 +547,23 @@ def _read_jcamp_file(path: Path) -> tuple[np.ndarray, np.ndarray, str]:
 
 
 def _jcamp_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in _JCAMP_SUFFIXES)
+    """The JCAMP-DX files of ``folder``; hidden ones (``.DS_Store``, ``._x.jdx``) are never spectra."""
+    return sorted(
+        p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in _JCAMP_SUFFIXES and not p.name.startswith(".")
+    )
+
+
+def _warn_skipped(root: Path, folders: Sequence[Path], used: Sequence[Path]) -> None:
+    """Name every file in the JCAMP folders that is not read (nothing is dropped silently)."""
+    keep = set(used)
+    skipped = sorted(p for d in folders for p in d.iterdir() if p.is_file() and p not in keep)
+    if skipped:
+        shown = ", ".join(str(p.relative_to(root)) for p in skipped[:8]) + (f", ... ({len(skipped)} files)" if len(skipped) > 8 else "")
+        warnings.warn(
+            f"{root}: skipped {len(skipped)} file(s) that are hidden or not JCAMP-DX ({'/'.join(_JCAMP_SUFFIXES)}): {shown}",
+            UserWarning,
+            stacklevel=4,
+        )
 
 
 def _read_jcamp(path: Path, nan_policy: str) -> Spectra:
@@ -491,6 +582,7 @@ def _read_jcamp(path: Path, nan_policy: str) -> Spectra:
     files = [(p, d.name) for d in class_dirs for p in _jcamp_files(d)] or [(p, None) for p in loose]
     if not files:
         raise DataFormatError(f"{source}: no JCAMP-DX files ({'/'.join(_JCAMP_SUFFIXES)}) in the folder or its class folders")
+    _warn_skipped(path, [path, *class_dirs], [p for p, _ in files])
     ref_x, _, unit = _read_jcamp_file(files[0][0])
     rows = []
     for p, _ in files:

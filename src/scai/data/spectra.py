@@ -54,6 +54,8 @@ class Spectra:
         File path or dataset name, used in error messages.
     train_idx, test_idx : ndarray or None
         Official split carried by the file (UCR sets).
+    ids : ndarray of shape (n,) or None
+        Sample ids (a file's ``id_column``), carried into prediction output.
     """
 
     X: np.ndarray
@@ -65,6 +67,7 @@ class Spectra:
     source: str = "<memory>"
     train_idx: np.ndarray | None = field(default=None, repr=False)
     test_idx: np.ndarray | None = field(default=None, repr=False)
+    ids: np.ndarray | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         src = self.source
@@ -101,6 +104,11 @@ class Spectra:
             groups = np.asarray(groups)
             if groups.shape != (n,):
                 raise DataValueError(f"{src}: groups has shape {groups.shape}, expected ({n},)")
+        ids = self.ids
+        if ids is not None:
+            ids = np.asarray(ids)
+            if ids.shape != (n,):
+                raise DataValueError(f"{src}: ids has shape {ids.shape}, expected ({n},)")
         split = {}
         for key in ("train_idx", "test_idx"):
             idx = getattr(self, key)
@@ -110,7 +118,7 @@ class Spectra:
                     raise DataValueError(f"{src}: {key} holds indices outside 0..{n - 1}")
             split[key] = idx
         for key, value in (("X", X), ("axis", axis), ("y", y), ("class_names", names),
-                           ("groups", groups), *split.items()):
+                           ("groups", groups), ("ids", ids), *split.items()):
             object.__setattr__(self, key, value)
 
     @property
@@ -151,6 +159,7 @@ class Spectra:
             X=self.X[idx],
             y=None if self.y is None else self.y[idx],
             groups=None if self.groups is None else self.groups[idx],
+            ids=None if self.ids is None else self.ids[idx],
             train_idx=None,
             test_idx=None,
         )
