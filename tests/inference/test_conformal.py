@@ -48,6 +48,7 @@ def test_sets_equal_mapie_predict_set():
         np.testing.assert_array_equal(cs.predict_sets(P_new, level)[0], mapie_sets[:, :, j])
 
 
+@pytest.mark.filterwarnings("ignore:.*less labels than your training:UserWarning")
 def test_an_unsure_spectrum_gets_an_empty_set_and_few_calibration_spectra_give_every_class():
     rng = np.random.default_rng(2)
     y = rng.integers(0, 10, size=400)

@@ -137,8 +137,10 @@ def test_exit_batch_features_are_what_each_exit_classifies():
     from tests.conftest import TINY_SCAI, make_peaks
 
     X, y, axis = make_peaks(n_per_class=12)
+    Xv, yv, _ = make_peaks(n_per_class=4, seed=1)
     est = SCAIClassifier(model="scai", model_config=TINY_SCAI, train_config={"max_epochs": 2, "threads": 1},
-                         preprocessing="snv", skip_exits=False, exit0="logistic").fit(X, y, axis=axis)
+                         preprocessing="snv", skip_exits=False, exit0="logistic")
+    est.fit(X, y, axis=axis, X_val=Xv, y_val=yv)
     batch = exit_batch(est, X, axis)
     assert batch.n_exits == len(est.exit_macs_) == len(batch.features)
     np.testing.assert_allclose(batch.logits, est.exit_logits(X, axis), atol=1e-5)

@@ -25,7 +25,7 @@ __all__ = ["ArgumentParser", "build_parser", "main"]
 
 # Each sub-command lives in its own module with ``register(subparsers)``; the module sets
 # ``func`` on its parser. Modules missing from an install (optional extras) are skipped.
-_COMMAND_MODULES = ("train", "demo", "evaluate", "predict", "deploy", "bench")
+_COMMAND_MODULES = ("train", "demo", "evaluate", "predict", "deploy", "bench", "info")
 
 #: Operating-system errors about a path the user gave (printed as one line, exit 2).
 _PATH_ERRORS = (FileNotFoundError, FileExistsError, PermissionError, IsADirectoryError, NotADirectoryError)
