@@ -9,6 +9,7 @@ directory. The network itself is built in ``fit`` from the registry (``scai.mode
 from __future__ import annotations
 
 import json
+import time
 import warnings
 from dataclasses import asdict
 from pathlib import Path
@@ -62,7 +63,17 @@ from scai.preprocessing import (
     default_pipeline,
 )
 from scai.training import History, TrainConfig, Trainer
-from scai.training.linear_exit import PLS_MAX_COMPONENTS, LinearExitFit, fit_linear_exit
+from scai.training.cross_fit import (
+    FoldOutput,
+    NetworkSpec,
+    choose_epoch,
+    default_n_jobs,
+    oof_curve,
+    oof_logits,
+    run_folds,
+    stratified_folds,
+)
+from scai.training.linear_exit import PLS_MAX_COMPONENTS, LinearExitFit, fit_linear_exit, refit_linear_exit
 
 __all__ = ["SCAIClassifier", "load"]
 
@@ -137,6 +148,17 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
     skip_exits
         Skip deeper exits that do not beat every earlier exit on held-out data (default). With
         ``False`` the cascade keeps every exit (tests, or to study each exit).
+    cross_fit
+        Folds K of cross-fitting (default 5; capped at the smallest class count): when ``fit``
+        gets no explicit validation set, the network is trained K times on K - 1 folds, and the
+        out-of-fold predictions of all training spectra choose the epoch count, the exits the
+        cascade uses, the temperatures and the thresholds; then exit 0 and the network are
+        fitted on all of it (:mod:`scai.training.cross_fit`). ``cross_fit_`` records what it
+        chose and what it cost. ``0`` (or ``1``): the single validation split of
+        ``val_fraction`` (the paper's protocol).
+    n_jobs
+        Cross-fitting folds trained at once, in worker processes of one thread each
+        (default: the cores this process may use, at most K).
     """
 
     def __init__(
@@ -153,6 +175,8 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
         verbose: bool = False,
         exit0: str = "auto",
         skip_exits: bool = True,
+        cross_fit: int = 5,
+        n_jobs: int | None = None,
     ) -> None:
         self.model = model
         self.model_config = model_config
@@ -165,6 +189,8 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
         self.verbose = verbose
         self.exit0 = exit0
         self.skip_exits = skip_exits
+        self.cross_fit = cross_fit
+        self.n_jobs = n_jobs
 
     # ------------------------------------------------------------------ fitting
     def _make_pipeline(self, kind: str | None = None) -> Pipeline:
@@ -219,13 +245,16 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
         self.axis_ = self._validated_axis(axis, X.shape[1])
         self.axis_unit_ = axis_unit or ("index" if axis is None else "unknown")
 
-        if X_val is None:
-            tr, va = self._split(y_idx)
-            X_tr, y_tr, X_va_raw, y_va = X[tr], y_idx[tr], X[va], y_idx[va]
-        else:
+        folds = self._n_folds() if X_val is None else 0
+        if X_val is not None:
             X_tr, y_tr = X, y_idx
             X_va_raw = self._aligned(_as_2d_float(X_val, "X_val"), axis)
             y_va = self._encode(np.asarray(y_val), "y_val")
+        elif folds >= 2:  # cross-fitting: every training spectrum is held out once
+            X_tr, y_tr, X_va_raw, y_va = X, y_idx, None, None
+        else:
+            tr, va = self._split(y_idx)
+            X_tr, y_tr, X_va_raw, y_va = X[tr], y_idx[tr], X[va], y_idx[va]
 
         self.preprocessing_selection_: dict[str, Any] | None = None
         if isinstance(self.preprocessing, str) and self.preprocessing == "auto":
@@ -233,21 +262,37 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
         else:
             self.pipeline_, exit0_fit = self._make_pipeline(), None
             Z_tr = np.asarray(self.pipeline_.fit_transform(X_tr, axis=self.axis_), dtype=np.float32)
-        Z_va = np.asarray(self.pipeline_.transform(X_va_raw), dtype=np.float32)
         train_cfg = self._train_config()
         torch.manual_seed(train_cfg.seed)
         if self.exit0 not in EXIT0_KINDS:
             raise ConfigError(f"exit0={self.exit0!r} is not allowed; use one of {EXIT0_KINDS}")
         self.network_ = create_model(self.model, Z_tr.shape[1], len(self.classes_), **(self.model_config or {}))
-        self.history_ = Trainer(train_cfg).fit(self.network_, Z_tr, y_tr, Z_va, y_va)
-        self.network_.eval()
-        self.exit0_: dict[str, Any] | None = None
-        if self.exit0 != "none" and self.network_.n_exits > 1:
-            self.network_ = self._add_exit0(self.network_, Z_tr, y_tr, Z_va, y_va, exit0_fit)
         self.train_config_ = train_cfg
+        self.exit0_: dict[str, Any] | None = None
+        self.cross_fit_: dict[str, Any] | None = None
+        if X_va_raw is None:
+            logits_va = self._fit_cross(Z_tr, y_tr, exit0_fit, folds)
+            y_va = y_tr
+            Z_va = Z_tr
+        else:
+            Z_va = np.asarray(self.pipeline_.transform(X_va_raw), dtype=np.float32)
+            self.history_ = Trainer(train_cfg).fit(self.network_, Z_tr, y_tr, Z_va, y_va)
+            self.network_.eval()
+            if self._wants_exit0():
+                self.network_ = self._add_exit0(self.network_, Z_tr, y_tr, Z_va, y_va, exit0_fit)
+            logits_va = self.exit_logits(Z_va, preprocessed=True)
         self.exit_macs_ = [int(m) for m in self.network_.exit_macs()]
-        self.validation_ = {"X": Z_va, "y": y_va.astype(np.int64)}
-        self.temperatures_ = self._fit_temperatures(Z_va, y_va) if self.calibrate else np.ones(len(self.exit_macs_))
+        # What calibration rests on: held-out logits per exit (out-of-fold under cross-fitting),
+        # their labels, and the final model's per-sample MACs on the same spectra.
+        self.validation_ = {
+            "y": np.asarray(y_va, dtype=np.int64),
+            "logits": np.asarray(logits_va, dtype=np.float32),
+            "macs": self._detailed(Z_va)[1],
+        }
+        self.temperatures_ = (
+            np.asarray(fit_temperatures(self.validation_["logits"], self.validation_["y"]), dtype=np.float64)
+            if self.calibrate else np.ones(len(self.exit_macs_))
+        )
         self.thresholds_: dict[str, Any] = {}
         self.default_budget_: float | None = None
         if self.calibrate and len(self.exit_macs_) > 1:
@@ -256,6 +301,118 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
             self.default_budget_ = default_budget(self.exit_macs_)
             self.calibrate_batch(self.default_budget_)
         return self
+
+    def _n_folds(self) -> int:
+        k = self.cross_fit
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 0:
+            raise ConfigError(f"cross_fit={k!r} is not allowed; use a number of folds >= 2, or 0 for one validation split")
+        return int(k) if k >= 2 else 0
+
+    def _wants_exit0(self) -> bool:
+        return self.exit0 != "none" and self.network_.n_exits > 1
+
+    def _fit_cross(self, Z: np.ndarray, y: np.ndarray, exit0_fit: LinearExitFit | None, n_folds: int) -> np.ndarray:
+        """Cross-fitting (see ``cross_fit``); sets ``network_``, ``history_``, ``exit0_``,
+        ``cross_fit_`` and returns the out-of-fold logits (n_exits, n, C) of the final model."""
+        t0 = time.perf_counter()
+        n, C = len(y), len(self.classes_)
+        folds = stratified_folds(y, n_folds, self.random_state)
+        n_jobs = default_n_jobs(len(folds)) if self.n_jobs is None else int(self.n_jobs)
+        if n_jobs == -1:
+            n_jobs = default_n_jobs(len(folds))
+        if n_jobs < 1:
+            raise ConfigError(f"n_jobs={self.n_jobs!r} is not allowed; use a number of processes >= 1, or -1 for all cores")
+        record: dict[str, Any] = {"folds": len(folds), "n_jobs": n_jobs, "n": int(n), "seed": int(self.random_state)}
+        with_exit0 = self._wants_exit0()
+        oof0 = None
+        if with_exit0:
+            if exit0_fit is None:
+                exit0_fit = self._fit_exit0(Z, y, self.exit0)
+            oof0 = np.zeros((n, C), dtype=np.float32)
+            for tr, va in folds:
+                oof0[va] = refit_linear_exit(exit0_fit, Z[tr], y[tr]).logits(Z[va])
+        hit0 = None if oof0 is None else oof0.argmax(axis=1) == y
+        outputs: list[FoldOutput] = []
+        reason = None
+        if hit0 is not None and self.skip_exits and bool(hit0.all()):
+            reason = "exit 0 made no out-of-fold error, so no network exit can beat it"
+        else:
+            spec = NetworkSpec(self.model, Z.shape[1], C, dict(self.model_config or {}))
+
+            def network_adds_nothing(done: list[FoldOutput]) -> str | None:
+                rows = np.concatenate([o.val_idx for o in done])
+                curve = oof_curve(done, y)
+                best_net = int(round(float(curve["acc"].max()) * len(rows)))
+                hits0 = int(hit0[rows].sum())  # type: ignore[index]
+                if best_net <= hits0:
+                    return (f"on the first {len(done)} folds the network's best exit at its best epoch got "
+                            f"{best_net}/{len(rows)} right, exit 0 {hits0}/{len(rows)}")
+                return None
+
+            stop = network_adds_nothing if hit0 is not None and self.skip_exits else None
+            outputs, reason = run_folds(spec, self.train_config_.to_dict(), Z, y, folds, n_jobs=n_jobs,
+                                        stop_after_first_round=stop, progress=self.verbose)
+            record["fold_time_s"] = [round(o.fit_time_s, 2) for o in outputs]
+            record["fold_epochs"] = [o.epochs_run for o in outputs]
+            record["fold_best_epochs"] = [o.best_epoch for o in outputs]
+        record["cross_fit_s"] = time.perf_counter() - t0
+        trained = reason is None
+        epoch = choose_epoch(outputs, y) if trained else 0
+        net_oof = oof_logits(outputs, n, epoch) if trained else np.zeros((0, n, C), np.float32)
+        oof = np.concatenate([oof0[None], net_oof]) if oof0 is not None else net_oof
+        if with_exit0:
+            assert exit0_fit is not None
+            acc = [float(np.mean(z.argmax(axis=1) == y)) for z in oof]
+            uses = self._uses(acc)
+            if trained and not any(uses[1:]):
+                reason = "no network exit beat the exits before it out of fold"
+            uses += [False] * (self.network_.n_exits + 1 - len(uses))
+        else:
+            acc = [float(np.mean(z.argmax(axis=1) == y)) for z in oof]
+            uses = None
+        refit_s = 0.0
+        self.history_ = History()
+        if reason is None:
+            t1 = time.perf_counter()
+            self.history_ = Trainer(self.train_config_).fit(self.network_, Z, y, None, None, epochs=epoch)
+            refit_s = time.perf_counter() - t1
+            curve = oof_curve(outputs, y)
+            for rec in self.history_.epochs:  # the validation curve is the pooled out-of-fold one
+                e = rec["epoch"] - 1
+                rec.update(val_acc=curve["acc"][e].tolist(), val_loss=curve["loss"][e].tolist())
+        self.network_.eval()
+        if with_exit0:
+            cascade = self._cascade(self.network_, exit0_fit).cut(uses)
+            self.network_ = cascade
+            self.exit0_ = {**exit0_fit.to_dict(), "validation_accuracy": acc, "validation": "out-of-fold",
+                           "uses": cascade.uses, "network_trained": reason is None}
+            oof = oof[: cascade.n_exits]
+        record.update(
+            epochs=epoch or None,
+            oof_accuracy=acc,
+            network="trained on all spectra" if reason is None else f"not trained: {reason}",
+            refit_s=refit_s,
+            wall_s=time.perf_counter() - t0,
+        )
+        self.history_.fit_time_s = record["wall_s"]
+        self.history_.best_epoch = epoch if reason is None else -1
+        self.cross_fit_ = record
+        return oof
+
+    def _uses(self, acc: list[float]) -> list[bool]:
+        """Per exit, whether its held-out accuracy is strictly above every earlier exit's (or all,
+        with ``skip_exits=False``)."""
+        uses, best = [True], acc[0]
+        for a in acc[1:]:
+            uses.append(a > best or not self.skip_exits)
+            best = max(best, a)
+        return uses
+
+    def _cascade(self, network: MultiExitNetwork, fit: LinearExitFit) -> Cascade:
+        rank = None if fit.projection is None else int(fit.projection.shape[0])
+        head = LinearExit(network.in_length, len(self.classes_), rank=rank)
+        head.set_weights(fit.weight, fit.bias, projection=fit.projection, head=fit.head)
+        return Cascade(network, head, CascadeSpec(kind=fit.kind, rank=rank)).eval()
 
     def _fit_exit0(self, Z: np.ndarray, y: np.ndarray, kind: str) -> LinearExitFit:
         """Exit 0 by inner CV. Under ``kind="auto"`` PLS-DA may use at most as many components as
@@ -321,19 +478,13 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
         """
         if fit is None:
             fit = self._fit_exit0(Z_tr, y_tr, self.exit0)
-        rank = None if fit.projection is None else int(fit.projection.shape[0])
-        head = LinearExit(Z_tr.shape[1], len(self.classes_), rank=rank)
-        head.set_weights(fit.weight, fit.bias, projection=fit.projection, head=fit.head)
-        cascade = Cascade(network, head, CascadeSpec(kind=fit.kind, rank=rank)).eval()
+        cascade = self._cascade(network, fit)
         with torch.inference_mode():
             logits = cascade.forward_detailed(torch.from_numpy(Z_va).unsqueeze(1)).logits
         acc = [float(np.mean(z.numpy().argmax(axis=1) == y_va)) for z in logits]
-        uses, best = [True], acc[0]
-        for a in acc[1:]:
-            uses.append(a > best or not self.skip_exits)
-            best = max(best, a)
-        cascade = cascade.cut(uses).eval()
-        self.exit0_ = {**fit.to_dict(), "validation_accuracy": acc, "uses": cascade.uses}
+        cascade = cascade.cut(self._uses(acc)).eval()
+        self.exit0_ = {**fit.to_dict(), "validation_accuracy": acc, "validation": "split", "uses": cascade.uses,
+                       "network_trained": True}
         return cascade
 
     def _check_class_counts(self, y_idx: np.ndarray) -> None:
@@ -365,10 +516,6 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
                 )
             out[i] = lookup[label]
         return out
-
-    def _fit_temperatures(self, Z_va: np.ndarray, y_va: np.ndarray) -> np.ndarray:
-        logits = self.exit_logits(Z_va, preprocessed=True)
-        return np.asarray(fit_temperatures(logits, y_va), dtype=np.float64)
 
     # ------------------------------------------------------------------ axis contract
     @staticmethod
@@ -517,8 +664,11 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
         }
 
     def validation_outputs(self) -> tuple[np.ndarray, np.ndarray]:
-        """(per-exit probabilities, per-sample cumulative MACs) on the stored validation split."""
-        return self.exit_outputs(self.validation_["X"], preprocessed=True)
+        """(per-exit probabilities, per-sample cumulative MACs) on the held-out spectra calibration
+        rests on: the out-of-fold predictions under cross-fitting, else the validation split."""
+        self._check_fitted()
+        probs = np.stack([softmax(z, t) for z, t in zip(self.validation_["logits"], self.temperatures_)])
+        return carry_forward(probs, getattr(self.network_, "uses", None)), np.asarray(self.validation_["macs"])
 
     def predict_proba(self, X: ArrayLike, axis: ArrayLike | None = None) -> np.ndarray:
         """Final-exit class probabilities (temperature-scaled)."""
@@ -556,6 +706,7 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
             "model_config": asdict(self.network_.config),
             "cascade": self._cascade_record(),
             "preprocessing_selection": getattr(self, "preprocessing_selection_", None),
+            "cross_fit": getattr(self, "cross_fit_", None),
             "class_names": [_jsonable(c) for c in self.classes_.tolist()],
             "class_dtype": self.classes_.dtype.kind,
             "axis": self.axis_.tolist(),
@@ -630,6 +781,10 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
         history = mdir.history()
         est.history_ = History.from_dict(history) if history is not None else History()
         est.validation_ = {k: np.asarray(v) for k, v in files.validation.items()}
+        est.cross_fit_ = c.get("cross_fit")
+        if "logits" not in est.validation_ and "X" in est.validation_:  # written before cross-fitting
+            Z = est.validation_.pop("X")
+            est.validation_["logits"], est.validation_["macs"] = est._detailed(Z)
         return est
 
     def __sklearn_tags__(self) -> Any:

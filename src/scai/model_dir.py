@@ -55,7 +55,6 @@ axis_unit           str        "cm-1", "nm", "index", ... or "unknown"
 n_features_in       int        points per raw spectrum
 preprocessing       object     the fitted pipeline (``Pipeline.to_json``)
 preprocessing_selection  object  preprocessing="auto": "chosen", "inner_cv_accuracy" per candidate, "rule"
-cross_fit           object     cross-fitting record ("folds", "n_jobs", "n", "seed"); null: one validation split
 cross_fit           object     cross-fitting (SCAIClassifier ``cross_fit``): folds, epochs chosen, out-of-fold
                                accuracy per exit, whether the network was trained, times; null: one split
 exit_macs           list       cumulative full-compute MACs per exit (checked against the network)
@@ -130,7 +129,6 @@ CONFIG_FIELDS: dict[str, tuple[tuple[type, ...], bool]] = {
     "model_config": ((dict,), True),
     "cascade": ((dict,), False),
     "preprocessing_selection": ((dict,), False),
-    "cross_fit": ((dict,), False),
     "cross_fit": ((dict,), False),
     "class_names": ((list,), True),
     "class_dtype": ((str,), False),

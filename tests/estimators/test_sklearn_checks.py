@@ -52,6 +52,7 @@ def test_classifiers_train_with_enough_epochs():
         preprocessing="none",
         calibrate=False,
         exit0="none",
+        cross_fit=0,  # one training per fit: this check is about learning, cross-fitting has its own tests
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)

@@ -186,14 +186,20 @@ def _flatten(epoch: dict[str, Any]) -> dict[str, Any]:
 
 
 @torch.inference_mode()
-def evaluate_exits(network: nn.Module, X: np.ndarray, y: np.ndarray, batch_size: int = 512) -> dict[str, Any]:
-    """Per-exit cross-entropy and accuracy of ``network`` on ``(X, y)`` in eval mode."""
+def evaluate_exits(
+    network: nn.Module, X: np.ndarray, y: np.ndarray, batch_size: int = 512, *, return_logits: bool = False
+) -> dict[str, Any]:
+    """Per-exit cross-entropy and accuracy of ``network`` on ``(X, y)`` in eval mode.
+
+    With ``return_logits`` the reply also holds ``"logits"``: (n_exits, n, C) float32.
+    """
     was_training = network.training
     network.eval()
     n_exits = int(network.n_exits)
     loss_sum = np.zeros(n_exits)
     correct = np.zeros(n_exits)
     ponder_sum = 0.0
+    kept: list[np.ndarray] = []
     for start in range(0, len(X), batch_size):
         xb = torch.from_numpy(np.ascontiguousarray(X[start : start + batch_size], dtype=np.float32)).unsqueeze(1)
         yb = torch.from_numpy(np.asarray(y[start : start + batch_size], dtype=np.int64))
@@ -201,14 +207,19 @@ def evaluate_exits(network: nn.Module, X: np.ndarray, y: np.ndarray, batch_size:
         for i, logits in enumerate(out.logits):
             loss_sum[i] += float(torch.nn.functional.cross_entropy(logits, yb, reduction="sum"))
             correct[i] += float((logits.argmax(1) == yb).sum())
+        if return_logits:
+            kept.append(np.stack([t.float().numpy() for t in out.logits]))
         ponder_sum += float(out.ponder) * len(yb)
     network.train(was_training)
     n = max(len(X), 1)
-    return {
+    reply: dict[str, Any] = {
         "loss": (loss_sum / n).tolist(),
         "acc": (correct / n).tolist(),
         "ponder": ponder_sum / n,
     }
+    if return_logits:
+        reply["logits"] = np.concatenate(kept, axis=1) if kept else np.zeros((n_exits, 0, 0), np.float32)
+    return reply
 
 
 class Trainer:
@@ -228,10 +239,28 @@ class Trainer:
         network: nn.Module,
         X_train: np.ndarray,
         y_train: np.ndarray,
-        X_val: np.ndarray,
-        y_val: np.ndarray,
+        X_val: np.ndarray | None,
+        y_val: np.ndarray | None,
+        *,
+        epochs: int | None = None,
+        val_logits: list[np.ndarray] | None = None,
     ) -> History:
+        """Train ``network`` in place; returns the per-epoch history.
+
+        With a validation set, early stopping keeps the best epoch (see the class docstring).
+        Without one (``X_val=None``) it trains exactly ``epochs`` epochs (the epoch count chosen
+        by cross-fitting) with the same learning-rate schedule and keeps the weights (or their
+        moving average) of the last one. ``val_logits``: a list that receives, per epoch, the
+        validated weights' logits on the validation set, (n_exits, n_val, C) float32 -- the
+        out-of-fold predictions cross-fitting chooses the epoch count on.
+        """
         cfg = self.config
+        fixed = X_val is None
+        if fixed and (epochs is None or epochs < 1):
+            raise ConfigError("Trainer.fit without a validation set needs epochs >= 1 (the epoch count to train)")
+        if not fixed and y_val is None:
+            raise ConfigError("Trainer.fit: X_val was given without y_val")
+        n_epochs = cfg.max_epochs if epochs is None else min(int(epochs), cfg.max_epochs)
         if cfg.threads is not None:
             torch.set_num_threads(int(cfg.threads))
         torch.manual_seed(cfg.seed)
@@ -253,7 +282,7 @@ class Trainer:
         n = len(X_t)
         n_exits = int(network.n_exits)
         start_time = time.perf_counter()
-        bar = tqdm(range(cfg.max_epochs), desc="training", unit="epoch", disable=not cfg.progress, leave=False)
+        bar = tqdm(range(n_epochs), desc="training", unit="epoch", disable=not cfg.progress, leave=False)
         for epoch in bar:
             if cfg.lr_schedule == "cosine":  # over the epochs or the time cap, whichever ends first
                 _set_lr(optimizer, cfg.lr * _cosine(_progress(epoch, time.perf_counter() - start_time, cfg)))
@@ -293,24 +322,27 @@ class Trainer:
                     for i, logits in enumerate(out.logits):
                         correct[i] += float((logits.argmax(1) == yb).sum())
             seen = max(seen, 1)
-            val = evaluate_exits(scored, X_val, y_val, cfg.eval_batch_size)
             lr_now = optimizer.param_groups[0]["lr"]
+            if fixed:
+                history.epochs.append(self._train_record(epoch, sums, correct, seen, n_exits, lr_now, t0))
+                bar.set_postfix_str("train acc " + " ".join(f"{a / seen:.2f}" for a in correct))
+                if writer is not None:
+                    _log_tensorboard(writer, history.epochs[-1])
+                if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                    scheduler.step(history.epochs[-1]["train_loss"])
+                history.best_epoch = epoch + 1
+                if cfg.max_time_s is not None and time.perf_counter() - start_time > cfg.max_time_s:
+                    history.stopped_early = True
+                    break
+                continue
+            val = evaluate_exits(scored, X_val, y_val, cfg.eval_batch_size, return_logits=val_logits is not None)
+            if val_logits is not None:
+                val_logits.append(val.pop("logits"))
             if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
                 scheduler.step(val["loss"][-1])
 
-            record: dict[str, Any] = {
-                "epoch": epoch + 1,
-                "train_loss": sums.get("total", 0.0) / seen,
-                "train_ponder": sums.get("ponder", 0.0) / seen,
-                "train_exit_loss": [sums.get(f"exit_{i}", 0.0) / seen for i in range(n_exits - 1)]
-                + [sums.get("ce_last", 0.0) / seen],
-                "train_acc": (correct / seen).tolist(),
-                "val_loss": val["loss"],
-                "val_acc": val["acc"],
-                "val_ponder": val["ponder"],
-                "lr": lr_now,
-                "epoch_time_s": time.perf_counter() - t0,
-            }
+            record = self._train_record(epoch, sums, correct, seen, n_exits, lr_now, t0)
+            record.update(val_loss=val["loss"], val_acc=val["acc"], val_ponder=val["ponder"])
             history.epochs.append(record)
             if writer is not None:
                 _log_tensorboard(writer, record)
@@ -334,11 +366,29 @@ class Trainer:
         bar.close()
         if writer is not None:
             writer.close()
+        if fixed and averaged is not None:  # the moving average is what a validated run keeps too
+            best_state = copy.deepcopy(scored.state_dict())
         if best_state is not None:
             network.load_state_dict(best_state)
         network.eval()
         history.fit_time_s = time.perf_counter() - start_time
         return history
+
+
+    @staticmethod
+    def _train_record(
+        epoch: int, sums: dict[str, float], correct: np.ndarray, seen: int, n_exits: int, lr: float, t0: float
+    ) -> dict[str, Any]:
+        return {
+            "epoch": epoch + 1,
+            "train_loss": sums.get("total", 0.0) / seen,
+            "train_ponder": sums.get("ponder", 0.0) / seen,
+            "train_exit_loss": [sums.get(f"exit_{i}", 0.0) / seen for i in range(n_exits - 1)]
+            + [sums.get("ce_last", 0.0) / seen],
+            "train_acc": (correct / seen).tolist(),
+            "lr": lr,
+            "epoch_time_s": time.perf_counter() - t0,
+        }
 
 
 def _progress(epoch: int, elapsed_s: float, cfg: TrainConfig) -> float:
