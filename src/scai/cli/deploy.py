@@ -38,7 +38,11 @@ SERVE_HELP = """\
 Serve a model directory over HTTP (FastAPI + uvicorn): POST /v1/predict (raw spectra, JSON or
 .npy), POST /v1/continue?stage=k (edge features, .npy float32/float16), GET /v1/health,
 GET /v1/model, /docs. With --token-file every request but health needs
-'Authorization: Bearer <token>'. Requests arriving within a few ms are batched together.
+'Authorization: Bearer <token>' (health then answers only {"status": "ok"} without it); a token
+in the URL is refused. Requests name their model in the X-Scai-Model header (continue must);
+another model gets 409. Requests arriving within a few ms are batched together. Bodies are
+parsed off the event loop; connections slow to send their headers are closed (--header-timeout).
+Put a TLS-terminating reverse proxy in front for anything beyond this machine (docs/deploy.md).
 """
 
 EDGE_HELP = """\
@@ -73,6 +77,12 @@ def register(sub: Any) -> None:
     p.add_argument("--batch-wait-ms", type=non_negative_float, default=3.0, help="micro-batching window in ms, >= 0 (default 3)")
     p.add_argument("--max-batch", type=positive_int, default=256, help="most spectra per micro-batch, >= 1 (default 256)")
     p.add_argument("--threads", type=positive_int, default=None, help="PyTorch threads, >= 1 (default: all cores)")
+    p.add_argument("--max-connections", type=positive_int, default=1024,
+                   help="open connections and running requests allowed at once; beyond, 503 (default 1024)")
+    p.add_argument("--header-timeout", type=positive_float, default=10.0,
+                   help="seconds a connection may take to send a request's headers before it is closed, > 0 (default 10)")
+    p.add_argument("--no-docs", action="store_true",
+                   help="do not serve /docs and /redoc (those pages load JavaScript from public CDNs into the browser)")
     p.set_defaults(func=_serve)
 
     p = sub.add_parser("edge", help="classify on the edge under a MAC budget, offloading to a server", description=EDGE_HELP,
@@ -133,9 +143,12 @@ def _serve(args: argparse.Namespace) -> int:
     from scai.deploy.server import ServerConfig, serve
 
     token = _token(args.token_file)
+    if args.max_body_mb * (1 << 20) < 1024:
+        raise CliError(f"--max-body-mb {args.max_body_mb:g} is below 1 KiB, which no request fits; use at least 0.001")
     _check_can_listen(args.host, args.port)
     cfg = ServerConfig(max_body_bytes=int(args.max_body_mb * (1 << 20)), batch_wait_ms=args.batch_wait_ms,
-                       max_batch_rows=args.max_batch, threads=args.threads)
+                       max_batch_rows=args.max_batch, threads=args.threads, max_connections=args.max_connections,
+                       header_timeout_s=args.header_timeout, docs=not args.no_docs)
     if token is None and args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"scai serve: warning: listening on {args.host} without --token-file; anyone who can reach it may use it",
               file=sys.stderr)

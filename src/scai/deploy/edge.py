@@ -34,7 +34,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from scai.deploy.manifest import load_manifest
-from scai.deploy.payloads import MODEL_HEADER, NPY_CONTENT_TYPE, encode_npy
+from scai.deploy.payloads import MODEL_HEADER, NPY_CONTENT_TYPE, encode_npy, one_line
 from scai.errors import BudgetError, ConfigError, DataValueError
 from scai.inference.budget import parse_budget
 from scai.inference.calibration import softmax
@@ -278,7 +278,7 @@ class EdgeClient:
             if not isinstance(results, list):
                 raise TypeError("results is not a list")
         except (ValueError, KeyError, TypeError) as exc:
-            raise _OffloadError(f"centre reply is not the expected JSON ({str(exc)[:120]})") from None
+            raise _OffloadError(f"centre reply is not the expected JSON ({one_line(exc, 120)})") from None
         served = reply.get("model_sha256") if isinstance(reply, dict) else None
         if served != self.model_sha256:
             # A centre that does not check the request header still names its model in the reply.

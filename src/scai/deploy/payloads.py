@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import io
 import json
+import re
+import tokenize
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -38,6 +40,7 @@ __all__ = [
     "spectra_from_json",
     "parse_options",
     "parse_stage",
+    "one_line",
 ]
 
 #: Policies the server accepts (``scai predict`` has the same four).
@@ -129,8 +132,9 @@ def decode_npy(
             shape, fortran, dtype = np.lib.format.read_array_header_2_0(fh)
         else:  # pragma: no cover - read_magic accepts only these today
             raise PayloadError(f"unsupported .npy version {version}; send version 1, 2 or 3 (numpy.save)")
-    except (ValueError, SyntaxError, TypeError, EOFError) as exc:
-        raise PayloadError(f"{name}: not a valid .npy array ({_short(exc)})") from None
+    except (ValueError, SyntaxError, TypeError, EOFError, OverflowError, tokenize.TokenError) as exc:
+        # numpy reads the header with a Python literal parser: each of these means a broken header
+        raise PayloadError(f"{name}: not a valid .npy array ({one_line(exc)})") from None
     if dtype.hasobject or dtype.fields is not None:
         raise PayloadError(f"{name}: dtype {dtype} is not allowed (object/structured arrays are refused); use one of {list(dtypes)}")
     if dtype.newbyteorder("=").name not in dtypes and dtype.name not in dtypes:
@@ -146,7 +150,7 @@ def decode_npy(
     try:
         arr = np.load(io.BytesIO(body), allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:  # pragma: no cover - header already checked
-        raise PayloadError(f"{name}: not a valid .npy array ({_short(exc)})") from None
+        raise PayloadError(f"{name}: not a valid .npy array ({one_line(exc)})") from None
     arr = np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("="))
     _check_finite(arr, name)
     return arr
@@ -159,8 +163,12 @@ def _check_finite(arr: np.ndarray, name: str) -> None:
         raise PayloadError(f"{name}: {int(bad.sum())} NaN/inf value(s), first at index {where}; send finite values")
 
 
-def _short(exc: BaseException, limit: int = 160) -> str:
-    text = str(exc).replace("\n", " ")
+_ADDRESS = re.compile(r"<([\w.]+) object at 0x[0-9a-fA-F]+>")
+
+
+def one_line(exc: BaseException, limit: int = 160) -> str:
+    """One line of an exception's text for a reply: newlines and memory addresses removed."""
+    text = _ADDRESS.sub(r"<\1>", str(exc).replace("\n", " "))
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
@@ -191,7 +199,7 @@ def parse_json_body(body: bytes) -> dict[str, Any]:
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise PayloadError(f"body is not UTF-8 text ({_short(exc)})") from None
+        raise PayloadError(f"body is not UTF-8 text ({one_line(exc)})") from None
     try:
         obj = json.loads(text, parse_constant=_refuse_constant, parse_float=_json_float, parse_int=_json_int)
     except json.JSONDecodeError as exc:
@@ -341,7 +349,7 @@ def parse_options(policy: Any, budget: Any, threshold: Any, *, n_exits: int) -> 
         try:
             parsed = parse_budget(budget)
         except (ValueError, TypeError, OverflowError) as exc:
-            raise PayloadError(f"budget={_show(budget)} is not allowed: {_short(exc)}") from None
+            raise PayloadError(f"budget={_show(budget)} is not allowed: {one_line(exc)}") from None
         if policy not in ("anytime", "batch"):
             raise PayloadError(f"budget is only used by policies 'anytime' and 'batch'; got policy {policy!r}")
         if policy == "batch" and parsed.unit == "ms":
@@ -355,7 +363,7 @@ def parse_options(policy: Any, budget: Any, threshold: Any, *, n_exits: int) -> 
         try:
             th = parse_thresholds(threshold, n_exits)
         except (ValueError, TypeError, OverflowError) as exc:
-            raise PayloadError(_short(exc)) from None
+            raise PayloadError(one_line(exc)) from None
     return RequestOptions(policy=policy, budget=parsed, threshold=th)
 
 

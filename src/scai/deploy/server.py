@@ -401,7 +401,7 @@ def create_app(
         return JSONResponse(service.format(res, job.warnings), headers={MODEL_HEADER: model_sha})
 
     @app.get("/v1/health", summary="Liveness (no authentication); identity and counters only with the token",
-             response_model=HealthResponse, responses={400: _ERROR})
+             response_model=HealthResponse, response_model_exclude_none=True, responses={400: _ERROR})
     async def health(request: Request) -> dict[str, Any]:
         check_query(request)
         if token_bytes is not None and not authorised(request):

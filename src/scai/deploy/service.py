@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from scai.deploy.manifest import build_manifest, default_thresholds
-from scai.deploy.payloads import PayloadError, RequestOptions
+from scai.deploy.payloads import PayloadError, RequestOptions, one_line
 from scai.estimators import load
 from scai.inference.budget import Budget
 from scai.inference.exit_loop import run_exit_loop
@@ -144,7 +144,7 @@ class ModelService:
             try:
                 inputs[idx] = self._prepare(job)
             except (ValueError, TypeError) as exc:
-                out[idx] = PayloadError(str(exc))
+                out[idx] = PayloadError(one_line(exc, 400))
         groups: dict[tuple[Any, ...], list[int]] = {}
         for idx in inputs:
             job = jobs[idx]
@@ -156,7 +156,7 @@ class ModelService:
                 res = self.predict(data, options) if kind == "predict" else self.continue_from(stage, data, options)
             except (ValueError, TypeError) as exc:
                 for i in members:
-                    out[i] = PayloadError(str(exc))
+                    out[i] = PayloadError(one_line(exc, 400))
                 continue
             start = 0
             for i in members:
@@ -171,6 +171,12 @@ class ModelService:
                 warnings.simplefilter("always")
                 Z = self.estimator.transform_input(job.data, job.axis)
             job.warnings.extend(str(w.message) for w in caught)
+            bad = ~np.isfinite(Z).all(axis=1)
+            if bad.any():
+                raise PayloadError(
+                    f"spectrum {int(np.argmax(bad))}: preprocessing produced NaN/inf ({int(bad.sum())} spectra); "
+                    "values this large or this flat cannot be classified"
+                )
             return Z
         C, W = self.shapes[job.stage]
         if job.data.shape[1:] != (C, W):
