@@ -17,7 +17,7 @@ pd = pytest.importorskip("pandas")
 AXIS = np.linspace(400.0, 1800.0, 12)
 
 
-def _frame(axis: np.ndarray = AXIS, text: bool = True) -> "pd.DataFrame":
+def _frame(axis: np.ndarray = AXIS, text: bool = True) -> pd.DataFrame:
     X = np.random.default_rng(0).normal(size=(3, axis.size))
     return pd.DataFrame(X, columns=[f"{v:.6g}" if text else float(v) for v in axis])
 
@@ -72,7 +72,7 @@ def test_duplicate_names_are_refused() -> None:
 
 def test_frame_input_resamples_other_axes_by_returning_their_axis() -> None:
     other = AXIS + 3.0
-    X, ax = frame_input(_frame(other), target_axis=AXIS)
+    _, ax = frame_input(_frame(other), target_axis=AXIS)
     np.testing.assert_allclose(ax, other, rtol=1e-5)
-    X, ax = frame_input(_frame(), axis=np.arange(12.0))
+    _, ax = frame_input(_frame(), axis=np.arange(12.0))
     np.testing.assert_array_equal(ax, np.arange(12.0))

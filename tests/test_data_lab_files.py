@@ -28,7 +28,9 @@ def _write_rows(path: Path, rows: list[list[str]], delimiter: str) -> Path:
 
 
 def _european(path: Path, X: np.ndarray, ids: bool = True) -> Path:
-    comma = lambda v: f"{v:g}".replace(".", ",")  # noqa: E731
+    def comma(v: float) -> str:
+        return f"{v:g}".replace(".", ",")
+
     head = (["sample"] if ids else []) + ["label"] + [comma(v) for v in AXIS]
     rows = [head] + [([f"S{i}"] if ids else []) + ["ab"[i % 2]] + [comma(v) for v in x] for i, x in enumerate(X)]
     return _write_rows(path, rows, ";")

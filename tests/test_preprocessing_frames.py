@@ -32,7 +32,7 @@ pd = pytest.importorskip("pandas")
 AXIS = np.arange(300.0, 2001.0, 1.0)
 
 
-def _frame(names: list) -> "pd.DataFrame":
+def _frame(names: list) -> pd.DataFrame:
     X = np.random.default_rng(0).normal(size=(4, len(names)))
     return pd.DataFrame(X, columns=names, index=[f"s{i}" for i in range(4)])
 

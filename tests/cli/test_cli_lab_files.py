@@ -21,7 +21,9 @@ def _european(path: Path, n_points: int | None = None, label: str | None = None)
     """milk_adulteration_30 as European software writes it: ';', decimal commas, a sample column."""
     s = read(DATA)
     w = n_points or s.n_points
-    comma = lambda v: f"{v:.6g}".replace(".", ",")  # noqa: E731
+    def comma(v: float) -> str:
+        return f"{v:.6g}".replace(".", ",")
+
     lines = [";".join(["sample", "label", *(comma(v) for v in s.axis[:w])])]
     for i in range(s.n_samples):
         lines.append(";".join([f"S{i:02d}", label or s.labels[i], *(comma(v) for v in s.X[i, :w])]))

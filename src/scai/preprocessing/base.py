@@ -102,12 +102,12 @@ def from_frame(
     if axis is not None:
         return X.to_numpy(), axis, (X, list(X.columns))
     values, names_axis, labels = frame_parts(X, who, warn=fitted_axis is None)
-    if fitted_axis is not None and names_axis is not None and not _is_index(fitted_axis):
-        if names_axis.shape != fitted_axis.shape or not match_axis(names_axis, fitted_axis)[1].all():
-            raise AxisError(
-                f"{who}: the column names give the axis {names_axis[0]:g}..{names_axis[-1]:g} ({names_axis.size} points), "
-                f"but it was fitted on {fitted_axis[0]:g}..{fitted_axis[-1]:g} ({fitted_axis.size} points)"
-            )
+    named = fitted_axis is not None and names_axis is not None and not _is_index(fitted_axis)
+    if named and (names_axis.shape != fitted_axis.shape or not match_axis(names_axis, fitted_axis)[1].all()):
+        raise AxisError(
+            f"{who}: the column names give the axis {names_axis[0]:g}..{names_axis[-1]:g} ({names_axis.size} points), "
+            f"but it was fitted on {fitted_axis[0]:g}..{fitted_axis[-1]:g} ({fitted_axis.size} points)"
+        )
     return values, names_axis, (X, labels)
 
 
