@@ -50,14 +50,14 @@ cascade             object     exit 0 in front of the network (scai.models.Casca
                                "n_exits", "fit" (how exit 0 was chosen); null: no exit 0
 class_names*        list       class labels, in class-index order
 class_dtype         str        numpy dtype kind of the labels ("U", "i", "f")
-axis                list       the training spectral axis (raw spectra are aligned to it)
+axis*               list       the training spectral axis (raw spectra are aligned to it)
 axis_unit           str        "cm-1", "nm", "index", ... or "unknown"
 n_features_in       int        points per raw spectrum
-preprocessing       object     the fitted pipeline (``Pipeline.to_json``)
+preprocessing*      object     the fitted pipeline (``Pipeline.to_json``)
 preprocessing_selection  object  preprocessing="auto": "chosen", "inner_cv_accuracy" per candidate, "rule"
 cross_fit           object     cross-fitting (SCAIClassifier ``cross_fit``): folds, epochs chosen, out-of-fold
                                accuracy per exit, whether the network was trained, times; null: one split
-exit_macs           list       cumulative full-compute MACs per exit (checked against the network)
+exit_macs*          list       cumulative full-compute MACs per exit (checked against the network)
 mac_convention      str        "multiply-accumulates; FLOPs = 2 x MACs"
 temperatures        list       per-exit temperature (calibration on the validation split)
 thresholds          object     budgeted-batch calibrations, one per budget: {"<macs>": {
@@ -119,7 +119,9 @@ TEST_DIR = "test"
 FILES: tuple[str, ...] = (CONFIG, WEIGHTS, VALIDATION, HISTORY, HISTORY_CSV, SPLIT, CURVES, TEST_DIR)
 
 _NUMBER = (int, float)
-#: name -> (allowed JSON types, required); the meaning of each is in the module docstring.
+_NULL = type(None)
+#: name -> (allowed JSON types, required); the meaning of each is in the module docstring. A field
+#: may be null only where its types include NoneType.
 CONFIG_FIELDS: dict[str, tuple[tuple[type, ...], bool]] = {
     "format_version": ((int,), True),
     "scai_version": ((str,), False),
@@ -127,26 +129,35 @@ CONFIG_FIELDS: dict[str, tuple[tuple[type, ...], bool]] = {
     "in_length": ((int,), True),
     "n_classes": ((int,), True),
     "model_config": ((dict,), True),
-    "cascade": ((dict,), False),
-    "preprocessing_selection": ((dict,), False),
-    "cross_fit": ((dict,), False),
+    "cascade": ((dict, _NULL), False),
+    "preprocessing_selection": ((dict, _NULL), False),
+    "cross_fit": ((dict, _NULL), False),
     "class_names": ((list,), True),
     "class_dtype": ((str,), False),
-    "axis": ((list,), False),
+    "axis": ((list,), True),
     "axis_unit": ((str,), False),
     "n_features_in": ((int,), False),
-    "preprocessing": ((dict,), False),
-    "exit_macs": ((list,), False),
+    "preprocessing": ((dict,), True),
+    "exit_macs": ((list,), True),
     "mac_convention": ((str,), False),
     "temperatures": ((list,), False),
     "thresholds": ((dict,), False),
-    "default_budget": (_NUMBER, False),
+    "default_budget": ((*_NUMBER, _NULL), False),
     "train_config": ((dict,), False),
     "estimator_params": ((dict,), False),
     "history_summary": ((dict,), False),
     "weights_sha256": ((str,), True),
     "validation_sha256": ((str,), False),
 }
+#: Lists of config.json whose items have one JSON type.
+CONFIG_LIST_ITEMS: dict[str, tuple[type, ...]] = {
+    "class_names": (str, *_NUMBER),
+    "axis": _NUMBER,
+    "exit_macs": (int,),
+    "temperatures": _NUMBER,
+}
+#: class_dtype values (numpy dtype kinds) and the JSON type of class_names they need.
+_CLASS_KINDS: dict[str, tuple[type, ...]] = {"U": (str,), "S": (str,), "O": (str, *_NUMBER), "i": (int,), "u": (int,), "f": _NUMBER}
 
 
 @dataclass
@@ -243,11 +254,19 @@ def _check_schema(config: dict[str, Any], where: str) -> None:
                 raise ModelFileError(f"{where}: missing required field {key!r}{why}")
             continue
         value = config[key]
-        if value is None and not required:
-            continue
         if isinstance(value, bool) or not isinstance(value, types):
-            names = " or ".join(t.__name__ for t in types)
-            raise ModelFileError(f"{where}: field {key!r} must be {names}; got {type(value).__name__}")
+            names = " or ".join("null" if t is _NULL else t.__name__ for t in types)
+            raise ModelFileError(f"{where}: field {key!r} must be {names}; got {_json_type(value)}")
+        items = CONFIG_LIST_ITEMS.get(key)
+        if items is not None:
+            bad = next((i for i, v in enumerate(value) if isinstance(v, bool) or not isinstance(v, items)), None)
+            if bad is not None:
+                names = " or ".join(t.__name__ for t in items)
+                raise ModelFileError(f"{where}: field {key!r}[{bad}] must be {names}; got {_json_type(value[bad])}")
+
+
+def _json_type(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
 
 
 def _json_default(obj: Any) -> Any:
@@ -344,6 +363,11 @@ def check_config(config: dict[str, Any], path: str | Path, *, estimator_params: 
             f"{where}: class_names has {len(names)} name(s) but n_classes is {n_classes}; "
             "the names and the shape of the network's output must agree"
         )
+    kind = config.get("class_dtype", "U")
+    if kind not in _CLASS_KINDS:
+        raise ModelFileError(f"{where}: class_dtype {kind!r} is not a label kind scai writes; valid: {', '.join(_CLASS_KINDS)}")
+    if isinstance(names, list) and any(isinstance(v, bool) or not isinstance(v, _CLASS_KINDS[kind]) for v in names):
+        raise ModelFileError(f"{where}: class_names do not fit class_dtype {kind!r} (labels of numpy kind {kind!r})")
     params = config.get("estimator_params")
     if params:
         if estimator_params is None:
