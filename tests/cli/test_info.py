@@ -61,6 +61,7 @@ def test_text_and_json_output(model_dir, capsys):
 def test_stored_calibration_records_are_shown(model_dir, tmp_path, capsys, monkeypatch):
     import shutil
 
+    pytest.importorskip("mapie")
     from scai import model_dir as md
     from scai.inference.conformal import ConformalSets
 
