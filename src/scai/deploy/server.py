@@ -13,7 +13,7 @@ Endpoints (all JSON replies; errors are ``{"detail": "..."}`` with a 4xx status)
 Bearer-token authentication (constant-time comparison) guards predict, continue and model when a
 token is configured; health stays open for load balancers but tells a caller without the token
 only ``{"status": "ok"}``. Model identity: a request may name the model it was made for in the
-``X-Scai-Model`` header (the weights' SHA-256; ``/v1/continue`` must), a different model is a 409,
+``X-Scai-Model`` header (the weights' SHA-256; ``/v1/continue`` must, else 400), another model is a 409,
 and every reply of predict, continue and model carries the header. Bodies are limited in size
 (413), read under a timeout (408) and parsed in a worker thread, so a large body never stalls the
 event loop; answers come under a timeout (504). Connections whose request headers do not arrive
@@ -182,7 +182,8 @@ def _openapi(cfg: ServerConfig, service: ModelService) -> dict[str, dict[str, An
          "schema": {"type": "string", "maxLength": 64 * n_exits,
                     "description": "one confidence in [0, 1], or one per exit, comma-separated"}},
     ]
-    npy = {"schema": {"type": "string", "format": "binary", "maxLength": cfg.max_body_bytes},
+    # The byte limit is stated in words: a body over it gets 413, which a schema's maxLength cannot say.
+    npy = {"schema": {"type": "string", "format": "binary"},
            "description": f".npy (numpy.save, allow_pickle=False), at most {cfg.max_body_bytes:,} bytes"}
     predict_json = {
         "type": "object", "required": ["spectra"], "additionalProperties": False,
@@ -198,7 +199,7 @@ def _openapi(cfg: ServerConfig, service: ModelService) -> dict[str, dict[str, An
             "threshold": threshold_json,
         },
     }
-    responses = {str(k): _ERROR for k in (400, 401, 408, 409, 413, 415, 428, 503, 504)}
+    responses = {str(k): _ERROR for k in (400, 401, 408, 409, 413, 415, 503, 504)}
     predict = {
         "requestBody": {"required": True, "content": {
             "application/json": {"schema": predict_json,
@@ -325,7 +326,7 @@ def create_app(
             if required:
                 raise PayloadError(
                     f"{request.url.path} needs header {MODEL_HEADER}: <SHA-256 of the model's weights> (the model whose "
-                    "features these are; manifest.json's model_sha256)", status=428,
+                    "features these are; manifest.json's model_sha256)",
                 )
             return
         given = given.strip().lower()
