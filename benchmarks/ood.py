@@ -414,6 +414,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     summary = summarise(records)
     command = "OMP_NUM_THREADS=1 python benchmarks/ood.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    if args.report_only:  # name the run that produced the records, not this rewrite
+        seeds = " ".join(str(x) for x in sorted({r["seed"] for r in records}))
+        command = f"OMP_NUM_THREADS=1 python benchmarks/ood.py --seeds {seeds}  (report rewritten with --report-only)"
     meta = {"command": command, "python": platform.python_version(), "train_config": TRAIN_CONFIG,
             "reject_rate": REJECT_RATE, "levels": list(LEVELS)}
     (args.out / "results.json").write_text(json.dumps({"meta": meta, "summary": summary, "records": records}, indent=1))
