@@ -125,15 +125,15 @@ def _score_all(dets: dict[str, Any], est: Any, X: np.ndarray) -> dict[str, tuple
 
 def loco(sp: Any, idx: tuple[np.ndarray, ...], seed: int, k: int) -> dict[str, Any]:
     tr, va, te = idx
-    keep = lambda ix: ix[sp.y[ix] != k]  # noqa: E731
+    keep = lambda ix: ix[sp.y[ix] != k]
     t0 = time.perf_counter()
     est = _fit(sp.X[keep(tr)], sp.y[keep(tr)], sp.X[keep(va)], sp.y[keep(va)], sp, seed)
     dets = _detectors(est, sp.X[keep(tr)], sp.y[keep(tr)], sp.X[keep(va)])
     dom = _domain(est, sp.X[keep(tr)], sp.X[keep(va)])
     unk = np.flatnonzero(sp.y == k)
     s_id, s_unk = _score_all(dets, est, sp.X[keep(te)]), _score_all(dets, est, sp.X[unk])
-    rec: dict[str, Any] = {"class": int(k), "class_name": str(sp.class_names[k]), "n_id": int(len(keep(te))),
-                           "n_unknown": int(len(unk)), "exit_macs": [int(m) for m in est.exit_macs_],
+    rec: dict[str, Any] = {"class": int(k), "class_name": str(sp.class_names[k]), "n_id": len(keep(te)),
+                           "n_unknown": len(unk), "exit_macs": [int(m) for m in est.exit_macs_],
                            "first_exit_number": est.first_exit_number, "scores": {}}
     for name in SCORES:
         (a, fa), (b, fb) = s_id[name], s_unk[name]
@@ -219,7 +219,7 @@ def full_model(sp: Any, name: str, idx: tuple[np.ndarray, ...], seed: int, other
 def _flag_rates(est: Any, dets: dict[str, Any], dom: dict[str, Any], X: np.ndarray) -> dict[str, Any]:
     from scai.inference.domain import raw_reasons
 
-    out: dict[str, Any] = {"n": int(len(X))}
+    out: dict[str, Any] = {"n": len(X)}
     raw = np.array([bool(r) for r in raw_reasons(X)])
     with np.errstate(all="ignore"):
         Z = est.transform_input(X)
@@ -332,8 +332,8 @@ def _f(x: Any) -> str:
 def report(summary: dict[str, Any], command: str) -> str:
     h = summary["headline"]
     lines = ["# Unknown-class, out-of-domain and conformal benchmark (issue 17)", "",
-             f"Command: `{command}`  ", f"Seeds: {summary['seeds']}; training {TRAIN_CONFIG}, skip_exits=False; "
-             "protocol in the docstring of benchmarks/ood.py.", "",
+             f"Command: `{command}`  ", (f"Seeds: {summary['seeds']}; training {TRAIN_CONFIG}, skip_exits=False; "
+                                        "protocol in the docstring of benchmarks/ood.py."), "",
              "## Leave-one-class-out (sets with >= 3 classes), mean over held-out classes and seeds", "",
              "| score | AUROC exit 0 | AUROC first network exit | AUROC last exit | detected @ val threshold (last) | detected @ 5% FRR on test (last) |",
              "|---|---|---|---|---|---|"]
@@ -358,9 +358,9 @@ def report(summary: dict[str, Any], command: str) -> str:
                      f"{_f(fr['domain_heldout'][0] if isinstance(fr['domain_heldout'], list) else fr['domain_heldout'])} | "
                      f"{' '.join(f'{a:.2f}' for a in s['exit_accuracy'])} |")
     lines += ["", "## Cross-domain and junk spectra (share flagged; refused = 1)", "",
-              f"Mean over model sets: other sets, flagged by domain check or unknown at the last exit: {_f(h['cross_domain_either'])} "
-              f"(domain check alone {_f(h['cross_domain_domain_heldout'])}); junk spectra {_f(h['junk_either'])} "
-              f"(domain check alone {_f(h['junk_domain_heldout'])}).", "",
+              (f"Mean over model sets: other sets, flagged by domain check or unknown at the last exit: {_f(h['cross_domain_either'])} "
+               f"(domain check alone {_f(h['cross_domain_domain_heldout'])}); junk spectra {_f(h['junk_either'])} "
+               f"(domain check alone {_f(h['junk_domain_heldout'])})."), "",
               "| model set | source | refused | domain (theory) | domain (held-out) | unknown last exit | either |", "|---|---|---|---|---|---|---|"]
     for d, s in summary["datasets"].items():
         for src, v in s["cross"].items():
@@ -369,11 +369,11 @@ def report(summary: dict[str, Any], command: str) -> str:
             else:
                 lines.append(f"| {d} | {src} | no | {_f(v['domain_theory'])} | {_f(v['domain_heldout'])} | {_f(v['unknown_last_maha'])} | {_f(v['either'])} |")
     lines += ["", "## Conformal prediction sets (MAPIE, LAC, calibrated on the validation split)", "",
-              f"Mean coverage at 0.9: exit 0 {_f(h['coverage_0.9_exit0'])} (mean set size {_f(h['size_0.9_exit0'])}), "
-              f"last exit {_f(h['coverage_0.9_last'])} (size {_f(h['size_0.9_last'])}); at 0.95: exit 0 "
-              f"{_f(h['coverage_0.95_exit0'])} (size {_f(h['size_0.95_exit0'])}), last exit {_f(h['coverage_0.95_last'])} "
-              f"(size {_f(h['size_0.95_last'])}). With fewer than 20 calibration spectra the 0.95 level puts every class "
-              "in the set (MAPIE's sample-size rule).", "",
+              (f"Mean coverage at 0.9: exit 0 {_f(h['coverage_0.9_exit0'])} (mean set size {_f(h['size_0.9_exit0'])}), "
+               f"last exit {_f(h['coverage_0.9_last'])} (size {_f(h['size_0.9_last'])}); at 0.95: exit 0 "
+               f"{_f(h['coverage_0.95_exit0'])} (size {_f(h['size_0.95_exit0'])}), last exit {_f(h['coverage_0.95_last'])} "
+               f"(size {_f(h['size_0.95_last'])}). With fewer than 20 calibration spectra the 0.95 level puts every class "
+               "in the set (MAPIE's sample-size rule)."), "",
               "| dataset | n calib | exit | cov 0.9 | size 0.9 | empty 0.9 | cov 0.95 | size 0.95 | empty 0.95 |",
               "|---|---|---|---|---|---|---|---|---|"]
     for d, s in summary["datasets"].items():

@@ -9,8 +9,8 @@ import pytest
 
 pytest.importorskip("mapie")
 
-from scai.errors import ConfigError, DataValueError, ModelFileError, NotFittedError  # noqa: E402
-from scai.inference.conformal import ConformalSets, GivenProba  # noqa: E402
+from scai.errors import ConfigError, DataValueError, ModelFileError, NotFittedError
+from scai.inference.conformal import ConformalSets, GivenProba
 
 
 def _draw(rng, n, C=4, n_exits=2):

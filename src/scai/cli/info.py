@@ -15,7 +15,7 @@ from typing import Any
 
 from scai.cli._common import existing_dir
 
-__all__ = ["register", "model_card", "NOT_RECORDED"]
+__all__ = ["NOT_RECORDED", "model_card", "register"]
 
 NOT_RECORDED = "not recorded"
 #: config.json keys that the unknown-class, domain and conformal calibrations are stored under.
@@ -194,7 +194,7 @@ def render(card: dict[str, Any]) -> str:
     counts_tr, counts_va = d["class_counts_train"] or {}, d["class_counts_validation"] or {}
     lines.append(f"  classes       {len(d['classes'])} (count in training / validation)")
     for name in d["classes"]:
-        lines.append(f"    {str(name):<24} {counts_tr.get(str(name), NOT_RECORDED)!s:>12} / {counts_va.get(str(name), NOT_RECORDED)}")
+        lines.append(f"    {name!s:<24} {counts_tr.get(str(name), NOT_RECORDED)!s:>12} / {counts_va.get(str(name), NOT_RECORDED)}")
     lines += ["", "preprocessing"]
     steps = p["steps"]
     lines.append("  steps         " + (" -> ".join(s["step"] for s in steps) if steps else NOT_RECORDED))

@@ -121,7 +121,7 @@ class DomainCheck:
     def __init__(
         self,
         *,
-        n_components: int | float = 0.99,
+        n_components: int | float = 0.99,  # noqa: PYI041 -- an int is a count, a float a share
         max_components: int = 20,
         confidence: float = 0.99,
         q_method: str = "jackson_mudholkar",

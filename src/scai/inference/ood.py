@@ -36,15 +36,15 @@ from scipy.special import logsumexp
 from scai.errors import ConfigError, DataValueError, ModelFileError, NotFittedError
 
 __all__ = [
-    "OOD_SCORES",
     "DEFAULT_REJECT_RATE",
+    "OOD_SCORES",
     "ExitBatch",
-    "msp_score",
-    "energy_score",
     "MahalanobisScorer",
-    "calibrate_threshold",
     "UnknownDetector",
+    "calibrate_threshold",
+    "energy_score",
     "exit_batch",
+    "msp_score",
 ]
 
 #: The unknown-class scores :class:`UnknownDetector` knows.
