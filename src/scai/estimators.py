@@ -23,6 +23,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_array, column_or_1d
 
+from scai.data.frames import frame_input
 from scai.errors import (
     AxisError,
     BudgetError,
@@ -61,6 +62,8 @@ from scai.preprocessing import (
     Standardize,
     align_to_axis,
     default_pipeline,
+    preprocessing_from_json,
+    preprocessing_to_json,
 )
 from scai.training import History, TrainConfig, Trainer
 from scai.training.cross_fit import (
@@ -234,6 +237,7 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
         """Fit on raw spectra ``X`` (n, W) with labels ``y``; returns ``self``."""
         if y is None:
             raise LabelError(f"{type(self).__name__} requires y to be passed, but the target y is None")
+        X, axis = frame_input(X, axis)
         X = _as_2d_float(X)
         y = column_or_1d(y, warn=True)
         check_classification_targets(y)
@@ -248,7 +252,8 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
         folds = self._n_folds() if X_val is None else 0
         if X_val is not None:
             X_tr, y_tr = X, y_idx
-            X_va_raw = self._aligned(_as_2d_float(X_val, "X_val"), axis)
+            X_val, axis_val = frame_input(X_val, None, self.axis_, "X_val")
+            X_va_raw = self._aligned(_as_2d_float(X_val, "X_val"), axis if axis_val is None else axis_val)
             y_va = self._encode(np.asarray(y_val), "y_val")
         elif folds >= 2:  # cross-fitting: every training spectrum is held out once
             X_tr, y_tr, X_va_raw, y_va = X, y_idx, None, None
@@ -547,6 +552,7 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
     def transform_input(self, X: ArrayLike, axis: ArrayLike | None = None) -> np.ndarray:
         """Raw spectra -> the network's preprocessed input (n, W')."""
         self._check_fitted()
+        X, axis = frame_input(X, axis, self.axis_)
         X = self._aligned(_as_2d_float(X), axis)
         return np.asarray(self.pipeline_.transform(X), dtype=np.float32)
 
@@ -719,7 +725,7 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
             "thresholds": self.thresholds_,
             "default_budget": self.default_budget_,
             "train_config": self.train_config_.to_dict(),
-            "estimator_params": {k: v for k, v in self.get_params().items() if k != "preprocessing"},
+            "estimator_params": {**self.get_params(deep=False), "preprocessing": preprocessing_to_json(self.preprocessing)},
             "history_summary": {
                 "best_epoch": self.history_.best_epoch,
                 "epochs_run": len(self.history_.epochs),
@@ -749,6 +755,7 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
         files = mdir.load()
         c = files.config
         params = dict(c.get("estimator_params", {}))
+        params["preprocessing"] = preprocessing_from_json(params.get("preprocessing", "auto"))
         est = cls(**{k: v for k, v in params.items() if k in cls._get_param_names()})
         try:
             est.network_ = create_model(c["model_name"], int(c["in_length"]), int(c["n_classes"]), **c["model_config"])
