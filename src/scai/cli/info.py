@@ -209,17 +209,17 @@ def render(card: dict[str, Any]) -> str:
         lines.append(f"  {e['exit']:>4}  {e['macs']:>12,}  {used:>5}  {_acc(e['validation_accuracy']):>12}  {_acc(e['test_accuracy']):>12}")
     temps = cal["temperatures"]
     lines += ["", "calibration",
-              "  temperatures  " + (", ".join(f"{t:.3g}" for t in temps) if temps else NOT_RECORDED),
-              f"  default budget {_v(cal['default_budget'], '{:,.0f} MACs')}"]
+              "  temperatures    " + (", ".join(f"{t:.3g}" for t in temps) if temps else NOT_RECORDED),
+              f"  default budget  {_v(cal['default_budget'], '{:,.0f} MACs')}"]
     for budget, rec in (cal["thresholds"] or {}).items():
         th = ", ".join("never" if t is None else f"{t:.3g}" for t in rec.get("thresholds", []))
         lines.append(f"  thresholds @ {budget} MACs: {th} (expected mean {rec.get('expected_mean_macs', 0):,.0f} MACs)")
     if not cal["thresholds"]:
-        lines.append(f"  thresholds    {NOT_RECORDED}")
+        lines.append(f"  thresholds      {NOT_RECORDED}")
     labels = {"ood": "unknown-class", "domain": "input domain", "conformal": "conformal sets"}
     for key, label in labels.items():
         rec = cal[key]
-        lines.append(f"  {label:<14}{NOT_RECORDED if rec is None else json.dumps(rec)}")
+        lines.append(f"  {label:<16}{NOT_RECORDED if rec is None else json.dumps(rec)}")
     h, v = card["hashes"], card["versions"]
     lines += ["", "hashes and versions",
               f"  weights sha256     {_v(h['weights_sha256'])}",
