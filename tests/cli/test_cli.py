@@ -164,3 +164,28 @@ def test_recipe_paper_is_one_option_away(tmp_path):
     assert (cfg["train_config"]["lr_schedule"], cfg["train_config"]["weight_decay"], cfg["train_config"]["ema_decay"]) == ("constant", 0.0, 0.0)
     assert cfg["estimator_params"]["standardize"] == "none"
     assert [s["name"] for s in cfg["preprocessing"]["steps"]] == ["Despike", "BaselineCorrection", "SavitzkyGolay", "SNV"]
+    assert cfg["cross_fit"] is None and cfg["estimator_params"]["cross_fit"] == 0  # one validation split
+
+
+def test_train_cross_fits_by_default_and_says_what_it_cost(tmp_path, capsys):
+    X, y, axis = make_peaks(n_per_class=8)
+    data = _write_csv(tmp_path / "train.csv", X, y, axis)
+    assert main(["train", str(data), "--model", "scai", "--epochs", "2", "--folds", "3", "--jobs", "1",
+                 "--keep-exits", "--test-fraction", "0.25", "--out", str(tmp_path / "m"), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "cross-fitting: 3 folds of 18 spectra (1 at a time); 3 network trainings took" in out
+    assert "exits on out-of-fold predictions:" in out
+    cfg = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert cfg["cross_fit"]["folds"] == 3 and cfg["cross_fit"]["network"] == "trained on all spectra"
+    split = json.loads((tmp_path / "m" / "split.json").read_text())
+    assert split["n_train"] == 18 and split["n_val"] == 0 and split["n_test"] == 6  # the val part trains too
+    assert main(["train", str(data), "--model", "scai", "--epochs", "1", "--single-split", "--out",
+                 str(tmp_path / "s"), "--quiet"]) == 0
+    assert json.loads((tmp_path / "s" / "config.json").read_text())["cross_fit"] is None
+
+
+def test_folds_and_val_fraction_exclude_each_other(tmp_path, capsys):
+    X, y, axis = make_peaks(n_per_class=4)
+    data = _write_csv(tmp_path / "train.csv", X, y, axis)
+    assert main(["train", str(data), "--folds", "3", "--val-fraction", "0.2", "--out", str(tmp_path / "m")]) == 2
+    assert "--folds and --val-fraction exclude each other" in capsys.readouterr().err

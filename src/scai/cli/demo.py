@@ -52,6 +52,8 @@ def _run(args: argparse.Namespace) -> int:
         "seed": args.seed,
         "val_fraction": 0.1,
         "verbose": not args.quiet,
+        # one validation split keeps the demo to a single training run (scai train cross-fits by default)
+        "cross_fit": 0,
     }
     est, test, split = train_on_spectra(spectra, settings, test_fraction=0.1)
     out = Path(args.out)

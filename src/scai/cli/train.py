@@ -76,14 +76,25 @@ def add_training_arguments(p: argparse.ArgumentParser) -> None:
                         "regression or PLS-DA, chosen by inner cross-validation), logistic, pls, or none (the paper's network)")
     p.add_argument("--recipe", choices=["default", "paper"], default="default",
                    help="paper: the paper's exact recipe (no exit 0, the Raman pipeline, no input centring, "
-                        "global-average-pooling exit heads without dropout, constant learning rate, no weight decay "
-                        "and no weight average); options given explicitly still win")
+                        "global-average-pooling exit heads without dropout, constant learning rate, no weight decay, "
+                        "no weight average, one validation split instead of cross-fitting); options given explicitly still win")
     p.add_argument("--keep-exits", action="store_true",
                    help="keep every exit; by default exits that do not beat every earlier exit on the validation split "
                         "are skipped (they repeat the answer before them) and later network stages are dropped")
     val = p.add_mutually_exclusive_group()
-    val.add_argument("--val-data", default=None, help="separate validation file (same format as DATA)")
-    val.add_argument("--val-fraction", type=fraction, default=None, help="share of DATA held out for validation, in (0, 1) (default 0.1)")
+    val.add_argument("--folds", type=non_negative_int, default=None,
+                     help="cross-fitting folds K (default 5): the network is trained K times on K-1 folds and the "
+                          "out-of-fold predictions of every training spectrum choose the epoch count, the exits used, "
+                          "temperatures and thresholds; then exit 0 and the network are refitted on all of it. "
+                          "0 = one validation split (--single-split)")
+    val.add_argument("--single-split", action="store_true",
+                     help="no cross-fitting: hold out --val-fraction of DATA once for early stopping and calibration "
+                          "(the paper's protocol; what --recipe paper does)")
+    val.add_argument("--val-data", default=None, help="separate validation file (same format as DATA); implies --single-split")
+    p.add_argument("--val-fraction", type=fraction, default=None,
+                   help="share of DATA held out for validation, in (0, 1) (default 0.1); implies --single-split")
+    p.add_argument("--jobs", type=positive_int, default=None,
+                   help="cross-fitting folds trained at once, one process and one thread each (default: the cores available)")
     p.add_argument("--test-data", default=None, help="test file; prints a per-exit test table")
     p.add_argument("--test-fraction", type=fraction, default=None, help="hold out this share of DATA (stratified) as a test split, in (0, 1), e.g. 0.1 for 8:1:1")
     p.add_argument("--config", type=existing_file, default=None,
@@ -94,7 +105,7 @@ def add_training_arguments(p: argparse.ArgumentParser) -> None:
 
 
 #: Sections of a ``--config`` file.
-CONFIG_SECTIONS = ("model", "model_config", "train", "preprocessing", "seed", "val_fraction", "exit0", "keep_exits")
+CONFIG_SECTIONS = ("model", "model_config", "train", "preprocessing", "seed", "val_fraction", "exit0", "keep_exits", "folds")
 EXIT0_CHOICES = ("auto", "logistic", "pls", "none")
 #: ``--recipe paper``: what the paper trains (docs/training.md, "Default recipe").
 PAPER_RECIPE: dict[str, dict[str, Any]] = {
@@ -150,7 +161,23 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
         "exit0": getattr(args, "exit0", None) or _config_value(where, "exit0", cfg.get("exit0", "none" if paper else "auto"), _exit0_kind),
         "standardize": "none" if paper else "global",
         "skip_exits": not (getattr(args, "keep_exits", False) or bool(cfg.get("keep_exits", False))),
+        "cross_fit": _folds(args, cfg, where, paper),
+        "n_jobs": getattr(args, "jobs", None),
     }
+
+
+def _folds(args: argparse.Namespace, cfg: dict[str, Any], where: str, paper: bool) -> int:
+    """Cross-fitting folds: --folds, else 0 for --single-split / --val-data / --recipe paper, else the file's, else 5."""
+    if getattr(args, "val_data", None) and getattr(args, "val_fraction", None) is not None:
+        raise CliError("--val-data and --val-fraction exclude each other: the validation file is the validation split")
+    if getattr(args, "folds", None) is not None:
+        if getattr(args, "val_fraction", None) is not None:
+            raise CliError("--folds and --val-fraction exclude each other: cross-fitting holds no validation split out; "
+                           "use --single-split --val-fraction F for one split")
+        return int(args.folds)
+    if getattr(args, "single_split", False) or getattr(args, "val_data", None) or getattr(args, "val_fraction", None):
+        return 0
+    return int(_config_value(where, "folds", cfg.get("folds", 0 if paper else 5), non_negative_int))
 
 
 def _config_preprocessing(where: str, value: Any) -> Any:
@@ -205,13 +232,19 @@ def train_on_spectra(
     split: dict[str, Any] = {"seed": seed}
     test = None
     train = spectra
+    cross = settings.get("cross_fit", 5) >= 2 and val is None
     if test_fraction:
         vf = settings["val_fraction"]
         tr, va, te = train_val_test_split(spectra, ratios=(1.0 - vf - test_fraction, vf, test_fraction), seed=seed, groups=spectra.groups)
+        if cross:  # cross-fitting holds every training spectrum out once: the validation part trains too
+            tr, va = np.sort(np.concatenate([tr, va])), va[:0]
+            protocol = f"stratified train/test {1 - test_fraction:.2f}/{test_fraction:.2f}, {settings['cross_fit']}-fold cross-fitting on train"
+        else:
+            protocol = f"stratified train/val/test {1 - vf - test_fraction:.2f}/{vf:.2f}/{test_fraction:.2f}"
         train, test = spectra.subset(tr), spectra.subset(te)
-        if val is None:
+        if val is None and not cross:
             val = spectra.subset(va)
-        split.update(protocol=f"stratified train/val/test {1 - vf - test_fraction:.2f}/{vf:.2f}/{test_fraction:.2f}", n_train=len(tr), n_val=len(va), n_test=len(te))
+        split.update(protocol=protocol, n_train=len(tr), n_val=len(va), n_test=len(te))
     elif spectra.train_idx is not None and spectra.test_idx is not None:
         train, test = spectra.subset(spectra.train_idx), spectra.subset(spectra.test_idx)
         split.update(protocol="official train/test split of the file", n_train=train.n_samples, n_test=test.n_samples)
@@ -224,6 +257,8 @@ def train_on_spectra(
         standardize=settings.get("standardize", "global"),
         skip_exits=settings.get("skip_exits", True),
         val_fraction=settings["val_fraction"],
+        cross_fit=settings.get("cross_fit", 5),
+        n_jobs=settings.get("n_jobs"),
         random_state=seed,
         verbose=settings["verbose"],
     )
@@ -238,7 +273,8 @@ def train_on_spectra(
         where = f"--config {settings['config_file']}: " if settings.get("config_file") else ""
         raise CliError(f"{where}model_config of {settings['model']!r}: {exc}") from None
     split.setdefault("n_train", train.n_samples)
-    split["n_val"] = int(len(est.validation_["y"]))
+    split["n_val"] = 0 if est.cross_fit_ else int(len(est.validation_["y"]))
+    split["cross_fit"] = est.cross_fit_
     return est, test, split
 
 
@@ -257,13 +293,26 @@ def describe_model(est: Any) -> None:
         params = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in fit.get("params", {}).items())
         cv = fit.get("cv_accuracy")
         print(f"exit 0: {fit['kind']} ({params}), {fit['macs']:,} MACs" + (f", inner-CV accuracy {cv:.3f}" if cv is not None else ""))
+    cross = getattr(est, "cross_fit_", None)
+    if cross:
+        parts = [f"cross-fitting: {cross['folds']} folds of {cross['n']} spectra ({cross['n_jobs']} at a time)"]
+        if cross.get("fold_time_s"):
+            parts.append(f"{len(cross['fold_time_s'])} network trainings took {cross['cross_fit_s']:.1f} s")
+        if cross.get("epochs"):
+            parts.append(f"{cross['epochs']} epochs chosen on the pooled out-of-fold accuracy, refit on all spectra "
+                         f"{cross['refit_s']:.1f} s")
+        print("; ".join(parts) + f"; total {cross['wall_s']:.1f} s")
+        if not cross["network"].startswith("trained"):
+            print(f"network {cross['network']}")
     if uses is not None:
         val = fit.get("validation_accuracy") if fit else None
+        where = "out of fold" if cross else "val"
         shown = ", ".join(
-            f"exit {k}: {'used' if k < len(uses) and uses[k] else 'skipped'}" + (f" (val {a:.3f})" if a is not None else "")
+            f"exit {k}: {'used' if k < len(uses) and uses[k] else 'skipped'}" + (f" ({where} {a:.3f})" if a is not None else "")
             for k, a in enumerate(val or [None] * len(uses))
         )
-        print(f"exits on the validation split: {shown}; the model keeps {len(uses)} exit(s)")
+        print(f"exits on {'out-of-fold predictions' if cross else 'the validation split'}: {shown}; "
+              f"the model keeps {len(uses)} exit(s)")
 
 
 def print_exit_table(rows: list[dict[str, Any]], title: str) -> None:
@@ -294,7 +343,10 @@ def _run(args: argparse.Namespace) -> int:
     plot_training_curves(est.history_.epochs, mdir.file(CURVES), title=f"{settings['model']} on {Path(str(spectra.source)).name}")
     mdir.write_json(SPLIT, split)
     h = est.history_
-    print(f"trained {settings['model']} for {len(h.epochs)} epochs (best epoch {h.best_epoch}) in {h.fit_time_s:.1f} s")
+    if h.epochs:
+        print(f"trained {settings['model']} for {len(h.epochs)} epochs (best epoch {h.best_epoch}) in {h.fit_time_s:.1f} s")
+    else:
+        print(f"fitted in {h.fit_time_s:.1f} s; the {settings['model']} network was not needed (see below)")
     describe_model(est)
     if test is not None:
         with naming_file(test.source):

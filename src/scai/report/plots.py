@@ -31,7 +31,10 @@ def _plt() -> Any:
 
 
 def plot_training_curves(epochs: Sequence[dict[str, Any]], path: str | Path, title: str = "") -> Path:
-    """Per-exit training/validation accuracy and loss per epoch (the paper's Fig. 11)."""
+    """Per-exit training/validation accuracy and loss per epoch (the paper's Fig. 11).
+
+    Under cross-fitting "val" is the pooled out-of-fold curve of the folds' networks.
+    """
     plt = _plt()
     path = Path(path)
     n_exits = len(epochs[0]["val_acc"]) if epochs else 0
@@ -46,7 +49,12 @@ def plot_training_curves(epochs: Sequence[dict[str, Any]], path: str | Path, tit
     axes[0].set(xlabel="epoch", ylabel="accuracy", title="accuracy per exit (solid: val, dotted: train)", ylim=(0, 1.02))
     axes[1].set(xlabel="epoch", ylabel="loss", title="loss per exit (val: CE; train: KD/CE term)")
     axes[1].set_yscale("log")
-    axes[0].legend(fontsize=8, loc="lower right")
+    if n_exits:
+        axes[0].legend(fontsize=8, loc="lower right")
+    else:  # cross-fitting found no use for the network, so it was never trained
+        for ax in axes:
+            ax.text(0.5, 0.5, "no network training\n(the model is exit 0 alone; see config.json cross_fit)",
+                    ha="center", va="center", transform=ax.transAxes, fontsize=9)
     if title:
         fig.suptitle(title)
     fig.tight_layout()
