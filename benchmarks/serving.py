@@ -80,14 +80,17 @@ async def _load_test(url: str, bodies: list[bytes], concurrency: int, path: str 
         queue.put_nowait(b)
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
-        before = (await client.get("/v1/health")).json()["batching"]
+        health = (await client.get("/v1/health")).json()
+        before = health["batching"]
+        # every exchange names the model it was made for (409 on a mismatch; /v1/continue requires it)
+        headers = {"Content-Type": "application/x-npy", "X-Scai-Model": health["model_sha256"]}
 
         async def worker() -> None:
             while not queue.empty():
                 body = queue.get_nowait()
                 t0 = time.perf_counter()
                 try:
-                    r = await client.post(path, content=body, headers={"Content-Type": "application/x-npy"})
+                    r = await client.post(path, content=body, headers=headers)
                     ok = r.status_code == 200
                     key = f"HTTP {r.status_code}"
                 except httpx.HTTPError as exc:
