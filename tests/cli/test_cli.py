@@ -189,3 +189,38 @@ def test_folds_and_val_fraction_exclude_each_other(tmp_path, capsys):
     data = _write_csv(tmp_path / "train.csv", X, y, axis)
     assert main(["train", str(data), "--folds", "3", "--val-fraction", "0.2", "--out", str(tmp_path / "m")]) == 2
     assert "--folds and --val-fraction exclude each other" in capsys.readouterr().err
+
+
+def test_ms_budgets_are_reproducible_with_a_latency_table(trained, tmp_path, capsys):
+    tmp, out, test, *_ = trained
+    table = tmp_path / "lat.json"
+    args = ["predict", str(out), str(test), "--policy", "anytime", "--budget", "0.001ms", "--latency-table", str(table)]
+    assert main([*args, "--out", str(tmp_path / "a.csv")]) == 0
+    assert "measured and written to" in capsys.readouterr().err
+    stored = json.loads(table.read_text())
+    # a table whose stage 1 is impossibly cheap and later stages impossibly dear: the budget now
+    # buys exactly exit 1 for every spectrum, on any machine, on every run
+    stored["ms_per_spectrum"] = [1e-9] + [1e6] * (len(stored["ms_per_spectrum"]) - 1)
+    table.write_text(json.dumps(stored))
+    for name in ("b.csv", "c.csv"):
+        assert main([*args, "--out", str(tmp_path / name)]) == 0
+        assert "read from" in capsys.readouterr().err
+    b, c = _rows(tmp_path / "b.csv"), _rows(tmp_path / "c.csv")
+    assert b == c and {int(r["exit"]) for r in b} == {1}
+    stored["model_sha256"] = "0" * 64
+    table.write_text(json.dumps(stored))
+    assert main([*args, "--out", str(tmp_path / "d.csv")]) == 2
+    assert "was measured for model 000000000000" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [(["--budget", "300k"], "--budget is used by --policy anytime or batch"),
+     (["--policy", "anytime", "--threshold", "0.5", "--budget", "1"], "--threshold is used by --policy threshold"),
+     (["--policy", "anytime", "--budget", "300k", "--latency-table", "t.json"], "--latency-table converts a budget in milliseconds")],
+)
+def test_predict_refuses_options_its_policy_would_ignore(trained, tmp_path, capsys, extra, message):
+    _, out, test, *_ = trained
+    assert main(["predict", str(out), str(test), "--out", str(tmp_path / "p.csv"), *extra]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "p.csv").exists()

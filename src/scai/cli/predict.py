@@ -60,7 +60,38 @@ def register(sub: Any) -> None:
     p.add_argument("--out", required=True, help="CSV file to write")
     p.add_argument("--chunk-size", type=positive_int, default=4096, help="spectra per chunk when streaming, >= 1 (default 4096)")
     p.add_argument("--batch-size", type=positive_int, default=256, help="network batch size, >= 1 (default 256)")
+    p.add_argument("--latency-table", default=None, metavar="FILE",
+                   help="JSON table of per-stage milliseconds for a budget in ms: read when FILE exists (so the same "
+                        "command gives the same answer on every run), else measured now and written to FILE")
     p.set_defaults(func=_run)
+
+
+def _check_options(args: argparse.Namespace) -> None:
+    """Options the chosen policy would not use are refused, not ignored."""
+    if args.budget is not None and args.policy not in ("anytime", "batch"):
+        raise CliError(f"--budget is used by --policy anytime or batch, not {args.policy}; add --policy anytime "
+                       "(deepest exit within the budget per spectrum) or --policy batch (mean budget)")
+    if args.threshold is not None and args.policy != "threshold":
+        raise CliError(f"--threshold is used by --policy threshold, not {args.policy}; add --policy threshold")
+    if args.latency_table is not None and (args.budget is None or parse_budget(args.budget).unit != "ms"):
+        raise CliError("--latency-table converts a budget in milliseconds; give one, e.g. --budget 2ms")
+
+
+def _latency_table(args: argparse.Namespace, est: Any, predictor: Any) -> None:
+    """Read the stored stage latencies (or measure and store them) for a budget in ms."""
+    from scai.inference.latency import LatencyTable
+    from scai.model_dir import ModelDir
+
+    sha = ModelDir(args.model_dir).weights_sha256
+    path = Path(args.latency_table)
+    if path.is_file():
+        ms = LatencyTable.load(path).check(sha, len(est.exit_macs_), source=str(path))
+        predictor.set_stage_latency(ms, args.batch_size)
+        print(f"stage latencies read from {path}", file=sys.stderr)
+    else:
+        ms = predictor.measure_stage_latency(args.batch_size)
+        LatencyTable.measured(sha, args.batch_size, ms).save(path)
+        print(f"stage latencies measured and written to {path} (later runs read them)", file=sys.stderr)
 
 
 def _policy_kwargs(args: argparse.Namespace, est: Any) -> dict[str, Any]:
@@ -89,9 +120,12 @@ def _run(args: argparse.Namespace) -> int:
     import scai
     from scai.data import iter_chunks
 
+    _check_options(args)
     est = scai.load(args.model_dir)
     kwargs = _policy_kwargs(args, est)
     predictor = est.predictor()
+    if args.latency_table is not None:
+        _latency_table(args, est, predictor)
     out = Path(args.out)
     label = int(args.label_column) if args.label_column and args.label_column.isdigit() else args.label_column
     columns = column_options(args)

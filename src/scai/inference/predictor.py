@@ -367,6 +367,14 @@ class Predictor:
         self._latency_cache[batch_size] = ms
         return ms.copy()
 
+    def set_stage_latency(self, ms: Any, batch_size: int = 256) -> None:
+        """Use these per-stage ms per spectrum (a stored :class:`~scai.inference.latency.LatencyTable`)
+        instead of measuring, so millisecond budgets convert the same way on every run."""
+        ms = np.asarray(ms, dtype=np.float64)
+        if ms.shape != (self.n_exits,) or not np.all(np.isfinite(ms)) or np.any(ms < 0):
+            raise DataValueError(f"stage latencies must be {self.n_exits} finite numbers >= 0; got {ms.tolist()}")
+        self._latency_cache[self._check_batch_size(batch_size)] = ms.copy()
+
     def budget_to_macs(self, budget: Any, *, batch_size: int = 256) -> tuple[np.ndarray | float, str]:
         """Turn a budget (a :class:`Budget`, a string, MACs or a per-sample MAC array) into MACs.
 
@@ -390,7 +398,7 @@ class Predictor:
         ms = self.measure_stage_latency(batch_size)
         macs = b.to_macs(self.exit_macs, ms)
         conversion = (
-            f"{b.value:g} ms -> {macs:,.0f} MACs via stage latencies measured on this machine at batch "
+            f"{b.value:g} ms -> {macs:,.0f} MACs via stage latencies (measured on this machine, or a stored table) at batch "
             f"{batch_size}: cumulative ms/spectrum per exit "
             + ", ".join(f"{c:.4g}" for c in np.cumsum(ms))
         )
