@@ -162,18 +162,15 @@ def run_folds(
     try:
         rounds = [jobs[:first_round]] + [jobs[i : i + n_jobs] for i in range(first_round, len(jobs), n_jobs)]
         for r, batch in enumerate(rounds):
-            if n_jobs == 1 or len(batch) == 1:
+            results = _parallel(batch, Z, y, n_jobs) if n_jobs > 1 and len(batch) > 1 else None
+            if results is None:  # one at a time, here (or worker processes could not start)
+                results = []
                 for sp, cfg, tr, va, i in batch:
-                    outputs.append(_train_fold(sp, cfg, Z, y, tr, va, i))
+                    results.append(_train_fold(sp, cfg, Z, y, tr, va, i))
                     bar.update(1)
             else:
-                from joblib import Parallel, delayed
-
-                results = Parallel(n_jobs=min(n_jobs, len(batch)), backend="loky")(
-                    delayed(_train_fold)(sp, cfg, Z, y, tr, va, i) for sp, cfg, tr, va, i in batch
-                )
-                outputs.extend(results)
                 bar.update(len(batch))
+            outputs.extend(results)
             if r == 0 and stop_after_first_round is not None and len(outputs) < len(jobs):
                 reason = stop_after_first_round(outputs)
                 if reason:
@@ -181,6 +178,23 @@ def run_folds(
     finally:
         bar.close()
     return outputs, None
+
+
+def _parallel(batch: list[Any], Z: np.ndarray, y: np.ndarray, n_jobs: int) -> list[FoldOutput] | None:
+    """The batch's folds in worker processes; None (after a warning) when processes cannot start
+    here (a sandbox without /dev/shm or fork), so the caller trains them in this process."""
+    import warnings
+
+    from joblib import Parallel, delayed
+
+    try:
+        return Parallel(n_jobs=min(n_jobs, len(batch)), backend="loky")(
+            delayed(_train_fold)(sp, cfg, Z, y, tr, va, i) for sp, cfg, tr, va, i in batch
+        )
+    except (OSError, PermissionError, ImportError) as exc:
+        warnings.warn(f"cross-fitting: worker processes could not start ({exc}); training the folds one at a time",
+                      RuntimeWarning, stacklevel=3)
+        return None
 
 
 def _padded(output: FoldOutput, epochs: int) -> np.ndarray:
