@@ -42,8 +42,8 @@ def _fold(fold, rows, per_epoch):
 
 def test_pooled_curve_epoch_choice_and_oof_logits_by_hand():
     y = np.array([0, 1, 0, 1])
-    right = lambda c: [5.0, 0.0] if c == 0 else [0.0, 5.0]  # noqa: E731
-    wrong = lambda c: right(1 - c)  # noqa: E731
+    right = lambda c: [5.0, 0.0] if c == 0 else [0.0, 5.0]
+    wrong = lambda c: right(1 - c)
     # fold A holds rows 0, 1; fold B rows 2, 3. One exit.
     # epoch 1: A right, right; B wrong, wrong  -> 2/4
     # epoch 2: A right, right; B right, wrong  -> 3/4
