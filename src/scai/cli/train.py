@@ -65,6 +65,9 @@ def add_training_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=positive_int, default=None, help="mini-batch size, >= 1 (default 32)")
     p.add_argument("--lr", type=positive_float, default=None, help="Adam learning rate, > 0 (default 1e-3)")
     p.add_argument("--distill", choices=["last", "next", "none"], default=None, help="self-distillation mode (default last)")
+    p.add_argument("--ponder-target", type=_ponder_target, default=None,
+                   help="SCAI+: share of the units each position runs on average, in (0, 1], e.g. 0.5; "
+                        "'none' = the paper's tau-only ponder cost (default: none)")
     p.add_argument("--seed", type=random_seed, default=None, help="random seed for split, init and shuffling, >= 0 (default 0)")
     p.add_argument("--threads", type=positive_int, default=None, help="CPU threads for PyTorch, >= 1 (default: all cores)")
     p.add_argument("--preprocessing", type=preprocessing_kind, default=None,
@@ -136,10 +139,10 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
             raise CliError(f"{where}: {section} must be a table/object of options; got {cfg[section]!r:.60}")
     paper = getattr(args, "recipe", "default") == "paper"
     train = {**(PAPER_RECIPE["train"] if paper else {}), **dict(cfg.get("train", {}))}
-    for arg, key in (("epochs", "max_epochs"), ("patience", "patience"), ("batch_size", "batch_size"), ("lr", "lr"), ("distill", "distill"), ("threads", "threads")):
+    for arg, key in (("epochs", "max_epochs"), ("patience", "patience"), ("batch_size", "batch_size"), ("lr", "lr"), ("distill", "distill"), ("threads", "threads"), ("ponder_target", "ponder_target")):
         value = getattr(args, arg, None)
         if value is not None:
-            train[key] = value
+            train[key] = None if value == "none" else value
     try:  # the options were checked by argparse, so what fails here comes from the file
         TrainConfig.from_dict(train)
     except (ScaiError, TypeError) as exc:
@@ -190,6 +193,19 @@ def _config_preprocessing(where: str, value: Any) -> Any:
         except ScaiError as exc:
             raise CliError(str(exc)) from None
     return _config_value(where, "preprocessing", value, preprocessing_kind)
+
+
+def _ponder_target(text: str) -> float | str:
+    """``--ponder-target``: a share of the units in (0, 1], or "none" (tau only, the paper)."""
+    if text.strip().lower() == "none":
+        return "none"
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number; use a share of the units in (0, 1], e.g. 0.5, or 'none'") from None
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is not allowed; use a share of the units in (0, 1], e.g. 0.5, or 'none'")
+    return value
 
 
 def _exit0_kind(text: str) -> str:

@@ -14,7 +14,7 @@ from typing import Protocol
 import torch
 from torch import Tensor, nn
 
-__all__ = ["PAResult", "PABlockLike", "macs_from_counts"]
+__all__ = ["PABlockLike", "PAResult", "apply_compute_scale", "macs_from_counts"]
 
 
 @dataclass
@@ -34,10 +34,16 @@ class PABlockLike(Protocol):
     halting: nn.ModuleList  # S - 1 ``HaltingHead``s (``local`` 3-tap conv, ``glob`` linear)
     eps: float  # a position halts once its summed halting scores reach 1 - eps
     forced_halting: Tensor | None  # (S-1, B, W) scores overriding the heads (tests, benchmarks)
+    compute_scale: float  # inference compute knob: halting scores are divided by it (1 = as trained)
 
     def unit_macs_per_position(self, s: int) -> int:
         """MACs of unit s at one position, its halting conv included."""
         ...
+
+
+def apply_compute_scale(h: Tensor, scale: float) -> Tensor:
+    """Halting scores under the inference compute knob: min(h / scale, 1); ``h`` itself at 1."""
+    return h if scale == 1.0 else torch.clamp(h / scale, max=1.0)
 
 
 def macs_from_counts(block: PABlockLike, n_active: list[Tensor]) -> Tensor:

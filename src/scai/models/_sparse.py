@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from scai.models._pa_common import PABlockLike, PAResult, macs_from_counts
+from scai.models._pa_common import PABlockLike, PAResult, apply_compute_scale, macs_from_counts
 from scai.models.layers import ResidualUnit
 
 __all__ = ["pa_block_sparse", "AUTO_SHRINK", "SPARSE_SHRINK", "AUTO_MIN_ROWS"]
@@ -203,6 +203,7 @@ def pa_block_sparse(block: PABlockLike, x0: Tensor, mode: str = "sparse") -> PAR
             gsum += _per_sample_sum(res, B, per_sample)  # res is zero where nothing changed
             glob = (gsum / W) @ head.glob.weight[0]  # (B,)
             h = torch.sigmoid(local + glob[sample]) if forced is None else forced[s]
+            h = apply_compute_scale(h, block.compute_scale)  # as PABlock.halting_score does
         else:
             h = torch.ones_like(cum)
 

@@ -108,12 +108,17 @@ class NetworkOutput:
         int64 (B, n_exits): cumulative MACs actually spent per sample to reach each exit.
     units_executed : list of Tensor or None
         PA networks: one float (B, W_block) tensor per block, units executed per position.
+    units_fraction : Tensor or None
+        PA networks: (B,) share of the units run per sample, the mean over PA blocks of
+        mean(N) / S. Its value counts units executed (N); its gradient is that of
+        mean(N + R) / S (N has none), so a compute target can be trained on it.
     """
 
     logits: list[Tensor]
     ponder: Tensor
     macs: Tensor
     units_executed: list[Tensor] | None = None
+    units_fraction: Tensor | None = None
 
 
 @dataclass
@@ -125,6 +130,7 @@ class StageResult:
     macs: Tensor  # int64 (B,) MACs spent by this stage per sample, exit head included
     ponder: Tensor | None = None  # (B,) mean over positions of N + R (PA stages only)
     units_executed: Tensor | None = None  # (B, W_i) float (PA stages only)
+    units_fraction: Tensor | None = None  # (B,) mean(N) / S, gradient of mean(N + R) / S (PA stages only)
 
 
 class MultiExitNetwork(nn.Module):
@@ -245,7 +251,7 @@ class MultiExitNetwork(nn.Module):
     def forward_detailed(self, x: Tensor) -> NetworkOutput:
         """All exits plus ponder cost, per-sample MACs and (PA) units executed per position."""
         self._check_input(x)
-        logits, macs, ponders, units = [], [], [], []
+        logits, macs, ponders, units, fractions = [], [], [], [], []
         for i in range(self.n_exits):
             r = self._stage(i, x)
             x = r.features
@@ -255,12 +261,15 @@ class MultiExitNetwork(nn.Module):
                 ponders.append(r.ponder.mean())
             if r.units_executed is not None:
                 units.append(r.units_executed)
+            if r.units_fraction is not None:
+                fractions.append(r.units_fraction)
         ponder = torch.stack(ponders).sum() if ponders else x.new_zeros(())
         return NetworkOutput(
             logits=logits,
             ponder=ponder,
             macs=torch.cumsum(torch.stack(macs, dim=1), dim=1),
             units_executed=units or None,
+            units_fraction=torch.stack(fractions).mean(dim=0) if fractions else None,
         )
 
     def extra_repr(self) -> str:

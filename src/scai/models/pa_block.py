@@ -25,6 +25,11 @@ Two execution paths give the same result (eval mode, <= 1e-5):
 MACs per sample: unit s costs (its per-position MACs + the halting conv's 3C) times the number of
 positions active in unit s, plus C for the halting fc when any position of that sample is active.
 The halo rows the sparse kernel recomputes are an implementation overhead and are not counted.
+
+Compute knob (inference, no retraining): ``compute_scale`` c divides every halting score,
+h' = min(h / c, 1). c > 1 makes positions halt later (more units), c < 1 earlier, c = 1 is the
+trained model. The cumulative scores scale by 1/c, so N at every position is monotone in c and so
+are the per-sample MACs counted above; both paths apply it the same way.
 """
 
 from __future__ import annotations
@@ -32,11 +37,23 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from scai.models._pa_common import PAResult, macs_from_counts
+from scai.models._pa_common import PAResult, apply_compute_scale, macs_from_counts
 from scai.models._sparse import AUTO_MIN_ROWS, pa_block_sparse
+from scai.models.base import ModelConfigError
 from scai.models.layers import Conv1d, Linear, ResidualUnit
 
-__all__ = ["HaltingHead", "PABlock", "PAResult"]
+__all__ = ["HaltingHead", "PABlock", "PAResult", "check_compute_scale"]
+
+
+def check_compute_scale(scale: float) -> float:
+    """``scale`` as a float, refused unless finite and > 0."""
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)):
+        raise ModelConfigError(f"compute scale must be a number > 0; got {scale!r}")
+    value = float(scale)
+    if not (value > 0 and value < float("inf")):
+        raise ModelConfigError(f"compute scale must be finite and > 0 (1 = as trained); got {scale}")
+    return value
+
 
 
 class HaltingHead(nn.Module):
@@ -85,6 +102,9 @@ class PABlock(nn.Module):
     forced_halting : Tensor or None
         Testing/benchmark hook: (S-1, B, W) halting scores used instead of the heads' outputs
         (the heads are still evaluated, so timing stays honest).
+    compute_scale : float
+        The inference compute knob (module docstring): halting scores are divided by it; 1.0 =
+        as trained. Set it through ``ScaiNetwork.set_compute``; it is not saved with the weights.
     """
 
     def __init__(
@@ -102,6 +122,7 @@ class PABlock(nn.Module):
         self.halting = nn.ModuleList(HaltingHead(channels, halting_bias_init) for _ in range(units - 1))
         self.execution = "dense"
         self.forced_halting: Tensor | None = None
+        self.compute_scale = 1.0
 
     # ---- cost --------------------------------------------------------------------------
     def unit_macs_per_position(self, s: int) -> int:
@@ -122,7 +143,7 @@ class PABlock(nn.Module):
         h = self.halting[s](x)
         if self.forced_halting is not None:
             h = self.forced_halting[s].to(h)
-        return h
+        return apply_compute_scale(h, self.compute_scale)
 
     def forward(self, x: Tensor) -> PAResult:
         # The sparse path is inference-only: eval mode without autograd (it has no backward).

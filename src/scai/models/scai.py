@@ -39,7 +39,7 @@ from torch import Tensor, nn
 from scai.models._registry import register_model
 from scai.models.base import ModelConfigError, MultiExitNetwork, StageResult, check_backbone_config, constant_macs
 from scai.models.layers import ConvBN, ExitHead, ResidualUnit
-from scai.models.pa_block import PABlock
+from scai.models.pa_block import PABlock, check_compute_scale
 
 __all__ = ["ScaiConfig", "ScaiPlusConfig", "ResidualBlock", "ScaiNetwork"]
 
@@ -139,6 +139,28 @@ class ScaiNetwork(MultiExitNetwork):
         )
         self.set_execution("auto")  # propagate the default to the PA blocks
 
+    def set_compute(self, scale: float) -> ScaiNetwork:
+        """Set the inference compute knob of every PA block (no retraining); returns ``self``.
+
+        The halting scores are divided by ``scale``: ``scale > 1`` runs more units per position,
+        ``scale < 1`` fewer, ``1.0`` (the default) is the trained model. The per-sample MACs of
+        ``forward_detailed``/``run_stage`` follow it, as they count the units that ran;
+        ``exit_macs()`` stays the full-compute bound. It is runtime state, not saved. SCAI (no PA
+        blocks) accepts only 1.0.
+        """
+        value = check_compute_scale(scale)
+        if not self.adaptive and value != 1.0:
+            raise ModelConfigError(f"{self.name} has no position-adaptive blocks; compute scale must be 1.0, got {scale}")
+        for block in self.blocks:
+            if isinstance(block, PABlock):
+                block.compute_scale = value
+        return self
+
+    @property
+    def compute_scale(self) -> float:
+        """The compute knob set by ``set_compute`` (1.0 = as trained)."""
+        return next((b.compute_scale for b in self.blocks if isinstance(b, PABlock)), 1.0)
+
     def _entry(self, i: int) -> ConvBN:
         return self.stem if i == 0 else self.transitions[i - 1]
 
@@ -156,8 +178,11 @@ class ScaiNetwork(MultiExitNetwork):
         entry_macs = self._entry(i).macs(self._in_lengths[i]) + self.exits[i].macs(x.shape[-1])
         if self.adaptive:
             r = self.blocks[i](x)
+            n_units = len(self.blocks[i].units)
+            # value: units executed; gradient: that of the ponder cost N + R (N has none)
+            fraction = r.units_executed.mean(dim=1) / n_units + (r.ponder - r.ponder.detach()) / n_units
             return StageResult(r.features, self.exits[i](r.features), r.macs + entry_macs,
-                               r.ponder, r.units_executed)
+                               r.ponder, r.units_executed, fraction)
         x = self.blocks[i](x)
         return StageResult(x, self.exits[i](x), constant_macs(self.stage_macs(i), B, x.device))
 

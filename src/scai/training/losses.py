@@ -1,5 +1,13 @@
 """Training losses: self-distillation across exits plus the PA ponder cost (paper eq. 5 and 13).
 
+Beyond the paper, a compute target for PA blocks (``ponder_target``): the share of the S units
+each position should run on average. The paper's tau * ponder term barely moves the halting heads
+(tau = 1e-5; SCAI+ ran 86-96 % of its units), so a penalty on the deviation of the units executed
+from the target is added (``target_penalty``; its forms are ``TARGET_PENALTIES``), where u is
+the batch mean of ``NetworkOutput.units_fraction``: its value counts units executed (N), its gradient is that of
+(N + R) / S. Using N for the value is what makes the trained network hit the target in units
+actually run: (N + R - 1) / S alone can sit up to 1/S below it.
+
 Losses live here, not in the models, so a network stays an ordinary ``nn.Module`` and the
 distillation recipe can change without touching the architecture (as in timm).
 """
@@ -14,10 +22,33 @@ from torch import Tensor
 
 from scai.errors import ConfigError, DataValueError
 
-__all__ = ["DistillMode", "DISTILL_MODES", "exit_losses"]
+__all__ = ["DISTILL_MODES", "TARGET_PENALTIES", "TARGET_WEIGHT", "DistillMode", "exit_losses", "target_penalty"]
 
 DistillMode = Literal["last", "next", "none"]
 DISTILL_MODES: tuple[str, ...] = ("last", "next", "none")
+#: "abs" (the default): w |u - t|; "squared": w (u - t)^2; "hinge": w max(u - t, 0) (only above
+#: the target). benchmarks/pa_target.py chose "abs": it lands on the target, squared settles
+#: above it (its pull fades as it nears it), hinge below it (nothing stops it going under).
+TARGET_PENALTIES: tuple[str, ...] = ("abs", "squared", "hinge")
+#: Weight of the compute-target penalty (benchmarks/pa_target.py; the task losses are ~0.1-1).
+TARGET_WEIGHT = 10.0
+
+
+def target_penalty(units_fraction: Tensor, target: float, kind: str = "abs", weight: float = TARGET_WEIGHT) -> Tensor:
+    """Compute-target penalty on the batch mean of ``units_fraction`` ((B,), see the module docstring).
+
+    The gradient with respect to a halting score h_s (s < N) of a position has the sign of
+    (u - target) times d(N + R)/dh_s = -1: above the target it raises the scores (halt earlier),
+    below it lowers them.
+    """
+    if kind not in TARGET_PENALTIES:
+        raise ConfigError(f"target penalty must be one of {TARGET_PENALTIES}; got {kind!r}")
+    gap = units_fraction.mean() - float(target)
+    if kind == "squared":
+        return weight * gap.square()
+    if kind == "hinge":
+        return weight * torch.relu(gap)
+    return weight * gap.abs()
 
 
 def _kd(student: Tensor, teacher: Tensor, temperature: float) -> Tensor:
@@ -36,6 +67,10 @@ def exit_losses(
     temperature: float = 1.0,
     alpha: float = 0.0,
     tau: float = 1e-5,
+    ponder_target: float | None = None,
+    units_fraction: Tensor | None = None,
+    penalty: str = "abs",
+    target_weight: float = TARGET_WEIGHT,
 ) -> dict[str, Tensor]:
     """Loss of a multi-exit network for one batch.
 
@@ -59,12 +94,22 @@ def exit_losses(
         ``(1 - alpha) * KD + alpha * CE``. ``alpha=0, T=1`` is the paper.
     tau
         Weight of the ponder cost (paper: 1e-5).
+    ponder_target
+        Share of the S units each PA position should run on average, in (0, 1]; ``None`` (the
+        paper) adds no target penalty. Needs ``units_fraction``; networks without PA blocks
+        (``units_fraction=None``) get no penalty.
+    units_fraction
+        ``NetworkOutput.units_fraction``: (B,) units executed / S, gradient of (N + R) / S.
+    penalty, target_weight
+        Form and weight of the target penalty (``target_penalty``).
 
     Returns
     -------
     dict
         ``"total"`` (the scalar to back-propagate), ``"ce_last"``, ``"exit_<l>"`` for each
-        earlier exit, ``"ponder"``. Components are detached-friendly scalars for logging.
+        earlier exit, ``"ponder"``, and with a target ``"target"`` (the penalty) and
+        ``"units"`` (the batch's mean units fraction). Components are detached-friendly scalars
+        for logging.
     """
     if mode not in DISTILL_MODES:
         raise ConfigError(f"mode must be one of {DISTILL_MODES}; got {mode!r}")
@@ -74,6 +119,8 @@ def exit_losses(
         raise ConfigError(f"alpha must be between 0 and 1; got {alpha}")
     if not logits:
         raise DataValueError("logits must hold at least one exit")
+    if ponder_target is not None and not 0.0 < ponder_target <= 1.0:
+        raise ConfigError(f"ponder_target must be in (0, 1] or None (the paper); got {ponder_target}")
 
     out: dict[str, Tensor] = {}
     last = logits[-1]
@@ -92,5 +139,10 @@ def exit_losses(
         total = total + term
     ponder_value = ponder if ponder is not None else torch.zeros((), device=last.device)
     out["ponder"] = ponder_value
-    out["total"] = total + tau * ponder_value
+    total = total + tau * ponder_value
+    if ponder_target is not None and units_fraction is not None:
+        out["target"] = target_penalty(units_fraction, ponder_target, penalty, target_weight)
+        out["units"] = units_fraction.detach().mean()
+        total = total + out["target"]
+    out["total"] = total
     return out

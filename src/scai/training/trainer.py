@@ -47,6 +47,7 @@ class TrainConfig:
     temperature: float = 1.0  # distillation temperature T (KL scaled by T^2)
     alpha: float = 0.0  # weight of an early exit's own cross-entropy mixed into its KD loss
     tau: float = 1e-5  # ponder-cost weight for PA blocks (paper: 1e-5)
+    ponder_target: float | None = None  # share of the S units a PA position runs on average, in (0, 1]; None = tau only (paper)
     lr_schedule: str = "cosine"  # "cosine" (to 0 over max_epochs or max_time_s), "plateau", "constant" (paper)
     ema_decay: float = 0.99  # > 0: validate and keep an exponential moving average of the weights
     augment: Augmentation = field(default_factory=Augmentation)  # off by default
@@ -78,6 +79,8 @@ class TrainConfig:
             raise ConfigError(f"alpha must be in [0, 1]; got {self.alpha}")
         if not self.tau >= 0:
             raise ConfigError(f"tau must be >= 0; got {self.tau}")
+        if self.ponder_target is not None and not 0.0 < self.ponder_target <= 1.0:
+            raise ConfigError(f"ponder_target must be in (0, 1] or None (tau only, the paper); got {self.ponder_target}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ConfigError(f"lr_schedule must be one of {LR_SCHEDULES}; got {self.lr_schedule!r}")
         if not 0.0 <= self.ema_decay < 1.0:
@@ -93,7 +96,8 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
                 raise ScaiTypeError(f"{name} must be a number; got {value!r} ({type(value).__name__})")
-        for name, kinds in (("threads", (int, np.integer)), ("max_time_s", (int, float, np.integer, np.floating))):
+        for name, kinds in (("threads", (int, np.integer)), ("max_time_s", (int, float, np.integer, np.floating)),
+                            ("ponder_target", (int, float, np.integer, np.floating))):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, kinds)):
                 raise ScaiTypeError(f"{name} must be a number or None; got {value!r} ({type(value).__name__})")
@@ -308,6 +312,8 @@ class Trainer:
                     temperature=cfg.temperature,
                     alpha=cfg.alpha,
                     tau=cfg.tau,
+                    ponder_target=cfg.ponder_target,
+                    units_fraction=out.units_fraction,
                 )
                 optimizer.zero_grad(set_to_none=True)
                 losses["total"].backward()

@@ -1,0 +1,129 @@
+"""Compute-targeted training of PA blocks: the penalty's value and gradient, and a short training."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from scai.cli.main import build_parser
+from scai.cli.train import _settings
+from scai.errors import ConfigError, ScaiTypeError
+from scai.models import create_model
+from scai.training import TrainConfig, Trainer
+from scai.training.losses import exit_losses, target_penalty
+
+
+def one_block_net(h: float, units: int = 3) -> torch.nn.Module:
+    """SCAI+ with one PA block whose halting heads output ``h`` at every position (weights zero)."""
+    torch.manual_seed(0)
+    net = create_model("scai_plus", 32, 2, channels=(2,), units_per_block=units, head_bins=1)
+    for head in net.blocks[0].halting:
+        head.local.weight.data.zero_()
+        head.glob.weight.data.zero_()
+        head.local.bias.data.fill_(math.log(h / (1 - h)))  # sigmoid(b) = h
+    return net.train()
+
+
+def bias_grads(net: torch.nn.Module, units_fraction: torch.Tensor, target: float, kind: str, weight: float) -> list[float]:
+    target_penalty(units_fraction, target, kind, weight).backward()
+    return [0.0 if hd.local.bias.grad is None else float(hd.local.bias.grad) for hd in net.blocks[0].halting]
+
+
+@pytest.mark.parametrize("kind", ["squared", "abs", "hinge"])
+def test_gradient_above_target_pushes_towards_halting(kind):
+    # h = 0.3, S = 3: cumulative 0.3, 0.6 < 0.98, so N = 3 everywhere, R = 1 - 0.6 = 0.4.
+    # u = N / S = 1. d u / d b_s = d (N + R) / S / d b_s = -h (1 - h) / S for both heads.
+    net = one_block_net(0.3)
+    out = net.forward_detailed(torch.randn(4, 1, 32))
+    assert torch.allclose(out.units_fraction, torch.ones(4))
+    du_db = -0.3 * 0.7 / 3
+    dpen_du = {"squared": 2 * 10.0 * (1.0 - 0.5), "abs": 10.0, "hinge": 10.0}[kind]
+    grads = bias_grads(net, out.units_fraction, 0.5, kind, 10.0)
+    assert grads == pytest.approx([dpen_du * du_db] * 2, rel=1e-5)
+    assert all(g < 0 for g in grads)  # gradient descent raises the scores: positions halt sooner
+
+
+@pytest.mark.parametrize("kind, expected", [("squared", 2 * 10.0 * (2 / 3 - 0.9)), ("abs", -10.0), ("hinge", 0.0)])
+def test_gradient_below_target_pushes_towards_computing(kind, expected):
+    # h = 0.6, S = 3: cumulative 0.6, then 1.2 >= 0.98, so N = 2, R = 0.4, u = 2/3 below 0.9.
+    # Only h_1 enters R: d u / d b_1 = -h (1 - h) / S; the head after unit 2 gets no gradient.
+    net = one_block_net(0.6)
+    out = net.forward_detailed(torch.randn(4, 1, 32))
+    assert torch.allclose(out.units_fraction, torch.full((4,), 2 / 3))
+    grads = bias_grads(net, out.units_fraction, 0.9, kind, 10.0)
+    assert grads == pytest.approx([expected * (-0.6 * 0.4 / 3), 0.0], rel=1e-5, abs=1e-12)
+    if kind != "hinge":  # the hinge only acts above the target
+        assert grads[0] > 0  # gradient descent lowers the score: positions run more units
+
+
+def test_exit_losses_adds_the_penalty_only_with_a_target():
+    net = one_block_net(0.3)
+    out = net.forward_detailed(torch.randn(4, 1, 32))
+    y = torch.tensor([0, 1, 0, 1])
+    paper = exit_losses(out.logits, y, ponder=out.ponder, tau=1e-5)
+    assert "target" not in paper
+    ce = torch.nn.functional.cross_entropy(out.logits[-1], y)
+    assert torch.allclose(paper["total"], ce + 1e-5 * out.ponder)
+    targeted = exit_losses(out.logits, y, ponder=out.ponder, tau=1e-5, ponder_target=0.5,
+                           units_fraction=out.units_fraction, penalty="squared", target_weight=10.0)
+    assert float(targeted["units"]) == pytest.approx(1.0)
+    assert float(targeted["target"].detach()) == pytest.approx(10.0 * 0.5**2)
+    assert torch.allclose(targeted["total"], paper["total"] + 2.5)
+    # a network without PA blocks has no units fraction: no penalty, no error
+    plain = exit_losses(out.logits, y, ponder_target=0.5, units_fraction=None)
+    assert "target" not in plain
+    with pytest.raises(ConfigError, match="ponder_target must be in"):
+        exit_losses(out.logits, y, ponder_target=1.5, units_fraction=out.units_fraction)
+    with pytest.raises(ConfigError, match="squared"):
+        target_penalty(out.units_fraction, 0.5, "cubic")
+
+
+def synthetic(n: int = 96, width: int = 128, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Two classes: one Gaussian band whose position depends on the class, plus noise."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    t = np.arange(width)
+    X = rng.normal(0, 0.3, (n, width)) + 2 * np.exp(-0.5 * ((t - 40 - 20 * y[:, None]) / 4) ** 2)
+    return X.astype(np.float32), y
+
+
+@pytest.mark.parametrize("target", [0.5, 0.7])
+def test_training_reaches_the_target(target):
+    """40 epochs of 12 steps on a synthetic set: units executed within 0.05 of the target (~10 s).
+
+    Untargeted, these networks run ~97 % of their units (the heads start at sigmoid(-1)).
+    """
+    X, y = synthetic()
+    net = create_model("scai_plus", 128, 2, channels=(4, 8), units_per_block=4, head_bins=4)
+    cfg = TrainConfig(max_epochs=40, batch_size=8, ponder_target=target, ema_decay=0.0, progress=False, threads=1)
+    Trainer(cfg).fit(net, X, y, None, None, epochs=40)
+    with torch.inference_mode():
+        out = net.forward_detailed(torch.from_numpy(X).unsqueeze(1))
+    measured = float(out.units_fraction.mean())
+    by_block = [float(u.mean()) / 4 for u in out.units_executed]
+    assert measured == pytest.approx(float(np.mean(by_block)), abs=1e-6)  # the fraction is N / S
+    assert abs(measured - target) <= 0.05, (measured, by_block)
+    assert float((out.logits[-1].argmax(1).numpy() == y).mean()) >= 0.95  # and it still classifies
+
+
+@pytest.mark.parametrize(
+    "bad, error",
+    [(0.0, ConfigError), (1.5, ConfigError), (-0.2, ConfigError), (float("nan"), ConfigError), ("0.5", ScaiTypeError), (True, ScaiTypeError)],
+)
+def test_config_refuses_bad_targets(bad, error):
+    with pytest.raises(error, match="ponder_target"):
+        TrainConfig(ponder_target=bad)
+
+
+def test_config_and_cli_carry_the_target():
+    assert TrainConfig().ponder_target is None  # the paper's tau-only training is the default
+    assert TrainConfig.from_dict(TrainConfig(ponder_target=0.5).to_dict()).ponder_target == 0.5
+    parser = build_parser()
+    args = parser.parse_args(["train", "data.csv", "--ponder-target", "0.6"])
+    assert _settings(args)["train"]["ponder_target"] == 0.6
+    args = parser.parse_args(["train", "data.csv", "--ponder-target", "none"])
+    assert _settings(args)["train"]["ponder_target"] is None
+    assert "ponder_target" not in _settings(parser.parse_args(["train", "data.csv"]))["train"]
