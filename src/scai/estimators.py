@@ -55,6 +55,7 @@ from scai.model_dir import (
 )
 from scai.models import MultiExitNetwork, create_model
 from scai.models.cascade import Cascade, CascadeSpec, LinearExit
+from scai.models.rocket import RocketExit
 from scai.preprocessing import (
     AUTO_CANDIDATES,
     PIPELINE_KINDS,
@@ -76,12 +77,14 @@ from scai.training.cross_fit import (
     run_folds,
     stratified_folds,
 )
-from scai.training.linear_exit import PLS_MAX_COMPONENTS, LinearExitFit, fit_linear_exit, refit_linear_exit
+from scai.training.linear_exit import PLS_MAX_COMPONENTS, LinearExitFit, fit_linear_exit
+from scai.training.rocket_exit import RocketFit, fit_rocket_exit, fit_rocket_head, rocket_available
 
 __all__ = ["SCAIClassifier", "load"]
 
 _POLICIES = ("full", "anytime", "threshold", "batch")
 EXIT0_KINDS = ("auto", "logistic", "pls", "none")
+ROCKET_KINDS = ("auto", "none")
 #: What a user may pass as a budget (parsed by scai.inference.parse_budget) or a threshold
 #: (parsed by scai.inference.thresholds.parse_thresholds).
 BudgetLike = Union[str, float, int, Budget]
@@ -162,6 +165,14 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
     n_jobs
         Cross-fitting folds trained at once, in worker processes of one thread each
         (default: the cores this process may use, at most K).
+    rocket
+        ``"auto"`` (experimental): when the ``bench`` extra (aeon) is installed and exit 0 is not
+        already perfect on held-out data, a MiniRocket exit (:class:`scai.models.rocket.RocketExit`:
+        10 000 PPV features of fixed random convolutions and a ridge head) is fitted and joins the
+        cascade after exit 0 if its held-out accuracy beats exit 0's; otherwise it is left out
+        (never run). ``"none"`` (default): no MiniRocket exit. Not the default because on the dev
+        suite cross-fitting never preferred it to exit 0, and its PyTorch PPV pooling is slow at
+        inference (docs/models.md).
     """
 
     def __init__(
@@ -180,6 +191,7 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
         skip_exits: bool = True,
         cross_fit: int = 5,
         n_jobs: int | None = None,
+        rocket: str = "none",
     ) -> None:
         self.model = model
         self.model_config = model_config
@@ -194,6 +206,7 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
         self.skip_exits = skip_exits
         self.cross_fit = cross_fit
         self.n_jobs = n_jobs
+        self.rocket = rocket
 
     # ------------------------------------------------------------------ fitting
     def _make_pipeline(self, kind: str | None = None) -> Pipeline:
@@ -334,14 +347,26 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
             if exit0_fit is None:
                 exit0_fit = self._fit_exit0(Z, y, self.exit0)
             oof0 = np.zeros((n, C), dtype=np.float32)
-            for tr, va in folds:
-                oof0[va] = refit_linear_exit(exit0_fit, Z[tr], y[tr]).logits(Z[va])
+            for tr, va in folds:  # nested: each fold chooses exit 0's kind and C / k on its own part
+                oof0[va] = self._fit_exit0(Z[tr], y[tr], self.exit0).logits(Z[va])
         hit0 = None if oof0 is None else oof0.argmax(axis=1) == y
         outputs: list[FoldOutput] = []
         reason = None
+        rocket_fit, oof_r = None, None
         if hit0 is not None and self.skip_exits and bool(hit0.all()):
             reason = "exit 0 made no out-of-fold error, so no network exit can beat it"
-        else:
+        elif with_exit0 and self._wants_rocket():
+            rocket_fit = self._fit_rocket(Z, y)
+            oof_r = np.zeros((n, C), dtype=np.float32)
+            for tr, va in folds:
+                w, b, _ = fit_rocket_head(rocket_fit.features[tr], y[tr], C)
+                oof_r[va] = rocket_fit.features[va] @ w.T + b
+            record["rocket_s"] = rocket_fit.fit_time_s
+        # what a network exit must beat: the best exit before it, out of fold
+        best_pre = None if hit0 is None else max(int(hit0.sum()), -1 if oof_r is None else int((oof_r.argmax(axis=1) == y).sum()))
+        if reason is None and self.skip_exits and best_pre == n:
+            reason = "an exit before the network made no out-of-fold error, so no network exit can beat it"
+        if reason is None:
             spec = NetworkSpec(self.model, Z.shape[1], C, dict(self.model_config or {}))
 
             def network_adds_nothing(done: list[FoldOutput]) -> str | None:
@@ -349,9 +374,11 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
                 curve = oof_curve(done, y)
                 best_net = int(round(float(curve["acc"].max()) * len(rows)))
                 hits0 = int(hit0[rows].sum())  # type: ignore[index]
-                if best_net <= hits0:
+                hits_r = int((oof_r[rows].argmax(axis=1) == y[rows]).sum()) if oof_r is not None else -1
+                if best_net <= max(hits0, hits_r):
+                    before = f"exit 0 {hits0}/{len(rows)}" + (f", the MiniRocket exit {hits_r}/{len(rows)}" if oof_r is not None else "")
                     return (f"on the first {len(done)} folds the network's best exit at its best epoch got "
-                            f"{best_net}/{len(rows)} right, exit 0 {hits0}/{len(rows)}")
+                            f"{best_net}/{len(rows)} right, {before}")
                 return None
 
             stop = network_adds_nothing if hit0 is not None and self.skip_exits else None
@@ -364,17 +391,23 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
         trained = reason is None
         epoch = choose_epoch(outputs, y) if trained else 0
         net_oof = oof_logits(outputs, n, epoch) if trained else np.zeros((0, n, C), np.float32)
-        oof = np.concatenate([oof0[None], net_oof]) if oof0 is not None else net_oof
+        pre = [] if oof0 is None else [oof0] + ([oof_r] if oof_r is not None else [])
+        oof = np.concatenate([np.stack(pre), net_oof]) if pre else net_oof
+        acc = [float(np.mean(z.argmax(axis=1) == y)) for z in oof]
+        uses = None
         if with_exit0:
             assert exit0_fit is not None
-            acc = [float(np.mean(z.argmax(axis=1) == y)) for z in oof]
             uses = self._uses(acc)
-            if trained and not any(uses[1:]):
+            if rocket_fit is not None and not uses[1]:  # never run a MiniRocket exit that answers nothing
+                record["rocket"] = {**rocket_fit.to_dict(), "oof_accuracy": acc[1], "used": False}
+                rocket_fit, oof, acc = None, np.delete(oof, 1, axis=0), acc[:1] + acc[2:]
+                uses = self._uses(acc)
+            elif rocket_fit is not None:
+                record["rocket"] = {**rocket_fit.to_dict(), "oof_accuracy": acc[1], "used": True}
+            n_pre = 1 + (rocket_fit is not None)
+            if trained and not any(uses[n_pre:]):
                 reason = "no network exit beat the exits before it out of fold"
-            uses += [False] * (self.network_.n_exits + 1 - len(uses))
-        else:
-            acc = [float(np.mean(z.argmax(axis=1) == y)) for z in oof]
-            uses = None
+            uses += [False] * (self.network_.n_exits + n_pre - len(uses))
         refit_s = 0.0
         self.history_ = History()
         if reason is None:
@@ -387,7 +420,7 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
                 rec.update(val_acc=curve["acc"][e].tolist(), val_loss=curve["loss"][e].tolist())
         self.network_.eval()
         if with_exit0:
-            cascade = self._cascade(self.network_, exit0_fit).cut(uses)
+            cascade = self._cascade(self.network_, exit0_fit, rocket_fit).cut(uses)
             self.network_ = cascade
             self.exit0_ = {**exit0_fit.to_dict(), "validation_accuracy": acc, "validation": "out-of-fold",
                            "uses": cascade.uses, "network_trained": reason is None}
@@ -404,6 +437,14 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
         self.cross_fit_ = record
         return oof
 
+    def _wants_rocket(self) -> bool:
+        if self.rocket not in ROCKET_KINDS:
+            raise ConfigError(f"rocket={self.rocket!r} is not allowed; use one of {ROCKET_KINDS}")
+        return self.rocket == "auto" and rocket_available()
+
+    def _fit_rocket(self, Z: np.ndarray, y: np.ndarray) -> RocketFit:
+        return fit_rocket_exit(Z, y, len(self.classes_), seed=self.random_state)
+
     def _uses(self, acc: list[float]) -> list[bool]:
         """Per exit, whether its held-out accuracy is strictly above every earlier exit's (or all,
         with ``skip_exits=False``)."""
@@ -413,11 +454,17 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
             best = max(best, a)
         return uses
 
-    def _cascade(self, network: MultiExitNetwork, fit: LinearExitFit) -> Cascade:
+    def _cascade(self, network: MultiExitNetwork, fit: LinearExitFit, rocket_fit: RocketFit | None = None) -> Cascade:
         rank = None if fit.projection is None else int(fit.projection.shape[0])
         head = LinearExit(network.in_length, len(self.classes_), rank=rank)
         head.set_weights(fit.weight, fit.bias, projection=fit.projection, head=fit.head)
-        return Cascade(network, head, CascadeSpec(kind=fit.kind, rank=rank)).eval()
+        rocket = None
+        if rocket_fit is not None:
+            rocket = RocketExit(network.in_length, len(self.classes_), rocket_fit.dilations,
+                                rocket_fit.features_per_dilation)
+            rocket.set_weights(rocket_fit.biases, rocket_fit.weight, rocket_fit.bias)
+        spec = CascadeSpec(kind=fit.kind, rank=rank, rocket=None if rocket is None else rocket.spec())
+        return Cascade(network, head, spec, rocket=rocket).eval()
 
     def _fit_exit0(self, Z: np.ndarray, y: np.ndarray, kind: str) -> LinearExitFit:
         """Exit 0 by inner CV. Under ``kind="auto"`` PLS-DA may use at most as many components as
@@ -483,10 +530,13 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
         """
         if fit is None:
             fit = self._fit_exit0(Z_tr, y_tr, self.exit0)
-        cascade = self._cascade(network, fit)
+        rocket_fit = self._fit_rocket(Z_tr, y_tr) if self._wants_rocket() else None
+        cascade = self._cascade(network, fit, rocket_fit)
         with torch.inference_mode():
             logits = cascade.forward_detailed(torch.from_numpy(Z_va).unsqueeze(1)).logits
         acc = [float(np.mean(z.numpy().argmax(axis=1) == y_va)) for z in logits]
+        if rocket_fit is not None and not self._uses(acc)[1]:  # never run a MiniRocket exit that answers nothing
+            cascade, acc = self._cascade(network, fit), acc[:1] + acc[2:]
         cascade = cascade.cut(self._uses(acc)).eval()
         self.exit0_ = {**fit.to_dict(), "validation_accuracy": acc, "validation": "split", "uses": cascade.uses,
                        "network_trained": True}
@@ -764,7 +814,9 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
             if casc:
                 spec = CascadeSpec.from_dict(casc)
                 head = LinearExit(int(c["in_length"]), int(c["n_classes"]), rank=spec.rank)
-                est.network_ = Cascade(est.network_, head, spec, uses=casc["uses"], n_exits=int(casc["n_exits"]))
+                rocket = None if spec.rocket is None else RocketExit(int(c["in_length"]), int(c["n_classes"]), **spec.rocket)
+                est.network_ = Cascade(est.network_, head, spec, uses=casc["uses"], n_exits=int(casc["n_exits"]),
+                                       rocket=rocket)
                 est.exit0_ = dict(casc.get("fit") or {})
             est.preprocessing_selection_ = c.get("preprocessing_selection")
         except (TypeError, ValueError, KeyError) as exc:

@@ -13,8 +13,13 @@ answers there with the answer of the last exit used before it
 data; network stages after the last used exit are dropped (:meth:`Cascade.truncated`), so they
 cost nothing.
 
-Stage contract (docs/CONTRACTS.md): stage 0 takes the (B, 1, W) input and passes it on unchanged
-as its features; stage k > 0 is the network's stage k - 1. MACs: exit 0 costs W*C (dense) or
+An optional **MiniRocket exit** (:class:`scai.models.rocket.RocketExit`) follows exit 0 as stage
+1 when cross-validation finds it useful; the network's stages then start at stage 2
+(``net_start``).
+
+Stage contract (docs/CONTRACTS.md): stage 0 (and the MiniRocket stage) takes the (B, 1, W) input
+and passes it on unchanged as its features; stage k >= ``net_start`` is the network's stage
+k - ``net_start``. MACs: exit 0 costs W*C (dense) or
 W*k + k*C (PLS-DA, factorised), counted like every linear layer.
 """
 
@@ -30,6 +35,7 @@ from torch import Tensor, nn
 
 from scai.errors import ModelConfigError
 from scai.models.base import MultiExitNetwork, StageResult, constant_macs
+from scai.models.rocket import RocketExit
 
 __all__ = ["LinearExit", "Cascade", "CascadeSpec"]
 
@@ -97,14 +103,21 @@ class CascadeSpec:
 
     kind: str
     rank: int | None = None
+    #: The MiniRocket exit after exit 0 (:class:`scai.models.rocket.RocketExit`): its
+    #: ``dilations`` and ``features_per_dilation``; None when the cascade has none.
+    rocket: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "rank": self.rank}
+        return {"kind": self.kind, "rank": self.rank, "rocket": self.rocket}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> CascadeSpec:
         try:
-            return cls(kind=str(d["kind"]), rank=None if d.get("rank") is None else int(d["rank"]))
+            rocket = d.get("rocket")
+            if rocket is not None:
+                rocket = {"dilations": [int(v) for v in rocket["dilations"]],
+                          "features_per_dilation": [int(v) for v in rocket["features_per_dilation"]]}
+            return cls(kind=str(d["kind"]), rank=None if d.get("rank") is None else int(d["rank"]), rocket=rocket)
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelConfigError(f"cascade spec {d!r} is not valid ({exc})") from None
 
@@ -135,19 +148,27 @@ class Cascade(MultiExitNetwork):
         spec: CascadeSpec,
         uses: Any = None,
         n_exits: int | None = None,
+        rocket: RocketExit | None = None,
     ) -> None:
         if exit0.in_length != network.in_length or exit0.n_classes != network.n_classes:
             raise ModelConfigError(
                 f"exit 0 is for ({exit0.in_length} points, {exit0.n_classes} classes) but the network for "
                 f"({network.in_length}, {network.n_classes})"
             )
-        full = network.n_exits + 1
+        if (rocket is None) != (spec.rocket is None):
+            raise ModelConfigError("the cascade spec and the modules disagree on whether there is a MiniRocket exit")
+        if rocket is not None and (rocket.in_length != network.in_length or rocket.n_classes != network.n_classes):
+            raise ModelConfigError("the MiniRocket exit is for another input length or class count than the network")
+        #: cascade stage of the network's first stage (after exit 0 and the MiniRocket exit)
+        self.net_start = 1 if rocket is None else 2
+        full = network.n_exits + self.net_start
         n = full if n_exits is None else int(n_exits)
         if not 1 <= n <= full:
             raise ModelConfigError(f"n_exits={n_exits} is not allowed; use 1..{full}")
         super().__init__(network.name, network.in_length, network.n_classes, network.config, n)
         self.network = network
         self.exit0 = exit0
+        self.rocket = rocket
         self.spec = spec
         self.execution = network.execution
         self.uses = self._check_uses(uses)
@@ -168,20 +189,28 @@ class Cascade(MultiExitNetwork):
         if len(flags) != self.n_exits or not flags[0]:
             raise ModelConfigError(f"uses={flags} is not allowed; give {self.n_exits} flags with exit 0 used")
         n = max(i for i, f in enumerate(flags) if f) + 1
-        return Cascade(self.network, self.exit0, self.spec, uses=flags[:n], n_exits=n)
+        return Cascade(self.network, self.exit0, self.spec, uses=flags[:n], n_exits=n, rocket=self.rocket)
 
     def stage_macs(self, i: int) -> int:
         self._check_stage(i)
-        return self.exit0.macs if i == 0 else self.network.stage_macs(i - 1)
+        if i == 0:
+            return self.exit0.macs
+        if i < self.net_start:
+            return self.rocket.macs  # type: ignore[union-attr]
+        return self.network.stage_macs(i - self.net_start)
 
     def stage_shapes(self) -> list[tuple[int, int]]:
-        return [(1, self.in_length), *self.network.stage_shapes()[: self.n_exits - 1]]
+        return [*[(1, self.in_length)] * self.net_start, *self.network.stage_shapes()[: self.n_exits - self.net_start]]
 
     def _stage(self, i: int, features: Tensor) -> StageResult:
         if i == 0:
             macs = constant_macs(self.exit0.macs, features.shape[0], features.device)
             return StageResult(features, self.exit0(features), macs)
-        return self.network._stage(i - 1, features)
+        if i < self.net_start:  # the MiniRocket exit also passes the input on unchanged
+            assert self.rocket is not None
+            macs = constant_macs(self.rocket.macs, features.shape[0], features.device)
+            return StageResult(features, self.rocket(features), macs)
+        return self.network._stage(i - self.net_start, features)
 
     def set_execution(self, mode: str) -> Cascade:
         super().set_execution(mode)
@@ -189,4 +218,5 @@ class Cascade(MultiExitNetwork):
         return self
 
     def extra_repr(self) -> str:
-        return super().extra_repr() + f", exit0={self.spec.kind!r}, uses={self.uses}"
+        rocket = ", rocket" if self.rocket is not None else ""
+        return super().extra_repr() + f", exit0={self.spec.kind!r}{rocket}, uses={self.uses}"

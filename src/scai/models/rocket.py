@@ -1,0 +1,121 @@
+"""A MiniRocket exit: fixed random convolutions, PPV pooling and a linear head, in PyTorch.
+
+MiniRocket (Dempster et al., KDD 2021) turns a series into the proportions of positive values
+(PPV) of 84 fixed length-9 kernels (weights -1, with +2 at three of the nine taps) at several
+dilations, each against a few biases taken as quantiles of one training series' convolution
+output; a ridge classifier on the standardised features decides. On small FTIR/NIR sets it is
+often the strongest classical anchor (benchmarks/results/frontier).
+
+The transform's parameters (dilations, features per dilation, biases) are fitted by the
+maintained implementation, aeon's ``MiniRocket`` (the ``rocket`` extra), in
+:func:`scai.training.rocket_exit.fit_rocket_exit`; this module only *runs* it, as ordinary
+torch ops (conv1d, comparison, mean, linear) so that it exports to ONNX and runs on the edge
+like every other stage. :class:`RocketExit` reproduces aeon's transform (tests compare them).
+
+MACs per spectrum: the convolutions, 84 * 9 * W per dilation; the PPV comparisons, one per
+position and feature (counted as one MAC each, W or W - 8d positions); the head, F * C.
+"""
+
+from __future__ import annotations
+
+from itertools import combinations
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from scai.errors import ModelConfigError
+
+__all__ = ["KERNEL_TAPS", "RocketExit", "rocket_kernels"]
+
+#: MiniRocket's 84 kernels: the 3 taps (of 9) whose weight is +2 (the others are -1).
+KERNEL_TAPS: tuple[tuple[int, int, int], ...] = tuple(combinations(range(9), 3))
+
+
+def rocket_kernels() -> Tensor:
+    """The (84, 1, 9) weights: -1 everywhere, +2 at each kernel's three taps."""
+    w = -torch.ones(len(KERNEL_TAPS), 1, 9)
+    for k, taps in enumerate(KERNEL_TAPS):
+        w[k, 0, list(taps)] = 2.0
+    return w
+
+
+class RocketExit(nn.Module):
+    """MiniRocket features and a linear head on the (B, 1, W) input.
+
+    Parameters
+    ----------
+    in_length : int
+        W, points per spectrum.
+    n_classes : int
+    dilations : sequence of int
+        One entry per dilation used.
+    features_per_dilation : sequence of int
+        Biases (features) per kernel at each dilation.
+    """
+
+    def __init__(self, in_length: int, n_classes: int, dilations: Any, features_per_dilation: Any) -> None:
+        super().__init__()
+        self.in_length, self.n_classes = int(in_length), int(n_classes)
+        self.dilations = [int(d) for d in dilations]
+        self.features_per_dilation = [int(f) for f in features_per_dilation]
+        if not self.dilations or len(self.dilations) != len(self.features_per_dilation):
+            raise ModelConfigError("RocketExit needs one features_per_dilation entry per dilation (at least one)")
+        if any(d < 1 or 8 * d > self.in_length - 1 for d in self.dilations):
+            raise ModelConfigError(f"RocketExit dilations {self.dilations} do not fit W={self.in_length} (need 8d <= W-1)")
+        if any(f < 1 for f in self.features_per_dilation):
+            raise ModelConfigError("RocketExit needs at least one feature per kernel and dilation")
+        self.n_features = len(KERNEL_TAPS) * sum(self.features_per_dilation)
+        self.register_buffer("kernels", rocket_kernels(), persistent=False)
+        self.biases = nn.Parameter(torch.zeros(self.n_features), requires_grad=False)
+        self.weight = nn.Parameter(torch.zeros(self.n_classes, self.n_features), requires_grad=False)
+        self.bias = nn.Parameter(torch.zeros(self.n_classes), requires_grad=False)
+
+    def spec(self) -> dict[str, Any]:
+        """What config.json stores to rebuild the module (the arrays live in model.safetensors)."""
+        return {"dilations": list(self.dilations), "features_per_dilation": list(self.features_per_dilation)}
+
+    @property
+    def macs(self) -> int:
+        """Multiply-accumulates per spectrum (PPV comparisons counted as one each)."""
+        W, K = self.in_length, len(KERNEL_TAPS)
+        conv = K * 9 * W * len(self.dilations)
+        compare = 0
+        for j, (d, nf) in enumerate(zip(self.dilations, self.features_per_dilation)):
+            for k in range(K):
+                positions = W if (j + k) % 2 == 0 else W - 8 * d
+                compare += nf * positions
+        return int(conv + compare + self.n_features * self.n_classes)
+
+    def set_weights(self, biases: Any, weight: Any, bias: Any) -> None:
+        with torch.no_grad():
+            self.biases.copy_(torch.as_tensor(np.asarray(biases, dtype=np.float32)))
+            self.weight.copy_(torch.as_tensor(np.asarray(weight, dtype=np.float32)))
+            self.bias.copy_(torch.as_tensor(np.asarray(bias, dtype=np.float32)))
+
+    def features(self, x: Tensor) -> Tensor:
+        """(B, 1, W) -> (B, F) PPV features in aeon's order (dilation, kernel, bias)."""
+        x = x.reshape(x.shape[0], 1, -1).float()
+        K = len(KERNEL_TAPS)
+        parity = torch.arange(K).reshape(K, 1)
+        out: list[Tensor] = []
+        start = 0
+        for j, (d, nf) in enumerate(zip(self.dilations, self.features_per_dilation)):
+            C = F.conv1d(x, self.kernels, padding=4 * d, dilation=d)  # (B, 84, W), zero padded
+            b = self.biases[start : start + K * nf].reshape(K, nf)
+            start += K * nf
+            mid = C[:, :, 4 * d : self.in_length - 4 * d]  # the unpadded middle
+            pooled = []
+            for f in range(nf):  # one bias at a time keeps memory at B x 84 x W
+                bf = b[:, f : f + 1]
+                full = (C > bf).float().mean(dim=2)  # every position
+                part = (mid > bf).float().mean(dim=2)
+                # MiniRocket alternates: kernel k at dilation j pools all positions when j + k is even
+                pooled.append(torch.where((parity[:, 0] + j) % 2 == 0, full, part))
+            out.append(torch.stack(pooled, dim=2).reshape(x.shape[0], K * nf))
+        return torch.cat(out, dim=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.linear(self.features(x), self.weight, self.bias)

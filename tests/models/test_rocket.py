@@ -1,0 +1,94 @@
+"""The MiniRocket exit: PyTorch features equal aeon's transform; MACs by hand; the cascade carries it
+through save/load and ONNX export."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("aeon", reason="the MiniRocket exit is fitted with aeon (the bench extra)")
+
+from scai.models.rocket import KERNEL_TAPS, RocketExit, rocket_kernels  # noqa: E402
+from scai.training.rocket_exit import fit_rocket_head  # noqa: E402
+from tests.conftest import TINY_SCAI  # noqa: E402
+
+
+def _series(n=40, W=120, seed=0):
+    rng = np.random.default_rng(seed)
+    t = np.linspace(0, 1, W)
+    return (np.sin(2 * np.pi * rng.uniform(1, 4, (n, 1)) * t) + 0.1 * rng.standard_normal((n, W))).astype(np.float32)
+
+
+def test_kernels_are_minirockets_84_length_9_with_three_plus_twos():
+    w = rocket_kernels()
+    assert w.shape == (84, 1, 9) and len(set(KERNEL_TAPS)) == 84
+    assert torch.all((w == 2) | (w == -1)) and torch.all((w == 2).sum(dim=2) == 3)
+    assert torch.allclose(w.sum(dim=2), torch.zeros(84, 1))  # 3 x 2 - 6 x 1 = 0
+
+
+def test_torch_features_equal_aeons_transform():
+    from aeon.transformations.collection.convolution_based import MiniRocket
+
+    X = _series()
+    trf = MiniRocket(n_kernels=840, random_state=0, n_jobs=1).fit(X[:, None, :])
+    ref = np.asarray(trf.transform(X[:, None, :]))
+    _, _, dil, per, biases = trf.parameters
+    m = RocketExit(X.shape[1], 2, dil, per)
+    m.set_weights(biases, np.zeros((2, m.n_features)), np.zeros(2))
+    with torch.inference_mode():
+        got = m.features(torch.from_numpy(X).unsqueeze(1)).numpy()
+    assert got.shape == ref.shape
+    # identical up to float rounding at a bias that equals a convolution value (one position)
+    assert np.mean(np.abs(got - ref) > 1e-6) < 1e-3
+    assert np.abs(got - ref).max() <= 1.0 / (X.shape[1] - 8 * max(dil)) + 1e-6
+
+
+def test_macs_are_counted_by_hand():
+    m = RocketExit(100, 3, [1, 4], [2, 1])
+    K = 84
+    conv = K * 9 * 100 * 2
+    # dilation 1 (j=0): kernels with even k pool all 100 positions, odd ones 100 - 8
+    compare = sum(2 * (100 if k % 2 == 0 else 92) for k in range(K))
+    # dilation 4 (j=1): kernels with odd k pool all positions, even ones 100 - 32
+    compare += sum(1 * (100 if (1 + k) % 2 == 0 else 68) for k in range(K))
+    head = K * 3 * 3
+    assert m.n_features == K * 3 and m.macs == conv + compare + head
+
+
+def test_ridge_head_decides_like_sklearn():
+    from sklearn.linear_model import RidgeClassifierCV
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    rng = np.random.default_rng(0)
+    F = rng.random((60, 30)).astype(np.float32)
+    y = (F[:, 0] + F[:, 1] > 1).astype(np.int64) + (F[:, 2] > 0.7)
+    w, b, _ = fit_rocket_head(F, y, 3)
+    ref = make_pipeline(StandardScaler(with_mean=False), RidgeClassifierCV(alphas=np.logspace(-3, 3, 10))).fit(F, y)
+    np.testing.assert_array_equal((F @ w.T + b).argmax(1), ref.predict(F))
+
+
+def test_cascade_with_a_rocket_exit_round_trips_and_exports(tmp_path):
+    from scai import SCAIClassifier, load
+    from scai.deploy import export_onnx
+    from scai.deploy.edge import EdgeClient
+
+    X = _series(n=36, W=96)
+    y = np.repeat(["a", "b", "c"], 12)
+    est = SCAIClassifier(model="scai", model_config=TINY_SCAI, train_config={"max_epochs": 2, "min_epochs": 0},
+                         preprocessing="none", rocket="auto", skip_exits=False, cross_fit=3, n_jobs=1).fit(X, y)
+    net = est.network_
+    assert net.rocket is not None and net.net_start == 2 and est.cross_fit_["rocket"]["used"]
+    assert net.stage_macs(1) == net.rocket.macs and est.exit_macs_[1] == net.exit0.macs + net.rocket.macs
+    back = load(est.save(tmp_path / "m"))
+    np.testing.assert_allclose(back.exit_proba(X), est.exit_proba(X), rtol=1e-5, atol=1e-6)
+    out = export_onnx(est, tmp_path / "onnx")
+    edge = EdgeClient(out, bmax="1G")
+    Z = est.transform_input(X)
+    feats, probs = Z[:, None, :], est.exit_proba(Z, preprocessed=True)
+    from scai.inference import softmax
+
+    for k in range(edge.n_exits):
+        feats, logits = edge.run_stage(k, feats)
+        assert np.max(np.abs(softmax(logits, float(edge.temperatures[k])) - probs[k])) <= 1e-4, f"exit {k}"
