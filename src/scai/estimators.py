@@ -473,8 +473,16 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
         end of the curve; ``"pls"`` asked for explicitly keeps the usual range."""
         W, C = Z.shape[1], len(self.classes_)
         cap = max(1, (2 * W * (C + 1) - C) // (W + C)) if kind == "auto" else PLS_MAX_COMPONENTS
-        return fit_linear_exit(Z, y, kind=kind, seed=self.random_state, n_classes=C,
-                               max_components=min(PLS_MAX_COMPONENTS, cap))
+        try:
+            return fit_linear_exit(Z, y, kind=kind, seed=self.random_state, n_classes=C,
+                                   max_components=min(PLS_MAX_COMPONENTS, cap))
+        except ScaiError:
+            raise
+        except (ValueError, np.linalg.LinAlgError) as exc:  # degenerate input reaching scikit-learn/SciPy
+            raise DataValueError(
+                f"exit 0 could not be fitted on the preprocessed spectra ({len(Z)} x {W} points: {exc}); spectra "
+                "need enough points that vary between samples -- check the file, or try --preprocessing none"
+            ) from None
 
     def _auto_pipeline(self, X_tr: np.ndarray, y_tr: np.ndarray) -> tuple[Pipeline, np.ndarray, LinearExitFit]:
         """``preprocessing="auto"``: the candidate pipeline whose exit 0 has the best inner-CV accuracy.
@@ -494,7 +502,7 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
             try:
                 Z = np.asarray(pipe.fit_transform(X_tr, axis=self.axis_), dtype=np.float32)
                 fit = self._fit_exit0(Z, y_tr, kind)
-            except (ScaiError, np.linalg.LinAlgError) as exc:  # a pipeline that cannot run on this data
+            except (ScaiError, ValueError, np.linalg.LinAlgError) as exc:  # a pipeline that cannot run on this data
                 scores[name] = None
                 warnings.warn(f"preprocessing='auto': candidate {name!r} skipped ({exc})", stacklevel=3)
                 continue

@@ -236,3 +236,11 @@ def test_exit0_leads_and_useless_exits_are_skipped():
     assert keep.exit_macs_[0] == W * k + k * C  # PLS-DA: projection + head
     with pytest.raises(ValueError, match="exit0='lda' is not allowed"):
         _fit(X, y, axis, exit0="lda")
+
+
+def test_degenerate_spectra_give_a_clear_error_not_a_traceback():
+    """One point per spectrum: SNV leaves nothing that varies; exit 0 cannot be fitted, and says so."""
+    X = np.array([[1.0], [1.1], [0.9], [3.0], [3.1], [2.9]])
+    y = np.array(["a", "a", "a", "b", "b", "b"])
+    with pytest.raises(DataValueError, match="exit 0 could not be fitted on the preprocessed spectra"):
+        SCAIClassifier(preprocessing="snv", model_config=TINY_SCAI, train_config={"max_epochs": 1}).fit(X, y)
