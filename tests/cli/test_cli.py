@@ -224,3 +224,17 @@ def test_predict_refuses_options_its_policy_would_ignore(trained, tmp_path, caps
     assert main(["predict", str(out), str(test), "--out", str(tmp_path / "p.csv"), *extra]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "p.csv").exists()
+
+
+def test_threads_option_on_predict_and_evaluate(trained, tmp_path):
+    import torch
+
+    _, out, test, *_ = trained
+    before = torch.get_num_threads()
+    try:
+        assert main(["predict", str(out), str(test), "--out", str(tmp_path / "p.csv"), "--threads", "1"]) == 0
+        assert torch.get_num_threads() == 1
+        assert main(["evaluate", str(out), str(test), "--out", str(tmp_path / "e"), "--threads", "1"]) == 0
+        assert main(["predict", str(out), str(test), "--out", str(tmp_path / "q.csv"), "--threads", "0"]) == 2
+    finally:
+        torch.set_num_threads(before)

@@ -395,3 +395,17 @@ def read_config_file(path: str) -> dict[str, Any]:
     if not isinstance(cfg, dict):
         raise CliError(f"--config {path}: expected an object with sections, got {type(cfg).__name__}")
     return cfg
+
+
+def add_threads_argument(p: argparse.ArgumentParser) -> None:
+    """``--threads N``: PyTorch CPU threads for the command (same meaning on every command)."""
+    p.add_argument("--threads", type=positive_int, default=None,
+                   help="CPU threads for PyTorch, >= 1 (default: PyTorch's; on a shared machine 1 is often fastest)")
+
+
+def apply_threads(n: int | None) -> None:
+    """Set PyTorch's intra-op threads when ``--threads`` was given."""
+    if n is not None:
+        import torch
+
+        torch.set_num_threads(int(n))

@@ -8,6 +8,8 @@ from typing import Any
 from scai.cli._common import (
     CliError,
     add_column_arguments,
+    add_threads_argument,
+    apply_threads,
     column_options,
     existing_dir,
     int_at_least,
@@ -36,6 +38,7 @@ def register(sub: Any) -> None:
     p.add_argument("data", metavar="DATA", help="labelled spectra (file, folder, or dataset name)")
     p.add_argument("--label-column", "-l", default=None, help="label column name or 0-based index")
     add_column_arguments(p)
+    add_threads_argument(p)
     p.add_argument("--out", required=True, help="output folder for metrics.json and plots")
     p.add_argument("--budgets", type=int_at_least(2, "at least 2 budgets"), default=12, help="number of log-spaced budgets, >= 2 (default 12)")
     p.add_argument("--data-dir", type=existing_dir, default=None, help="folder of extra .npz datasets (or SCAI_DATA_DIR)")
@@ -47,6 +50,7 @@ def _run(args: argparse.Namespace) -> int:
     from scai.cli.train import print_exit_table
     from scai.report.evaluation import evaluate
 
+    apply_threads(args.threads)
     est = scai.load(args.model_dir)
     spectra = load_spectra(args.data, args.label_column, args.data_dir, **column_options(args))
     if spectra.y is None:

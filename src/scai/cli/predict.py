@@ -13,6 +13,8 @@ import numpy as np
 from scai.cli._common import (
     CliError,
     add_column_arguments,
+    add_threads_argument,
+    apply_threads,
     atomic_output,
     budget,
     column_options,
@@ -57,6 +59,7 @@ def register(sub: Any) -> None:
     p.add_argument("--threshold", type=probability, default=None, help="confidence threshold in [0, 1] for --policy threshold")
     p.add_argument("--label-column", "-l", default=None, help="label column name or index, if DATA has one")
     add_column_arguments(p)
+    add_threads_argument(p)
     p.add_argument("--out", required=True, help="CSV file to write")
     p.add_argument("--chunk-size", type=positive_int, default=4096, help="spectra per chunk when streaming, >= 1 (default 4096)")
     p.add_argument("--batch-size", type=positive_int, default=256, help="network batch size, >= 1 (default 256)")
@@ -121,6 +124,7 @@ def _run(args: argparse.Namespace) -> int:
     from scai.data import iter_chunks
 
     _check_options(args)
+    apply_threads(args.threads)
     est = scai.load(args.model_dir)
     kwargs = _policy_kwargs(args, est)
     predictor = est.predictor()
