@@ -407,3 +407,24 @@ def test_serve_options_are_one_line_errors(model_dir: Path, option: str, value: 
     assert code == 2
     err = capsys.readouterr().err.strip()
     assert option in err and "Traceback" not in err and len(err.splitlines()) <= 2, err
+
+
+def test_a_bug_answers_500_once_logged_and_never_escapes(service, monkeypatch, caplog):
+    """The last resort: an unexpected exception is a one-line 500, logged once, not re-raised."""
+    import logging
+
+    from fastapi.testclient import TestClient
+
+    from scai.deploy.server import create_app
+
+    class Broken(dict):
+        def __getitem__(self, key):
+            raise RuntimeError("simulated bug")
+
+    app = create_app(service)
+    monkeypatch.setattr(service, "manifest", Broken(service.manifest))
+    with caplog.at_level(logging.ERROR), TestClient(app, raise_server_exceptions=True) as tc:
+        r = tc.get("/v1/health")
+    assert r.status_code == 500
+    assert r.json() == {"detail": "internal error (RuntimeError); see the server log"}
+    assert [rec.getMessage() for rec in caplog.records if rec.levelno >= logging.ERROR] == ["unexpected error"]

@@ -291,10 +291,16 @@ def create_app(
     async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
         return error(exc.status_code, str(exc.detail), getattr(exc, "headers", None))
 
-    @app.exception_handler(Exception)
-    async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:  # pragma: no cover - last resort
-        log.exception("unexpected error")
-        return error(500, f"internal error ({type(exc).__name__}); see the server log")
+    @app.middleware("http")
+    async def _last_resort(request: Request, call_next: Any) -> Any:
+        """A bug in scai answers 500 with a one-line message and is logged once. (An exception
+        handler for ``Exception`` runs in Starlette's outermost middleware, which re-raises after
+        answering, so the server would log every traceback twice.)"""
+        try:
+            return await call_next(request)
+        except Exception as exc:
+            log.exception("unexpected error")
+            return error(500, f"internal error ({type(exc).__name__}); see the server log")
 
     def authorised(request: Request) -> bool:
         if token_bytes is None:
