@@ -51,7 +51,6 @@ __all__ = [
     "PLS_MAX_COMPONENTS",
     "LinearExitFit",
     "fit_linear_exit",
-    "refit_linear_exit",
 ]
 
 LINEAR_EXIT_KINDS = ("auto", "logistic", "pls")
@@ -464,40 +463,3 @@ def fit_linear_exit(
         estimator=est,
     )
 
-
-def refit_linear_exit(fit: LinearExitFit, Z: Any, y: Any) -> LinearExitFit:
-    """``fit``'s kind and hyper-parameters fitted again on other data (no inner CV).
-
-    Cross-fitting uses it for exit 0's out-of-fold predictions: the kind and ``C`` / ``k``
-    chosen on all training spectra, refitted on each fold's training part. A PLS fit keeps at
-    most ``fit``'s components (fewer when the fold's data supports fewer).
-    """
-    t0 = time.perf_counter()
-    Zc, yc, C = _check_inputs(Z, y, fit.n_classes)
-    if Zc.shape[1] != fit.n_features:
-        raise DataValueError(f"refit_linear_exit: Z has {Zc.shape[1]} points; the exit was fitted on {fit.n_features}")
-    projection = head = None
-    params = dict(fit.params)
-    if fit.kind == "logistic":
-        weight, bias, est = _fit_logistic(Zc, yc, C, float(params["C"]))
-    else:
-        k = int(min(params["n_components"], len(Zc) - 1, Zc.shape[1]))
-        projection, head, bias, k_eff, est = _fit_pls(Zc, yc, C, max(k, 1))
-        params = {"n_components": k_eff}
-        weight = head @ projection
-        projection, head = projection.astype(np.float32), head.astype(np.float32)
-    return LinearExitFit(
-        kind=fit.kind,
-        n_features=fit.n_features,
-        n_classes=C,
-        params=params,
-        cv_scores={},
-        cv_folds=0,
-        selection=f"refit of {_key(fit.kind, fit.params)} (no inner CV)",
-        weight=np.ascontiguousarray(weight, dtype=np.float32),
-        bias=np.ascontiguousarray(bias, dtype=np.float32),
-        projection=projection,
-        head=head,
-        fit_time_s=time.perf_counter() - t0,
-        estimator=est,
-    )
