@@ -289,7 +289,7 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
         self.exit0_: dict[str, Any] | None = None
         self.cross_fit_: dict[str, Any] | None = None
         if X_va_raw is None:
-            logits_va = self._fit_cross(Z_tr, y_tr, exit0_fit, folds)
+            logits_va: np.ndarray | None = self._fit_cross(Z_tr, y_tr, exit0_fit, folds)
             y_va = y_tr
             Z_va = Z_tr
         else:
@@ -298,14 +298,17 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
             self.network_.eval()
             if self._wants_exit0():
                 self.network_ = self._add_exit0(self.network_, Z_tr, y_tr, Z_va, y_va, exit0_fit)
-            logits_va = self.exit_logits(Z_va, preprocessed=True)
+            logits_va = None
         self.exit_macs_ = [int(m) for m in self.network_.exit_macs()]
+        final_logits, macs_va = self._detailed(Z_va)  # one pass of the final model over the held-out spectra
+        if logits_va is None:
+            logits_va = final_logits
         # What calibration rests on: held-out logits per exit (out-of-fold under cross-fitting),
         # their labels, and the final model's per-sample MACs on the same spectra.
         self.validation_ = {
             "y": np.asarray(y_va, dtype=np.int64),
             "logits": np.asarray(logits_va, dtype=np.float32),
-            "macs": self._detailed(Z_va)[1],
+            "macs": macs_va,
         }
         self.temperatures_ = (
             np.asarray(fit_temperatures(self.validation_["logits"], self.validation_["y"]), dtype=np.float64)
