@@ -70,7 +70,15 @@ class FoldOutput:
 
 
 def default_n_jobs(n_folds: int) -> int:
-    """Folds to run at once: the cores this process may use, at most ``n_folds``."""
+    """Folds to run at once: the cores this process may use, at most ``n_folds``.
+
+    1 under an initialised process group (``torchrun``): worker processes would lack the group,
+    so the folds run one after another, each trained data-parallel over the ranks.
+    """
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return 1
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not on Linux

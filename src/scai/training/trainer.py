@@ -22,10 +22,11 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from scai.errors import ConfigError, ScaiTypeError
+from scai.training import ddp
 from scai.training.augment import Augmentation
 from scai.training.losses import DISTILL_MODES, exit_losses
 
-__all__ = ["TrainConfig", "History", "Trainer", "evaluate_exits", "LR_SCHEDULES"]
+__all__ = ["LR_SCHEDULES", "History", "TrainConfig", "Trainer", "evaluate_exits"]
 
 LR_SCHEDULES = ("constant", "cosine", "plateau")
 
@@ -199,6 +200,7 @@ def evaluate_exits(
     """
     was_training = network.training
     network.eval()
+    device = next(network.parameters()).device  # the CPU, or a GPU during data-parallel training
     n_exits = int(network.n_exits)
     loss_sum = np.zeros(n_exits)
     correct = np.zeros(n_exits)
@@ -207,12 +209,13 @@ def evaluate_exits(
     for start in range(0, len(X), batch_size):
         xb = torch.from_numpy(np.ascontiguousarray(X[start : start + batch_size], dtype=np.float32)).unsqueeze(1)
         yb = torch.from_numpy(np.asarray(y[start : start + batch_size], dtype=np.int64))
+        xb, yb = xb.to(device), yb.to(device)
         out = network.forward_detailed(xb)
         for i, logits in enumerate(out.logits):
             loss_sum[i] += float(torch.nn.functional.cross_entropy(logits, yb, reduction="sum"))
             correct[i] += float((logits.argmax(1) == yb).sum())
         if return_logits:
-            kept.append(np.stack([t.float().numpy() for t in out.logits]))
+            kept.append(np.stack([t.float().cpu().numpy() for t in out.logits]))
         ponder_sum += float(out.ponder) * len(yb)
     network.train(was_training)
     n = max(len(X), 1)
@@ -233,6 +236,10 @@ class Trainer:
     broken by the mean accuracy over all exits (so among equally good final classifiers the one
     with better early exits wins), then by the lower validation loss at the last exit. With
     ``ema_decay > 0`` the moving average of the weights is what is validated and kept.
+
+    Under an initialised process group (``torchrun``, :mod:`scai.training.ddp`) the same fit runs
+    data-parallel: each rank trains on its shard of every epoch, gradients are averaged, rank 0
+    validates, and all ranks end with rank 0's kept weights.
     """
 
     def __init__(self, config: TrainConfig | None = None) -> None:
@@ -256,7 +263,8 @@ class Trainer:
         by cross-fitting) with the same learning-rate schedule and keeps the weights (or their
         moving average) of the last one. ``val_logits``: a list that receives, per epoch, the
         validated weights' logits on the validation set, (n_exits, n_val, C) float32 -- the
-        out-of-fold predictions cross-fitting chooses the epoch count on.
+        out-of-fold predictions cross-fitting chooses the epoch count on. Under a process group
+        every rank must call ``fit`` with the same arguments.
         """
         cfg = self.config
         fixed = X_val is None
@@ -267,17 +275,30 @@ class Trainer:
         n_epochs = cfg.max_epochs if epochs is None else min(int(epochs), cfg.max_epochs)
         if cfg.threads is not None:
             torch.set_num_threads(int(cfg.threads))
-        torch.manual_seed(cfg.seed)
+        group = ddp.current()  # None: one process, as always
+        main = group is None or group.is_main  # the process that validates, shows and writes
+        seed = cfg.seed if group is None else group.seed(cfg.seed)
+        torch.manual_seed(seed)
         gen = torch.Generator().manual_seed(cfg.seed)
-        rng = np.random.default_rng(cfg.seed)
+        rng = np.random.default_rng(seed)
 
         X_t = torch.from_numpy(np.ascontiguousarray(X_train, dtype=np.float32)).unsqueeze(1)
         y_t = torch.from_numpy(np.asarray(y_train, dtype=np.int64))
+        batch_size = cfg.batch_size
+        wrapped: nn.Module | None = None
+        if group is not None:
+            network.to(group.device)
+            wrapped = group.wrap(network)  # broadcasts rank 0's weights
+            batch_size = group.batch_size(cfg.batch_size)
         optimizer = torch.optim.Adam(network.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         scheduler = _scheduler(optimizer, cfg)
         averaged = _ema(network, cfg.ema_decay)
         scored = averaged.module if averaged is not None else network  # what is validated and kept
-        writer = _tensorboard_writer(cfg.tensorboard_dir)
+        writer = _tensorboard_writer(cfg.tensorboard_dir) if main else None
+
+        def elapsed() -> float:  # rank 0's clock under a group, so the time cap decides alike
+            t = time.perf_counter() - start_time
+            return t if group is None else float(group.broadcast(np.array(t))[()])
 
         history = History()
         best_key: tuple[float, float, float] = (-math.inf, -math.inf, -math.inf)
@@ -286,24 +307,28 @@ class Trainer:
         n = len(X_t)
         n_exits = int(network.n_exits)
         start_time = time.perf_counter()
-        bar = tqdm(range(n_epochs), desc="training", unit="epoch", disable=not cfg.progress, leave=False)
+        bar = tqdm(range(n_epochs), desc="training", unit="epoch", disable=not (cfg.progress and main), leave=False)
         for epoch in bar:
             if cfg.lr_schedule == "cosine":  # over the epochs or the time cap, whichever ends first
-                _set_lr(optimizer, cfg.lr * _cosine(_progress(epoch, time.perf_counter() - start_time, cfg)))
+                _set_lr(optimizer, cfg.lr * _cosine(_progress(epoch, elapsed(), cfg)))
             network.train()
             t0 = time.perf_counter()
-            order = torch.randperm(n, generator=gen)
+            order = torch.randperm(n, generator=gen) if group is None else group.epoch_order(n, epoch, cfg.seed)
             sums: dict[str, float] = {}
             correct = np.zeros(n_exits)
             seen = 0
-            for start in range(0, n, cfg.batch_size):
-                idx = order[start : start + cfg.batch_size]
+            for start in range(0, len(order), batch_size):
+                idx = order[start : start + batch_size]
                 if len(idx) < 2 and n >= 2:  # BatchNorm needs >1 sample in training mode
                     continue
                 xb, yb = X_t[idx], y_t[idx]
                 if cfg.augment.enabled:
                     xb = cfg.augment.apply(xb, rng, yb)
-                out = network.forward_detailed(xb)
+                if group is None:
+                    out = network.forward_detailed(xb)
+                else:
+                    xb, yb = xb.to(group.device), yb.to(group.device)
+                    out = group.forward(wrapped, xb)
                 losses = exit_losses(
                     out.logits,
                     yb,
@@ -327,6 +352,8 @@ class Trainer:
                 with torch.no_grad():
                     for i, logits in enumerate(out.logits):
                         correct[i] += float((logits.argmax(1) == yb).sum())
+            if group is not None:  # the whole epoch's loss and accuracy, the same on every rank
+                sums, correct, seen = _summed(group, sums, correct, seen)
             seen = max(seen, 1)
             lr_now = optimizer.param_groups[0]["lr"]
             if fixed:
@@ -337,11 +364,14 @@ class Trainer:
                 if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
                     scheduler.step(history.epochs[-1]["train_loss"])
                 history.best_epoch = epoch + 1
-                if cfg.max_time_s is not None and time.perf_counter() - start_time > cfg.max_time_s:
+                if cfg.max_time_s is not None and elapsed() > cfg.max_time_s:
                     history.stopped_early = True
                     break
                 continue
-            val = evaluate_exits(scored, X_val, y_val, cfg.eval_batch_size, return_logits=val_logits is not None)
+            if group is None:
+                val = evaluate_exits(scored, X_val, y_val, cfg.eval_batch_size, return_logits=val_logits is not None)
+            else:
+                val = _validated_on_rank0(group, scored, X_val, y_val, cfg.eval_batch_size, val_logits is not None)
             if val_logits is not None:
                 val_logits.append(val.pop("logits"))
             if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
@@ -366,7 +396,7 @@ class Trainer:
             if epoch + 1 >= cfg.min_epochs and since_best > cfg.patience:
                 history.stopped_early = True
                 break
-            if cfg.max_time_s is not None and time.perf_counter() - start_time > cfg.max_time_s:
+            if cfg.max_time_s is not None and elapsed() > cfg.max_time_s:
                 history.stopped_early = True
                 break
         bar.close()
@@ -376,6 +406,9 @@ class Trainer:
             best_state = copy.deepcopy(scored.state_dict())
         if best_state is not None:
             network.load_state_dict(best_state)
+        if group is not None:  # every rank ends with rank 0's kept weights (BatchNorm statistics included)
+            group.broadcast_state(network)
+            network.to("cpu")
         network.eval()
         history.fit_time_s = time.perf_counter() - start_time
         return history
@@ -395,6 +428,30 @@ class Trainer:
             "lr": lr,
             "epoch_time_s": time.perf_counter() - t0,
         }
+
+
+def _summed(
+    group: ddp.Distributed, sums: dict[str, float], correct: np.ndarray, seen: int
+) -> tuple[dict[str, float], np.ndarray, int]:
+    """One rank's epoch totals summed over all ranks (every rank computes the same loss terms)."""
+    keys = sorted(sums)
+    total = group.sum(np.concatenate([[sums[k] for k in keys], correct, [seen]]))
+    return dict(zip(keys, total[: len(keys)].tolist())), total[len(keys) : -1], int(total[-1])
+
+
+def _validated_on_rank0(
+    group: ddp.Distributed, network: nn.Module, X: np.ndarray, y: np.ndarray, batch_size: int, with_logits: bool
+) -> dict[str, Any]:
+    """:func:`evaluate_exits` on rank 0, broadcast: the ranks' BatchNorm statistics differ slightly,
+    and early stopping must decide the same everywhere."""
+    n_exits = int(network.n_exits)
+    val = evaluate_exits(network, X, y, batch_size, return_logits=with_logits) if group.is_main else None
+    packed = group.broadcast(np.array([*val["loss"], *val["acc"], val["ponder"]]) if val is not None else None)
+    reply: dict[str, Any] = {"loss": packed[:n_exits].tolist(), "acc": packed[n_exits : 2 * n_exits].tolist(),
+                             "ponder": float(packed[-1])}
+    if with_logits:
+        reply["logits"] = group.broadcast(val["logits"] if val is not None else None)
+    return reply
 
 
 def _progress(epoch: int, elapsed_s: float, cfg: TrainConfig) -> float:
