@@ -10,6 +10,7 @@ from pybaselines import Baseline
 
 from scai.errors import ConfigError, DataValueError
 from scai.preprocessing.base import Step, register_step
+from scai.preprocessing.whittaker import asls_rows, batched_supports
 
 __all__ = ["BaselineCorrection", "BASELINE_METHODS"]
 
@@ -32,7 +33,7 @@ BASELINE_METHODS: tuple[str, ...] = tuple(
 
 @register_step
 class BaselineCorrection(Step):
-    """Subtract a baseline fitted by a pybaselines method, spectrum by spectrum.
+    """Subtract a baseline fitted by a pybaselines method.
 
     Parameters
     ----------
@@ -47,9 +48,16 @@ class BaselineCorrection(Step):
 
     Notes
     -----
-    pybaselines fits one spectrum at a time; measured on 500 x 1738 milk spectra (1 core):
-    asls ~0.9 s, airpls ~0.9 s, snip ~0.7 s, modpoly ~1.7 s, arpls ~3.4 s.
+    asls (difference order 1 or 2) is fitted for all spectra at once
+    (:mod:`scai.preprocessing.whittaker`, equal to pybaselines' fit to rounding); every other
+    method runs pybaselines one spectrum at a time. Measured on 500 x 1738 milk spectra
+    (1 core, per spectrum): airpls ~0.9 s, snip ~0.7 s, modpoly ~1.7 s, arpls ~3.4 s;
+    docs/data.md ("Preprocessing speed and cost") has the batched asls figures.
     """
+
+    #: Fit supported methods for all spectra at once; ``False`` forces pybaselines' loop
+    #: (benchmarks compare the two; not a parameter, since the results are the same).
+    _batched: bool = True
 
     def __init__(self, method: str = "asls", params: dict[str, Any] | None = None, axis: Any = None, **kwargs: Any) -> None:
         self.method = method
@@ -89,6 +97,9 @@ class BaselineCorrection(Step):
         return np.asarray(baseline, dtype=np.float64)
 
     def _transform(self, X: np.ndarray) -> np.ndarray:
+        if self._batched and batched_supports(self.method, self.params):
+            X -= asls_rows(X, **(self.params or {}))[0]
+            return X
         fitter = Baseline(x_data=self.axis_)  # one fitter reuses its penalty matrices across rows
         for i in range(X.shape[0]):
             X[i] -= self._baseline(fitter, X[i])

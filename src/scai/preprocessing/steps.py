@@ -219,11 +219,14 @@ class Despike(Step):
         r = float(self.ratio)
         jump_up = (z > t) & (a > r * before)
         jump_down = (z < -t) & (a > r * after)
-        up = np.concatenate([np.zeros((d.shape[0], 1)), np.cumsum(jump_up, axis=1)], axis=1)
-        down = np.concatenate([np.zeros((d.shape[0], 1)), np.cumsum(jump_down, axis=1)], axis=1)
-        j = np.arange(X.shape[1])
-        rose = up[:, j] - up[:, np.maximum(j - w, 0)] > 0  # a jump up among d[j-w .. j-1]
-        falls = down[:, np.minimum(j + w, d.shape[1])] - down[:, j] > 0  # a jump down among d[j .. j+w-1]
+        if not (jump_up.any() and jump_down.any()):
+            return X
+        n = X.shape[1]
+        rose = np.zeros(X.shape, dtype=bool)  # a jump up among d[j-w .. j-1]
+        falls = np.zeros(X.shape, dtype=bool)  # a jump down among d[j .. j+w-1]
+        for k in range(min(w, n - 1)):  # shifted slices, not gathers: one pass per offset
+            rose[:, k + 1 :] |= jump_up[:, : n - 1 - k]
+            falls[:, : n - 1 - k] |= jump_down[:, k:]
         spikes = rose & falls
         if not spikes.any():
             return X

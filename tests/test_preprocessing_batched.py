@@ -1,0 +1,167 @@
+"""Batched Whittaker baselines: every spectrum's fit equals pybaselines' own per-spectrum fit."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from pybaselines import Baseline
+from scipy.linalg import solveh_banded
+
+from scai.errors import DataValueError
+from scai.preprocessing import BaselineCorrection, Despike, default_pipeline, whittaker
+from scai.preprocessing.whittaker import asls_rows, penalty_bands, solve_weighted_rows
+
+
+def _reference(Y: np.ndarray, **params: object) -> tuple[np.ndarray, np.ndarray]:
+    """pybaselines, one spectrum at a time: baselines and iterations (len of tol_history)."""
+    fitter = Baseline(x_data=np.arange(Y.shape[1], dtype=float))
+    fits = [fitter.asls(row, **params) for row in np.asarray(Y, dtype=np.float64)]
+    return np.stack([f[0] for f in fits]), np.array([len(f[1]["tol_history"]) for f in fits])
+
+
+def _synthetic(n: int = 30, width: int = 400, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    x = np.linspace(0.0, 1.0, width)
+    background = rng.uniform(50, 500, (n, 1)) * np.exp(-rng.uniform(0.5, 3, (n, 1)) * x) + rng.uniform(-20, 20, (n, 1)) * x
+    peaks = sum(rng.uniform(5, 80, (n, 1)) * np.exp(-0.5 * ((x - rng.uniform(0.1, 0.9, (n, 1))) / rng.uniform(0.003, 0.03)) ** 2)
+                for _ in range(6))
+    return background + peaks + rng.normal(0, 1.0, (n, width))
+
+
+def _close(a: np.ndarray, b: np.ndarray, Y: np.ndarray, rel: float = 1e-8) -> None:
+    np.testing.assert_allclose(a, b, rtol=0, atol=rel * max(float(np.abs(Y).max()), 1.0))
+
+
+def test_penalty_bands_are_the_lower_bands_of_dense_d_transpose_d() -> None:
+    for n, k in [(3, 1), (7, 1), (3, 2), (9, 2), (12, 2)]:
+        D = np.diff(np.eye(n), n=k, axis=0)
+        P = 3.0 * D.T @ D
+        bands = penalty_bands(n, 3.0, k)
+        for i in range(k + 1):
+            np.testing.assert_array_equal(bands[i, : n - i], np.diagonal(P, -i))
+            assert not bands[i, n - i :].any()  # padding never couples neighbouring spectra
+
+
+@pytest.mark.parametrize("k", [1, 2])
+def test_solve_weighted_rows_equals_lapack_per_spectrum(k: int) -> None:
+    rng = np.random.default_rng(1)
+    n, m = 50, 7
+    bands = penalty_bands(n, 1e4, k)
+    w = rng.uniform(0.01, 1.0, (n, m))
+    rhs = rng.normal(size=(n, m))
+    x = solve_weighted_rows(bands, w, rhs)
+    for r in range(m):
+        ab = bands.copy()
+        ab[0] += w[:, r]
+        np.testing.assert_allclose(x[:, r], solveh_banded(ab, rhs[:, r], lower=True), rtol=1e-9, atol=1e-12)
+
+
+def test_real_spectra_equal_pybaselines(shared_datasets) -> None:
+    d = np.load(shared_datasets / "milk_adulteration.npz", allow_pickle=False)
+    Y = Despike().fit(d["X"]).transform(d["X"])[::10].astype(np.float64)  # 50 spectra, 1738 points
+    ours, iters = asls_rows(Y, lam=1e6, p=0.01)
+    ref, ref_iters = _reference(Y, lam=1e6, p=0.01)
+    _close(ours, ref, Y)
+    np.testing.assert_array_equal(iters, ref_iters)
+    assert len(set(iters.tolist())) > 1  # spectra leave the batch at different iterations
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {},  # pybaselines' defaults
+        {"lam": 1e3, "p": 0.1},
+        {"lam": 1e8, "p": 0.001},
+        {"lam": 1e4, "p": 0.05, "diff_order": 1},
+        {"lam": 1e5, "p": 0.01, "max_iter": 2},  # stops before converging
+        {"lam": 1e5, "p": 0.01, "tol": 1e-6},
+        {"lam": 1e5, "p": 0.02, "weights": np.linspace(0.5, 1.0, 400)},
+    ],
+)
+def test_synthetic_spectra_equal_pybaselines(params: dict) -> None:
+    Y = _synthetic()
+    ours, iters = asls_rows(Y, **params)
+    ref, ref_iters = _reference(Y, **params)
+    # Both solvers carry rounding error ~ cond * eps, and cond(W + lam D'D) grows as lam / p:
+    # LAPACK's Cholesky and the batched LDL' agree to 1e-8 of the data at lam / p <= 1e8.
+    ratio = float(params.get("lam", 1e6)) / float(params.get("p", 1e-2))
+    _close(ours, ref, Y, rel=1e-8 * max(1.0, ratio / 1e8))
+    np.testing.assert_array_equal(iters, ref_iters)
+
+
+def test_many_batches_and_shrinking_equal_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    Y = _synthetic(n=40, width=120, seed=3)
+    whole, _ = asls_rows(Y, lam=1e4, p=0.01)
+    monkeypatch.setattr(whittaker, "_MAX_BATCH_VALUES", 7 * 120)  # batches of 7 spectra
+    np.testing.assert_allclose(asls_rows(Y, lam=1e4, p=0.01)[0], whole, rtol=0, atol=1e-9 * np.abs(Y).max())
+    _close(whole, _reference(Y, lam=1e4, p=0.01)[0], Y)
+
+
+@pytest.mark.parametrize("width", [3, 4, 5, 8])
+def test_very_short_spectra_equal_pybaselines(width: int) -> None:
+    Y = _synthetic(n=5, width=width, seed=width)
+    _close(asls_rows(Y, lam=1e2, p=0.01)[0], _reference(Y, lam=1e2, p=0.01)[0], Y)
+
+
+def test_constant_and_zero_spectra() -> None:
+    Y = np.vstack([np.full(200, 7.5), np.zeros(200), _synthetic(n=1, width=200)[0]])
+    ours, _ = asls_rows(Y, lam=1e6, p=0.01)
+    _close(ours, _reference(Y, lam=1e6, p=0.01)[0], Y)
+    np.testing.assert_allclose(ours[0], 7.5, rtol=1e-9)  # a flat spectrum is its own baseline
+    np.testing.assert_array_equal(ours[1], 0.0)
+
+
+def test_asls_rows_refuses_what_pybaselines_refuses() -> None:
+    with pytest.raises(ValueError, match="p must be between 0 and 1"):
+        asls_rows(_synthetic(n=2), p=1.5)
+    with pytest.raises(ValueError, match="more than diff_order=2 points"):
+        asls_rows(np.ones((3, 2)))
+    with pytest.raises(ValueError, match="length mismatch for weights; expected 400 but got 3"):
+        asls_rows(_synthetic(n=2), weights=[1.0, 1.0, 1.0])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_step_output_equals_data_minus_pybaselines_baseline(dtype: type) -> None:
+    X = _synthetic(n=12, width=300, seed=5).astype(dtype)
+    X.flags.writeable = False
+    axis = np.linspace(100.0, 3000.0, 300)
+    step = BaselineCorrection("asls", lam=1e5, p=0.01).fit(X, axis=axis)
+    Z = step.transform(X)
+    assert Z.dtype == dtype
+    ref = X.astype(np.float64) - _reference(X, lam=1e5, p=0.01)[0]
+    np.testing.assert_allclose(Z, ref.astype(dtype), rtol=0, atol=(1e-8 if dtype == np.float64 else 1e-3) * np.abs(X).max())
+    loop = BaselineCorrection("asls", lam=1e5, p=0.01).fit(X, axis=axis)
+    loop._batched = False  # pybaselines' loop, through the same step
+    np.testing.assert_allclose(Z, loop.transform(X), rtol=0, atol=1e-3 * np.abs(X).max())
+
+
+def test_step_refuses_nan_and_too_short_spectra_as_before() -> None:
+    X = _synthetic(n=4, width=50)
+    X[2, 17] = np.nan
+    with pytest.raises(DataValueError, match="row 2, column 17"):
+        BaselineCorrection("asls").fit(X)
+    fitted = BaselineCorrection("asls").fit(_synthetic(n=4, width=50))
+    with pytest.raises(DataValueError, match="row 2, column 17"):
+        fitted.transform(X)
+    with pytest.raises(DataValueError, match="cannot fit a baseline to 2 points per spectrum"):
+        BaselineCorrection("asls").fit(np.ones((3, 2)))
+
+
+def test_other_methods_and_orders_keep_pybaselines_loop() -> None:
+    X = _synthetic(n=4, width=120)
+    Z = BaselineCorrection("asls", lam=1e4, diff_order=3).fit_transform(X)
+    fitter = Baseline(x_data=np.arange(120, dtype=float))
+    ref = np.stack([row - fitter.asls(row, lam=1e4, diff_order=3)[0] for row in X])
+    np.testing.assert_array_equal(Z, ref)
+    Z = BaselineCorrection("arpls", lam=1e5).fit_transform(X)
+    np.testing.assert_array_equal(Z, np.stack([row - fitter.arpls(row, lam=1e5)[0] for row in X]))
+
+
+def test_raman_preset_unchanged_on_real_spectra(shared_datasets) -> None:
+    """The default "raman" pipeline (batched asls) gives what pybaselines' loop gave."""
+    d = np.load(shared_datasets / "milk_species.npz", allow_pickle=False)
+    X = d["X"][::6]
+    new = default_pipeline("raman").fit(X, axis=d["axis"])
+    old = default_pipeline("raman").fit(X, axis=d["axis"])
+    old[1]._batched = False
+    np.testing.assert_allclose(new.transform(X), old.transform(X), rtol=0, atol=1e-6)
