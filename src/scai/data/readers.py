@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import itertools
+import re
 import warnings
 import zipfile
 from collections.abc import Iterator, Sequence
@@ -19,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from scai.data import _excel, _text
+from scai.data import _excel, _jcamp, _text, _vendor
 from scai.data._checks import (
     Columns,
     check_nan_policy,
@@ -34,7 +35,7 @@ from scai.errors import AxisError, DataFormatError, DataValueError
 
 __all__ = ["read", "iter_chunks", "FORMATS"]
 
-FORMATS = ("csv", "ucr", "xlsx", "npz", "npy", "hdf5", "jcamp", "ts")
+FORMATS = ("csv", "ucr", "xlsx", "npz", "npy", "hdf5", "jcamp", "ts", "spc", "wdf", "omnic", "opus", "perkinelmer")
 #: Formats read as tables of cells, which take the column options (label, id, group, ignore, ...).
 TABLE_FORMATS = ("csv", "ucr", "xlsx")
 _SUFFIX_FORMAT = {
@@ -44,7 +45,10 @@ _SUFFIX_FORMAT = {
     ".h5": "hdf5", ".hdf5": "hdf5", ".hdf": "hdf5",
     ".jdx": "jcamp", ".dx": "jcamp", ".jcamp": "jcamp",
     ".ts": "ts",
+    ".spc": "spc", ".wdf": "wdf", ".spa": "omnic", ".spg": "omnic", ".sp": "perkinelmer",
 }
+#: Bruker OPUS names its files ``name.0``, ``name.1``, ... (the suffix counts saves of one sample).
+_OPUS_SUFFIX = re.compile(r"^\.\d+$")
 _JCAMP_SUFFIXES = (".jdx", ".dx", ".jcamp")
 _HDF5_BLOCK_ROWS = 65536
 
@@ -57,11 +61,14 @@ def _format_of(path: Path, fmt: str | None) -> str:
     if path.is_dir():
         return "jcamp"
     suffix = path.suffix.lower()
+    if _OPUS_SUFFIX.match(suffix):
+        return "opus"
     if suffix == ".xls":
         raise DataFormatError(f"{path}: old Excel .xls files are not read; save the sheet as .xlsx or CSV")
     if suffix not in _SUFFIX_FORMAT:
         raise DataFormatError(
-            f"{path}: unknown file type {suffix!r}; expected one of {sorted(_SUFFIX_FORMAT)} or pass format= ({FORMATS})"
+            f"{path}: unknown file type {suffix!r}; expected one of {sorted(_SUFFIX_FORMAT)}, a Bruker OPUS "
+            f"number suffix (.0, .1, ...) or pass format= ({FORMATS})"
         )
     return _SUFFIX_FORMAT[suffix]
 
@@ -119,11 +126,14 @@ def read(
     path : str or Path
         ``.csv/.tsv/.txt`` (wide table or UCR), ``.xlsx`` (first sheet; needs openpyxl),
         ``.npz``, ``.npy``, ``.h5/.hdf5``, ``.jdx/.dx`` or a folder of ``<class>/<file>.jdx``,
-        ``.ts`` (needs aeon or sktime).
+        ``.ts`` (needs aeon or sktime); instrument files through the ``io`` extra's readers:
+        ``.spc`` (Galactic SPC), ``.wdf`` (Renishaw, maps as one row per pixel), ``.spa/.spg``
+        (Thermo OMNIC), ``.0``, ``.1``, ... (Bruker OPUS); ``.sp`` (PerkinElmer) is refused with
+        how to convert it.
     label_column : str or int, optional
         Text files: label column by name (case-insensitive) or 0-based index. By default a column
         named label/class/y/target; a table whose columns are all numeric is unlabelled.
-    format : {"csv", "ucr", "xlsx", "npz", "npy", "hdf5", "jcamp", "ts"}, optional
+    format : {"csv", "ucr", "xlsx", "npz", "npy", "hdf5", "jcamp", "ts", "spc", "wdf", "omnic", "opus", "perkinelmer"}, optional
         Override the suffix; ``"ucr"`` reads a headerless table with the label first.
     nan_policy : {"raise", "interpolate"}
         NaN/inf cells are refused, or filled linearly along the axis with a warning.
@@ -170,6 +180,8 @@ def read(
         return _read_hdf5(path, nan_policy, axis_unit)
     if fmt == "jcamp":
         return _read_jcamp(path, nan_policy)
+    if fmt in _vendor.VENDOR_FORMATS:
+        return _read_vendor(path, fmt, nan_policy, axis_unit)
     return _read_ts(path, nan_policy)
 
 
@@ -528,23 +540,6 @@ def _iter_hdf5(
 
 # --- JCAMP-DX ---------------------------------------------------------------------------------
 
-_JCAMP_UNITS = {"1/CM": "cm-1", "CM-1": "cm-1", "NANOMETERS": "nm", "NM": "nm", "MICROMETERS": "um"}
-
-
-def _read_jcamp_file(path: Path) -> tuple[np.ndarray, np.ndarray, str]:
-    jcamp = _import("jcamp", "JCAMP-DX files", "jcamp (or scai[io])")
-    reader = getattr(jcamp, "jcamp_readfile", None) or jcamp.readfile
-    try:
-        d = reader(str(path))
-    except Exception as e:  # noqa: BLE001 - the parser raises anything on malformed input
-        raise DataFormatError(f"{path}: not a readable JCAMP-DX file ({type(e).__name__}: {e})") from None
-    x = np.asarray(d.get("x", []), dtype=np.float64).ravel()
-    y = np.asarray(d.get("y", []), dtype=np.float64).ravel()
-    if x.size == 0 or x.size != y.size:
-        raise DataFormatError(f"{path}: JCAMP-DX file has no XY data (x: {x.size} values, y: {y.size})")
-    raw_unit = str(d.get("xunits", "")).strip().upper()
-    return x, y, _JCAMP_UNITS.get(raw_unit, raw_unit.lower() or "unknown")
-
 
 def _jcamp_files(folder: Path) -> list[Path]:
     """The JCAMP-DX files of ``folder``; hidden ones (``.DS_Store``, ``._x.jdx``) are never spectra."""
@@ -567,11 +562,12 @@ def _warn_skipped(root: Path, folders: Sequence[Path], used: Sequence[Path]) -> 
 
 
 def _read_jcamp(path: Path, nan_policy: str) -> Spectra:
+    """One file (every block of a compound file, titles as ids) or a folder of files (paths as ids)."""
     source = str(path)
     if path.is_file():
-        x, y, unit = _read_jcamp_file(path)
-        X, axis = _finish_arrays(y[None, :], x, source, nan_policy)
-        return Spectra(X, axis, axis_unit=unit, source=source)
+        js = _jcamp.read_jcamp_file(path)
+        X, axis = _finish_arrays(js.Y, js.x, source, nan_policy)
+        return Spectra(X, axis, axis_unit=js.unit, source=source, ids=np.array(js.titles))
     class_dirs = sorted(p for p in path.iterdir() if p.is_dir() and _jcamp_files(p))
     loose = _jcamp_files(path)
     if class_dirs and loose:
@@ -583,23 +579,40 @@ def _read_jcamp(path: Path, nan_policy: str) -> Spectra:
     if not files:
         raise DataFormatError(f"{source}: no JCAMP-DX files ({'/'.join(_JCAMP_SUFFIXES)}) in the folder or its class folders")
     _warn_skipped(path, [path, *class_dirs], [p for p, _ in files])
-    ref_x, _, unit = _read_jcamp_file(files[0][0])
-    rows = []
-    for p, _ in files:
-        x, y, _u = _read_jcamp_file(p)
-        span = max(abs(ref_x[-1] - ref_x[0]), 1.0)
-        if x.size != ref_x.size or not np.allclose(x, ref_x, rtol=0, atol=1e-6 * span):
+    ref = _jcamp.read_jcamp_file(files[0][0])
+    rows: list[np.ndarray] = []
+    labels: list[str | None] = []
+    ids: list[str] = []
+    for p, cls in files:
+        js = ref if p == files[0][0] else _jcamp.read_jcamp_file(p)
+        span = max(abs(ref.x[-1] - ref.x[0]), 1.0)
+        if js.x.size != ref.x.size or not np.allclose(js.x, ref.x, rtol=0, atol=1e-6 * span):
             raise AxisError(
-                f"{source}: {p.relative_to(path)} has {x.size} points on {x.min():g}..{x.max():g}, but "
-                f"{files[0][0].relative_to(path)} has {ref_x.size} on {ref_x.min():g}..{ref_x.max():g}; "
+                f"{source}: {p.relative_to(path)} has {js.x.size} points on {js.x.min():g}..{js.x.max():g}, but "
+                f"{files[0][0].relative_to(path)} has {ref.x.size} on {ref.x.min():g}..{ref.x.max():g}; "
                 "spectra in one folder must share one axis (resample them first)"
             )
-        rows.append(y)
-    X, axis = _finish_arrays(np.stack(rows), ref_x, source, nan_policy)
+        rel = str(p.relative_to(path))
+        rows.extend(js.Y)
+        labels.extend([cls] * js.Y.shape[0])
+        ids.extend([rel] if js.Y.shape[0] == 1 else [f"{rel}: {t}" for t in js.titles])
+    X, axis = _finish_arrays(np.stack(rows), ref.x, source, nan_policy)
     if files[0][1] is None:
-        return Spectra(X, axis, axis_unit=unit, source=source)
-    yi, names = labels_to_indices([c for _, c in files], source)
-    return Spectra(X, axis, yi, names, axis_unit=unit, source=source)
+        return Spectra(X, axis, axis_unit=ref.unit, source=source, ids=np.array(ids))
+    yi, names = labels_to_indices([str(c) for c in labels], source)
+    return Spectra(X, axis, yi, names, axis_unit=ref.unit, source=source, ids=np.array(ids))
+
+
+# --- instrument vendors' formats ----------------------------------------------------------------
+
+
+def _read_vendor(path: Path, fmt: str, nan_policy: str, axis_unit: str | None) -> Spectra:
+    """SPC, WDF, OMNIC, OPUS through their reader packages (``_vendor``); the same checks as every format."""
+    if path.is_dir():
+        raise DataFormatError(f"{path}: is a folder; {fmt} files are read one at a time")
+    v = _vendor.read_vendor(path, fmt)
+    X, axis = _finish_arrays(v.X, v.axis, str(path), nan_policy)
+    return Spectra(X, axis, axis_unit=axis_unit or v.unit, source=str(path), ids=np.array(v.ids))
 
 
 # --- sktime/aeon .ts --------------------------------------------------------------------------

@@ -1,0 +1,195 @@
+"""Instrument vendors' formats through the ``io`` extra's readers, on real files (tests/data/vendor).
+
+Expected values are independent of the reader under test: the reader package's own tests, the
+instrument software's text export of the same measurement, or a second reader (renishawWiRE
+0.1.16, brukeropusreader 1.3.4, SpectroChemPy 1.1.3's ``read_omnic``) run once at development
+time, as each test says. Files hold decreasing axes, so scai sorts them (with a warning) and
+file index ``i`` is column ``-1 - i``.
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from scai.data import iter_chunks, read
+from scai.errors import DataFormatError
+
+VENDOR = Path(__file__).parent / "data" / "vendor"
+
+
+def _read(path: Path):
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*axis is decreasing.*")
+        return read(path)
+
+
+def _need(module: str) -> None:
+    pytest.importorskip(module, reason=f"optional reader '{module}' is not installed (pip install scai[io])")
+
+
+def _export(name: str) -> tuple[np.ndarray, np.ndarray]:
+    """The instrument software's two-column text export of the same measurement (file order)."""
+    table = np.loadtxt(VENDOR / name)  # a "#Wave  #Intensity" header, where there is one, is a comment
+    return table[:, 0], table[:, 1]
+
+
+# --- Renishaw WDF (renishaw-wdf) ---------------------------------------------------------------
+
+
+def test_wdf_map_is_one_spectrum_per_pixel_with_coordinates_as_ids() -> None:
+    _need("wdf")
+    s = _read(VENDOR / "Si-map.wdf")
+    # renishaw-wdf's test_wdf.py: 88 spectra of 575 points, Raman shift; map area 8 x 11 pixels
+    # from x=-7.090 um in steps of 2.0
+    assert s.X.shape == (88, 575) and s.axis_unit == "cm-1"
+    file_order = s.X[:, ::-1]
+    assert [int(v) for v in file_order[0, :4]] == [1595, 1565, 1590, 1580]
+    assert [int(v) for v in file_order[-1, :4]] == [1612, 1615, 1514, 1553]
+    assert [int(file_order[i, 0]) for i in range(4)] == [1595, 1583, 1640, 2120]
+    # renishawWiRE 0.1.16, a second reader: float values and pixel positions
+    np.testing.assert_allclose(file_order[0, :4], [1595.6577, 1565.4559, 1590.3949, 1580.1002], rtol=1e-6)
+    np.testing.assert_allclose(file_order[37, 300], 488.25815, rtol=1e-6)
+    assert s.ids[0] == "x=-7.09,y=-8.93" and s.ids[1] == "x=-5.09,y=-8.93" and s.ids[-1] == "x=6.91,y=11.07"
+    grid = {f"x={-7.09 + 2 * i:.6g},y={-8.93 + 2 * j:.6g}" for i in range(8) for j in range(11)}
+    assert set(s.ids) == grid and len(set(s.ids)) == 88
+
+
+def test_wdf_single_spectrum_matches_the_wire_text_export() -> None:
+    _need("wdf")
+    s = _read(VENDOR / "nCal_Qontor785_z005H12_100_1x3s.wdf")
+    x, y = _export("nCal_Qontor785_z005H12_100_1x3s.txt")
+    assert s.X.shape == (1, 1021) == (1, x.size) and s.axis_unit == "cm-1"
+    assert s.ids.tolist() == ["nCal_Qontor785_z005H12_100_1x3s"]
+    # the export prints 6 decimals
+    np.testing.assert_allclose(s.axis, x[::-1], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(s.X[0], y[::-1], rtol=0, atol=1e-5)
+
+
+def test_wdf_chunks_are_the_whole_map_sliced() -> None:
+    _need("wdf")
+    full = _read(VENDOR / "Si-map.wdf")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*axis is decreasing.*")
+        parts = list(iter_chunks(VENDOR / "Si-map.wdf", 40))
+    assert [p.n_samples for p in parts] == [40, 40, 8]
+    np.testing.assert_array_equal(np.concatenate([p.X for p in parts]), full.X)
+    assert [i for p in parts for i in p.ids] == full.ids.tolist()
+
+
+# --- Galactic SPC (spc-io) ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "n"), [("nCal_Qontor785_z005H12_100_1x3s", 1021), ("PST_Reflex532_Z050_010_10000msx2", 2578)]
+)
+def test_spc_matches_the_text_export_at_its_ends(name: str, n: int) -> None:
+    _need("spc_io")
+    s = _read(VENDOR / f"{name}.spc")
+    x, y = _export(f"{name}.txt")
+    # SPC stores an evenly spaced axis (first, last, count); the text export has the instrument's
+    # uneven axis, so the ends and the point count are what both must share
+    assert s.X.shape == (1, n) == (1, x.size) and s.axis_unit == "cm-1" and s.ids.tolist() == [name]
+    # (the inVia export prints 6 significant digits)
+    np.testing.assert_allclose([s.axis[-1], s.axis[0]], [x[0], x[-1]], rtol=1e-5)
+    np.testing.assert_allclose([s.X[0, -1], s.X[0, 0]], [y[0], y[-1]], rtol=1e-5)
+
+
+def test_spc_and_wdf_of_one_measurement_agree() -> None:
+    _need("spc_io")
+    _need("wdf")
+    spc = _read(VENDOR / "nCal_Qontor785_z005H12_100_1x3s.spc")
+    wdf = _read(VENDOR / "nCal_Qontor785_z005H12_100_1x3s.wdf")
+    assert spc.X.shape == wdf.X.shape
+    np.testing.assert_allclose(np.interp(spc.axis, wdf.axis, wdf.X[0]), spc.X[0], rtol=0.05)
+
+
+# --- Thermo OMNIC (spectrochempy-omnic) ---------------------------------------------------------
+
+
+def test_omnic_group_reads_every_spectrum_with_its_title() -> None:
+    _need("spectrochempy_omnic")
+    s = _read(VENDOR / "wodger.spg")
+    assert s.X.shape == (2, 5549) and s.axis_unit == "cm-1"
+    assert s.ids.tolist() == ["vz0470.spa", "vz0468.spa"]
+    np.testing.assert_allclose([s.axis[0], s.axis[-1]], [649.9036, 5999.5557], atol=1e-3)
+    # SpectroChemPy 1.1.3 read_omnic(sortbydate=False), a second reader: file indices 0, 1000, 2774, 5548
+    expected = {0: (1.9831526279449463, 2.0048975944519043), 1000: (1.9410005807876587, 1.9933665990829468),
+                2774: (2.4519758224487305, 2.977356195449829), 5548: (1.7043344974517822, 1.8313528299331665)}
+    for i, (a, b) in expected.items():
+        np.testing.assert_allclose(s.X[:, -1 - i], [a, b], rtol=1e-6)
+
+
+# --- Bruker OPUS (brukeropus) -------------------------------------------------------------------
+
+
+def test_opus_raman_spectrum() -> None:
+    _need("brukeropus")
+    s = _read(VENDOR / "test_opus.0")
+    # brukeropusreader 1.3.4, a second reader (ramanchada2's tests also expect 4096 points)
+    assert s.X.shape == (1, 4096) and s.axis_unit == "cm-1"
+    np.testing.assert_allclose([s.axis[-1], s.axis[0]], [4000.6609666878658, 51.892564645935636], rtol=1e-9)
+    np.testing.assert_allclose(s.X[0, [-1, -2, 0]], [0.0023146735, 0.00197453, 0.02616027370095253], rtol=1e-5)
+    assert s.ids[0].startswith("0_5J_RamII_FT-Raman1064nm")
+
+
+def test_opus_reads_the_result_spectrum_not_the_raw_blocks() -> None:
+    _need("brukeropus")
+    s = _read(VENDOR / "brukeropus_file.0")
+    # the file holds absorbance, single channels, interferograms and a phase; absorbance is read.
+    # brukeropusreader 1.3.4's AB block: 9997.72..499.40 cm-1, first values 0.00876892, -0.01742323
+    # (it keeps one padding point more: 4928)
+    assert s.X.shape == (1, 4927) and s.axis_unit == "cm-1" and s.ids.tolist() == ["File Test"]
+    np.testing.assert_allclose([s.axis[-1], s.axis[0]], [9997.720922928467, 499.4039959572754], rtol=1e-9)
+    np.testing.assert_allclose(s.X[0, [-1, -2]], [0.00876892, -0.01742323], rtol=1e-5)
+
+
+@pytest.mark.parametrize("suffix", [".0", ".1", ".0042"])
+def test_opus_number_suffixes_dispatch_to_opus(tmp_path: Path, suffix: str) -> None:
+    p = tmp_path / f"sample{suffix}"
+    p.write_bytes(b"not an opus file, just bytes" * 4)
+    with pytest.raises(DataFormatError, match=rf"sample\{suffix}.*(OPUS|brukeropus)"):
+        read(p)
+
+
+# --- errors -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "module"),
+    [("Si-map.wdf", "wdf"), ("nCal_Qontor785_z005H12_100_1x3s.spc", "spc_io"), ("wodger.spg", "spectrochempy_omnic"),
+     ("test_opus.0", "brukeropus"), ("brukeropus_file.0", "brukeropus")],
+)
+def test_truncated_files_fail_naming_the_file(tmp_path: Path, name: str, module: str) -> None:
+    _need(module)
+    data = (VENDOR / name).read_bytes()
+    p = tmp_path / f"cut-{name}"
+    p.write_bytes(data[: len(data) // 10])
+    with pytest.raises(DataFormatError, match=rf"cut-{name}"):
+        read(p)
+
+
+@pytest.mark.parametrize(
+    ("name", "module", "package"),
+    [("Si-map.wdf", "wdf", "renishaw-wdf"), ("x.spc", "spc_io", "spc-io"), ("wodger.spg", "spectrochempy_omnic",
+     "spectrochempy-omnic"), ("test_opus.0", "brukeropus", "brukeropus")],
+)
+def test_missing_reader_says_what_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, module: str, package: str
+) -> None:
+    monkeypatch.setitem(sys.modules, module, None)  # makes `import module` raise ImportError
+    p = tmp_path / name
+    p.write_bytes(b"\0" * 64)
+    with pytest.raises(DataFormatError, match=rf"{name}: reading .* needs the '{package}' package: pip install {package}"):
+        read(p)
+
+
+def test_perkinelmer_sp_is_refused_with_how_to_convert(tmp_path: Path) -> None:
+    p = tmp_path / "film.sp"
+    p.write_bytes(b"PEPE" + b"\0" * 60)  # stand-in: the format is refused before any parsing
+    with pytest.raises(DataFormatError, match=r"film.sp: PerkinElmer \.sp files are not read.*CSV or JCAMP-DX"):
+        read(p)
