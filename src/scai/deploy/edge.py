@@ -14,7 +14,10 @@ dependency set to what it already has.
 
 Costs: an ONNX stage runs its full-compute MACs (PA blocks are exported on the dense masked
 path), so ``macs_edge`` is the sum of the executed stages' ``stage_macs`` and the budget check
-uses those same numbers before each stage.
+uses those same numbers before each stage. The edge also runs the model's preprocessing, which
+can cost more than the network (issue 18), so every result carries it too:
+``preprocessing_macs`` (the counted steps, :meth:`Pipeline.cost`), ``preprocessing_ms`` (measured
+on this device, this call) and ``macs_edge_total`` (network plus counted preprocessing).
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from scai.deploy.payloads import MODEL_HEADER, NPY_CONTENT_TYPE, encode_npy, one
 from scai.errors import BudgetError, ConfigError, DataValueError
 from scai.inference.budget import parse_budget
 from scai.inference.calibration import softmax
+from scai.inference.combination import ExitCombination
 from scai.inference.exit_loop import ExitResult, run_exit_loop
 from scai.inference.policies import EdgeRule
 from scai.inference.thresholds import as_thresholds, parse_thresholds
@@ -85,6 +89,15 @@ class EdgeResult:
         From the start of the call (preprocessing included) to this spectrum's answer.
     error : str
         Why an offload failed, or why the edge exceeded its budget; empty otherwise.
+    preprocessing_macs : int
+        Counted MACs of the preprocessing this spectrum went through on the edge (resampling
+        onto the model's axis included); steps that can only be timed (baselines, despiking)
+        add nothing here, they show in ``preprocessing_ms``.
+    preprocessing_ms : float
+        Measured preprocessing time per spectrum on this device (the call's alignment and
+        preprocessing time divided by its spectra).
+    macs_edge_total : int
+        ``macs_edge + preprocessing_macs``: the edge's counted cost for this spectrum.
     """
 
     index: int
@@ -100,6 +113,9 @@ class EdgeResult:
     bytes_sent: int
     latency_ms: float
     error: str = ""
+    preprocessing_macs: int = 0
+    preprocessing_ms: float = 0.0
+    macs_edge_total: int = 0
 
 
 def _bmax_macs(bmax: Any, exit_macs: np.ndarray) -> float:
@@ -196,6 +212,8 @@ class EdgeClient:
         self.offload_rows = int(offload_rows)
         self._sessions: dict[int, Any] = {}
         self._pipeline = self._load_pipeline(m["preprocessing"])
+        #: Counted preprocessing cost per spectrum (``.macs``, ``.counted``, per-step ``.steps``).
+        self.preprocessing_cost = self._pipeline.cost(measure=False)
         # Loopback needs no proxy; elsewhere honour the environment's proxy settings.
         self._opener = (
             urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -310,6 +328,11 @@ class EdgeClient:
         raw = self.align(X, axis)
         Z = self.preprocess(raw)
         n = Z.shape[0]
+        pre_ms = (time.perf_counter() - t0) * 1e3 / max(n, 1)
+        resampled = axis is not None and not (
+            np.shape(axis) == self.axis.shape and np.allclose(np.asarray(axis, dtype=np.float64), self.axis)
+        )
+        pre_macs = self.preprocessing_cost.macs + (2 * self.axis.size if resampled else 0)  # as Resample.macs
         rule = EdgeRule(self.thresholds.values, self.bmax, self.stage_macs)
         t_loop = (time.perf_counter() - t0) * 1e3
         res = run_exit_loop(_OnnxStages(self), Z, rule, temperatures=self.temperatures, batch_size=max(n, 1))
@@ -321,7 +344,11 @@ class EdgeClient:
         pending = np.flatnonzero(~res.settled).tolist()
         if pending:
             self._offload(pending, raw, Z, res, results, t0)
-        return [r for r in results if r is not None]
+        done = [r for r in results if r is not None]
+        for r in done:
+            r.preprocessing_macs, r.preprocessing_ms = int(pre_macs), float(pre_ms)
+            r.macs_edge_total = r.macs_edge + r.preprocessing_macs
+        return done
 
     def _offload(
         self,
@@ -337,7 +364,10 @@ class EdgeClient:
         for i in pending:
             k = int(res.last_stage[i])
             sizes = self.payload_bytes(k)
-            kind = "features" if "features" in sizes and sizes["features"] <= sizes["raw"] else "raw"
+            # A model whose exits combine earlier exits' logits (manifest "combination") offloads raw
+            # spectra: the centre then reruns the edge's stages itself rather than trusting a state.
+            small = "features" in sizes and sizes["features"] <= sizes["raw"]
+            kind = "features" if small and self.manifest.get("combination") is None else "raw"
             groups.setdefault((kind, k if kind == "features" else -1), []).append(i)
         chunks = [(key, rows[s : s + self.offload_rows]) for key, rows in groups.items()
                   for s in range(0, len(rows), self.offload_rows)]
@@ -399,6 +429,8 @@ class _OnnxStages:
         self.n_exits = client.n_exits
         self.n_classes = len(client.class_names)
         self.uses = client.manifest.get("exits_used")  # a cascade's skipped exits
+        comb = client.manifest.get("combination")  # ... and how its exits build on earlier ones
+        self.combination = None if comb is None else ExitCombination.from_dict(comb, "manifest combination")
 
     def inputs(self, X: np.ndarray, start_stage: int) -> np.ndarray:
         return X[:, None, :] if start_stage == 0 and X.ndim == 2 else X
@@ -425,6 +457,7 @@ def write_results_csv(results: Sequence[EdgeResult], path: str | Path) -> Path:
         for r in results:
             row = asdict(r)
             row["latency_ms"] = f"{r.latency_ms:.3f}"
+            row["preprocessing_ms"] = f"{r.preprocessing_ms:.4f}"
             row["confidence"] = f"{r.confidence:.6f}"
             w.writerow(row)
     return path

@@ -6,6 +6,7 @@ Pure NumPy/SciPy/pybaselines (never torch), so the edge runtime can run it as is
 from scai.preprocessing.axis import MIN_AXIS_OVERLAP, align_to_axis
 from scai.preprocessing.base import Step, get_step, list_steps, register_step
 from scai.preprocessing.baseline import BASELINE_METHODS, BaselineCorrection
+from scai.preprocessing.cost import PreprocessingCost, StepCost, pipeline_cost
 from scai.preprocessing.pipeline import (
     AUTO_CANDIDATES,
     PIPELINE_KINDS,
@@ -38,6 +39,9 @@ __all__ = [
     "get_step",
     "list_steps",
     "Pipeline",
+    "PreprocessingCost",
+    "StepCost",
+    "pipeline_cost",
     "default_pipeline",
     "pipeline_to_spec",
     "pipeline_from_spec",

@@ -179,6 +179,20 @@ class Step(TransformerMixin, BaseEstimator):
         self._check_fitted()
         return self.axis_
 
+    def macs(self, n_points: int) -> int | None:
+        """Operations per spectrum of ``n_points`` points, counted as the network counts MACs (one
+        per multiply, add, divide or comparison on a point; per-spectrum scalars are free).
+
+        ``None`` (the default) means the work depends on the data (iterations, selections) and
+        is measured instead (:meth:`scai.preprocessing.Pipeline.cost`).
+        """
+        return None
+
+    def n_out(self, n_points: int) -> int:
+        """Points per spectrum that ``transform`` returns for ``n_points`` in (steps that crop or
+        resample override this)."""
+        return int(n_points)
+
     # -- subclass hooks ------------------------------------------------------------------------
 
     def _fit(self, X: np.ndarray, y: Any) -> None:

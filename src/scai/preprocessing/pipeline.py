@@ -20,6 +20,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from scai.errors import ConfigError, DataFormatError, NotFittedError, ScaiTypeError
 from scai.preprocessing.base import Step, _decode, _encode, feature_names, from_frame, get_step, list_steps, to_frame
 from scai.preprocessing.baseline import BaselineCorrection
+from scai.preprocessing.cost import PreprocessingCost, pipeline_cost
 from scai.preprocessing.steps import SNV, Despike, SavitzkyGolay
 
 __all__ = [
@@ -101,6 +102,25 @@ class Pipeline(TransformerMixin, BaseEstimator):
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         """The output axis values as text (lets ``set_output(transform="pandas")`` name columns)."""
         return feature_names(self.output_axis_)
+
+    def cost(
+        self,
+        n_points: int | None = None,
+        X: Any = None,
+        *,
+        measure: bool = True,
+        batch_size: int = 256,
+        repeats: int = 3,
+    ) -> PreprocessingCost:
+        """Cost per spectrum of each step and in total: counted MACs where the arithmetic is fixed,
+        measured ms (here, now, on ``X`` or synthetic spectra) for every step.
+
+        ``n_points`` defaults to the fitted width; an unfitted pipeline needs it, and then
+        ``measure=False``. ``X`` (raw spectra on the fitted axis) makes the timing of
+        data-dependent steps (baselines) representative; at most ``batch_size`` rows are timed,
+        best of ``repeats``. Example: ``default_pipeline("raman").fit(X, axis=a).cost(X=X).table()``.
+        """
+        return pipeline_cost(self, n_points, X, measure=measure, batch_size=batch_size, repeats=repeats)
 
     @staticmethod
     def _copy_if_same(out: np.ndarray, X: np.ndarray) -> np.ndarray:

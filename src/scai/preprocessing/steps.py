@@ -78,6 +78,13 @@ class Crop(Step):
     def _transform(self, X: np.ndarray) -> np.ndarray:
         return X[:, self.index_]
 
+    def macs(self, n_points: int) -> int:
+        return 0  # a selection
+
+    def n_out(self, n_points: int) -> int:
+        self._check_fitted()  # the kept points depend on the axis
+        return int(self.index_.size)
+
     @property
     def output_axis_(self) -> np.ndarray:
         self._check_fitted()
@@ -129,6 +136,12 @@ class Resample(Step):
         w = np.clip((t - a[i]) / (a[i + 1] - a[i]), 0.0, 1.0)
         return X[:, i] * (1.0 - w) + X[:, i + 1] * w
 
+    def macs(self, n_points: int) -> int:
+        return 2 * self.n_out(n_points)  # x[i] (1 - w) + x[i + 1] w per target point
+
+    def n_out(self, n_points: int) -> int:
+        return int(self._target().size)
+
     @property
     def output_axis_(self) -> np.ndarray:
         self._check_fitted()
@@ -175,6 +188,11 @@ class SavitzkyGolay(Step):
         a = self.axis_
         delta = float((a[-1] - a[0]) / (a.size - 1)) if a.size > 1 else 1.0
         return savgol_filter(X, int(self.window), int(self.polyorder), deriv=int(self.deriv), delta=delta, axis=1)
+
+    def macs(self, n_points: int) -> int:
+        # One window-tap FIR per point; the "interp" edges evaluate a fitted polynomial instead,
+        # counted as the same window taps.
+        return int(self.window) * int(n_points)
 
 
 @register_step
@@ -250,6 +268,9 @@ class SNV(Step):
         X -= X.mean(axis=1, keepdims=True)
         return _safe_divide(X, X.std(axis=1))
 
+    def macs(self, n_points: int) -> int:
+        return 4 * int(n_points)  # sum (mean), subtract, square-accumulate (std), divide
+
 
 @register_step
 class MinMax(Step):
@@ -259,6 +280,9 @@ class MinMax(Step):
         X -= X.min(axis=1, keepdims=True)
         return _safe_divide(X, X.max(axis=1))
 
+    def macs(self, n_points: int) -> int:
+        return 4 * int(n_points)  # min, subtract, max, divide
+
 
 @register_step
 class VectorNorm(Step):
@@ -266,6 +290,9 @@ class VectorNorm(Step):
 
     def _transform(self, X: np.ndarray) -> np.ndarray:
         return _safe_divide(X, np.linalg.norm(X, axis=1))
+
+    def macs(self, n_points: int) -> int:
+        return 2 * int(n_points)  # square-accumulate, divide
 
 
 @register_step
@@ -277,6 +304,9 @@ class AreaNorm(Step):
 
     def _transform(self, X: np.ndarray) -> np.ndarray:
         return _safe_divide(X, trapezoid(np.abs(X), self.axis_, axis=1))
+
+    def macs(self, n_points: int) -> int:
+        return 3 * int(n_points)  # absolute value, trapezoid multiply-accumulate, divide
 
 
 @register_step
@@ -308,6 +338,9 @@ class Standardize(Step):
 
     def _transform(self, X: np.ndarray) -> np.ndarray:
         return (X - self.mean_) / self.scale_
+
+    def macs(self, n_points: int) -> int:
+        return 2 * int(n_points)  # subtract, divide
 
 
 @register_step
@@ -374,3 +407,7 @@ class LaserCalibration(Step):
                 f"over {self.window}; calibrate before baseline correction/normalisation"
             )
         return X * (self.reference_ / integrals)[:, None]
+
+    def macs(self, n_points: int) -> int:
+        self._check_fitted()  # the window's points depend on the axis
+        return int(self.index_.size) + int(n_points)  # trapezoid over the window, scale every point
