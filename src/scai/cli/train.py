@@ -53,6 +53,9 @@ def register(sub: Any) -> None:
     p.add_argument("data", metavar="DATA", help="training spectra: file, folder, or bundled dataset name")
     add_training_arguments(p)
     p.add_argument("--out", default="scai-model", help="model directory to write (default: scai-model)")
+    p.add_argument("--ddp", action="store_true",
+                   help="data-parallel training over the processes torchrun starts (on by itself under torchrun): "
+                        "torchrun --nproc_per_node=N -m scai.cli train DATA --ddp; rank 0 writes --out")
     p.set_defaults(func=_run)
 
 
@@ -339,10 +342,43 @@ def print_exit_table(rows: list[dict[str, Any]], title: str) -> None:
     )
 
 
+def _run_ddp(args: argparse.Namespace) -> int:
+    """``_run`` on every torchrun rank in one process group; rank 0 alone prints and writes."""
+    import contextlib
+    import io
+
+    from scai.training import ddp
+
+    if args.jobs not in (None, 1):
+        raise CliError("--jobs and --ddp exclude each other: under torchrun the folds run one after another, "
+                       "each trained data-parallel")
+    with ddp.process_group() as env:
+        args.quiet = args.quiet or env.rank > 0
+        with contextlib.redirect_stdout(io.StringIO()) if env.rank > 0 else contextlib.nullcontext():
+            return _run(args)
+
+
+def _one_model(est: Any) -> bool:
+    """Under --ddp: refuse ranks that ended with different models; True on the rank that writes."""
+    import json
+
+    from scai.training import ddp
+
+    if ddp.current() is None:
+        return True
+    extra = json.dumps([np.asarray(est.temperatures_).tolist(), est.thresholds_, repr(est.pipeline_),
+                        getattr(est.network_, "uses", None)], sort_keys=True, default=str).encode()
+    ddp.check_same(ddp.state_digest(est.network_, extra), "model")
+    return ddp.is_main()
+
+
 def _run(args: argparse.Namespace) -> int:
     from scai.report.evaluation import evaluate
     from scai.report.plots import plot_training_curves
+    from scai.training import ddp
 
+    if (getattr(args, "ddp", False) or ddp.launch_env() is not None) and ddp.current() is None:
+        return _run_ddp(args)
     settings = _settings(args)
     t0 = time.perf_counter()
     columns = column_options(args)
@@ -351,6 +387,8 @@ def _run(args: argparse.Namespace) -> int:
     test_file = load_spectra(args.test_data, args.label_column, args.data_dir, **columns) if args.test_data else None  # before training: fail fast
     print(f"data: {spectra.source}: {spectra.n_samples} spectra x {spectra.n_points} points, {spectra.n_classes} classes")
     est, test, split = train_on_spectra(spectra, settings, val=val, test_fraction=args.test_fraction)
+    if not _one_model(est):  # a --ddp rank other than 0
+        return 0
     if test_file is not None:
         test = test_file
         split["test"] = str(args.test_data)
