@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from scai.data import iter_chunks, read
+from scai.data import FILE_ID_FORMATS, format_of, iter_chunks, read
 from scai.errors import DataFormatError
 
 VENDOR = Path(__file__).parent / "data" / "vendor"
@@ -193,3 +193,13 @@ def test_perkinelmer_sp_is_refused_with_how_to_convert(tmp_path: Path) -> None:
     p.write_bytes(b"PEPE" + b"\0" * 60)  # stand-in: the format is refused before any parsing
     with pytest.raises(DataFormatError, match=r"film.sp: PerkinElmer \.sp files are not read.*CSV or JCAMP-DX"):
         read(p)
+
+
+@pytest.mark.parametrize(
+    ("name", "fmt"),
+    [("a.spc", "spc"), ("a.WDF", "wdf"), ("a.spa", "omnic"), ("a.spg", "omnic"), ("a.0", "opus"), ("a.0012", "opus"),
+     ("a.sp", "perkinelmer"), ("a.jdx", "jcamp"), ("a.csv", "csv")],
+)
+def test_format_of_tells_which_reader_and_whether_rows_carry_ids(name: str, fmt: str) -> None:
+    assert format_of(name) == fmt
+    assert (fmt in FILE_ID_FORMATS) == (fmt not in ("csv", "perkinelmer"))

@@ -33,11 +33,13 @@ from scai.data._checks import (
 from scai.data.spectra import Spectra
 from scai.errors import AxisError, DataFormatError, DataValueError
 
-__all__ = ["read", "iter_chunks", "FORMATS"]
+__all__ = ["read", "iter_chunks", "FORMATS", "FILE_ID_FORMATS", "format_of"]
 
 FORMATS = ("csv", "ucr", "xlsx", "npz", "npy", "hdf5", "jcamp", "ts", "spc", "wdf", "omnic", "opus", "perkinelmer")
 #: Formats read as tables of cells, which take the column options (label, id, group, ignore, ...).
 TABLE_FORMATS = ("csv", "ucr", "xlsx")
+#: Formats whose rows carry ids from the file itself (titles, sample names, map pixel coordinates).
+FILE_ID_FORMATS = ("jcamp", "spc", "wdf", "omnic", "opus")
 _SUFFIX_FORMAT = {
     ".csv": "csv", ".tsv": "csv", ".txt": "csv", ".dat": "csv",
     ".xlsx": "xlsx", ".xlsm": "xlsx",
@@ -51,6 +53,14 @@ _SUFFIX_FORMAT = {
 _OPUS_SUFFIX = re.compile(r"^\.\d+$")
 _JCAMP_SUFFIXES = (".jdx", ".dx", ".jcamp")
 _HDF5_BLOCK_ROWS = 65536
+
+
+def format_of(path: str | Path, format: str | None = None) -> str:
+    """The format :func:`read` uses for ``path``: ``format`` checked, else the suffix (a folder is JCAMP-DX).
+
+    With :data:`FILE_ID_FORMATS` it tells, before reading, whether rows will come with ids.
+    """
+    return _format_of(Path(path), format)
 
 
 def _format_of(path: Path, fmt: str | None) -> str:
