@@ -2,7 +2,7 @@
 
 Expected values are independent of the reader under test: the reader package's own tests, the
 instrument software's text export of the same measurement, or a second reader (renishawWiRE
-0.1.16, brukeropusreader 1.3.4, SpectroChemPy 1.1.3's ``read_omnic``) run once at development
+0.1.16, brukeropusreader 1.3.4, SpectroChemPy 1.1.3's ``read_omnic`` and ``read_spc``) run once at development
 time, as each test says. Files hold decreasing axes, so scai sorts them (with a warning) and
 file index ``i`` is column ``-1 - i``.
 """
@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from scai.data import FILE_ID_FORMATS, format_of, iter_chunks, read
-from scai.errors import DataFormatError
+from scai.errors import AxisError, DataFormatError
 
 VENDOR = Path(__file__).parent / "data" / "vendor"
 
@@ -106,6 +106,27 @@ def test_spc_and_wdf_of_one_measurement_agree() -> None:
     wdf = _read(VENDOR / "nCal_Qontor785_z005H12_100_1x3s.wdf")
     assert spc.X.shape == wdf.X.shape
     np.testing.assert_allclose(np.interp(spc.axis, wdf.axis, wdf.X[0]), spc.X[0], rtol=0.05)
+
+
+def test_spc_with_subfiles_is_one_row_per_subfile_with_z_as_ids() -> None:
+    _need("spc_io")
+    s = _read(VENDOR / "specio_zscan.spc")
+    # specio's test_spc.py: 31 spectra of 1024 points; SpectroChemPy 1.1.3's read_spc, a second
+    # reader with its own SPC parser: identical values, z from -95.01 in steps of about 6.34
+    assert s.X.shape == (31, 1024) and s.axis_unit == "nm"
+    np.testing.assert_allclose([s.axis[0], s.axis[-1]], [541.15039, 731.58966], rtol=1e-7)
+    assert s.ids[[0, 1, 2, -1]].tolist() == ["z=-95.0085", "z=-88.6653", "z=-82.3287", "z=94.9973"]
+    np.testing.assert_array_equal(s.X[0, [0, 1, 2, -3, -2, -1]], [781, 797, 796, 13685, 13843, 13853])
+    np.testing.assert_array_equal(s.X[-1, :3], [681, 681, 695])
+    assert s.X[15, 500] == 2860
+
+
+def test_spc_subfiles_on_different_x_are_refused() -> None:
+    _need("spc_io")
+    # specio's test_spc.py: the subfiles have 8 and 6 points
+    with pytest.raises(AxisError, match=r"specio_xyxy.spc: spectrum 'z=1.09667' has 6 points on 27.95..43.9, but "
+                                        r"'z=1.08667' has 8 on 25.85..43.9; the spectra of one file must share one axis"):
+        read(VENDOR / "specio_xyxy.spc")
 
 
 # --- Thermo OMNIC (spectrochempy-omnic) ---------------------------------------------------------
