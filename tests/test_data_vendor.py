@@ -2,9 +2,9 @@
 
 Expected values are independent of the reader under test: the reader package's own tests, the
 instrument software's text export of the same measurement, or a second reader (renishawWiRE
-0.1.16, brukeropusreader 1.3.4, SpectroChemPy 1.1.3's ``read_omnic`` and ``read_spc``) run once at development
-time, as each test says. Files hold decreasing axes, so scai sorts them (with a warning) and
-file index ``i`` is column ``-1 - i``.
+0.1.16, brukeropusreader 1.3.4, SpectroChemPy 1.1.3's ``read_omnic`` and ``read_spc``) run once at
+development time, or OpenSpecy's tests of its own R readers, as each test says. Most files hold
+decreasing axes, which scai sorts (with a warning): there, file index ``i`` is column ``-1 - i``.
 """
 
 from __future__ import annotations
@@ -143,6 +143,24 @@ def test_omnic_group_reads_every_spectrum_with_its_title() -> None:
                 2774: (2.4519758224487305, 2.977356195449829), 5548: (1.7043344974517822, 1.8313528299331665)}
     for i, (a, b) in expected.items():
         np.testing.assert_allclose(s.X[:, -1 - i], [a, b], rtol=1e-6)
+
+
+def test_omnic_single_spa_matches_open_specy() -> None:
+    _need("spectrochempy_omnic")
+    s = _read(VENDOR / "openspecy_polyethylene.spa")
+    # OpenSpecy's tests (its own R reader, read_spa): 1738 points on 649.9..3999.8, values 61.51..102.88
+    assert s.X.shape == (1, 1738) and s.axis_unit == "cm-1" and s.ids.tolist() == ["Parafilm Test"]
+    assert [round(float(s.axis.min()), 1), round(float(s.axis.max()), 1)] == [649.9, 3999.8]
+    assert [round(float(s.X.min()), 2), round(float(s.X.max()), 2)] == [61.51, 102.88]
+
+
+def test_spc_raman_matches_open_specy() -> None:
+    _need("spc_io")
+    s = _read(VENDOR / "openspecy_atacamite.spc")
+    # OpenSpecy's tests (its own R reader, read_spc): 559 points on 117.8..1050.0, values 0.08..585.51
+    assert s.X.shape == (1, 559) and s.axis_unit == "cm-1"
+    assert [round(float(s.axis.min()), 1), round(float(s.axis.max()), 1)] == [117.8, 1050.0]
+    assert [round(float(s.X.min()), 2), round(float(s.X.max()), 2)] == [0.08, 585.51]
 
 
 # --- Bruker OPUS (brukeropus) -------------------------------------------------------------------
