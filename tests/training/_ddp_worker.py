@@ -53,6 +53,21 @@ def _fit(name: str, X: np.ndarray, y: np.ndarray, tr: np.ndarray, va: np.ndarray
             "units_per_block": TINY_SCAI["units_per_block"]}
 
 
+def _estimator(X: np.ndarray, y: np.ndarray) -> dict[str, Any]:
+    """The estimator's own steps (preprocessing search, exit 0, cross-fitting, calibration) on every rank."""
+    from scai.estimators import SCAIClassifier
+
+    # skip_exits=False: the network is trained even where exit 0 alone gets every spectrum right
+    est = SCAIClassifier(model="scai", model_config=TINY_SCAI, preprocessing="auto", exit0="auto", cross_fit=2,
+                         skip_exits=False, train_config={"max_epochs": 3, "batch_size": 12, "threads": 1},
+                         random_state=0)
+    est.fit(X, y)
+    extra = json.dumps([est.temperatures_.tolist(), est.thresholds_, repr(est.pipeline_), est.exit0_["kind"]],
+                       sort_keys=True, default=str).encode()
+    return {"digest": ddp.state_digest(est.network_, extra), "network": est.cross_fit_["network"],
+            "preprocessing": (est.preprocessing_selection_ or {}).get("chosen"), "exit0": est.exit0_["kind"]}
+
+
 def main(out: Path) -> None:
     torch.set_num_threads(1)
     X, y, _ = make_peaks(n_per_class=16, seed=1)
@@ -63,6 +78,7 @@ def main(out: Path) -> None:
     with ddp.process_group() as env:
         record: dict[str, Any] = {"rank": env.rank, "world_size": env.world_size, "n_jobs": default_n_jobs(5)}
         record["cases"] = {name: _fit(name, X, codes, tr, va) for name in CASES}
+        record["estimator"] = _estimator(X, codes)
         try:
             ddp.check_same(f"rank {env.rank}", "test value")
             record["mismatch_refused"] = False

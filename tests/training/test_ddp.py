@@ -147,6 +147,10 @@ def test_two_ranks_train_alike_and_learn(tmp_path):
     plus = ranks[0]["cases"]["scai_plus"]
     assert plus["digests"][0] == plus["digests"][1], "the same seed gave other weights"
     assert all(p > 0 for p in plus["train_ponder"][0])  # the ponder cost and compute target were trained
+    # the estimator's own steps on every rank (preprocessing search, exit 0, folds, calibration) agree
+    est = [r["estimator"] for r in ranks]
+    assert est[0] == est[1], est
+    assert est[0]["network"] == "trained on all spectra" and est[0]["preprocessing"] and est[0]["exit0"]
     halted = ranks[0]["cases"]["scai_plus_halted"]
     assert halted["units_max_before"] == 1.0 < halted["units_per_block"]  # units were skipped
 
