@@ -9,6 +9,7 @@ from scipy.linalg import solveh_banded
 
 from scai.errors import DataValueError
 from scai.preprocessing import BaselineCorrection, Despike, default_pipeline, whittaker
+from scai.preprocessing import baseline as baseline_module
 from scai.preprocessing.whittaker import asls_rows, penalty_bands, solve_weighted_rows
 
 
@@ -120,6 +121,13 @@ def test_asls_rows_refuses_what_pybaselines_refuses() -> None:
         asls_rows(_synthetic(n=2), weights=[1.0, 1.0, 1.0])
 
 
+@pytest.fixture
+def batch_always(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The step takes the batched path however few spectra a call has."""
+    monkeypatch.setattr(baseline_module, "BATCH_MIN_SPECTRA", 1)
+
+
+@pytest.mark.usefixtures("batch_always")
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_step_output_equals_data_minus_pybaselines_baseline(dtype: type) -> None:
     X = _synthetic(n=12, width=300, seed=5).astype(dtype)
@@ -157,6 +165,43 @@ def test_other_methods_and_orders_keep_pybaselines_loop() -> None:
     np.testing.assert_array_equal(Z, np.stack([row - fitter.arpls(row, lam=1e5)[0] for row in X]))
 
 
+def test_small_calls_run_pybaselines_itself() -> None:
+    X = _synthetic(n=5, width=200)
+    Z = BaselineCorrection("asls", lam=1e5, p=0.01).fit_transform(X)
+    np.testing.assert_array_equal(Z, X - _reference(X, lam=1e5, p=0.01)[0])
+
+
+@pytest.mark.parametrize("coarsen", [2, 3, 4])
+def test_coarsen_fits_every_kth_point_and_interpolates(coarsen: int) -> None:
+    X = _synthetic(n=6, width=301, seed=coarsen)
+    Z = BaselineCorrection("asls", lam=1e5, p=0.01, coarsen=coarsen).fit_transform(X)
+    index = np.unique(np.append(np.arange(0, 301, coarsen), 300))
+    coarse, _ = _reference(X[:, index], lam=1e5 / coarsen**4, p=0.01)  # same smoothness per unit of the axis
+    ref = np.stack([np.interp(np.arange(301), index, b) for b in coarse])
+    np.testing.assert_allclose(Z, X - ref, rtol=0, atol=1e-8 * np.abs(X).max())
+
+
+def test_coarsen_approximates_the_exact_fit_on_real_spectra(shared_datasets) -> None:
+    d = np.load(shared_datasets / "milk_adulteration.npz", allow_pickle=False)
+    X = Despike().fit(d["X"]).transform(d["X"])[::25].astype(np.float64)
+    exact = BaselineCorrection("asls", lam=1e6, p=0.01).fit_transform(X)
+    for k, worst in [(2, 0.1), (4, 0.2)]:  # rms difference / std of the corrected spectrum
+        approx = BaselineCorrection("asls", lam=1e6, p=0.01, coarsen=k).fit_transform(X)
+        rel = np.sqrt(((approx - exact) ** 2).mean(axis=1)) / exact.std(axis=1)
+        assert rel.max() < worst, (k, rel.max())
+
+
+def test_coarsen_is_checked() -> None:
+    from scai.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="coarsen=0 must be an integer >= 1"):
+        BaselineCorrection("asls", coarsen=0).fit(_synthetic(n=2))
+    with pytest.raises(ConfigError, match="applies to method='asls' only"):
+        BaselineCorrection("snip", coarsen=2).fit(_synthetic(n=2))
+    with pytest.raises(DataValueError, match="cannot fit a baseline"):
+        BaselineCorrection("asls", coarsen=4).fit(np.ones((2, 5)))  # coarse grid: points 0 and 4, too few
+
+
 def test_raman_preset_unchanged_on_real_spectra(shared_datasets) -> None:
     """The default "raman" pipeline (batched asls) gives what pybaselines' loop gave."""
     d = np.load(shared_datasets / "milk_species.npz", allow_pickle=False)
@@ -165,3 +210,13 @@ def test_raman_preset_unchanged_on_real_spectra(shared_datasets) -> None:
     old = default_pipeline("raman").fit(X, axis=d["axis"])
     old[1]._batched = False
     np.testing.assert_allclose(new.transform(X), old.transform(X), rtol=0, atol=1e-6)
+
+
+def test_raman_preset_batched_on_a_large_call(shared_datasets) -> None:
+    """At BATCH_MIN_SPECTRA spectra and more the batched fit runs, and matches pybaselines."""
+    d = np.load(shared_datasets / "milk_adulteration.npz", allow_pickle=False)
+    X = np.vstack([d["X"], d["X"][:, ::-1]])[: whittaker.BATCH_MIN_SPECTRA].astype(np.float64)
+    step = BaselineCorrection("asls", lam=1e6, p=0.01).fit(X)
+    loop = BaselineCorrection("asls", lam=1e6, p=0.01).fit(X)
+    loop._batched = False
+    _close(step.transform(X), loop.transform(X), X)

@@ -10,7 +10,7 @@ from pybaselines import Baseline
 
 from scai.errors import ConfigError, DataValueError
 from scai.preprocessing.base import Step, register_step
-from scai.preprocessing.whittaker import asls_rows, batched_supports
+from scai.preprocessing.whittaker import BATCH_MIN_SPECTRA, asls_rows, batched_supports
 
 __all__ = ["BaselineCorrection", "BASELINE_METHODS"]
 
@@ -45,12 +45,18 @@ class BaselineCorrection(Step):
         ``BaselineCorrection("asls", lam=1e6, p=0.01)`` works.
     axis : array-like, optional
         Spectral axis (``x_data``); may instead be passed to ``fit``.
+    coarsen : int
+        asls only: fit the baseline on every ``coarsen``-th point (and the last), with ``lam``
+        divided by ``coarsen ** (2 * diff_order)`` so the penalty means the same smoothness,
+        then interpolate it back linearly. ``coarsen`` times fewer points to fit, an approximate
+        baseline; 1 (the default) is the exact fit. docs/data.md gives its measured accuracy.
 
     Notes
     -----
-    asls (difference order 1 or 2) is fitted for all spectra at once
-    (:mod:`scai.preprocessing.whittaker`, equal to pybaselines' fit to rounding); every other
-    method runs pybaselines one spectrum at a time. Measured on 500 x 1738 milk spectra
+    asls (difference order 1 or 2) is fitted for all spectra of a call at once when there are at
+    least :data:`~scai.preprocessing.whittaker.BATCH_MIN_SPECTRA` of them
+    (:mod:`scai.preprocessing.whittaker`, equal to pybaselines' fit to rounding); smaller calls
+    and every other method run pybaselines one spectrum at a time. Measured on 500 x 1738 milk spectra
     (1 core, per spectrum): airpls ~0.9 s, snip ~0.7 s, modpoly ~1.7 s, arpls ~3.4 s;
     docs/data.md ("Preprocessing speed and cost") has the batched asls figures.
     """
@@ -59,11 +65,15 @@ class BaselineCorrection(Step):
     #: (benchmarks compare the two; not a parameter, since the results are the same).
     _batched: bool = True
 
-    def __init__(self, method: str = "asls", params: dict[str, Any] | None = None, axis: Any = None, **kwargs: Any) -> None:
+    def __init__(
+        self, method: str = "asls", params: dict[str, Any] | None = None, axis: Any = None, coarsen: int = 1,
+        **kwargs: Any,
+    ) -> None:
         self.method = method
         # Keep the caller's dict object when there are no extra keywords (sklearn.clone checks identity).
         self.params = {**(params or {}), **kwargs} if kwargs else params
         self.axis = axis
+        self.coarsen = coarsen
 
     def check_params(self) -> None:
         if self.method not in BASELINE_METHODS:
@@ -79,10 +89,30 @@ class BaselineCorrection(Step):
                 f"BaselineCorrection(method={self.method!r}): unknown parameter(s) {unknown}; "
                 f"valid parameters: {', '.join(valid) or 'none'}"
             )
+        k = self.coarsen
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise ConfigError(f"BaselineCorrection: coarsen={k!r} must be an integer >= 1")
+        if k > 1 and self.method != "asls":
+            raise ConfigError(f"BaselineCorrection: coarsen={k} applies to method='asls' only; got method={self.method!r}")
+
+    def _coarse(self, n: int) -> tuple[np.ndarray, dict[str, Any]]:
+        """Indices of the coarse grid and the asls parameters that mean the same smoothness on it."""
+        k = int(self.coarsen)
+        params = dict(self.params or {})
+        if k == 1:
+            return np.arange(n), params
+        index = np.arange(0, n, k)
+        if index[-1] != n - 1:
+            index = np.append(index, n - 1)
+        params["lam"] = float(params.get("lam", 1e6)) / k ** (2 * int(params.get("diff_order", 2)))
+        if params.get("weights") is not None:
+            params["weights"] = np.asarray(params["weights"], dtype=np.float64)[index]
+        return index, params
 
     def _fit(self, X: np.ndarray, y: Any) -> None:
         try:  # surface bad parameters at fit time, not deep inside transform
-            self._baseline(Baseline(x_data=self.axis_), X[0])
+            index, params = self._coarse(X.shape[1])
+            self._baseline(Baseline(x_data=self.axis_[index]), X[0, index], params)
         except TypeError as e:
             raise ConfigError(f"BaselineCorrection(method={self.method!r}): bad parameters {self.params}: {e}") from None
         except (ValueError, IndexError, np.linalg.LinAlgError) as e:  # pybaselines on data it cannot fit
@@ -92,17 +122,24 @@ class BaselineCorrection(Step):
                 "baseline correction (preprocessing='snv' or 'none')"
             ) from None
 
-    def _baseline(self, fitter: Baseline, row: np.ndarray) -> np.ndarray:
-        baseline, _ = getattr(fitter, self.method)(row, **(self.params or {}))
+    def _baseline(self, fitter: Baseline, row: np.ndarray, params: dict[str, Any] | None = None) -> np.ndarray:
+        baseline, _ = getattr(fitter, self.method)(row, **(self.params or {}) if params is None else params)
         return np.asarray(baseline, dtype=np.float64)
 
     def _transform(self, X: np.ndarray) -> np.ndarray:
-        if self._batched and batched_supports(self.method, self.params):
-            X -= asls_rows(X, **(self.params or {}))[0]
-            return X
-        fitter = Baseline(x_data=self.axis_)  # one fitter reuses its penalty matrices across rows
-        for i in range(X.shape[0]):
-            X[i] -= self._baseline(fitter, X[i])
+        index, params = self._coarse(X.shape[1])
+        Y = X[:, index] if index.size < X.shape[1] else X
+        if self._batched and Y.shape[0] >= BATCH_MIN_SPECTRA and batched_supports(self.method, params):
+            B = asls_rows(Y, **params)[0]
+        else:
+            fitter = Baseline(x_data=self.axis_[index])  # one fitter reuses its penalty matrices across rows
+            B = np.stack([self._baseline(fitter, row, params) for row in Y]) if Y.shape[0] else np.empty(Y.shape)
+        if index.size < X.shape[1]:  # back onto every point, linearly between coarse points
+            j = np.arange(X.shape[1])
+            left = np.clip(np.searchsorted(index, j, side="right") - 1, 0, index.size - 2)
+            w = (j - index[left]) / (index[left + 1] - index[left])
+            B = B[:, left] * (1.0 - w) + B[:, left + 1] * w
+        X -= B
         return X
 
 
