@@ -200,7 +200,8 @@ def evaluate_exits(
     """
     was_training = network.training
     network.eval()
-    device = next(network.parameters()).device  # the CPU, or a GPU during data-parallel training
+    param = next(network.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")  # a GPU in data-parallel training
     n_exits = int(network.n_exits)
     loss_sum = np.zeros(n_exits)
     correct = np.zeros(n_exits)
@@ -298,7 +299,7 @@ class Trainer:
 
         def elapsed() -> float:  # rank 0's clock under a group, so the time cap decides alike
             t = time.perf_counter() - start_time
-            return t if group is None else float(group.broadcast(np.array(t))[()])
+            return t if group is None else float(group.broadcast(np.array(t)))
 
         history = History()
         best_key: tuple[float, float, float] = (-math.inf, -math.inf, -math.inf)
