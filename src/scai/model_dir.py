@@ -10,6 +10,8 @@ Layout (``FILES``)::
     validation.safetensors   the preprocessed validation split ("X", "y"): calibration data
     history.json, .csv       per-epoch training history (scai.training.History)
     split.json               how scai train split the data (written by the CLI)
+    training_rows.json       digests of the spectra the model was fitted on (train + validation),
+                             so that scoring them again is flagged (written by the CLI; optional)
     training_curves.png      per-exit training curves (written by the CLI)
     test/                    scai train --test-fraction: held-out metrics and plots
 
@@ -104,6 +106,8 @@ __all__ = [
     "read_json_object",
     "check_config",
     "file_sha256",
+    "row_digests",
+    "TRAINING_ROWS",
 ]
 
 FORMAT_VERSION = 1
@@ -113,10 +117,13 @@ VALIDATION = "validation.safetensors"
 HISTORY = "history.json"
 HISTORY_CSV = "history.csv"
 SPLIT = "split.json"
+TRAINING_ROWS = "training_rows.json"
 CURVES = "training_curves.png"
 TEST_DIR = "test"
 #: Every file or folder a model directory may hold.
-FILES: tuple[str, ...] = (CONFIG, WEIGHTS, VALIDATION, HISTORY, HISTORY_CSV, SPLIT, CURVES, TEST_DIR)
+FILES: tuple[str, ...] = (CONFIG, WEIGHTS, VALIDATION, HISTORY, HISTORY_CSV, SPLIT, TRAINING_ROWS, CURVES, TEST_DIR)
+#: How :func:`row_digests` fingerprints a spectrum (stored in training_rows.json).
+ROW_DIGEST = "blake2b-64 of the raw spectrum as little-endian float32 bytes"
 
 _NUMBER = (int, float)
 _NULL = type(None)
@@ -175,6 +182,20 @@ def file_sha256(path: str | Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def row_digests(X: Any) -> list[str]:
+    """One short digest per spectrum (row of ``X``), of its values as float32 (how readers hold them).
+
+    The same spectrum read again from the same file, or from a file written by ``scai train
+    --save-test``, gives the same digest; 64 bits make a chance collision between two different
+    spectra negligible for any realistic number of rows.
+    """
+    arr = np.ascontiguousarray(np.asarray(X, dtype="<f4"))
+    if arr.ndim != 2:
+        raise ScaiTypeError(f"row_digests: X must be 2-D (n_spectra, n_points); got shape {arr.shape}")
+    arr = arr + np.float32(0.0)  # -0.0 -> 0.0: the same number, so the same digest
+    return [hashlib.blake2b(row.tobytes(), digest_size=8).hexdigest() for row in arr]
 
 
 def save_model_dir(directory: str | Path, files: ModelFiles, *, history: Any = None) -> Path:
@@ -517,6 +538,24 @@ class ModelDir:
             raise ModelFileError(f"{path}: not a training history ({str(exc)[:120]})") from None
         _known_keys(data, rebuilt, str(path))
         return data
+
+    def write_training_rows(self, X: Any) -> Path:
+        """Store the digests of the spectra the model was fitted on (:func:`row_digests`)."""
+        digests = sorted(set(row_digests(X)))
+        return self.write_json(TRAINING_ROWS, {"digest": ROW_DIGEST, "n_rows": len(X), "digests": digests})
+
+    def training_rows(self) -> set[str] | None:
+        """Digests of the spectra the model was fitted on, or None for a model that does not store
+        them (saved from Python, or by an older scai)."""
+        path = self.path / TRAINING_ROWS
+        if not path.exists() and not path.is_symlink():
+            return None
+        data = read_json_object(path, hint="the file is truncated or corrupted; delete it to load the model without it")
+        digests = data.get("digests")
+        if data.get("digest") != ROW_DIGEST or not isinstance(digests, list) or not all(isinstance(d, str) for d in digests):
+            raise ModelFileError(f"{path}: expected {{'digest': {ROW_DIGEST!r}, 'digests': [hex strings]}}; "
+                                 "the file was edited or written by another scai")
+        return set(digests)
 
     def write_json(self, name: str, obj: Any) -> Path:
         """Write one of the JSON side files (``split.json``)."""

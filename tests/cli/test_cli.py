@@ -49,7 +49,7 @@ def test_train_writes_model_dir_and_curves(trained):
     names = {p.name for p in out.iterdir()}
     assert {"config.json", "model.safetensors", "history.json", "history.csv", "training_curves.png", "split.json"} <= names
     metrics = json.loads((out / "test" / "metrics.json").read_text())
-    assert [r["exit"] for r in metrics["exits"]] == [1, 2, 3]
+    assert [r["exit"] for r in metrics["exits"]] == [0, 1, 2]  # 0-based, as predict_detailed
 
 
 def test_evaluate_metrics_schema(trained, tmp_path):
@@ -80,9 +80,9 @@ def test_predict_policies_write_csv(trained, tmp_path, extra):
     assert [int(r["index"]) for r in rows] == list(range(len(Xt)))  # nothing dropped across chunks
     exits = {int(r["exit"]) for r in rows}
     if extra[1] == "full":
-        assert exits == {3}
-    if extra[1] == "anytime":  # a 1-MAC budget cannot even pay for exit 1: exit 1 answers
-        assert exits == {1}
+        assert exits == {2}
+    if extra[1] == "anytime":  # a 1-MAC budget cannot even pay for the first exit: it answers
+        assert exits == {0}
     # the CSV holds what the Python API answers for the same options (the CLI parses them right)
     import scai
     from scai.data import read
@@ -94,15 +94,15 @@ def test_predict_policies_write_csv(trained, tmp_path, extra):
     if extra[1] in ("anytime", "batch"):
         opts["budget"] = extra[3]
     ref = est.predict_detailed(spectra.X, spectra.axis, **opts)
-    assert [int(r["exit"]) for r in rows] == [int(e) + 1 for e in ref.exit]
+    assert [int(r["exit"]) for r in rows] == [int(e) for e in ref.exit]  # one numbering: 0-based
     assert [r["prediction"] for r in rows] == [str(p) for p in ref.prediction]
     np.testing.assert_allclose([float(r["macs"]) for r in rows], ref.macs, rtol=1e-6)
     assert [r["reason"] for r in rows] == ref.reason.tolist()
     assert [r["flagged"] == "1" for r in rows] == ref.flagged.tolist()
     if extra[1] == "threshold":  # every early answer met the threshold
-        assert all(float(r["confidence"]) >= 0.5 - 1e-6 for r in rows if int(r["exit"]) < 3)
-    if extra[1] == "batch":  # 5k is below exit 1's cost: every spectrum answers there, at exit 1's cost
-        assert 5000 < est.exit_macs_[0] and exits == {1}
+        assert all(float(r["confidence"]) >= 0.5 - 1e-6 for r in rows if int(r["exit"]) < 2)
+    if extra[1] == "batch":  # 5k is below the first exit's cost: every spectrum answers there, at its cost
+        assert 5000 < est.exit_macs_[0] and exits == {0}
         assert np.mean([float(r["macs"]) for r in rows]) == est.exit_macs_[0]
 
 
@@ -206,7 +206,7 @@ def test_ms_budgets_are_reproducible_with_a_latency_table(trained, tmp_path, cap
         assert main([*args, "--out", str(tmp_path / name)]) == 0
         assert "read from" in capsys.readouterr().err
     b, c = _rows(tmp_path / "b.csv"), _rows(tmp_path / "c.csv")
-    assert b == c and {int(r["exit"]) for r in b} == {1}
+    assert b == c and {int(r["exit"]) for r in b} == {0}
     stored["model_sha256"] = "0" * 64
     table.write_text(json.dumps(stored))
     assert main([*args, "--out", str(tmp_path / "d.csv")]) == 2

@@ -38,7 +38,7 @@ def test_card_holds_what_the_directory_stores(model_dir):
     assert d["class_counts_validation"] == {f"class_{k}": int((y_val == k).sum()) for k in range(3)}
     assert (d["n_train"], d["n_val"], d["source_sha256"], d["class_counts_train"]) == (40, 5, None, None)
     assert [e["macs"] for e in card["exits"]] == est.exit_macs_
-    assert [e["exit"] for e in card["exits"]] == list(range(est.first_exit_number, est.first_exit_number + len(est.exit_macs_)))
+    assert [e["exit"] for e in card["exits"]] == list(range(len(est.exit_macs_)))  # 0-based, as predict_detailed
     assert card["exits"][0]["validation_accuracy"] == est.exit0_["validation_accuracy"][0]
     assert card["calibration"]["temperatures"] == pytest.approx(list(est.temperatures_))
     assert card["calibration"]["ood"] is None and card["calibration"]["conformal"] is None

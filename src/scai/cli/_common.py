@@ -10,15 +10,19 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import csv
 import inspect
 import json
 import math
 import os
+import re
 import sys
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
+
+import numpy as np
 
 from scai.errors import AxisError, BudgetError, CliError, ConfigError, DataValueError, LabelError
 from scai.inference.budget import parse_budget
@@ -31,6 +35,12 @@ __all__ = [
     "naming_file",
     "atomic_output",
     "print_table",
+    "add_threads_argument",
+    "apply_threads",
+    "default_threads",
+    "natural_labels",
+    "write_spectra_csv",
+    "labels_for_model",
     "read_config_file",
     "positive_int",
     "non_negative_int",
@@ -297,6 +307,12 @@ def naming_file(source: Any) -> Iterator[None]:
         raise type(exc)(f"{source}: {text}") from exc
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_output(path: str | Path, newline: str | None = "") -> Iterator[IO[str]]:
     """Write ``path`` through a temporary file beside it, renamed into place only on success.
@@ -308,6 +324,7 @@ def atomic_output(path: str | Path, newline: str | None = "") -> Iterator[IO[str
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
     try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; the output gets the usual mode
         with os.fdopen(fd, "w", newline=newline) as fh:
             yield fh
         os.replace(tmp, out)
@@ -358,6 +375,51 @@ def load_spectra(source: str, label_column: str | None = None, data_dir: str | N
         raise CliError(f"{source}: not a file, folder or known dataset name ({exc})") from exc
 
 
+_CANONICAL_INT = re.compile(r"-?(0|[1-9][0-9]*)\Z")
+
+
+def natural_labels(labels: Any) -> np.ndarray:
+    """Labels read from a file, as integers when every one is written as one (``"3"``, ``"-1"``).
+
+    Files hold text, so a CSV whose label column is 0/1/2 gives the strings "0", "1", "2"; a model
+    trained on those would refuse ``clf.score(X, df.label)`` with integer labels ("Mix of label
+    input types"). Only canonical spellings convert ("007" and "1.0" stay text, so no label is
+    changed by the conversion).
+    """
+    arr = np.asarray(labels, dtype=object)
+    texts = [str(v) for v in arr.tolist()]
+    if texts and all(_CANONICAL_INT.match(t) for t in texts):
+        return np.asarray([int(t) for t in texts], dtype=np.int64)
+    return np.asarray(texts, dtype=object) if arr.size else arr
+
+
+def labels_for_model(labels: Any, classes: np.ndarray) -> np.ndarray:
+    """File labels in the type of a model's ``classes_``: integers for a model with integer classes
+    (trained by ``scai train`` on integer labels, or in Python), else text."""
+    if np.asarray(classes).dtype.kind in "iu":
+        return natural_labels(labels)
+    return np.asarray([str(v) for v in np.asarray(labels, dtype=object).tolist()], dtype=object)
+
+
+def write_spectra_csv(spectra: Any, path: str | Path) -> Path:
+    """Write ``spectra`` as a wide CSV that :func:`scai.data.read` reads back to the same values.
+
+    Columns: ``label`` (when labelled), ``id`` (when the spectra carry ids), then one column per
+    axis value. Numbers are written in their shortest exact form, so each spectrum reads back to
+    the same float32 values (and the same :func:`scai.model_dir.row_digests`).
+    """
+    out = Path(path)
+    labels = spectra.labels
+    with atomic_output(out) as fh:
+        writer = csv.writer(fh)
+        head = (["label"] if labels is not None else []) + (["id"] if spectra.ids is not None else [])
+        writer.writerow(head + [repr(float(a)) for a in spectra.axis])
+        for i, row in enumerate(spectra.X):
+            lead = ([labels[i]] if labels is not None else []) + ([spectra.ids[i]] if spectra.ids is not None else [])
+            writer.writerow(lead + [repr(float(v)) for v in row])
+    return out
+
+
 def print_table(rows: Sequence[Sequence[Any]], headers: Sequence[str], file: Any = None) -> None:
     """Print a plain aligned table (works in logs and terminals alike)."""
     file = file or sys.stdout
@@ -400,12 +462,34 @@ def read_config_file(path: str) -> dict[str, Any]:
 def add_threads_argument(p: argparse.ArgumentParser) -> None:
     """``--threads N``: PyTorch CPU threads for the command (same meaning on every command)."""
     p.add_argument("--threads", type=positive_int, default=None,
-                   help="CPU threads for PyTorch, >= 1 (default: PyTorch's; on a shared machine 1 is often fastest)")
+                   help="CPU threads for PyTorch, >= 1 (default: the cores that are idle now, at least 1; "
+                        "see docs/inference.md, 'Threads')")
 
 
-def apply_threads(n: int | None) -> None:
-    """Set PyTorch's intra-op threads when ``--threads`` was given."""
-    if n is not None:
-        import torch
+def default_threads() -> int:
+    """The cores not busy now: usable cores minus the 1-minute load average, at least 1.
 
-        torch.set_num_threads(int(n))
+    On a shared machine PyTorch's default (every core) is the slow choice: with the other
+    processes' work on the cores, OpenMP threads wait for each other. Measured on a 2-core machine
+    with two other busy processes: SCAI+ on milk_adulteration took 2.0 s per epoch with 1 thread
+    and 22.6 s with 2 (docs/inference.md, 'Threads').
+    """
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        cores = os.cpu_count() or 1
+    try:
+        busy = os.getloadavg()[0]
+    except (AttributeError, OSError):
+        busy = 0.0
+    return max(1, min(cores, cores - round(busy)))
+
+
+def apply_threads(n: int | None) -> int:
+    """Set PyTorch's intra-op threads to ``n`` (``--threads``), or to :func:`default_threads`;
+    returns the number set."""
+    import torch
+
+    threads = int(n) if n is not None else default_threads()
+    torch.set_num_threads(threads)
+    return threads

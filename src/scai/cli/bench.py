@@ -10,6 +10,8 @@ from typing import Any, Callable
 
 from scai.cli._common import (
     CliError,
+    add_column_arguments,
+    apply_threads,
     existing_dir,
     non_negative_int,
     positive_int,
@@ -33,6 +35,12 @@ results under <out>/parts/), then merge them into <out>. On a machine with C cor
 sessions; each with its own --out) into --out and write one report. A run present twice is
 refused.
 The full run takes many hours on 2 cores; see docs/benchmarks.md for the estimate.
+
+--data FILE [--label-column L]: your own data instead: the default model (scai train's
+settings) against PLS-DA, logistic regression and MiniRocket, on one seeded stratified split
+per --seeds seed (default 0), train + val fitting every method, accuracy on test. Prints a table
+and writes results.json to --out (default bench-<file name>). --epochs/--patience apply to the
+model; --threads (default 1) to every method.
 """
 
 
@@ -71,7 +79,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--methods", type=_csv, default=None, help="methods or families, e.g. scai_plus,resnet1d,svm_rbf (default: all)")
     p.add_argument("--out", default=None, help="results folder (default benchmarks/results/paper, quick: benchmarks/results/paper-quick)")
     p.add_argument("--data-dir", type=existing_dir, default=None, help="folder of <name>.npz datasets (default: $SCAI_DATA_DIR or ../shared/datasets)")
-    p.add_argument("--preprocessing", type=_bench_preprocessing, default=None, help="auto (raman for cm-1 axes, ftir otherwise; default), raman, ftir, snv, none")
+    p.add_argument("--preprocessing", type=_bench_preprocessing, default=None, help="auto (raman for cm-1 axes, ftir otherwise; default), or a preset: raman, deriv, nir, ftir, snv, none "
+                        "(docs/data.md)")
     p.add_argument("--threads", type=positive_int, default=None, help="torch threads (default 2)")
     p.add_argument("--jobs", type=positive_int, default=1, help="run (dataset, seed) parts in this many processes at once, then merge them (default 1: one process)")
     p.add_argument("--no-report", action="store_true", help="write results.json only (no figures or reports); --report-only renders them later")
@@ -81,9 +90,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("bench", help="reproduce the paper's experiments", description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser("bench", help="reproduce the paper's experiments, or compare the model with the anchors on your data (--data)",
+                       description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(p)
+    p.add_argument("--data", default=None, metavar="FILE",
+                   help="your own labelled spectra (file, folder or dataset name): the model against PLS-DA, logistic and MiniRocket")
+    p.add_argument("--label-column", "-l", default=None, help="with --data: label column name or 0-based index")
+    add_column_arguments(p)
     p.set_defaults(func=run)
+
+
+#: Options of the paper benchmark that --data does not use (refused, not ignored).
+_NOT_WITH_DATA = ("quick", "datasets", "depths", "methods", "resume", "report_only", "merge", "no_report")
 
 
 def config_from_args(args: argparse.Namespace) -> Any:
@@ -121,6 +139,17 @@ def run(args: argparse.Namespace) -> int:
         write_report,
     )
 
+    if getattr(args, "data", None) is not None:
+        given = [n for n in _NOT_WITH_DATA if getattr(args, n, None) not in (None, False)]
+        if given or args.jobs != 1:
+            names = [f"--{n.replace('_', '-')}" for n in given] + (["--jobs"] if args.jobs != 1 else [])
+            raise CliError(f"--data runs one comparison on your file; {', '.join(names)} belong to the paper benchmark")
+        from scai.cli._bench_data import run_on_data
+
+        apply_threads(args.threads or 1)
+        return run_on_data(args)
+    if getattr(args, "label_column", None) is not None or getattr(args, "id_column", None) is not None or getattr(args, "ignore_columns", None):
+        raise CliError("--label-column, --id-column and --ignore-columns describe a --data file; add --data FILE")
     cfg = config_from_args(args)
     for name in ("epochs", "threads"):
         if getattr(cfg, name) < 1:

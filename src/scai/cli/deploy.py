@@ -12,6 +12,8 @@ import numpy as np
 
 from scai.cli._common import (
     CliError,
+    add_threads_argument,
+    apply_threads,
     existing_file,
     http_url,
     listen_host,
@@ -65,6 +67,7 @@ def register(sub: Any) -> None:
     p.add_argument("--budget", type=mac_budget, default=None, help="mean MACs per spectrum to calibrate exit thresholds for (e.g. 300k, or 25%% of the full path)")
     p.add_argument("--threshold", type=probability, default=None, help="fixed confidence threshold in [0, 1] for every exit instead")
     p.add_argument("--opset", type=onnx_opset, default=None, help="ONNX opset, 9 or newer (default 17)")
+    add_threads_argument(p)
     p.set_defaults(func=_export)
 
     p = sub.add_parser("serve", help="serve a model over HTTP (computing centre)", description=SERVE_HELP,
@@ -76,7 +79,8 @@ def register(sub: Any) -> None:
     p.add_argument("--max-body-mb", type=positive_float, default=8.0, help="largest request body in MiB, > 0 (default 8)")
     p.add_argument("--batch-wait-ms", type=non_negative_float, default=3.0, help="micro-batching window in ms, >= 0 (default 3)")
     p.add_argument("--max-batch", type=positive_int, default=256, help="most spectra per micro-batch, >= 1 (default 256)")
-    p.add_argument("--threads", type=positive_int, default=None, help="PyTorch threads, >= 1 (default: all cores)")
+    p.add_argument("--threads", type=positive_int, default=None,
+                   help="PyTorch threads, >= 1 (default: all cores; waiting threads sleep, OMP_WAIT_POLICY=PASSIVE)")
     p.add_argument("--max-connections", type=positive_int, default=1024,
                    help="open connections and running requests allowed at once; beyond, 503 (default 1024)")
     p.add_argument("--header-timeout", type=positive_float, default=10.0,
@@ -96,6 +100,8 @@ def register(sub: Any) -> None:
     p.add_argument("--timeout", type=positive_float, default=2.0, help="seconds to wait for the server before answering locally, > 0 (default 2)")
     p.add_argument("--batch-size", type=positive_int, default=1, help="spectra processed together, >= 1 (default 1, as a device measuring one at a time)")
     p.add_argument("--label-column", "-l", default=None, help="label column name or index, if DATA has one (prints accuracy)")
+    p.add_argument("--threads", type=positive_int, default=1,
+                   help="ONNX Runtime threads, >= 1 (default 1, as a small device has; also PyTorch's when MODEL must be exported first)")
     p.add_argument("--out", required=True, help="CSV file to write")
     p.set_defaults(func=_edge)
 
@@ -105,6 +111,7 @@ def _export(args: argparse.Namespace) -> int:
 
     if args.budget is not None and args.threshold is not None:
         raise CliError("give --budget or --threshold, not both")
+    apply_threads(args.threads)
     out = export_onnx(args.model_dir, args.out, budget=args.budget, thresholds=args.threshold,
                       opset=DEFAULT_OPSET if args.opset is None else args.opset)
     from scai.deploy.manifest import load_manifest
@@ -168,6 +175,7 @@ def _edge(args: argparse.Namespace) -> int:
     elif (src / "config.json").is_file():
         from scai.deploy.onnx_export import export_onnx
 
+        apply_threads(args.threads)
         tmp = tempfile.TemporaryDirectory(prefix="scai-export-")
         export_dir = export_onnx(src, tmp.name)
         print(f"exported {src} to a temporary folder (use `scai export` once to skip this)", file=sys.stderr)
@@ -175,7 +183,7 @@ def _edge(args: argparse.Namespace) -> int:
         raise CliError(f"{src}: neither an export directory (manifest.json) nor a model directory (config.json)")
     try:
         client = EdgeClient(export_dir, bmax=args.bmax, server=args.server, token=_token(args.token_file),
-                            threshold=args.threshold, timeout_s=args.timeout)
+                            threshold=args.threshold, timeout_s=args.timeout, threads=args.threads)
         spectra = load_spectra(args.data, args.label_column)
         results = []
         for start in range(0, len(spectra.X), args.batch_size):

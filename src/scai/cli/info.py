@@ -105,9 +105,10 @@ def model_card(directory: str | Path) -> dict[str, Any]:
     casc = c.get("cascade") or None
     fit = (casc or {}).get("fit") or {}
     macs = c.get("exit_macs") or []
-    first = 0 if casc else 1
+    first = 0  # exits are 0-based everywhere (scai predict, predict_detailed, server, edge)
     val_acc = fit.get("validation_accuracy")
-    test_rows = {int(r["exit"]): r.get("accuracy") for r in (test or {}).get("exits", []) if "exit" in r}
+    # by position: test/metrics.json of older models numbered a network's exits from 1
+    test_rows = dict(enumerate(r.get("accuracy") for r in (test or {}).get("exits", [])))
     uses = (casc or {}).get("uses")
     exits = [
         {
@@ -115,7 +116,7 @@ def model_card(directory: str | Path) -> dict[str, Any]:
             "macs": int(m),
             "used": None if uses is None else bool(uses[i]) if i < len(uses) else None,
             "validation_accuracy": val_acc[i] if isinstance(val_acc, list) and i < len(val_acc) else None,
-            "test_accuracy": test_rows.get(first + i),
+            "test_accuracy": test_rows.get(i),
         }
         for i, m in enumerate(macs)
     ]

@@ -8,15 +8,25 @@ packages that are not installed. Anything else is a bug in scai and shows its tr
 Every command module is imported to build the parser, so the modules import the torch side of
 the library (estimators, models, deploy, report plots) inside their run functions: ``scai
 --help`` and option errors must not wait for PyTorch. Torch-free helpers are imported on top.
+
+Warnings print as one line, ``scai COMMAND: warning: MESSAGE``, not as Python's source path and
+line. ``OMP_WAIT_POLICY`` defaults to ``PASSIVE`` (set here, before PyTorch's OpenMP runtime is
+loaded, which reads it once): waiting OpenMP threads sleep instead of spinning, so a busy shared
+machine does not make every epoch many times slower (measured in docs/inference.md, "Threads").
+An ``OMP_WAIT_POLICY`` set by the user is kept.
 """
 
 from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before anything can load PyTorch's OpenMP
 
 import argparse
 import sys
 import warnings
 from importlib import import_module
-from typing import NoReturn
+from typing import Any, NoReturn, TextIO
 
 from scai._version import __version__
 from scai.errors import ScaiError
@@ -104,6 +114,17 @@ def _user_error(exc: BaseException) -> str | None:
     return None
 
 
+def _warning_printer(command: str) -> Any:
+    """A ``warnings.showwarning`` that prints ``scai COMMAND: warning: MESSAGE`` on one line."""
+
+    def show(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+             file: TextIO | None = None, line: str | None = None) -> None:
+        kind = "" if category is UserWarning else f" [{category.__name__}]"
+        print(f"scai {command}: warning: {_one_line(str(message))}{kind}", file=file or sys.stderr)
+
+    return show
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run ``scai`` with ``argv`` (default ``sys.argv[1:]``); returns the exit status.
 
@@ -119,18 +140,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         build_parser().print_help()
         return 0
-    warnings.simplefilter("default")
-    try:
-        return int(args.func(args) or 0)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    except Exception as exc:
-        message = _user_error(exc)
-        if message is None:
-            raise
-        print(f"scai {args.command}: error: {message}", file=sys.stderr)
-        return 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")
+        warnings.showwarning = _warning_printer(args.command)
+        try:
+            return int(args.func(args) or 0)
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            return 130
+        except Exception as exc:
+            message = _user_error(exc)
+            if message is None:
+                raise
+            print(f"scai {args.command}: error: {message}", file=sys.stderr)
+            return 2
 
 
 if __name__ == "__main__":

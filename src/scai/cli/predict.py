@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 from pathlib import Path
 from typing import Any
@@ -15,26 +14,29 @@ from scai.cli._common import (
     add_column_arguments,
     add_threads_argument,
     apply_threads,
-    atomic_output,
     budget,
     column_options,
     naming_file,
     positive_int,
     probability,
 )
+from scai.cli._output import STDOUT, output_format, table_output
 from scai.inference.budget import parse_budget
 
 __all__ = ["register"]
 
 HELP = """\
-Classify spectra with a trained model and write OUT as CSV with columns
+Classify spectra with a trained model and write OUT with columns
   index,prediction,exit,confidence,macs,flagged,reason
-(with --id-column, an id column follows index). OUT appears only when every spectrum is done:
-a run that fails leaves no partial file (and keeps an existing OUT as it was).
-exit: 0 is the linear exit 0 of the default model, 1..L the network's exits (a model trained
-with --exit0 none numbers its exits 1..L); macs = multiply-accumulates actually spent on that
-spectrum; flagged = 1 when the answer broke the policy's promise; reason = why the spectrum left
-there (confident, last, budget, over_budget, guard).
+(with --id-column, an id column follows index). OUT's extension chooses the format: .csv, .tsv,
+.json (a list of objects) or .parquet; --out - writes CSV to standard output (messages go to
+standard error). A file appears only when every spectrum is done: a run that fails leaves no
+partial file (and keeps an existing OUT as it was).
+exit: the 0-based position of the exit in the model, as in Python (predict_detailed), the server
+and scai edge: in the default model exit 0 is the linear exit 0 and 1..L the network's exits;
+in a model trained with --exit0 none exit 0 is the network's first exit. macs =
+multiply-accumulates actually spent on that spectrum; flagged = 1 when the answer broke the
+policy's promise; reason = why the spectrum left there (confident, last, budget, over_budget, guard).
 Budgets: MACs (150k, 1.2M), a share of the full path (25%), or a latency (2ms).
 
 Policies:
@@ -54,13 +56,16 @@ def register(sub: Any) -> None:
     p = sub.add_parser("predict", help="classify spectra (anytime, threshold or budgeted-batch early exit)", description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model_dir", metavar="MODEL_DIR", help="model directory from `scai train`")
     p.add_argument("data", metavar="DATA", help="spectra to classify (labels, if present, are ignored except for the accuracy line)")
-    p.add_argument("--policy", choices=["full", "anytime", "threshold", "batch"], default="full")
+    p.add_argument("--policy", choices=["full", "anytime", "threshold", "batch"], default="full",
+                   help="exit policy: full (default), anytime (--budget per spectrum), threshold (--threshold), "
+                        "batch (--budget = mean per spectrum); see above")
     p.add_argument("--budget", type=budget, default=None, help="budget: MACs (150k, 1.2M), milliseconds (2ms) or a share of the full path (25%%)")
     p.add_argument("--threshold", type=probability, default=None, help="confidence threshold in [0, 1] for --policy threshold")
     p.add_argument("--label-column", "-l", default=None, help="label column name or index, if DATA has one")
     add_column_arguments(p)
     add_threads_argument(p)
-    p.add_argument("--out", required=True, help="CSV file to write")
+    p.add_argument("--out", required=True,
+                   help="file to write; its extension chooses the format (.csv, .tsv, .json, .parquet); - = CSV on standard output")
     p.add_argument("--chunk-size", type=positive_int, default=4096, help="spectra per chunk when streaming, >= 1 (default 4096)")
     p.add_argument("--batch-size", type=positive_int, default=256, help="network batch size, >= 1 (default 256)")
     p.add_argument("--latency-table", default=None, metavar="FILE",
@@ -78,6 +83,7 @@ def _check_options(args: argparse.Namespace) -> None:
         raise CliError(f"--threshold is used by --policy threshold, not {args.policy}; add --policy threshold")
     if args.latency_table is not None and (args.budget is None or parse_budget(args.budget).unit != "ms"):
         raise CliError("--latency-table converts a budget in milliseconds; give one, e.g. --budget 2ms")
+    output_format(args.out)  # an extension with no format is refused before any work
 
 
 def _latency_table(args: argparse.Namespace, est: Any, predictor: Any) -> None:
@@ -130,7 +136,7 @@ def _run(args: argparse.Namespace) -> int:
     predictor = est.predictor()
     if args.latency_table is not None:
         _latency_table(args, est, predictor)
-    out = Path(args.out)
+    out = args.out
     label = int(args.label_column) if args.label_column and args.label_column.isdigit() else args.label_column
     columns = column_options(args)
     with_ids = "id_column" in columns
@@ -139,9 +145,9 @@ def _run(args: argparse.Namespace) -> int:
     labelled = 0
     macs_total = 0.0
     note_printed = False
-    with atomic_output(out) as fh, tqdm(desc="predict", unit="spectra", disable=None) as bar:
-        writer = csv.writer(fh)
-        writer.writerow(["index", *(["id"] if with_ids else []), "prediction", "exit", "confidence", "macs", "flagged", "reason"])
+    columns_out = [("index", "int"), *([("id", "str")] if with_ids else []), ("prediction", "str"), ("exit", "int"),
+                   ("confidence", "float"), ("macs", "int"), ("flagged", "int"), ("reason", "str")]
+    with table_output(out, columns_out) as write, tqdm(desc="predict", unit="spectra", disable=None, file=sys.stderr) as bar:
         for chunk in iter_chunks(args.data, chunk_size=args.chunk_size, label_column=label, **columns):
             with naming_file(chunk.source):
                 Z = est.transform_input(chunk.X, chunk.axis if chunk.axis_unit != "index" else None)
@@ -150,9 +156,8 @@ def _run(args: argparse.Namespace) -> int:
                 print(f"latency budget converted to MACs with timings measured on this machine: {res.budget_conversion}", file=sys.stderr)
                 note_printed = True
             ids = [[v] for v in chunk.ids] if with_ids and chunk.ids is not None else [[]] * len(Z)
-            for i in range(len(Z)):
-                writer.writerow([n_done + i, *ids[i], res.prediction[i], int(res.exit[i]) + est.first_exit_number,
-                                 f"{float(res.confidence[i]):.6f}", int(res.macs[i]), int(res.flagged[i]), res.reason[i]])
+            write([[n_done + i, *ids[i], res.prediction[i], int(res.exit[i]), float(res.confidence[i]), int(res.macs[i]),
+                    int(res.flagged[i]), res.reason[i]] for i in range(len(Z))])
             if chunk.y is not None:
                 truth = np.asarray(chunk.class_names, dtype=object)[chunk.y]
                 correct += int(np.sum(np.asarray(res.prediction, dtype=object) == truth))
@@ -160,7 +165,8 @@ def _run(args: argparse.Namespace) -> int:
             macs_total += float(np.sum(res.macs))
             n_done += len(Z)
             bar.update(len(Z))
-    print(f"wrote {n_done} predictions to {out}; mean {macs_total / max(n_done, 1):,.0f} MACs per spectrum", file=sys.stderr)
+    where = "standard output" if out == STDOUT else out
+    print(f"wrote {n_done} predictions to {where}; mean {macs_total / max(n_done, 1):,.0f} MACs per spectrum", file=sys.stderr)
     if labelled:
         print(f"accuracy on the labels in DATA: {correct / labelled:.4f} ({labelled} spectra)", file=sys.stderr)
     return 0

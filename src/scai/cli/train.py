@@ -12,13 +12,16 @@ import numpy as np
 from scai.cli._common import (
     CliError,
     add_column_arguments,
+    apply_threads,
     column_options,
     existing_dir,
     existing_file,
     naming_file,
     fraction,
+    labels_for_model,
     load_spectra,
     model_name,
+    natural_labels,
     non_negative_int,
     positive_float,
     positive_int,
@@ -26,9 +29,10 @@ from scai.cli._common import (
     print_table,
     random_seed,
     read_config_file,
+    write_spectra_csv,
 )
 from scai.errors import ModelConfigError, ScaiError
-from scai.model_dir import CURVES, SPLIT, TEST_DIR, ModelDir
+from scai.model_dir import CURVES, SPLIT, TEST_DIR, TRAINING_ROWS, ModelDir
 
 __all__ = ["register", "train_on_spectra", "print_exit_table", "describe_model"]
 
@@ -53,6 +57,10 @@ def register(sub: Any) -> None:
     p.add_argument("data", metavar="DATA", help="training spectra: file, folder, or bundled dataset name")
     add_training_arguments(p)
     p.add_argument("--out", default="scai-model", help="model directory to write (default: scai-model)")
+    p.add_argument("--save-test", default=None, metavar="FILE",
+                   help="with --test-fraction: write the held-out test spectra to FILE (CSV: label column, then one "
+                        "column per axis value) to evaluate on later; the model also stores digests of its training "
+                        "spectra, so `scai evaluate` warns when it is given any of them")
     p.add_argument("--ddp", action="store_true",
                    help="data-parallel training over the processes torchrun starts (on by itself under torchrun): "
                         "torchrun --nproc_per_node=N -m scai.cli train DATA --ddp; rank 0 writes --out")
@@ -72,8 +80,9 @@ def add_training_arguments(p: argparse.ArgumentParser) -> None:
                    help="SCAI+: share of the units each position runs on average, in (0, 1], e.g. 0.5; "
                         "'none' = the paper's tau-only ponder cost (default: none)")
     p.add_argument("--seed", type=random_seed, default=None, help="random seed for split, init and shuffling, >= 0 (default 0)")
-    p.add_argument("--threads", type=positive_int, default=None, help="CPU threads for PyTorch, >= 1 (default: all cores)")
-    p.add_argument("--preprocessing", type=preprocessing_kind, default=None,
+    p.add_argument("--threads", type=positive_int, default=None,
+                   help="CPU threads for PyTorch, >= 1 (default: the cores that are idle now, at least 1; docs/inference.md, 'Threads')")
+    p.add_argument("--preprocessing", type=preprocessing_kind, default=None, metavar="{auto,raman,deriv,nir,ftir,snv,none}",
                    help="auto (default: of raman, deriv, ftir, snv and none, the pipeline whose exit 0 scores best in "
                         "inner cross-validation on the training data), raman (despike, baseline, smoothing, SNV), "
                         "deriv (Savitzky-Golay 1st derivative + SNV, for FTIR/NIR/UV), nir/ftir (smoothing + SNV), snv or none")
@@ -263,7 +272,7 @@ def train_on_spectra(
         train, test = spectra.subset(tr), spectra.subset(te)
         if val is None and not cross:
             val = spectra.subset(va)
-        split.update(protocol=protocol, n_train=len(tr), n_val=len(va), n_test=len(te))
+        split.update(protocol=protocol, n_train=len(tr), n_val=len(va), n_test=len(te), test_rows=np.sort(te).tolist())
     elif spectra.train_idx is not None and spectra.test_idx is not None:
         train, test = spectra.subset(spectra.train_idx), spectra.subset(spectra.test_idx)
         split.update(protocol="official train/test split of the file", n_train=train.n_samples, n_test=test.n_samples)
@@ -281,13 +290,16 @@ def train_on_spectra(
         random_state=seed,
         verbose=settings["verbose"],
     )
+    # integer labels stay integers (a file holds them as text): clf.score(X, df.label) then works
+    names = (*spectra.class_names, *(val.class_names if val is not None else ()))
+    int_labels = natural_labels(np.asarray(names, dtype=object)).dtype.kind == "i"
     kwargs: dict[str, Any] = {"axis": train.axis, "axis_unit": train.axis_unit}
     if val is not None:
-        kwargs.update(X_val=val.X, y_val=val.labels)
+        kwargs.update(X_val=val.X, y_val=_labels(val, int_labels))
         if val.n_points != train.n_points or not np.allclose(val.axis, train.axis):
             raise CliError(f"{val.source}: validation spectra are on another axis than the training data")
     try:
-        est.fit(train.X, train.labels, **kwargs)
+        est.fit(train.X, _labels(train, int_labels), **kwargs)
     except ModelConfigError as exc:  # a value of the config file's model_config (keys were checked)
         where = f"--config {settings['config_file']}: " if settings.get("config_file") else ""
         raise CliError(f"{where}model_config of {settings['model']!r}: {exc}") from None
@@ -297,10 +309,14 @@ def train_on_spectra(
     return est, test, split
 
 
+def _labels(spectra: Any, as_int: bool) -> np.ndarray:
+    return natural_labels(spectra.labels) if as_int else spectra.labels
+
+
 def describe_model(est: Any) -> None:
     """Print the preprocessing that ran and what exit 0 and the exit selection decided."""
     sel = getattr(est, "preprocessing_selection_", None)
-    steps = " -> ".join(type(s).__name__ for s in est.pipeline_.steps) or "(none)"
+    steps = describe_pipeline(est.pipeline_)
     if sel:
         scores = ", ".join(f"{k} {v:.3f}" if v is not None else f"{k} failed" for k, v in sel["inner_cv_accuracy"].items())
         print(f"preprocessing: auto chose {sel['chosen']!r} ({steps}); inner-CV accuracy of exit 0: {scores}")
@@ -334,12 +350,53 @@ def describe_model(est: Any) -> None:
               f"the model keeps {len(uses)} exit(s)")
 
 
+def describe_pipeline(pipeline: Any) -> str:
+    """The fitted pipeline as one line, each step with its parameters:
+    ``SavitzkyGolay(window=11, polyorder=2, deriv=1) -> SNV -> Standardize(scale=global)``."""
+
+    def value(v: Any) -> str:
+        if isinstance(v, dict):
+            return ", ".join(f"{k}={value(x)}" for k, x in v.items())
+        return f"{v:g}" if isinstance(v, float) else str(v)
+
+    parts = []
+    for step in pipeline.steps:
+        params = {k: v for k, v in step.get_params(deep=False).items() if v is not None}
+        shown = ", ".join(value(v) if isinstance(v, dict) else f"{k}={value(v)}" for k, v in params.items())
+        parts.append(f"{type(step).__name__}({shown})" if shown else type(step).__name__)
+    return " -> ".join(parts) or "(none)"
+
+
+def print_cost_table(est: Any) -> None:
+    """Per-exit MACs of the saved model (what each exit costs, with or without a test set)."""
+    uses = getattr(est.network_, "uses", None)
+    macs = [int(m) for m in est.exit_macs_]
+    full = macs[-1] if macs else 1
+    rows = [[k, m, f"{100.0 * m / full:.1f}%", ("used" if uses[k] else "skipped (repeats the exit before)") if uses is not None and k < len(uses) else "used"]
+            for k, m in enumerate(macs)]
+    print("\nper-exit cost (MACs = multiply-accumulates per spectrum, cumulative; FLOPs = 2 x MACs; "
+          "SCAI+ exits spend less on most spectra)")
+    print_table(rows, ["exit", "MACs", "of full path", "on validation"])
+
+
 def print_exit_table(rows: list[dict[str, Any]], title: str) -> None:
     print(f"\n{title}  (MACs = multiply-accumulates per spectrum; FLOPs = 2 x MACs)")
     print_table(
         [[r["exit"], r["macs"], r["mean_macs"], r["accuracy"]] for r in rows],
         ["exit", "MACs (full)", "MACs spent (mean)", "accuracy"],
     )
+
+
+def _fitted_rows(spectra: Any, split: dict[str, Any], val: Any) -> np.ndarray:
+    """The spectra the model was fitted on (training and validation): DATA less the held-out test
+    rows (or the file's official training rows), plus a --val-data file."""
+    if "test_rows" in split:
+        rows = np.delete(spectra.X, split["test_rows"], axis=0)
+    elif spectra.train_idx is not None and spectra.test_idx is not None:
+        rows = spectra.X[spectra.train_idx]
+    else:
+        rows = spectra.X
+    return rows if val is None else np.concatenate([rows, val.X])
 
 
 def _run_ddp(args: argparse.Namespace) -> int:
@@ -380,6 +437,9 @@ def _run(args: argparse.Namespace) -> int:
     if (getattr(args, "ddp", False) or ddp.launch_env() is not None) and ddp.current() is None:
         return _run_ddp(args)
     settings = _settings(args)
+    apply_threads(args.threads)
+    if args.save_test is not None and args.test_fraction is None:
+        raise CliError("--save-test writes the split that --test-fraction holds out; add --test-fraction F (e.g. 0.1)")
     t0 = time.perf_counter()
     columns = column_options(args)
     spectra = load_spectra(args.data, args.label_column, args.data_dir, **columns)
@@ -396,6 +456,10 @@ def _run(args: argparse.Namespace) -> int:
     mdir = ModelDir(out)
     plot_training_curves(est.history_.epochs, mdir.file(CURVES), title=f"{settings['model']} on {Path(str(spectra.source)).name}")
     mdir.write_json(SPLIT, split)
+    mdir.write_training_rows(_fitted_rows(spectra, split, val))
+    if args.save_test is not None and test is not None:
+        write_spectra_csv(spectra.subset(split["test_rows"]), args.save_test)
+        print(f"held-out test spectra ({split['n_test']}) written to {args.save_test}")
     h = est.history_
     if h.epochs:
         print(f"trained {settings['model']} for {len(h.epochs)} epochs (best epoch {h.best_epoch}) in {h.fit_time_s:.1f} s")
@@ -404,7 +468,12 @@ def _run(args: argparse.Namespace) -> int:
     describe_model(est)
     if test is not None:
         with naming_file(test.source):
-            metrics = evaluate(est, test.X, test.labels, test.axis, out_dir=mdir.file(TEST_DIR), title="test")
+            labels = labels_for_model(test.labels, est.classes_)
+            metrics = evaluate(est, test.X, labels, test.axis, out_dir=mdir.file(TEST_DIR), title="test")
         print_exit_table(metrics["exits"], f"per-exit test accuracy ({metrics['n_samples']} spectra)")
-    print(f"\nmodel written to {out}/ (config.json, model.safetensors, history.csv, training_curves.png); total {time.perf_counter() - t0:.1f} s")
+    else:
+        print_cost_table(est)
+        print("(no test set: give --test-fraction F or --test-data FILE for per-exit test accuracy)")
+    print(f"\nmodel written to {out}/ (config.json, model.safetensors, history.csv, training_curves.png, {TRAINING_ROWS}); "
+          f"total {time.perf_counter() - t0:.1f} s")
     return 0

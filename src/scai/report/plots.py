@@ -2,6 +2,12 @@
 
 All functions take plain data (lists/arrays/dicts), write a PNG and return its path; they use the
 non-interactive Agg backend so they work on headless machines.
+
+Class names may be Chinese (or Japanese, Korean): matplotlib's own font has no CJK glyphs and
+draws them as boxes. :func:`cjk_font` finds a font that has them, a system one (e.g. Debian's
+``fonts-noto-cjk``) or the Noto Sans CJK that the ``mplfonts`` wheel ships, and every figure
+falls back to it for the characters DejaVu Sans lacks. Without one, a figure whose text needs it
+warns once, naming the text and how to install a font.
 """
 
 from __future__ import annotations
@@ -13,6 +19,8 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "cjk_font",
+    "plot_band_importance",
     "plot_training_curves",
     "plot_accuracy_vs_macs",
     "plot_confusion",
@@ -21,34 +29,103 @@ __all__ = [
 ]
 
 
-def _plt() -> Any:
+#: Font families known to cover CJK glyphs, in order of preference.
+CJK_FAMILIES = (
+    "Noto Sans CJK SC", "Noto Sans CJK JP", "Noto Sans CJK TC", "Noto Sans CJK KR", "Noto Sans SC",
+    "Source Han Sans SC", "Source Han Sans CN", "Source Han Sans", "WenQuanYi Zen Hei", "WenQuanYi Micro Hei",
+    "Droid Sans Fallback", "AR PL UMing CN", "AR PL UKai CN", "Microsoft YaHei", "PingFang SC", "Hiragino Sans GB",
+)
+_CJK: dict[str, str | None] = {}
+
+
+def _mplfonts_files() -> list[Path]:
+    """Noto Sans CJK shipped by the ``mplfonts`` wheel (found without importing it: it needs extras)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("mplfonts")
+    if spec is None or not spec.submodule_search_locations:
+        return []
+    folder = Path(next(iter(spec.submodule_search_locations))) / "fonts"
+    return sorted(folder.glob("NotoSansCJK*.otf")) + sorted(folder.glob("NotoSans*CJK*.otf"))
+
+
+def cjk_font() -> str | None:
+    """The family name of an installed font with CJK glyphs, registered with matplotlib; or None."""
+    if "family" in _CJK:
+        return _CJK["family"]
+    from matplotlib import font_manager
+
+    found = None
+    for path in _mplfonts_files():
+        try:
+            font_manager.fontManager.addfont(str(path))
+            found = font_manager.FontProperties(fname=str(path)).get_name()
+            break
+        except (OSError, RuntimeError, ValueError):
+            continue
+    if found is None:
+        names = {f.name for f in font_manager.fontManager.ttflist}
+        found = next((n for n in CJK_FAMILIES if n in names), None)
+    _CJK["family"] = found
+    return found
+
+
+def _needs_cjk(texts: Sequence[str]) -> list[str]:
+    """Texts with characters of the CJK blocks (which DejaVu Sans does not cover)."""
+    def cjk(ch: str) -> bool:
+        o = ord(ch)
+        return 0x2E80 <= o <= 0x9FFF or 0xAC00 <= o <= 0xD7AF or 0xF900 <= o <= 0xFAFF or 0xFF00 <= o <= 0xFFEF or 0x20000 <= o <= 0x2FA1F
+    return [t for t in texts if any(cjk(ch) for ch in str(t))]
+
+
+def _plt(texts: Sequence[str] = ()) -> Any:
+    """pyplot on the Agg backend, with the CJK fallback font when one is installed."""
     import matplotlib
 
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
 
+    family = cjk_font()
+    if family is not None:
+        # an explicit family list: matplotlib falls back glyph by glyph along it (not along a generic alias's list)
+        matplotlib.rcParams["font.family"] = ["DejaVu Sans", family]
+    elif _needs_cjk(texts) and not _CJK.get("warned"):
+        import warnings
+
+        _CJK["warned"] = "yes"
+        warnings.warn(
+            f"no font with CJK glyphs is installed, so {_needs_cjk(texts)[0]!r} draws as boxes in the figures; "
+            "install one (pip install mplfonts, or apt-get install fonts-noto-cjk)", UserWarning, stacklevel=3)
     return plt
 
 
-def plot_training_curves(epochs: Sequence[dict[str, Any]], path: str | Path, title: str = "") -> Path:
+def plot_training_curves(
+    epochs: Sequence[dict[str, Any]], path: str | Path, title: str = "", *, best_epoch: int | None = None, first_exit: int = 1
+) -> Path:
     """Per-exit training/validation accuracy and loss per epoch (the paper's Fig. 11).
 
     Under cross-fitting "val" is the pooled out-of-fold curve of the folds' networks.
+    ``best_epoch`` (the epoch whose weights were kept) is marked by a vertical line;
+    ``first_exit`` is the model's number of the network's first exit (1 behind the linear exit 0,
+    else 0: the 0-based numbering of scai predict and predict_detailed).
     """
-    plt = _plt()
+    plt = _plt([title])
     path = Path(path)
     n_exits = len(epochs[0]["val_acc"]) if epochs else 0
     x = [e["epoch"] for e in epochs]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     colors = plt.cm.viridis(np.linspace(0, 0.9, max(n_exits, 1)))
     for i in range(n_exits):
-        axes[0].plot(x, [e["val_acc"][i] for e in epochs], color=colors[i], label=f"exit {i + 1} val")
+        axes[0].plot(x, [e["val_acc"][i] for e in epochs], color=colors[i], label=f"exit {i + first_exit} val")
         axes[0].plot(x, [e["train_acc"][i] for e in epochs], color=colors[i], ls=":", alpha=0.7)
-        axes[1].plot(x, [e["val_loss"][i] for e in epochs], color=colors[i], label=f"exit {i + 1} val")
+        axes[1].plot(x, [e["val_loss"][i] for e in epochs], color=colors[i], label=f"exit {i + first_exit} val")
         axes[1].plot(x, [e["train_exit_loss"][i] for e in epochs], color=colors[i], ls=":", alpha=0.7)
     axes[0].set(xlabel="epoch", ylabel="accuracy", title="accuracy per exit (solid: val, dotted: train)", ylim=(0, 1.02))
     axes[1].set(xlabel="epoch", ylabel="loss", title="loss per exit (val: CE; train: KD/CE term)")
     axes[1].set_yscale("log")
+    if best_epoch is not None and n_exits:
+        for ax in axes:
+            ax.axvline(best_epoch, color="tab:red", ls="--", lw=1, label=f"kept: epoch {best_epoch}")
     if n_exits:
         axes[0].legend(fontsize=8, loc="lower right")
     else:  # cross-fitting found no use for the network, so it was never trained
@@ -72,7 +149,7 @@ def plot_accuracy_vs_macs(
     x_key: str = "mean_macs",
 ) -> Path:
     """Accuracy against mean MACs per spectrum (log axis), one line per method (Fig. 9)."""
-    plt = _plt()
+    plt = _plt([title, *curves, *(points or {})])
     path = Path(path)
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
     for name, rows in curves.items():
@@ -93,7 +170,7 @@ def plot_accuracy_vs_macs(
 
 def plot_confusion(confusion: np.ndarray, class_names: Sequence[str], path: str | Path, title: str = "") -> Path:
     """Confusion matrix with counts in the cells (rows: true class, columns: predicted)."""
-    plt = _plt()
+    plt = _plt([title, *map(str, class_names)])
     path = Path(path)
     cm = np.asarray(confusion)
     k = len(class_names)
@@ -130,7 +207,7 @@ def plot_allocation_heatmap(
     ``discriminability`` (the per-position ANOVA F of the classes) is drawn in red over the mean
     spectrum, on its own scale, so the busy positions can be compared with the informative ones.
     """
-    plt = _plt()
+    plt = _plt([title])
     path = Path(path)
     axis = np.asarray(axis, dtype=np.float64)
     rows = []
@@ -168,7 +245,7 @@ def plot_allocation_heatmap(
 
 def plot_distillation_curves(kd: Sequence[dict[str, Any]], no_kd: Sequence[dict[str, Any]], path: str | Path, title: str = "") -> Path:
     """Per-exit accuracy per epoch, SCAI+ vs SCAI+ w/o KD (Fig. 11): solid val, dotted train."""
-    plt = _plt()
+    plt = _plt([title])
     path = Path(path)
     n_exits = len(kd[0]["val_acc"]) if kd else len(no_kd[0]["val_acc"])
     fig, axes = plt.subplots(1, n_exits, figsize=(3.2 * n_exits, 3.2), sharey=True, squeeze=False)
@@ -185,5 +262,42 @@ def plot_distillation_curves(kd: Sequence[dict[str, Any]], no_kd: Sequence[dict[
         fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def plot_band_importance(
+    axis: np.ndarray,
+    importance: np.ndarray,
+    path: str | Path,
+    *,
+    class_means: dict[str, np.ndarray] | None = None,
+    axis_unit: str = "cm-1",
+    title: str = "",
+) -> Path:
+    """Band importance (mean input-gradient magnitude, normalised to a maximum of 1) over the axis,
+    above the mean preprocessed spectrum of each class: where the answer is sensitive to the input."""
+    names = list(class_means or {})
+    plt = _plt([title, *names])
+    path = Path(path)
+    axis = np.asarray(axis, dtype=np.float64)
+    n_plots = 2 if class_means else 1
+    fig, axes = plt.subplots(n_plots, 1, figsize=(10, 2.2 * n_plots + 0.6), sharex=True, squeeze=False)
+    ax = axes[0, 0]
+    ax.fill_between(axis, 0, importance, color="tab:orange", alpha=0.4, lw=0)
+    ax.plot(axis, importance, color="tab:orange", lw=0.9)
+    ax.set(ylabel="importance (max 1)", ylim=(0, 1.05))
+    if class_means:
+        colors = plt.cm.viridis(np.linspace(0, 0.9, max(len(names), 1)))
+        for color, name in zip(colors, names):
+            axes[1, 0].plot(axis, class_means[name], color=color, lw=0.8, label=name)
+        axes[1, 0].set(ylabel="class mean (preprocessed)")
+        if len(names) <= 12:
+            axes[1, 0].legend(fontsize=7, ncol=min(len(names), 6), loc="upper right")
+    axes[-1, 0].set(xlabel=f"spectral axis ({axis_unit})")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
     plt.close(fig)
     return path

@@ -1,0 +1,249 @@
+"""The self-contained HTML evaluation report, band importance and CJK class names in figures."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import shutil
+import warnings
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import TINY_SCAI, make_peaks
+
+#: Chinese class names (milk types): the figures must draw them, not boxes.
+CHINESE = {"class_0": "牛奶", "class_1": "山羊奶", "class_2": "混合奶"}
+#: Void elements of HTML (no closing tag).
+VOID = {"meta", "img", "br", "hr", "link", "input", "col", "area", "base", "source", "wbr"}
+
+
+class _Checker(HTMLParser):
+    """Collects tags, attributes and text; checks that every opened element is closed in order."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.stack: list[str] = []
+        self.errors: list[str] = []
+        self.attrs: list[tuple[str, str, str]] = []  # (tag, name, value)
+        self.tags: list[str] = []
+        self.text: list[str] = []
+        self.tables: list[list[list[str]]] = []
+        self._cell: list[str] | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append(tag)
+        self.attrs += [(tag, k, v or "") for k, v in attrs]
+        if tag == "table":
+            self.tables.append([])
+        elif tag == "tr" and self.tables:
+            self.tables[-1].append([])
+        elif tag in ("td", "th"):
+            self._cell = []
+        if tag not in VOID:
+            self.stack.append(tag)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("td", "th") and self._cell is not None and self.tables:
+            self.tables[-1][-1].append("".join(self._cell))
+            self._cell = None
+        if not self.stack or self.stack[-1] != tag:
+            self.errors.append(f"</{tag}> closes {self.stack[-1] if self.stack else 'nothing'}")
+        else:
+            self.stack.pop()
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    """A SCAI+ network (PA blocks, three exits kept, no exit 0) trained on Chinese class names."""
+    from scai.estimators import SCAIClassifier
+    from scai.report.evaluation import evaluate
+    from scai.report.html import write_evaluation_report
+
+    tmp = tmp_path_factory.mktemp("report")
+    X, y, axis = make_peaks(n_per_class=12)
+    y = np.asarray([CHINESE[c] for c in y], dtype=object)
+    est = SCAIClassifier(model="scai_plus", model_config=TINY_SCAI, preprocessing="snv", exit0="none", skip_exits=False,
+                         cross_fit=0, train_config={"max_epochs": 3, "batch_size": 16, "lr": 3e-3}, random_state=0)
+    est.fit(X, y, axis=axis, axis_unit="cm-1")
+    Xt, yt, _ = make_peaks(n_per_class=5, seed=1)
+    yt = np.asarray([CHINESE[c] for c in yt], dtype=object)
+    metrics = evaluate(est, Xt, yt, axis, detail=True)
+    notes = ["evaluation on training spectra: 3 of the 15 spectra in DATA were used to fit the model"]
+    path = write_evaluation_report(est, Xt, yt, axis, metrics, tmp / "report.html", source="test.csv", model_dir="m", notes=notes)
+    return path, est, metrics, Xt, yt
+
+
+def _parse(path: Path) -> _Checker:
+    checker = _Checker()
+    checker.feed(path.read_text(encoding="utf-8"))
+    checker.close()
+    return checker
+
+
+def test_report_is_well_formed_and_self_contained(report):
+    from PIL import Image
+
+    path, _est, _metrics, *_ = report
+    doc = _parse(path)
+    assert not doc.errors and not doc.stack, (doc.errors, doc.stack)
+    assert doc.tags[0] == "html" and "script" not in doc.tags and "link" not in doc.tags
+    refs = [(t, k, v) for t, k, v in doc.attrs if k in ("src", "href", "srcset", "data", "action")]
+    assert refs and all(t == "img" and k == "src" and v.startswith("data:image/png;base64,") for t, k, v in refs), refs
+    assert "url(" not in path.read_text(encoding="utf-8")  # no CSS loads either
+    for _, _, v in refs:  # every image decodes as a PNG
+        Image.open(io.BytesIO(base64.b64decode(v.split(",", 1)[1], validate=True))).verify()
+
+
+def test_report_holds_every_section(report):
+    path, est, _metrics, *_ = report
+    doc = _parse(path)
+    text = " ".join(doc.text)
+    for heading in ("Warnings", "Per-exit accuracy and cost", "Per-class precision and recall", "Accuracy against compute",
+                    "Confusion matrices per exit", "Computation allocation (SCAI+)", "Band importance", "Training curves"):
+        assert heading in text, heading
+    assert "3 of the 15 spectra" in text  # the warning that applied
+    n_exits = len(est.exit_macs_)
+    alts = [v for t, k, v in doc.attrs if t == "img" and k == "alt"]
+    assert len([a for a in alts if a.startswith("exit ")]) == n_exits  # one confusion matrix per exit
+    assert any("kept" in a for a in alts) and any("allocation" in a for a in alts)
+    exit_table = doc.tables[0]
+    assert [row[0] for row in exit_table[1:]] == [str(k) for k in range(n_exits)]
+    assert [row[1] for row in exit_table[1:]] == [f"{m:,}" for m in est.exit_macs_]
+
+
+def test_per_class_precision_recall_match_sklearn(report):
+    from sklearn.metrics import precision_recall_fscore_support
+
+    _path, est, metrics, Xt, yt = report
+    pred = est.predict(Xt, np.linspace(400.0, 1800.0, Xt.shape[1]))
+    p, r, _, support = precision_recall_fscore_support(yt, pred, labels=est.classes_, zero_division=np.nan)
+    rows = {row["class"]: row for row in metrics["per_class"]}
+    for k, name in enumerate(est.classes_):
+        got = rows[str(name)]
+        assert got["support"] == support[k]
+        assert (got["precision"] is None) == bool(np.isnan(p[k]))
+        if got["precision"] is not None:
+            assert got["precision"] == pytest.approx(p[k])
+        assert got["recall"] == pytest.approx(r[k])
+    cm = np.asarray(metrics["confusion_per_exit"][-1])
+    assert cm.sum() == len(yt) and np.array_equal(cm, np.asarray(metrics["confusion"]))
+
+
+def test_band_importance_is_the_input_gradient():
+    """Autograd saliency against central finite differences of the answering exit's logit."""
+    import torch
+
+    from scai.estimators import SCAIClassifier
+    from scai.report.saliency import band_importance
+
+    X, y, axis = make_peaks(n_per_class=6)
+    est = SCAIClassifier(model="scai", model_config=TINY_SCAI, preprocessing="snv", exit0="none", skip_exits=False,
+                         cross_fit=0, train_config={"max_epochs": 1}, random_state=0).fit(X, y, axis=axis)
+    Z = est.transform_input(X[:4], axis).astype(np.float64)
+    y_idx = est._encode(np.asarray(y[:4]), "y")
+    _, importance = band_importance(est, Z.astype(np.float32), y_idx)
+    net = est.network_.double()
+    try:
+        def logit(z: np.ndarray, i: int) -> float:
+            with torch.no_grad():
+                out = net.forward_exits(torch.from_numpy(z[None, None, :]))[-1]
+            return float(out[0, y_idx[i]])
+
+        eps = 1e-5
+        numeric = np.zeros(Z.shape[1])
+        for i in range(len(Z)):
+            for j in range(Z.shape[1]):
+                up, down = Z[i].copy(), Z[i].copy()
+                up[j] += eps
+                down[j] -= eps
+                numeric[j] += abs(logit(up, i) - logit(down, i)) / (2 * eps)
+    finally:
+        net.float()
+    numeric /= numeric.max()
+    np.testing.assert_allclose(importance, numeric, atol=2e-3)
+
+
+def test_cjk_class_names_render_without_missing_glyphs(tmp_path):
+    from scai.report.plots import cjk_font, plot_confusion
+
+    if cjk_font() is None:
+        pytest.skip("no font with CJK glyphs installed (pip install mplfonts, or apt-get install fonts-noto-cjk)")
+    names = list(CHINESE.values())
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        plot_confusion(np.eye(3, dtype=int) * 4, names, tmp_path / "cm.png", title="混淆矩阵")
+    missing = [str(w.message) for w in caught if "missing from font" in str(w.message) or "Glyph" in str(w.message)]
+    assert not missing, missing
+    assert (tmp_path / "cm.png").stat().st_size > 1000
+
+
+def test_without_a_cjk_font_the_missing_glyphs_are_named(tmp_path, monkeypatch):
+    from scai.report import plots
+
+    monkeypatch.setattr(plots, "_CJK", {"family": None})
+    with pytest.warns(UserWarning, match="牛奶.*mplfonts"):
+        plots.plot_confusion(np.eye(2, dtype=int), ["牛奶", "b"], tmp_path / "cm.png")
+
+
+def _chromium() -> str | None:
+    for name in ("chromium-headless-shell", "chromium", "chromium-browser", "google-chrome"):
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
+
+
+def test_report_loads_in_headless_chromium_without_console_errors(report):
+    sync_api = pytest.importorskip("playwright.sync_api", reason="the Chromium check needs playwright (pip install playwright)")
+    browser_path = _chromium()
+    if browser_path is None:
+        pytest.skip("no Chromium executable on PATH (Debian: apt-get install chromium-headless-shell)")
+    path, _est, *_ = report
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=browser_path, args=["--no-sandbox"])
+        try:
+            page = browser.new_page()
+            console, errors, failed = [], [], []
+            page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.on("requestfailed", lambda r: failed.append(r.url))
+            page.goto(path.resolve().as_uri())
+            page.wait_for_load_state("load")
+            images = page.evaluate("[document.images.length, Array.from(document.images).filter(i => i.complete && i.naturalWidth > 0).length]")
+            title = page.title()
+        finally:
+            browser.close()
+    assert not console and not errors and not failed, (console, errors, failed)
+    assert images[0] > 0 and images[0] == images[1]  # every image decoded and drawn
+    assert title.startswith("scai evaluation")
+
+
+def test_cli_evaluate_writes_the_report(tmp_path, capsys):
+    import csv
+
+    from scai.cli.main import main
+
+    X, y, axis = make_peaks(n_per_class=10)
+    data = tmp_path / "d.csv"
+    with data.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["label", *(f"{a:.4f}" for a in axis)])
+        w.writerows([[CHINESE[c], *(f"{v:.6f}" for v in row)] for c, row in zip(y, X)])
+    cfg = tmp_path / "run.json"
+    cfg.write_text(json.dumps({"model": "scai", "model_config": TINY_SCAI, "preprocessing": "snv"}))
+    assert main(["train", str(data), "--config", str(cfg), "--epochs", "2", "--single-split", "--out", str(tmp_path / "m"), "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(tmp_path / "m"), str(data), "--out", str(tmp_path / "ev"), "--report", str(tmp_path / "r.html")]) == 0
+    text = (tmp_path / "r.html").read_text(encoding="utf-8")
+    assert "evaluation on training spectra" in text and "牛奶" in text
+    assert main(["evaluate", str(tmp_path / "m"), str(data), "--out", str(tmp_path / "ev"), "--report", str(tmp_path / "r.pdf")]) == 2
+    assert ".html" in capsys.readouterr().err
