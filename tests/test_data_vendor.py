@@ -70,6 +70,25 @@ def test_wdf_single_spectrum_matches_the_wire_text_export() -> None:
     np.testing.assert_allclose(s.X[0], y[::-1], rtol=0, atol=1e-5)
 
 
+def test_wdf_stopped_map_reads_the_collected_spectra_and_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    _need("wdf")
+    import wdf.wdf as wdf_module
+
+    full = _read(VENDOR / "Si-map.wdf")
+    original = wdf_module.WdfHeader.fromstream
+
+    def stopped_after_50(stream):  # a map stopped early: the header counts 50 of 88 collected
+        hdr = original(stream)
+        hdr.ncollected = 50
+        return hdr
+
+    monkeypatch.setattr(wdf_module.WdfHeader, "fromstream", staticmethod(stopped_after_50))
+    with pytest.warns(UserWarning, match=r"Si-map.wdf: the measurement was stopped early: 50 of 88 spectra"):
+        s = _read(VENDOR / "Si-map.wdf")
+    np.testing.assert_array_equal(s.X, full.X[:50])
+    assert s.ids.tolist() == full.ids[:50].tolist()
+
+
 def test_wdf_chunks_are_the_whole_map_sliced() -> None:
     _need("wdf")
     full = _read(VENDOR / "Si-map.wdf")

@@ -128,7 +128,7 @@ def _repair(text: str) -> list[str]:
 def _decode(path: Path) -> str:
     raw = path.read_bytes()
     try:
-        return raw.decode("utf-8")
+        return raw.decode("utf-8-sig")  # a byte-order mark would hide the first ##TITLE from jcamp
     except UnicodeDecodeError:
         return raw.decode("latin-1")  # DOS-era files: one byte per character, never fails
 

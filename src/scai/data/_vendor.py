@@ -56,6 +56,7 @@ _SPC_UNITS = {"XWAVEN": "cm-1", "XRAMANS": "cm-1", "XUMETR": "um", "XNMETR": "nm
 _WDF_UNITS = {"RamanShift": "cm-1", "Wavenumber": "cm-1", "Nanometre": "nm", "Micron": "um", "ElectronVolt": "eV",
               "Pixels": "index", "Arbitrary": "unknown"}
 _OPUS_UNITS = {"WN": "cm-1", "MI": "um", "PNT": "index", "MIN": "min", "LGW": "log(cm-1)", "F": "Hz"}
+_WDF_BLOCK = 4096  # spectra per read of a WDF file
 _OMNIC_UNITS = {"cm^-1": "cm-1", "cm-1": "cm-1", "nm": "nm", "um": "um", "µm": "um"}
 
 
@@ -151,8 +152,11 @@ def _wdf(path: Path) -> VendorSpectra:
                 raise DataFormatError(f"{path}: the WDF file holds no collected spectra (0 of {hdr.nspectra})")
             xlist = w.xlist()
             axis = np.asarray(xlist, dtype=np.float64)
-            rows = w.spectrum(slice(0, n)) if n > 1 else (w.spectrum(0),)
-            X = np.asarray(rows, dtype=np.float64).reshape(n, -1)
+            X = np.empty((n, int(hdr.npoints)), dtype=np.float32)  # the file's own precision
+            for start in range(0, n, _WDF_BLOCK):  # the reader returns tuples of floats: bound their size
+                stop = min(start + _WDF_BLOCK, n)
+                rows = w.spectrum(slice(start, stop)) if stop - start > 1 else (w.spectrum(start),)
+                X[start:stop] = np.asarray(rows, dtype=np.float32).reshape(stop - start, -1)
             ids = _wdf_coordinates(w, wdf, n)
             title = str(hdr.title).strip() or path.stem
             unit = _WDF_UNITS.get(xlist.units.name, xlist.units.name.lower())
@@ -177,8 +181,7 @@ def _wdf(path: Path) -> VendorSpectra:
 def _omnic(path: Path) -> VendorSpectra:
     omnic = _import("omnic", path)
     try:
-        with _quiet("spectrochempy_omnic"), warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # its own progress notes; failures raise below
+        with _quiet("spectrochempy-omnic"):
             r = omnic.OMNICReader(str(path))
             data = None if r.data is None else np.asarray(r.data, dtype=np.float64)
             axis = None if r.x is None else np.asarray(r.x, dtype=np.float64).ravel()
