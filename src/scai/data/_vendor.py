@@ -4,19 +4,15 @@ No binary parsing happens here: each format has one reader package, and this mod
 what the package returns into rows, an axis, an axis unit and sample ids, and turns the
 package's failures into errors that name the file.
 
-========================  =====================  ================================================
-format                    reader package         rows and ids
-========================  =====================  ================================================
-Galactic SPC ``.spc``     ``spc-io`` (MIT)       one per subfile; ids ``z=<z>`` (several) or name
-Renishaw WiRE ``.wdf``    ``renishaw-wdf``       one per collected spectrum; maps: one per pixel,
-                          (Apache-2.0)           ids ``x=<x>,y=<y>`` (µm), depth series ``z=<z>``
-Thermo OMNIC ``.spa/.spg``  ``spectrochempy-omnic``  one per spectrum; ids from the spectrum titles
-                          (CeCILL-B)
-Bruker OPUS ``.0``, ``.1``  ``brukeropus`` (MIT)  the result spectrum (absorbance, transmittance,
-                                                 ..., else the single channel); series: one row
-                                                 per spectrum
-PerkinElmer ``.sp``       none (refused)         --
-========================  =====================  ================================================
+- Galactic SPC ``.spc``: ``spc-io`` (MIT); one row per subfile, ids ``z=<z>`` (several) or the
+  file name.
+- Renishaw WiRE ``.wdf``: ``renishaw-wdf`` (Apache-2.0, by Renishaw); one row per collected
+  spectrum; maps one per pixel with ids ``x=<x>,y=<y>`` (stage position), depth series ``z=<z>``.
+- Thermo OMNIC ``.spa``/``.spg``: ``spectrochempy-omnic`` (CeCILL-B); one row per spectrum, ids
+  from the spectrum titles.
+- Bruker OPUS ``.0``, ``.1``, ...: ``brukeropus`` (MIT); the result spectrum (absorbance,
+  transmittance, ..., else the single channel), one row per spectrum of a series.
+- PerkinElmer ``.sp``: refused; the one maintained reader needs all of SpectroChemPy.
 """
 
 from __future__ import annotations
