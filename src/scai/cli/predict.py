@@ -21,6 +21,7 @@ from scai.cli._common import (
     probability,
 )
 from scai.cli._output import STDOUT, output_format, table_output
+from scai.distributed.cli import add_engine_arguments, wants_engine
 from scai.inference.budget import parse_budget
 
 __all__ = ["register"]
@@ -64,6 +65,7 @@ def register(sub: Any) -> None:
     p.add_argument("--label-column", "-l", default=None, help="label column name or index, if DATA has one")
     add_column_arguments(p)
     add_threads_argument(p)
+    add_engine_arguments(p)
     p.add_argument("--out", required=True,
                    help="file to write; its extension chooses the format (.csv, .tsv, .json, .parquet); - = CSV on standard output")
     p.add_argument("--chunk-size", type=positive_int, default=4096, help="spectra per chunk when streaming, >= 1 (default 4096)")
@@ -129,6 +131,10 @@ def _run(args: argparse.Namespace) -> int:
     import scai
     from scai.data import iter_chunks
 
+    if wants_engine(args):  # --engine ray: scai.distributed takes the run over
+        from scai.distributed.cli import run
+
+        return run(args)
     _check_options(args)
     apply_threads(args.threads)
     est = scai.load(args.model_dir)

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from scai.data import Spectra, read
+from scai.datasets.archive import write_archive
 from scai.datasets.synthetic import synthetic_liquor
 from scai.errors import DataFormatError
 

@@ -1,0 +1,294 @@
+"""``predict_dataset``: classify a sharded archive on Ray Data, resumable and exactly once.
+
+The same call runs on a laptop (a local Ray started for the run) and on a cluster
+(``address="ray://head:10001"`` or ``"auto"``). The pipeline::
+
+    plan (driver)  ->  read pieces (Ray read tasks)  ->  map_batches(BatchPredictor, actors)
+                   ->  driver: Collector writes one Parquet shard per piece
+
+* The model is loaded once per actor (``map_batches`` with a callable class).
+* Each Ray batch of ``batch_size`` rows is one budgeted batch, so ``policy="batch"`` keeps every
+  batch, and with it the archive, within the mean budget without the workers talking to each
+  other.
+* Finished shards are skipped on a rerun; rows Ray re-ran after a worker died are written once.
+
+``engine="inline"`` runs the same readers, predictor and writer in this process without Ray
+(one worker): the baseline the benchmark compares with, and a way to debug a plan.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from scai.datasets.archive import import_pyarrow
+from scai.distributed.outputs import Collector, prepare_out_dir, write_manifest
+from scai.distributed.shards import Piece, Plan, plan_inputs, read_piece
+from scai.distributed.worker import BatchPredictor, policy_kwargs
+from scai.errors import ConfigError
+
+__all__ = ["ENGINES", "BatchEvent", "PredictSummary", "predict_dataset"]
+
+ENGINES = ("ray", "inline")
+
+
+@dataclass(frozen=True)
+class BatchEvent:
+    """What the driver just received (passed to ``on_batch``)."""
+
+    pid: int  # the worker process that predicted the batch
+    rows: int  # rows in the batch that were new
+    rows_done: int  # rows received in this run so far
+    rows_total: int | None  # rows this run has to predict (None when a CSV's length is unknown)
+
+
+@dataclass(frozen=True)
+class PredictSummary:
+    """What a :func:`predict_dataset` call did.
+
+    Attributes
+    ----------
+    out_dir : Path
+    rows : int
+        Rows in all shards of ``out_dir`` (this run's and earlier runs').
+    mean_macs : float
+        Mean MACs per spectrum over all of them.
+    budget_macs : float or None
+        The budget in MACs (anytime: per spectrum; batch: mean), if the policy has one.
+    shards : int
+        Output shards in ``out_dir``.
+    shards_skipped : int
+        Shards already complete when the run started (resumed).
+    shards_written : int
+    rows_predicted : int
+        Rows this run predicted.
+    duplicates_dropped : int
+        Result rows received twice (re-run by Ray after a worker failure) and written once.
+    wall_time_s : float
+    engine : str
+    workers : int
+    worker_peak_rss_kib : dict
+        Peak resident memory of each worker process that returned results (pid -> KiB).
+    manifest : dict
+        The ``_manifest.json`` written at the end.
+    """
+
+    out_dir: Path
+    rows: int
+    mean_macs: float
+    budget_macs: float | None
+    shards: int
+    shards_skipped: int
+    shards_written: int
+    rows_predicted: int
+    duplicates_dropped: int
+    wall_time_s: float
+    engine: str
+    workers: int
+    worker_peak_rss_kib: dict[int, int] = field(default_factory=dict)
+    manifest: dict[str, Any] = field(default_factory=dict)
+
+
+def _budget_macs(model_dir: str, policy: str, budget: Any, threshold: float | None) -> tuple[float | None, dict[str, Any]]:
+    """Check the policy options on the driver (so a bad one fails before any worker starts)."""
+    import scai
+    from scai.inference.budget import parse_budget
+
+    est = scai.load(model_dir)
+    kwargs = policy_kwargs(est, policy, budget, threshold)
+    value = None if budget is None else float(parse_budget(budget).to_macs(est.exit_macs_))
+    info: dict[str, Any] = {}
+    if policy == "batch":
+        cal = kwargs["calibration"]
+        info = {"thresholds": [float(t) for t in cal.thresholds], "expected_mean_macs": float(cal.expected_mean_cost)}
+    return value, info
+
+
+def _inline_batches(plan: Plan, pieces: Sequence[Piece], block_rows: int, batch_size: int) -> Iterator[Any]:
+    """Blocks of each piece re-cut into batches of ``batch_size`` rows (the last one of a piece shorter)."""
+    pa = import_pyarrow()
+    for piece in pieces:
+        pending: list[Any] = []
+        held = 0
+        for block in read_piece(plan, piece, block_rows):
+            pending.append(block)
+            held += block.num_rows
+            while held >= batch_size:
+                table = pa.concat_tables(pending)
+                yield table.slice(0, batch_size)
+                rest = table.slice(batch_size)
+                pending, held = ([rest] if rest.num_rows else []), rest.num_rows
+        if held:
+            yield pa.concat_tables(pending)
+
+
+def _ray_results(plan: Plan, pieces: Sequence[Piece], model_dir: str, predictor_kwargs: dict[str, Any], *,
+                 batch_size: int, block_rows: int, workers: int, progress: bool) -> Iterator[Any]:
+    import ray
+
+    from scai.distributed.datasource import SpectraDatasource
+
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = bool(progress)
+    ctx.print_on_execution_start = False
+    # Reads are light next to preprocessing and the network: they take no CPU slot, so they
+    # never starve the actors, and at most one per worker runs at a time.
+    ds = ray.data.read_datasource(SpectraDatasource(plan, pieces, block_rows), num_cpus=0,
+                                  concurrency=max(workers, 1))
+    ds = ds.map_batches(
+        BatchPredictor, batch_size=batch_size, batch_format="pyarrow", zero_copy_batch=True,
+        fn_constructor_kwargs={"model_dir": model_dir, "plan": plan, **predictor_kwargs},
+        compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=1,
+    )
+    yield from ds.iter_batches(batch_size=None, batch_format="pyarrow", prefetch_batches=1)
+
+
+def predict_dataset(
+    model_dir: str | Path,
+    inputs: str | Path | Sequence[str | Path],
+    out_dir: str | Path,
+    *,
+    policy: str = "full",
+    budget: str | float | None = None,
+    threshold: float | None = None,
+    batch_size: int = 256,
+    engine: str = "ray",
+    address: str | None = None,
+    num_workers: int | None = None,
+    threads: int = 1,
+    piece_rows: int = 65536,
+    block_rows: int = 4096,
+    read_options: dict[str, Any] | None = None,
+    progress: bool = False,
+    on_batch: Callable[[BatchEvent], None] | None = None,
+) -> PredictSummary:
+    """Classify every spectrum of ``inputs`` and write Parquet shards of predictions to ``out_dir``.
+
+    Parameters
+    ----------
+    model_dir : str or Path
+        Model directory from ``scai train`` (on a cluster, a path every node can read).
+    inputs : path, glob pattern, or a sequence of them
+        Parquet shards (the layout of :mod:`scai.datasets.archive`), ``.npy`` arrays, HDF5 or
+        CSV files (and the other formats :func:`scai.data.iter_chunks` reads).
+    out_dir : str or Path
+        Folder of the output shards, one per piece: ``<file stem>-<hash>.<first row>.parquet``
+        with columns ``source, row, id, prediction, exit, confidence, macs, flagged, reason,
+        batch`` (``scai predict``'s CSV columns; ``row`` is the row's position in ``source``,
+        ``batch`` names the budgeted batch it was predicted in).
+    policy, budget, threshold
+        As ``scai predict --policy/--budget/--threshold``; budgets in MACs or a share (``"25%"``).
+    batch_size : int
+        Rows per Ray batch = per budgeted batch.
+    engine : {"ray", "inline"}
+        Ray Data, or everything in this process (no Ray needed).
+    address : str, optional
+        Ray cluster to connect to (``"auto"``, ``"ray://host:10001"``); by default a Ray already
+        initialised in this process, else a local one started for the run.
+    num_workers : int, optional
+        Actors, each loading the model once; default: the cluster's CPUs.
+    threads : int
+        PyTorch threads per worker.
+    piece_rows : int
+        Rows per output shard, roughly (Parquet pieces are whole row groups; HDF5 and CSV files
+        are one piece each).
+    block_rows : int
+        Rows per block read.
+    read_options : dict, optional
+        :func:`scai.data.iter_chunks` keywords for CSV and other tables (``id_column``, ...).
+    progress : bool
+        Ray Data's progress bars.
+    on_batch : callable, optional
+        Called on the driver with a :class:`BatchEvent` after each result batch.
+
+    Returns
+    -------
+    PredictSummary
+
+    Raises
+    ------
+    DataFormatError, DataValueError, AxisError
+        For bad inputs (no ``spectrum`` column, wrong length, NaN, ...), naming the file and row.
+    ConfigError
+        For an ``out_dir`` holding another run's predictions, or Ray missing.
+    """
+    t0 = time.perf_counter()
+    if engine not in ENGINES:
+        raise ConfigError(f"engine={engine!r} is not allowed; use one of {ENGINES}")
+    for name, value in (("batch_size", batch_size), ("piece_rows", piece_rows), ("block_rows", block_rows),
+                        ("threads", threads)):
+        if not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{name}={value!r} is not allowed; use a positive integer")
+    if num_workers is not None and (not isinstance(num_workers, int) or num_workers < 1):
+        raise ConfigError(f"num_workers={num_workers!r} is not allowed; use a positive integer or None")
+    if engine == "inline" and (address is not None or num_workers not in (None, 1)):
+        raise ConfigError("engine='inline' runs one worker in this process; address and num_workers are for engine='ray'")
+    model_dir = str(model_dir)
+    budget_macs, calibration = _budget_macs(model_dir, policy, budget, threshold)
+    plan = plan_inputs(inputs, piece_rows=piece_rows, read_options=read_options)
+    out = Path(out_dir)
+    from scai.model_dir import ModelDir
+
+    settings = {"model_weights_sha256": ModelDir(model_dir).weights_sha256, "policy": policy,
+                "budget": None if budget is None else str(budget), "threshold": threshold, "batch_size": batch_size,
+                "read_options": {k: v if isinstance(v, (str, int)) else list(v) for k, v in plan.read_options.items()}}
+    todo = prepare_out_dir(out, plan, settings)
+    skipped = len(plan.pieces) - len(todo)
+    collector = Collector(plan, todo, out)
+    for piece in [p for p in todo if p.n_rows == 0]:
+        collector.write_empty(piece)
+    todo = [p for p in todo if p.n_rows != 0]
+    total = None if any(p.n_rows is None for p in todo) else sum(int(p.n_rows or 0) for p in todo)
+    predictor_kwargs = {"policy": policy, "budget": budget, "threshold": threshold, "threads": threads}
+    workers = 1
+    started = False
+    quiet = warnings.catch_warnings()
+    quiet.__enter__()
+    # Ray Data reads deprecated settings of its own DataContext; those warnings are not the user's.
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    try:
+        if not todo:
+            results: Iterator[Any] = iter(())
+        elif engine == "inline":
+            worker = BatchPredictor(model_dir, plan, **predictor_kwargs)
+            results = (worker(b) for b in _inline_batches(plan, todo, block_rows, batch_size))
+        else:
+            from scai.distributed._ray import import_ray, start_ray
+
+            ray = import_ray()
+            started = start_ray(address, num_workers)
+            workers = num_workers or max(int(ray.cluster_resources().get("CPU", 1)), 1)
+            results = _ray_results(plan, todo, model_dir, predictor_kwargs, batch_size=batch_size,
+                                   block_rows=block_rows, workers=workers, progress=progress)
+        for table in results:
+            added = collector.add(table)
+            if on_batch is not None and table.num_rows:
+                on_batch(BatchEvent(int(table.column("_pid")[0].as_py()), added, collector.rows_received, total))
+    except Exception as exc:
+        from scai.distributed._ray import unwrap_error
+
+        clear = unwrap_error(exc) if engine == "ray" else None
+        if clear is not None:
+            raise clear from None
+        raise
+    finally:
+        if started:
+            import ray
+
+            ray.shutdown()
+        quiet.__exit__(None, None, None)
+    collector.check_complete()
+    extra = {"policy": policy, "budget": settings["budget"], "budget_macs": budget_macs, "batch_size": batch_size,
+             "calibration": calibration, "model_weights_sha256": settings["model_weights_sha256"]}
+    manifest = write_manifest(out, plan, extra)
+    return PredictSummary(
+        out_dir=out, rows=int(manifest["rows"]), mean_macs=float(manifest["mean_macs"]), budget_macs=budget_macs,
+        shards=len(plan.pieces), shards_skipped=skipped, shards_written=collector.pieces_written,
+        rows_predicted=collector.rows_received, duplicates_dropped=collector.duplicates,
+        wall_time_s=time.perf_counter() - t0, engine=engine, workers=workers,
+        worker_peak_rss_kib=dict(collector.worker_rss_kib), manifest=manifest,
+    )
