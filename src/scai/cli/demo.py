@@ -19,7 +19,7 @@ from scai.cli._common import (
     random_seed,
 )
 
-__all__ = ["estimate_epoch_seconds", "register"]
+__all__ = ["estimate_epoch_seconds", "register", "training_cut_short"]
 
 #: The default recipe's epoch cap (scai train): a demo capped below it may stop before converging.
 RECIPE_EPOCHS = 200
@@ -81,6 +81,20 @@ def estimate_epoch_seconds(model: str, n_points: int, n_classes: int, n_train: i
     return 1.1 * per_step * math.ceil(n_train / batch_size)
 
 
+def training_cut_short(history: Any, epochs: int, max_time_s: float | None = None) -> str | None:
+    """Which cap ended training before early stopping did ("--epochs N" / "--max-time S s"), or None.
+
+    Early stopping ends a run whose validation accuracy stopped improving; a run that used every
+    allowed epoch (fewer than the recipe's) or hit the time cap may have stopped while it was still
+    improving, so its figures do not show what the model reaches.
+    """
+    if max_time_s is not None and history.stopped_early and history.fit_time_s >= max_time_s:
+        return f"--max-time {max_time_s:g} s"
+    if not history.stopped_early and len(history.epochs) >= epochs and epochs < RECIPE_EPOCHS:
+        return f"--epochs {epochs}"
+    return None
+
+
 def _run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -118,9 +132,8 @@ def _run(args: argparse.Namespace) -> int:
     model_dir = est.save(out / "model")
     h = est.history_
     print(f"split: {split['protocol']} (seed {args.seed}): {split['n_train']} train / {split['n_val']} val / {split['n_test']} test")
-    by_time = args.max_time is not None and h.stopped_early and h.fit_time_s >= args.max_time
-    by_epochs = not h.stopped_early and len(h.epochs) >= args.epochs and args.epochs < RECIPE_EPOCHS
-    how = " (stopped by --max-time)" if by_time else (" (the --epochs cap)" if by_epochs else " (early stopping)" if h.stopped_early else "")
+    cap = training_cut_short(h, args.epochs, args.max_time)
+    how = f" (stopped by {cap})" if cap else " (early stopping)" if h.stopped_early else ""
     print(f"trained {args.model} for {len(h.epochs)} epochs{how} (best {h.best_epoch}) in {h.fit_time_s:.1f} s")
     describe_model(est)
     first = 1 if est.first_exit_number == 0 else 0
@@ -132,8 +145,7 @@ def _run(args: argparse.Namespace) -> int:
     print_table([[r["budget_macs"], r["mean_macs"], r["accuracy"]] for r in metrics["anytime"]], ["budget MACs", "mean MACs", "accuracy"])
     (out / "split.json").write_text(json.dumps(split, indent=1))
     notes = []
-    if by_time or by_epochs:
-        cap = f"--max-time {args.max_time:g} s" if by_time else f"--epochs {args.epochs}"
+    if cap:
         notes.append(f"NOT REPRESENTATIVE: {cap} ended training after {len(h.epochs)} epochs, before early stopping "
                      f"(the validation accuracy was still improving, or may have been); the accuracies above are "
                      f"those of an unfinished model. Rerun with a larger cap (e.g. --epochs {RECIPE_EPOCHS}) for figures that mean something.")
