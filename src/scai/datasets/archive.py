@@ -116,7 +116,7 @@ def write_archive(
     n_classes, n_points, seed
         Passed to :func:`~scai.datasets.synthetic_liquor`; the same seed gives the same archive.
     chunk_size : int
-        Spectra generated and held in memory at a time (memory stays ~``chunk_size * n_points * 8`` bytes).
+        Spectra generated at a time; memory holds about one chunk plus one row group.
     row_group_size : int
         Parquet row group size (the unit a reader can fetch alone).
     compression : str
@@ -158,6 +158,8 @@ def write_archive(
     tmp: Path | None = None
     in_shard = 0
     row = 0
+    pending: list[Any] = []  # tables not yet written: less than one row group
+    held = 0
     schema = None
     try:
         for chunk in chunks:  # type: ignore[union-attr]
@@ -173,16 +175,25 @@ def write_archive(
                     paths.append(final)
                 take = min(chunk.n_samples - start, shard_size - in_shard)
                 ids = [f"s{r:0{width}d}" for r in range(row, row + take)]
-                table = spectra_table(chunk.X[start:start + take], schema, ids, labels[start:start + take].tolist())
-                writer.write_table(table, row_group_size=int(row_group_size))
+                pending.append(spectra_table(chunk.X[start:start + take], schema, ids, labels[start:start + take].tolist()))
+                held += take
                 start += take
                 row += take
                 in_shard += take
+                while held >= row_group_size or (held and in_shard == shard_size):
+                    # Row groups of exactly row_group_size rows (the shard's last one shorter),
+                    # whatever the chunk size: one write_table call makes at least one group.
+                    table = pa.concat_tables(pending)
+                    writer.write_table(table.slice(0, row_group_size), row_group_size=int(row_group_size))
+                    rest = table.slice(row_group_size)
+                    pending, held = ([rest] if rest.num_rows else []), rest.num_rows
                 if in_shard == shard_size:
                     writer.close()
                     os.replace(tmp, paths[-1])  # type: ignore[arg-type]
                     writer, tmp, in_shard = None, None, 0
         if writer is not None:
+            if held:
+                writer.write_table(pa.concat_tables(pending), row_group_size=int(row_group_size))
             writer.close()
             os.replace(tmp, paths[-1])  # type: ignore[arg-type]
             writer, tmp = None, None
