@@ -42,6 +42,7 @@ from scai.inference import (
     softmax,
 )
 from scai.inference.budget import Budget
+from scai.inference.combination import ExitCombination, fit_combination
 from scai.inference.exit_loop import carry_forward
 from scai.inference.policies import default_budget
 from scai.inference.predictor import PredictionBatch, Predictor
@@ -173,6 +174,12 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
         (never run). ``"none"`` (default): no MiniRocket exit. Not the default because on the dev
         suite cross-fitting never preferred it to exit 0, and its PyTorch PPV pooling is slow at
         inference (docs/models.md).
+    combine_exits
+        Under cross-fitting with exit 0 (default ``True``): each deeper exit answers with a
+        learned combination of its own log-probabilities and the combined answer of the exit
+        before it, fitted on the out-of-fold logits (:mod:`scai.inference.combination`); exits
+        are then used or skipped on the combined out-of-fold accuracy. ``False``: every exit
+        answers for itself.
     """
 
     def __init__(
@@ -192,6 +199,7 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
         cross_fit: int = 5,
         n_jobs: int | None = None,
         rocket: str = "none",
+        combine_exits: bool = True,
     ) -> None:
         self.model = model
         self.model_config = model_config
@@ -207,6 +215,7 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
         self.cross_fit = cross_fit
         self.n_jobs = n_jobs
         self.rocket = rocket
+        self.combine_exits = combine_exits
 
     # ------------------------------------------------------------------ fitting
     def _make_pipeline(self, kind: str | None = None) -> Pipeline:
@@ -398,6 +407,7 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
         oof = np.concatenate([np.stack(pre), net_oof]) if pre else net_oof
         acc = [float(np.mean(z.argmax(axis=1) == y)) for z in oof]
         uses = None
+        combination = None
         if with_exit0:
             assert exit0_fit is not None
             uses = self._uses(acc)
@@ -408,6 +418,12 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
             elif rocket_fit is not None:
                 record["rocket"] = {**rocket_fit.to_dict(), "oof_accuracy": acc[1], "used": True}
             n_pre = 1 + (rocket_fit is not None)
+            if trained and self.combine_exits:  # deeper exits build on the earlier ones
+                combination = fit_combination(oof, y)
+                oof = combination.apply(oof).astype(np.float32)
+                record["combination"] = {**combination.to_dict(), "oof_accuracy_plain": acc}
+                acc = [float(np.mean(z.argmax(axis=1) == y)) for z in oof]
+                uses = self._uses(acc)
             if trained and not any(uses[n_pre:]):
                 reason = "no network exit beat the exits before it out of fold"
             uses += [False] * (self.network_.n_exits + n_pre - len(uses))
@@ -423,7 +439,10 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
                 rec.update(val_acc=curve["acc"][e].tolist(), val_loss=curve["loss"][e].tolist())
         self.network_.eval()
         if with_exit0:
-            cascade = self._cascade(self.network_, exit0_fit, rocket_fit).cut(uses)
+            cascade = self._cascade(self.network_, exit0_fit, rocket_fit)
+            if combination is not None and reason is None:
+                cascade = cascade.combined(combination)
+            cascade = cascade.cut(uses)
             self.network_ = cascade
             self.exit0_ = {**exit0_fit.to_dict(), "validation_accuracy": acc, "validation": "out-of-fold",
                            "uses": cascade.uses, "network_trained": reason is None}
@@ -806,8 +825,9 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
         net = self.network_
         if not isinstance(net, Cascade):
             return None
+        comb = None if net.combination is None else net.combination.to_dict()
         return {**net.spec.to_dict(), "uses": list(net.uses), "n_exits": int(net.n_exits),
-                "fit": self.exit0_ or {}}
+                "fit": self.exit0_ or {}, "combination": comb}
 
     @classmethod
     def load(cls, directory: str | Path) -> SCAIClassifier:
@@ -826,8 +846,10 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
                 spec = CascadeSpec.from_dict(casc)
                 head = LinearExit(int(c["in_length"]), int(c["n_classes"]), rank=spec.rank)
                 rocket = None if spec.rocket is None else RocketExit(int(c["in_length"]), int(c["n_classes"]), **spec.rocket)
+                comb = casc.get("combination")
+                comb = None if comb is None else ExitCombination.from_dict(comb, f"{directory}: cascade.combination")
                 est.network_ = Cascade(est.network_, head, spec, uses=casc["uses"], n_exits=int(casc["n_exits"]),
-                                       rocket=rocket)
+                                       rocket=rocket, combination=comb)
                 est.exit0_ = dict(casc.get("fit") or {})
             est.preprocessing_selection_ = c.get("preprocessing_selection")
         except (TypeError, ValueError, KeyError) as exc:

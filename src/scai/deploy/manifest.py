@@ -164,6 +164,8 @@ def build_manifest(
         "n_classes": int(net.n_classes),
         "n_exits": n_exits,
         "exits_used": [bool(u) for u in getattr(net, "uses", None) or [True] * n_exits],
+        # exit k's logits = a[k] * exit k-1's + b[k] * log_softmax(stage k's) + c[k] (scai.inference.combination)
+        "combination": None if getattr(net, "combination", None) is None else net.combination.to_dict(),
         "class_names": [str(c) for c in estimator.classes_.tolist()],
         "axis": np.asarray(estimator.axis_, dtype=np.float64).tolist(),
         "axis_unit": str(getattr(estimator, "axis_unit_", "unknown")),

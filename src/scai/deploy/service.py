@@ -196,6 +196,11 @@ class ModelService:
         spectrum gets the same anytime budget, and a batch the same guard, whether it was split
         or not.
         """
+        if getattr(self.stages, "combination", None) is not None:
+            raise PayloadError(
+                "this model's exits combine the earlier exits' logits, which stage features do not carry; "
+                "send the raw spectra to /v1/predict instead (the edge client does)"
+            )
         return self._run(features, options, start_stage=stage + 1, prior_macs=float(self.exit_macs[stage]))
 
     def _run(self, data: np.ndarray, options: RequestOptions, *, start_stage: int, prior_macs: float = 0.0) -> dict[str, np.ndarray]:

@@ -12,6 +12,11 @@ outputs through :class:`PrecomputedStages`. What differs between them is only
   a sample may run the next stage (the edge's ``Bmax``) and whether it leaves after a stage
   (threshold, anytime look-ahead, budgeted batch with its guard, or nowhere but the end).
 
+A runner may carry an exit combination (``stages.combination``, an
+:class:`~scai.inference.combination.ExitCombination`): the loop then turns each stage's logits into
+the exit's combined logits, keeping one running state of ``n_classes`` values per sample (what
+an edge device sends with its features when it offloads: ``prior_state``).
+
 This module imports NumPy only, so the edge runtime uses it without PyTorch.
 """
 
@@ -64,6 +69,8 @@ class StageRunner(Protocol):
     #: Optional per-exit flags (a cascade's ``uses``); a skipped exit answers with the answer
     #: of the last used exit before it. Absent or None: every exit answers for itself.
     uses: Any
+    #: Optional :class:`~scai.inference.combination.ExitCombination` (None: none).
+    combination: Any
 
     def inputs(self, X: np.ndarray, start_stage: int) -> Any: ...
 
@@ -126,6 +133,9 @@ class ExitResult:
         Seconds from the loop's start to the sample's answer.
     held_features : dict of int to ndarray
         Unsettled samples' features of their last stage (only when the rule holds features).
+    held_state : dict of int to ndarray
+        With an exit combination: those samples' combined logits of their last stage, which the
+        stage after it needs (``prior_state`` of the loop that continues them).
     """
 
     class_index: np.ndarray
@@ -138,6 +148,7 @@ class ExitResult:
     last_stage: np.ndarray
     elapsed_s: np.ndarray
     held_features: dict[int, np.ndarray] = field(default_factory=dict)
+    held_state: dict[int, np.ndarray] = field(default_factory=dict)
     wall_time_s: float = 0.0
 
     @property
@@ -169,6 +180,7 @@ class PrecomputedStages:
         self.n_exits = int(probs.shape[0])
         self.n_classes = int(probs.shape[2])
         self.uses = None  # stored outputs are already carried forward (carry_forward)
+        self.combination = None  # ... and combined
 
     def inputs(self, X: np.ndarray, start_stage: int) -> np.ndarray:
         return np.asarray(X, dtype=np.int64)  # the "features" are the sample indices
@@ -209,6 +221,7 @@ def run_exit_loop(
     batch_size: int = 256,
     start_stage: int = 0,
     prior_macs: float = 0.0,
+    prior_state: np.ndarray | None = None,
 ) -> ExitResult:
     """Run ``stages`` on ``X`` batch by batch, letting each sample leave where ``rule`` says.
 
@@ -230,6 +243,9 @@ def run_exit_loop(
     prior_macs : float
         MACs already spent on each sample before this loop (the edge's stages); the rules count
         them, the returned ``macs`` do not.
+    prior_state : ndarray of shape (n, n_classes), optional
+        With an exit combination and ``start_stage > 0``: each sample's combined logits of stage
+        ``start_stage - 1`` (the edge's ``held_state``).
 
     Returns
     -------
@@ -257,6 +273,22 @@ def run_exit_loop(
     used = np.ones(L, dtype=bool) if uses is None else np.asarray([bool(u) for u in uses], dtype=bool)
     current = np.zeros((n, C))  # the answer of the last used exit, per sample
     has_current = np.zeros(n, dtype=bool)
+    comb = getattr(stages, "combination", None)
+    combined = None  # per sample, the combined logits of the last stage run
+    if comb is not None:
+        if comb.n_exits != L or comb.n_classes != C:
+            raise DataValueError(f"the exit combination is for {comb.n_exits} exits x {comb.n_classes} classes; "
+                                 f"the stages have {L} x {C}")
+        combined = np.zeros((n, C))
+        if start_stage > 0:
+            ps = None if prior_state is None else np.asarray(prior_state, dtype=np.float64)
+            if ps is None or ps.shape != (n, C) or not np.all(np.isfinite(ps)):
+                raise DataValueError(
+                    f"continuing at stage {start_stage} needs the combined logits of exit {start_stage - 1} "
+                    f"(prior_state of shape ({n}, {C}), finite); got "
+                    f"{None if ps is None else ps.shape}"
+                )
+            combined[:] = ps
     t0 = time.perf_counter()
     for start in range(0, n, int(batch_size)):
         stop = min(start + int(batch_size), n)
@@ -276,11 +308,16 @@ def run_exit_loop(
                     held = stages.rows(feats, ~runs)
                     for j, i in enumerate(stopped.tolist()):
                         out.held_features[i] = held[j]
+                        if combined is not None:
+                            out.held_state[i] = combined[i].copy()
                 feats, active, cost = stages.take(feats, runs), active[runs], cost[runs]
                 if active.size == 0:
                     break
             feats, z, m = stages.run(k, feats)
             cost = cost + np.broadcast_to(np.asarray(m, dtype=np.float64), cost.shape)
+            if combined is not None:  # the exit's combined logits, from the previous exit's
+                z = comb.step(k, combined[active] if k > 0 else None, z)
+                combined[active] = z
             p = np.asarray(z, dtype=np.float64) if temperatures is None else softmax(z, float(temperatures[k]))
             if used[k]:
                 current[active], has_current[active] = p, True

@@ -123,6 +123,7 @@ class TorchStages:
         self.n_exits = int(network.n_exits)
         self.n_classes = int(network.n_classes)
         self.uses = getattr(network, "uses", None)  # a cascade's skipped exits
+        self.combination = getattr(network, "combination", None)  # ... and its exit combination
 
     def inputs(self, X: np.ndarray, start_stage: int) -> Any:
         x = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))
@@ -268,11 +269,13 @@ class Predictor:
     # full pass, calibration, latency
 
     def exit_outputs(self, X: np.ndarray, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
-        """Run every stage on every sample: raw logits of all exits and cumulative MACs.
+        """Run every stage on every sample: logits of all exits and cumulative MACs.
 
         Returns
         -------
         logits : ndarray, shape (n_exits, n, n_classes), float64
+            Each exit's logits before temperature scaling (combined with the earlier exits'
+            when the network has an exit combination, as the exit loop answers with).
         costs : ndarray, shape (n, n_exits), float64
             Cumulative MACs actually spent per sample to reach each exit.
         """
@@ -291,7 +294,8 @@ class Predictor:
                     spent = spent + m
                     logits[k, sl] = z
                     costs[sl, k] = spent
-        return logits, costs
+        comb = getattr(self.network, "combination", None)
+        return (logits if comb is None else comb.apply(logits)), costs
 
     def calibrate(
         self,

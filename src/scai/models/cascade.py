@@ -13,6 +13,13 @@ answers there with the answer of the last exit used before it
 data; network stages after the last used exit are dropped (:meth:`Cascade.truncated`), so they
 cost nothing.
 
+Deeper exits can also *build on* earlier ones: an optional
+:class:`~scai.inference.combination.ExitCombination` (fitted on out-of-fold logits in
+``SCAIClassifier.fit``) makes exit k's logits a learned combination of its own log-probabilities
+and exit k - 1's combined logits. :meth:`forward_detailed` / :meth:`forward_exits` return the
+combined logits; ``run_stage`` keeps returning each stage's own logits (the stage contract), and
+the exit loop combines them as it goes (:func:`scai.inference.exit_loop.run_exit_loop`).
+
 An optional **MiniRocket exit** (:class:`scai.models.rocket.RocketExit`) follows exit 0 as stage
 1 when cross-validation finds it useful; the network's stages then start at stage 2
 (``net_start``).
@@ -34,7 +41,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from scai.errors import ModelConfigError
-from scai.models.base import MultiExitNetwork, StageResult, constant_macs
+from scai.inference.combination import ExitCombination
+from scai.models.base import MultiExitNetwork, NetworkOutput, StageResult, constant_macs
 from scai.models.rocket import RocketExit
 
 __all__ = ["LinearExit", "Cascade", "CascadeSpec"]
@@ -139,6 +147,11 @@ class Cascade(MultiExitNetwork):
         Keep only the first ``n_exits`` cascade exits (default: all ``network.n_exits + 1``):
         later network stages are never run, exported or counted (their weights stay in the
         file, so the model can be re-cut).
+    rocket : RocketExit, optional
+        A MiniRocket exit after exit 0.
+    combination : ExitCombination, optional
+        How each exit combines its logits with the exits before it (None: every exit answers
+        for itself); one entry per cascade exit kept.
     """
 
     def __init__(
@@ -149,6 +162,7 @@ class Cascade(MultiExitNetwork):
         uses: Any = None,
         n_exits: int | None = None,
         rocket: RocketExit | None = None,
+        combination: ExitCombination | None = None,
     ) -> None:
         if exit0.in_length != network.in_length or exit0.n_classes != network.n_classes:
             raise ModelConfigError(
@@ -172,6 +186,12 @@ class Cascade(MultiExitNetwork):
         self.spec = spec
         self.execution = network.execution
         self.uses = self._check_uses(uses)
+        if combination is not None and (combination.n_exits != n or combination.n_classes != network.n_classes):
+            raise ModelConfigError(
+                f"the exit combination is for {combination.n_exits} exits and {combination.n_classes} classes; "
+                f"the cascade has {n} exits and {network.n_classes} classes"
+            )
+        self.combination = None if combination is None or combination.is_identity else combination
 
     def _check_uses(self, uses: Any) -> list[bool]:
         if uses is None:
@@ -189,7 +209,36 @@ class Cascade(MultiExitNetwork):
         if len(flags) != self.n_exits or not flags[0]:
             raise ModelConfigError(f"uses={flags} is not allowed; give {self.n_exits} flags with exit 0 used")
         n = max(i for i, f in enumerate(flags) if f) + 1
-        return Cascade(self.network, self.exit0, self.spec, uses=flags[:n], n_exits=n, rocket=self.rocket)
+        comb = self.combination
+        if comb is not None:
+            comb = ExitCombination(comb.a[:n], comb.b[:n], comb.c[:n])
+        return Cascade(self.network, self.exit0, self.spec, uses=flags[:n], n_exits=n, rocket=self.rocket,
+                       combination=comb)
+
+    def combined(self, combination: ExitCombination | None) -> Cascade:
+        """The same cascade with another exit combination (None: every exit for itself)."""
+        return Cascade(self.network, self.exit0, self.spec, uses=self.uses, n_exits=self.n_exits,
+                       rocket=self.rocket, combination=combination).eval()
+
+    def _combine(self, logits: list[Tensor]) -> list[Tensor]:
+        """Each exit's combined logits (see :mod:`scai.inference.combination`), in torch."""
+        comb = self.combination
+        if comb is None:
+            return logits
+        out, state = [logits[0]], logits[0]
+        for k in range(1, len(logits)):
+            c = torch.as_tensor(comb.c[k], dtype=logits[k].dtype, device=logits[k].device)
+            state = float(comb.a[k]) * state + float(comb.b[k]) * torch.log_softmax(logits[k], dim=1) + c
+            out.append(state)
+        return out
+
+    def forward_exits(self, x: Tensor, stop_at: int | None = None) -> list[Tensor]:
+        return self._combine(super().forward_exits(x, stop_at))
+
+    def forward_detailed(self, x: Tensor) -> NetworkOutput:
+        out = super().forward_detailed(x)
+        out.logits = self._combine(out.logits)
+        return out
 
     def stage_macs(self, i: int) -> int:
         self._check_stage(i)
@@ -219,4 +268,5 @@ class Cascade(MultiExitNetwork):
 
     def extra_repr(self) -> str:
         rocket = ", rocket" if self.rocket is not None else ""
-        return super().extra_repr() + f", exit0={self.spec.kind!r}{rocket}, uses={self.uses}"
+        comb = ", combined" if self.combination is not None else ""
+        return super().extra_repr() + f", exit0={self.spec.kind!r}{rocket}, uses={self.uses}{comb}"
