@@ -40,6 +40,8 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from scai.errors import ConfigError, ScaiError
+from scai.models.base import NetworkOutput
+from scai.models.pa_block import PABlock
 
 __all__ = [
     "Distributed",
@@ -203,8 +205,6 @@ class _Detailed(nn.Module):
 
 def _has_data_dependent_graph(network: nn.Module) -> bool:
     """True for networks with PA blocks: they skip units once every position has halted."""
-    from scai.models.pa_block import PABlock
-
     return any(isinstance(m, PABlock) for m in network.modules())
 
 
@@ -238,10 +238,8 @@ class Distributed:
         return DistributedDataParallel(_Detailed(network), device_ids=device_ids,
                                        find_unused_parameters=_has_data_dependent_graph(network))
 
-    def forward(self, wrapped: nn.Module, x: Tensor) -> object:
+    def forward(self, wrapped: nn.Module, x: Tensor) -> NetworkOutput:
         """``wrapped(x)`` as the :class:`~scai.models.base.NetworkOutput` the losses take."""
-        from scai.models.base import NetworkOutput
-
         logits, ponder, macs, fraction = wrapped(x)
         return NetworkOutput(logits=list(logits), ponder=ponder, macs=macs, units_fraction=fraction)
 
@@ -257,7 +255,7 @@ class Distributed:
         head = torch.zeros(8, dtype=torch.int64, device=dev)
         if self.rank == src:
             assert values is not None
-            arr = np.ascontiguousarray(values)
+            arr = np.array(values, order="C")  # (ascontiguousarray would make a 0-d array 1-d)
             if arr.ndim > 6 or arr.dtype not in (np.float32, np.float64):
                 raise ValueError(f"broadcast takes float32/float64 arrays of up to 6 dims; got {arr.dtype} {arr.shape}")
             head[0], head[1] = arr.ndim, int(arr.dtype == np.float64)
