@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import time
 import warnings
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Union
 
@@ -76,7 +76,9 @@ from scai.training.cross_fit import (
     oof_curve,
     oof_logits,
     run_folds,
+    start_folds,
     stratified_folds,
+    tail_size,
 )
 from scai.training.linear_exit import PLS_MAX_COMPONENTS, LinearExitFit, fit_linear_exit
 from scai.training.rocket_exit import RocketFit, fit_rocket_exit, fit_rocket_head, rocket_available
@@ -364,6 +366,8 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
         hit0 = None if oof0 is None else oof0.argmax(axis=1) == y
         outputs: list[FoldOutput] = []
         reason = None
+        refit: tuple[History, float] | None = None  # trained beside the last folds
+        epoch = 0
         rocket_fit, oof_r = None, None
         if hit0 is not None and self.skip_exits and bool(hit0.all()):
             reason = "exit 0 made no out-of-fold error, so no network exit can beat it"
@@ -394,14 +398,25 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
                 return None
 
             stop = network_adds_nothing if hit0 is not None and self.skip_exits else None
-            outputs, reason = run_folds(spec, self.train_config_.to_dict(), Z, y, folds, n_jobs=n_jobs,
+            tail = tail_size(len(folds), n_jobs)  # folds trained for the chosen epochs beside the refit
+            head = folds[: len(folds) - tail]
+            outputs, reason = run_folds(spec, self.train_config_.to_dict(), Z, y, head, n_jobs=n_jobs,
                                         stop_after_first_round=stop, progress=self.verbose)
+            if tail and reason is None and stop is not None and len(head) <= max(2, n_jobs):
+                reason = stop(outputs)  # run_folds had only its first round: ask here
+            if tail and reason is None:
+                epoch = choose_epoch(outputs, y)
+                pending = start_folds(spec, self.train_config_.to_dict(), Z, y, folds[len(head):], len(head), epoch)
+                refit = self._refit(Z, y, epoch, threads=1)
+                outputs += pending.result()
+                record["epochs_chosen_on_folds"] = len(head)
             record["fold_time_s"] = [round(o.fit_time_s, 2) for o in outputs]
             record["fold_epochs"] = [o.epochs_run for o in outputs]
             record["fold_best_epochs"] = [o.best_epoch for o in outputs]
-        record["cross_fit_s"] = time.perf_counter() - t0
+        record["cross_fit_s"] = time.perf_counter() - t0 - (refit[1] if refit is not None else 0.0)
         trained = reason is None
-        epoch = choose_epoch(outputs, y) if trained else 0
+        if refit is None:
+            epoch = choose_epoch(outputs, y) if trained else 0
         net_oof = oof_logits(outputs, n, epoch) if trained else np.zeros((0, n, C), np.float32)
         pre = [] if oof0 is None else [oof0] + ([oof_r] if oof_r is not None else [])
         oof = np.concatenate([np.stack(pre), net_oof]) if pre else net_oof
@@ -430,9 +445,7 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
         refit_s = 0.0
         self.history_ = History()
         if reason is None:
-            t1 = time.perf_counter()
-            self.history_ = Trainer(self.train_config_).fit(self.network_, Z, y, None, None, epochs=epoch)
-            refit_s = time.perf_counter() - t1
+            self.history_, refit_s = refit if refit is not None else self._refit(Z, y, epoch)
             curve = oof_curve(outputs, y)
             for rec in self.history_.epochs:  # the validation curve is the pooled out-of-fold one
                 e = rec["epoch"] - 1
@@ -458,6 +471,18 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
         self.history_.best_epoch = epoch if reason is None else -1
         self.cross_fit_ = record
         return oof
+
+    def _refit(self, Z: np.ndarray, y: np.ndarray, epochs: int, threads: int | None = None) -> tuple[History, float]:
+        """Train ``network_`` on all spectra for ``epochs`` epochs; (history, seconds).
+        ``threads``: torch threads while folds train beside it (restored after)."""
+        cfg = self.train_config_ if threads is None else replace(self.train_config_, threads=threads)
+        old = torch.get_num_threads()
+        t1 = time.perf_counter()
+        try:
+            history = Trainer(cfg).fit(self.network_, Z, y, None, None, epochs=epochs)
+        finally:
+            torch.set_num_threads(old)
+        return history, time.perf_counter() - t1
 
     def _wants_rocket(self) -> bool:
         if self.rocket not in ROCKET_KINDS:

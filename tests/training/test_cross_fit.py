@@ -163,3 +163,26 @@ def test_single_split_mode_is_one_option_away():
     assert len(est.validation_["y"]) == max(round(0.1 * len(X)), 3)
     with pytest.raises(Exception, match="cross_fit"):
         SCAIClassifier(cross_fit=-1).fit(X, y)
+
+
+def test_tail_size_frees_the_idle_slot_of_the_last_round():
+    from scai.training.cross_fit import tail_size
+
+    # rounds: first max(2, n_jobs) folds, then n_jobs at a time; a last round with an idle worker
+    # trains its folds beside the refit
+    assert [tail_size(5, j) for j in (1, 2, 3, 4, 5, 8)] == [0, 1, 2, 1, 0, 0]
+    assert tail_size(4, 2) == 0 and tail_size(3, 2) == 1 and tail_size(2, 2) == 0
+
+
+def test_last_fold_trains_for_the_chosen_epochs_beside_the_refit():
+    X, y, axis = make_peaks(n_per_class=10)
+    est = SCAIClassifier(model="scai", model_config=TINY_SCAI, train_config=FAST, preprocessing="snv",
+                         skip_exits=False, cross_fit=3, n_jobs=2).fit(X, y, axis=axis)
+    rec = est.cross_fit_
+    assert rec["epochs_chosen_on_folds"] == 2 and len(rec["fold_epochs"]) == 3
+    assert rec["fold_epochs"][2] <= rec["epochs"]  # the tail fold stops at the chosen count
+    assert len(est.history_.epochs) == rec["epochs"]  # the refit trained exactly that many
+    V = est.validation_
+    assert V["logits"].shape[1] == len(X) and np.isfinite(V["logits"]).all()
+    # the epoch count is the pooled choice of the first two folds, not of all three
+    assert rec["network"] == "trained on all spectra"

@@ -40,7 +40,9 @@ __all__ = [
     "oof_curve",
     "oof_logits",
     "run_folds",
+    "start_folds",
     "stratified_folds",
+    "tail_size",
 ]
 
 
@@ -113,8 +115,12 @@ def _train_fold(
     tr: np.ndarray,
     va: np.ndarray,
     fold: int,
+    epochs: int | None = None,
 ) -> FoldOutput:
-    """Train one fold's network (in a worker process, one thread) and keep its per-epoch OOF logits."""
+    """Train one fold's network (in a worker process, one thread) and keep its per-epoch OOF logits.
+
+    ``epochs``: train at most that many epochs (the learning-rate schedule stays that of
+    ``max_epochs``, as in the refit); None: until early stopping."""
     import torch
 
     from scai.models import create_model
@@ -126,7 +132,7 @@ def _train_fold(
     network = create_model(spec.name, spec.in_length, spec.n_classes, **spec.config)
     per_epoch: list[np.ndarray] = []
     t0 = time.perf_counter()
-    history = Trainer(cfg).fit(network, Z[tr], y[tr], Z[va], y[va], val_logits=per_epoch)
+    history = Trainer(cfg).fit(network, Z[tr], y[tr], Z[va], y[va], val_logits=per_epoch, epochs=epochs)
     return FoldOutput(
         fold=fold,
         val_idx=va,
@@ -187,6 +193,68 @@ def run_folds(
     finally:
         bar.close()
     return outputs, None
+
+
+def tail_size(n_folds: int, n_jobs: int) -> int:
+    """Folds of the last round that train for the chosen epoch count while the final network trains.
+
+    :func:`run_folds` runs rounds of ``n_jobs`` folds (the first of ``max(2, n_jobs)``). When the
+    last round would leave a worker idle, its folds take no part in choosing the epoch count:
+    they train for the count the earlier folds chose (:func:`start_folds`) while the caller
+    trains the final network on all spectra in the free slot, which saves one round. 0 when no
+    slot is free (or one process runs everything).
+    """
+    if n_jobs < 2:
+        return 0
+    first = min(n_folds, max(2, n_jobs))
+    rest = n_folds - first
+    if rest <= 0:
+        return 0
+    last = rest % n_jobs or n_jobs
+    return last if last < n_jobs else 0
+
+
+class PendingFolds:
+    """Folds training for a fixed epoch count in worker processes (:func:`start_folds`)."""
+
+    def __init__(self, jobs: list[Any], Z: np.ndarray, y: np.ndarray, epochs: int, futures: list[Any] | None) -> None:
+        self._jobs, self._Z, self._y, self._epochs, self._futures = jobs, Z, y, epochs, futures
+
+    def result(self) -> list[FoldOutput]:
+        """The folds' outputs (trained here, one after another, when no worker could start)."""
+        if self._futures is not None:
+            return [f.result() for f in self._futures]
+        return [_train_fold(sp, cfg, self._Z, self._y, tr, va, i, self._epochs) for sp, cfg, tr, va, i in self._jobs]
+
+
+def start_folds(
+    spec: NetworkSpec,
+    train_config: dict[str, Any],
+    Z: np.ndarray,
+    y: np.ndarray,
+    folds: list[tuple[np.ndarray, np.ndarray]],
+    first_index: int,
+    epochs: int,
+) -> PendingFolds:
+    """Start training ``folds`` (fold numbers from ``first_index``, seeds as :func:`run_folds`'s) for
+    ``epochs`` epochs in worker processes, one thread each, and return at once."""
+    import warnings
+
+    Z = np.ascontiguousarray(Z, dtype=np.float32)
+    y = np.asarray(y, dtype=np.int64)
+    seed = int(train_config.get("seed", 0))
+    jobs = [(spec, {**train_config, "seed": seed + 1 + i}, tr, va, i)
+            for i, (tr, va) in enumerate(folds, start=first_index)]
+    try:
+        from joblib.externals.loky import get_reusable_executor
+
+        executor = get_reusable_executor(max_workers=len(jobs))
+        futures = [executor.submit(_train_fold, sp, cfg, Z, y, tr, va, i, epochs) for sp, cfg, tr, va, i in jobs]
+    except (OSError, PermissionError, ImportError) as exc:
+        warnings.warn(f"cross-fitting: worker processes could not start ({exc}); training the last folds here",
+                      RuntimeWarning, stacklevel=2)
+        futures = None
+    return PendingFolds(jobs, Z, y, epochs, futures)
 
 
 def _parallel(batch: list[Any], Z: np.ndarray, y: np.ndarray, n_jobs: int) -> list[FoldOutput] | None:
