@@ -18,7 +18,8 @@ fixed-size list is one contiguous float buffer per row group that pyarrow hands 
 without a copy (``reshape(n, n_points)``).
 
 :func:`write_archive` streams :func:`~scai.datasets.synthetic_liquor` in chunks, so memory stays
-bounded by one chunk whatever ``n_spectra`` is. ``python -m scai.datasets.archive OUT N`` calls it.
+bounded by about one chunk and one row group whatever ``n_spectra`` is;
+``python -m scai.distributed.write_archive OUT N`` calls it.
 pyarrow is needed (``pip install 'scai[distributed]'``) and imported only here.
 """
 
@@ -205,9 +206,9 @@ def write_archive(
     return paths
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m scai.datasets.archive OUT N [--shard-size S] ...``"""
-    p = argparse.ArgumentParser(prog="python -m scai.datasets.archive",
+def main(argv: Sequence[str] | None = None, prog: str = "python -m scai.distributed.write_archive") -> int:
+    """The command line: ``python -m scai.distributed.write_archive OUT N [--shard-size S] ...``."""
+    p = argparse.ArgumentParser(prog=prog,
                                 description="Write a sharded Parquet archive of synthetic liquor Raman spectra.")
     p.add_argument("out_dir", help="folder for part-00000.parquet, ...")
     p.add_argument("n_spectra", type=int, help="number of spectra, e.g. 1000000")
@@ -226,6 +227,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"wrote {args.n_spectra} spectra in {len(paths)} shard(s) to {args.out_dir}", file=sys.stderr)
     return 0
 
-
-if __name__ == "__main__":
-    raise SystemExit(main())
