@@ -110,6 +110,24 @@ def test_evaluate_warns_on_training_rows_with_the_count(trained, tmp_path, capsy
     assert not any("training spectra" in w for w in json.loads((tmp_path / "ev2" / "metrics.json").read_text())["warnings"])
 
 
+def test_tiny_validation_split_is_flagged(trained, tmp_path):
+    from types import SimpleNamespace
+
+    from scai.report.evaluation import TINY_VALIDATION, validation_note
+
+    tmp, data, out = trained
+    assert main(["evaluate", str(out), str(tmp / "held_out.csv"), "--out", str(tmp_path / "ev")]) == 0
+    notes = json.loads((tmp_path / "ev" / "metrics.json").read_text())["warnings"]
+    assert any(w.startswith("tiny validation split") for w in notes)  # 10% of 27 training spectra
+    classes = np.array(["a", "b"])
+    enough = SimpleNamespace(classes_=classes, cross_fit_=None, validation_={"y": np.repeat([0, 1], TINY_VALIDATION)})
+    few = SimpleNamespace(classes_=classes, cross_fit_=None, validation_={"y": np.array([0] * 9 + [1] * (TINY_VALIDATION - 1))})
+    missing = SimpleNamespace(classes_=classes, cross_fit_={"folds": 5}, validation_={"y": np.zeros(20, dtype=int)})
+    assert validation_note(enough) is None
+    assert f"as few as {TINY_VALIDATION - 1} in one class" in validation_note(few)
+    assert "out-of-fold" in validation_note(missing) and "as few as 0" in validation_note(missing)
+
+
 def test_model_without_training_rows_still_loads_and_evaluates(trained, tmp_path, capsys):
     import shutil
 

@@ -138,6 +138,17 @@ def test_per_class_precision_recall_match_sklearn(report):
     assert cm.sum() == len(yt) and np.array_equal(cm, np.asarray(metrics["confusion"]))
 
 
+def test_report_from_python_computes_its_metrics(report, tmp_path):
+    from scai.report.html import write_evaluation_report
+
+    _, est, metrics, Xt, yt = report
+    path = write_evaluation_report(est, Xt, yt, np.linspace(400.0, 1800.0, Xt.shape[1]), None, tmp_path / "r.html")
+    doc = _parse(path)
+    exit_table = doc.tables[0]
+    assert [row[3] for row in exit_table[1:]] == [f"{r['accuracy']:.4f}" for r in metrics["exits"]]
+    assert "None applied to these numbers." in " ".join(doc.text)
+
+
 def test_band_importance_is_the_input_gradient():
     """Autograd saliency against central finite differences of the answering exit's logit."""
     import torch

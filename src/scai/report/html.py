@@ -88,20 +88,25 @@ def write_evaluation_report(
     X: np.ndarray,
     y: np.ndarray,
     axis: np.ndarray | None,
-    metrics: dict[str, Any],
+    metrics: dict[str, Any] | None,
     path: str | Path,
     *,
     source: str = "",
     model_dir: str = "",
     notes: Sequence[str] = (),
 ) -> Path:
-    """Write the report for ``metrics`` (from :func:`scai.report.evaluation.evaluate` with
-    ``detail=True``) of ``estimator`` on ``X``/``y`` to ``path``; returns ``path``.
+    """Write the report of ``estimator`` on ``X``/``y`` to ``path``; returns ``path``.
 
-    The file is written beside ``path`` and renamed into place, so a failure leaves none behind.
+    ``metrics`` is what :func:`scai.report.evaluation.evaluate` (``detail=True``) returned for the
+    same spectra, or None to compute it here. ``notes`` are the warnings that apply (e.g. from
+    :func:`scai.report.evaluation.training_overlap` and ``validation_note``). The file is written
+    beside ``path`` and renamed into place, so a failure leaves none behind.
     """
-    from scai.report.evaluation import _maybe_heatmap, per_class_table
+    from scai.report.evaluation import _maybe_heatmap, evaluate, per_class_table
     from scai.report.saliency import band_importance
+
+    if metrics is None:
+        metrics = evaluate(estimator, X, y, axis, detail=True)
 
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
