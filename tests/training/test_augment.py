@@ -58,3 +58,19 @@ def test_same_class_mix_is_a_blend_of_two_spectra_of_that_class():
         Augmentation(mix_same_class=0.3).apply(x, np.random.default_rng(0))
     with pytest.raises(ValueError, match="mix_same_class"):
         Augmentation(mix_same_class=0.8)
+
+
+def test_drift_adds_a_tilt_and_bow_scaled_to_each_spectrum():
+    x, _ = _batch()
+    x = x + torch.sin(torch.arange(10.0))  # spectra with structure, std > 0
+    out = Augmentation(drift_std=0.5).apply(x, np.random.default_rng(4))
+    t = np.linspace(-1, 1, 10)
+    basis = np.stack([t, 2 * t**2 - 1], axis=1)  # the documented tilt and bow
+    for i in range(4):
+        diff = (out[i, 0] - x[i, 0]).numpy().astype(np.float64)
+        coef, *_ = np.linalg.lstsq(basis, diff, rcond=None)
+        np.testing.assert_allclose(basis @ coef, diff, atol=1e-4)  # nothing but a tilt and a bow
+        assert np.abs(coef).max() > 0
+    with pytest.raises(ValueError, match="drift_std"):
+        Augmentation(drift_std=-0.1)
+    assert Augmentation(drift_std=0.1).enabled

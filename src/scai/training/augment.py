@@ -1,8 +1,9 @@
 """Optional training-time augmentation for spectra (off by default).
 
-Three physically plausible perturbations: detector noise, a small wavenumber shift (calibration
-drift between instruments) and a multiplicative intensity change (laser power drift); plus
-same-class mixing, which blends each spectrum with another of its class in the batch (a
+Four physically plausible perturbations: detector noise, a small wavenumber shift (calibration
+drift between instruments), a multiplicative intensity change (laser power drift) and a slow
+baseline drift (a random tilt and bow, as fluorescence or scattering backgrounds leave after
+imperfect baseline removal); plus same-class mixing, which blends each spectrum with another of its class in the batch (a
 label-preserving mixup: a blend of two spectra of one class is a plausible spectrum of it).
 """
 
@@ -27,18 +28,21 @@ class Augmentation:
     max_shift: int = 0  # largest shift along the axis, in points (edge values are repeated)
     scale_std: float = 0.0  # std of the multiplicative intensity factor around 1
     mix_same_class: float = 0.0  # blend weight of a same-class partner drawn from U(0, this); <= 0.5
+    drift_std: float = 0.0  # std of a random linear + quadratic baseline's end-point height, relative to each spectrum's std
 
     def __post_init__(self) -> None:
-        if self.noise_std < 0 or self.scale_std < 0 or self.max_shift < 0:
+        if self.noise_std < 0 or self.scale_std < 0 or self.max_shift < 0 or self.drift_std < 0:
             raise ConfigError(
-                f"noise_std={self.noise_std}, scale_std={self.scale_std}, max_shift={self.max_shift}: each must be >= 0"
+                f"noise_std={self.noise_std}, scale_std={self.scale_std}, max_shift={self.max_shift}, "
+                f"drift_std={self.drift_std}: each must be >= 0"
             )
         if not 0.0 <= self.mix_same_class <= 0.5:
             raise ConfigError(f"mix_same_class must be in [0, 0.5]; got {self.mix_same_class}")
 
     @property
     def enabled(self) -> bool:
-        return self.noise_std > 0 or self.max_shift > 0 or self.scale_std > 0 or self.mix_same_class > 0
+        return (self.noise_std > 0 or self.max_shift > 0 or self.scale_std > 0 or self.mix_same_class > 0
+                or self.drift_std > 0)
 
     def apply(self, x: Tensor, rng: np.random.Generator, y: Tensor | None = None) -> Tensor:
         """Return a perturbed copy of ``x`` (B, 1, W); ``x`` itself is not modified.
@@ -60,6 +64,12 @@ class Augmentation:
         if self.scale_std > 0:
             scale = torch.from_numpy(rng.normal(1.0, self.scale_std, size=(b, 1, 1)).astype(np.float32))
             out = out * scale
+        if self.drift_std > 0:  # tilt + bow: t and 2t^2 - 1 (Chebyshev) on t in [-1, 1] along the axis
+            width = x.shape[-1]
+            t = torch.linspace(-1.0, 1.0, width, dtype=out.dtype)
+            coef = torch.from_numpy(rng.normal(0.0, self.drift_std, size=(b, 2)).astype(np.float32))
+            drift = coef[:, :1] * t + coef[:, 1:] * (2 * t * t - 1)
+            out = out + drift.unsqueeze(1) * out.std(dim=-1, keepdim=True)
         if self.noise_std > 0:
             std = out.std(dim=-1, keepdim=True)
             noise = torch.from_numpy(rng.standard_normal(out.shape).astype(np.float32))
