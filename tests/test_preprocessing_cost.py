@@ -105,6 +105,15 @@ def test_json_round_trip_and_table() -> None:
     assert "Despike" in table and "measured" in table and "480 + measured" in table
 
 
+def test_cpu_clock_is_recorded_and_bad_clocks_refused() -> None:
+    pipe = Pipeline([SNV()]).fit(_spectra(), axis=AXIS)
+    cost = pipe.cost(X=_spectra(8), repeats=1, clock="cpu")
+    assert cost.clock == "cpu" and cost.ms is not None and "(cpu)" in cost.table()
+    assert PreprocessingCost.from_dict(cost.to_dict()).clock == "cpu"
+    with pytest.raises(ConfigError, match="clock='gpu' is not allowed"):
+        pipe.cost(clock="gpu")
+
+
 def test_empty_pipeline_costs_nothing() -> None:
     cost = Pipeline([]).fit(_spectra(), axis=AXIS).cost()
     assert cost.macs == 0 and cost.ms == 0.0 and cost.counted

@@ -111,6 +111,7 @@ class Pipeline(TransformerMixin, BaseEstimator):
         measure: bool = True,
         batch_size: int = 256,
         repeats: int = 3,
+        clock: str = "wall",
     ) -> PreprocessingCost:
         """Cost per spectrum of each step and in total: counted MACs where the arithmetic is fixed,
         measured ms (here, now, on ``X`` or synthetic spectra) for every step.
@@ -118,9 +119,10 @@ class Pipeline(TransformerMixin, BaseEstimator):
         ``n_points`` defaults to the fitted width; an unfitted pipeline needs it, and then
         ``measure=False``. ``X`` (raw spectra on the fitted axis) makes the timing of
         data-dependent steps (baselines) representative; at most ``batch_size`` rows are timed,
-        best of ``repeats``. Example: ``default_pipeline("raman").fit(X, axis=a).cost(X=X).table()``.
+        best of ``repeats``, by ``clock`` ("wall", or "cpu": the process's CPU time). Example:
+        ``default_pipeline("raman").fit(X, axis=a).cost(X=X).table()``.
         """
-        return pipeline_cost(self, n_points, X, measure=measure, batch_size=batch_size, repeats=repeats)
+        return pipeline_cost(self, n_points, X, measure=measure, batch_size=batch_size, repeats=repeats, clock=clock)
 
     @staticmethod
     def _copy_if_same(out: np.ndarray, X: np.ndarray) -> np.ndarray:
