@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -158,10 +159,16 @@ def test_killed_worker_is_replaced_and_rows_are_written_once(ray_local, liquor_m
     assert len(pids) == 2 and killed[0] in pids  # rows before the kill, and rows from the restarted actor
 
 
-def test_rerun_with_other_settings_is_refused(liquor_model, archive, tmp_path):
-    predict_dataset(liquor_model, archive[2], tmp_path / "out", engine="inline")
+def test_rerun_with_other_settings_or_a_rewritten_input_is_refused(liquor_model, archive, tmp_path):
+    shard = tmp_path / "shard.parquet"
+    shutil.copyfile(archive[2], shard)
+    predict_dataset(liquor_model, shard, tmp_path / "out", engine="inline")
     with pytest.raises(ConfigError, match=r"different settings budget, policy"):
-        predict_dataset(liquor_model, archive[2], tmp_path / "out", engine="inline", policy="batch", budget="25%")
+        predict_dataset(liquor_model, shard, tmp_path / "out", engine="inline", policy="batch", budget="25%")
+    table = pq.read_table(shard)
+    pq.write_table(table.slice(0, 99), shard)  # the file changed after the run
+    with pytest.raises(ConfigError, match=r"different inputs"):
+        predict_dataset(liquor_model, shard, tmp_path / "out", engine="inline")
 
 
 # --------------------------------------------------------------------------- bad input

@@ -23,6 +23,7 @@ from __future__ import annotations
 import glob
 import hashlib
 import json
+import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -105,8 +106,11 @@ class Plan:
         return f"{self.sources[piece.source].key}.{piece.start:012d}.parquet"
 
     def describe(self) -> list[dict[str, Any]]:
-        """JSON-ready list of the pieces (the run signature includes it)."""
-        return [{"source": self.sources[p.source].path, "start": p.start, "stop": p.stop,
+        """JSON-ready list of the pieces, with each file's size and modification time (the run
+        signature includes it, so a file rewritten between a run and its resumption is noticed)."""
+        stats = {src.index: os.stat(src.path) for src in self.sources}
+        return [{"source": self.sources[p.source].path, "bytes": stats[p.source].st_size,
+                 "mtime_ns": stats[p.source].st_mtime_ns, "start": p.start, "stop": p.stop,
                  "output": self.output_name(p)} for p in self.pieces]
 
 
