@@ -317,3 +317,26 @@ def test_natural_labels(labels, expected):
     out = natural_labels(np.asarray(labels, dtype=object))
     assert out.tolist() == expected
     assert (out.dtype.kind == "i") == all(isinstance(v, int) for v in expected)
+
+
+def test_edge_out_extension_chooses_the_format(trained, tmp_path, capsys):
+    pytest.importorskip("onnxruntime", reason="scai edge needs the onnx extra")
+    pytest.importorskip("onnx", reason="exporting for scai edge needs the onnx extra")
+    tmp, _data, out = trained
+    src = str(tmp / "held_out.csv")
+    assert main(["export", str(out), "--out", str(tmp_path / "exp")]) == 0
+    base = ["edge", str(tmp_path / "exp"), src, "--bmax", "100%"]
+    assert main([*base, "--out", str(tmp_path / "e.csv")]) == 0
+    assert main([*base, "--out", str(tmp_path / "e.json")]) == 0
+    capsys.readouterr()
+    assert main([*base, "--out", "-"]) == 0
+    captured = capsys.readouterr()
+    rows = _rows(tmp_path / "e.csv")
+    records = json.loads((tmp_path / "e.json").read_text())
+    assert [r["prediction"] for r in records] == [r["prediction"] for r in rows]
+    assert [r["exit"] for r in records] == [int(r["exit"]) for r in rows]
+    assert all(isinstance(r["offload_failed"], bool) for r in records)
+    stdout = captured.out.strip().splitlines()
+    assert stdout[0].split(",") == list(rows[0]) and len(stdout) == 1 + len(rows)
+    assert "decided on the edge" in captured.err
+    assert main([*base, "--out", str(tmp_path / "e.txt")]) == 2

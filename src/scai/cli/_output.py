@@ -30,7 +30,7 @@ STDOUT = "-"
 #: File extension -> format.
 FORMATS: dict[str, str] = {".csv": "csv", ".tsv": "tsv", ".json": "json", ".parquet": "parquet", ".pq": "parquet"}
 #: Column kinds a table declares, so that every format stores the same types.
-KINDS = ("int", "float", "str")
+KINDS = ("int", "float", "bool", "str")
 
 Rows = Sequence[Sequence[Any]]
 
@@ -60,12 +60,14 @@ def _cell(value: Any, kind: str) -> Any:
     if kind == "float":
         v = float(value)
         return v if math.isfinite(v) else None
+    if kind == "bool":
+        return bool(value)
     return str(value)
 
 
 @contextlib.contextmanager
 def table_output(path: str, columns: Sequence[tuple[str, str]], *, float_format: str = "{:.6f}") -> Iterator[Callable[[Rows], None]]:
-    """Open ``path`` for a table of ``columns`` (``(name, kind)``, kind in ``int/float/str``).
+    """Open ``path`` for a table of ``columns`` (``(name, kind)``, kind in ``int/float/bool/str``).
 
     Yields ``write(rows)``, to be called once per chunk of rows. CSV floats are written with
     ``float_format``; JSON and Parquet keep full precision and their own types.
@@ -116,7 +118,7 @@ def _parquet(path: str, names: list[str], kinds: list[str]) -> Iterator[Callable
         import pyarrow.parquet as pq
     except ModuleNotFoundError:
         raise CliError(f"--out {path}: writing Parquet needs pyarrow (pip install pyarrow), or use .csv / .json") from None
-    types = {"int": pa.int64(), "float": pa.float64(), "str": pa.string()}
+    types = {"int": pa.int64(), "float": pa.float64(), "bool": pa.bool_(), "str": pa.string()}
     schema = pa.schema([(n, types[k]) for n, k in zip(names, kinds)])
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)

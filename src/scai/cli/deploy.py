@@ -102,7 +102,8 @@ def register(sub: Any) -> None:
     p.add_argument("--label-column", "-l", default=None, help="label column name or index, if DATA has one (prints accuracy)")
     p.add_argument("--threads", type=positive_int, default=1,
                    help="ONNX Runtime threads, >= 1 (default 1, as a small device has; also PyTorch's when MODEL must be exported first)")
-    p.add_argument("--out", required=True, help="CSV file to write")
+    p.add_argument("--out", required=True,
+                   help="file to write; its extension chooses the format (.csv, .tsv, .json, .parquet); - = CSV on standard output")
     p.set_defaults(func=_edge)
 
 
@@ -163,10 +164,29 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _write_edge_results(results: list[Any], out: str) -> None:
+    """``--out``: CSV through the edge's own writer; other formats (and ``-``) through the table writer."""
+    from dataclasses import astuple, fields
+
+    from scai.cli._output import FORMATS, table_output
+    from scai.deploy.edge import EdgeResult, write_results_csv
+
+    if out != "-" and FORMATS.get(Path(out).suffix.lower()) == "csv":
+        write_results_csv(results, out)
+        return
+    kinds = {"int": "int", "float": "float", "bool": "bool"}
+    columns = [(f.name, kinds.get(str(f.type), "str")) for f in fields(EdgeResult)]
+    with table_output(out, columns) as write:
+        write([astuple(r) for r in results])
+
+
 def _edge(args: argparse.Namespace) -> int:
     from scai.cli._common import load_spectra
-    from scai.deploy.edge import EdgeClient, write_results_csv
+    from scai.cli._output import output_format
+    from scai.deploy.edge import EdgeClient
     from scai.deploy.manifest import MANIFEST
+
+    output_format(args.out)  # an extension with no format is refused before any work
 
     src = Path(args.model)
     tmp = None
@@ -191,7 +211,7 @@ def _edge(args: argparse.Namespace) -> int:
             for r in batch:
                 r.index += start
             results.extend(batch)
-        write_results_csv(results, args.out)
+        _write_edge_results(results, args.out)
     finally:
         if tmp is not None:
             tmp.cleanup()
@@ -205,6 +225,6 @@ def _edge(args: argparse.Namespace) -> int:
         truth = np.asarray(spectra.class_names)[spectra.y]
         acc = float(np.mean([r.prediction == str(t) for r, t in zip(results, truth)]))
         line += f"; accuracy {acc:.4f}"
-    print(line)
-    print(f"wrote {args.out}")
+    print(line, file=sys.stderr if args.out == "-" else sys.stdout)
+    print(f"wrote {'standard output' if args.out == '-' else args.out}", file=sys.stderr if args.out == "-" else sys.stdout)
     return 0
