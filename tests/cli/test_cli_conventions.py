@@ -128,6 +128,17 @@ def test_tiny_validation_split_is_flagged(trained, tmp_path):
     assert "out-of-fold" in validation_note(missing) and "as few as 0" in validation_note(missing)
 
 
+def test_info_shows_the_stored_training_rows(trained, capsys):
+    from scai.cli.info import model_card
+    from scai.model_dir import ModelDir
+
+    _tmp, _data, out = trained
+    n = len(ModelDir(out).training_rows())
+    assert model_card(out)["training_data"]["fitted_rows_stored"] == n == 3 * N_PER_CLASS - round(0.25 * 3 * N_PER_CLASS)
+    assert main(["info", str(out)]) == 0
+    assert f"fitted rows   {n} spectrum digests stored" in capsys.readouterr().out
+
+
 def test_model_without_training_rows_still_loads_and_evaluates(trained, tmp_path, capsys):
     import shutil
 

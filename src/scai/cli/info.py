@@ -147,6 +147,8 @@ def model_card(directory: str | Path) -> dict[str, Any]:
             "axis_max": None if not axis else float(max(axis)),
             "axis_points": None if not axis else len(axis),
             "axis_unit": c.get("axis_unit"),
+            # digests of the spectra fitted on (training_rows.json): scai evaluate warns when given them
+            "fitted_rows_stored": None if (rows := mdir.training_rows()) is None else len(rows),
         },
         "preprocessing": {
             "steps": _pipeline_steps(c.get("preprocessing")),
@@ -191,7 +193,8 @@ def render(card: dict[str, Any]) -> str:
               f"  source hash   {_v(d['source_sha256'])}",
               f"  n             train {_v(d['n_train'])}, validation {_v(d['n_val'])}, test {_v(d['n_test'])}",
               f"  split         {_v(d['protocol'])}" + (f" (seed {d['seed']})" if d["seed"] is not None else ""),
-              f"  axis          {_v(d['axis_min'], '{:g}')} .. {_v(d['axis_max'], '{:g}')} ({_v(d['axis_points'])} points), unit {_v(d['axis_unit'])}"]
+              f"  axis          {_v(d['axis_min'], '{:g}')} .. {_v(d['axis_max'], '{:g}')} ({_v(d['axis_points'])} points), unit {_v(d['axis_unit'])}",
+              f"  fitted rows   {_v(d['fitted_rows_stored'], '{} spectrum digests stored (scai evaluate warns when DATA holds them)')}"]
     counts_tr, counts_va = d["class_counts_train"] or {}, d["class_counts_validation"] or {}
     lines.append(f"  classes       {len(d['classes'])} (count in training / validation)")
     for name in d["classes"]:
