@@ -202,6 +202,7 @@ def test_coarsen_is_checked() -> None:
         BaselineCorrection("asls", coarsen=4).fit(np.ones((2, 5)))  # coarse grid: points 0 and 4, too few
 
 
+@pytest.mark.usefixtures("batch_always")
 def test_raman_preset_unchanged_on_real_spectra(shared_datasets) -> None:
     """The default "raman" pipeline (batched asls) gives what pybaselines' loop gave."""
     d = np.load(shared_datasets / "milk_species.npz", allow_pickle=False)
