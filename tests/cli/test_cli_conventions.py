@@ -115,7 +115,7 @@ def test_tiny_validation_split_is_flagged(trained, tmp_path):
 
     from scai.report.evaluation import TINY_VALIDATION, validation_note
 
-    tmp, data, out = trained
+    tmp, _data, out = trained
     assert main(["evaluate", str(out), str(tmp / "held_out.csv"), "--out", str(tmp_path / "ev")]) == 0
     notes = json.loads((tmp_path / "ev" / "metrics.json").read_text())["warnings"]
     assert any(w.startswith("tiny validation split") for w in notes)  # 10% of 27 training spectra
