@@ -217,13 +217,13 @@ def tail_size(n_folds: int, n_jobs: int) -> int:
 class PendingFolds:
     """Folds training for a fixed epoch count in worker processes (:func:`start_folds`)."""
 
-    def __init__(self, jobs: list[Any], Z: np.ndarray, y: np.ndarray, epochs: int, futures: list[Any] | None) -> None:
-        self._jobs, self._Z, self._y, self._epochs, self._futures = jobs, Z, y, epochs, futures
+    def __init__(self, jobs: list[Any], Z: np.ndarray, y: np.ndarray, epochs: int, outputs: Any) -> None:
+        self._jobs, self._Z, self._y, self._epochs, self._outputs = jobs, Z, y, epochs, outputs
 
     def result(self) -> list[FoldOutput]:
         """The folds' outputs (trained here, one after another, when no worker could start)."""
-        if self._futures is not None:
-            return [f.result() for f in self._futures]
+        if self._outputs is not None:
+            return list(self._outputs)
         return [_train_fold(sp, cfg, self._Z, self._y, tr, va, i, self._epochs) for sp, cfg, tr, va, i in self._jobs]
 
 
@@ -237,24 +237,29 @@ def start_folds(
     epochs: int,
 ) -> PendingFolds:
     """Start training ``folds`` (fold numbers from ``first_index``, seeds as :func:`run_folds`'s) for
-    ``epochs`` epochs in worker processes, one thread each, and return at once."""
+    ``epochs`` epochs in worker processes, one thread each, and return at once.
+
+    joblib's loky backend (the pool :func:`run_folds` uses) dispatches the folds when called with
+    ``return_as="generator"``; :meth:`PendingFolds.result` collects them.
+    """
     import warnings
+
+    from joblib import Parallel, delayed
 
     Z = np.ascontiguousarray(Z, dtype=np.float32)
     y = np.asarray(y, dtype=np.int64)
     seed = int(train_config.get("seed", 0))
     jobs = [(spec, {**train_config, "seed": seed + 1 + i}, tr, va, i)
             for i, (tr, va) in enumerate(folds, start=first_index)]
-    try:
-        from joblib.externals.loky import get_reusable_executor
-
-        executor = get_reusable_executor(max_workers=len(jobs))
-        futures = [executor.submit(_train_fold, sp, cfg, Z, y, tr, va, i, epochs) for sp, cfg, tr, va, i in jobs]
+    try:  # n_jobs >= 2 even for one fold: with 1, joblib would run it lazily in this process
+        outputs = Parallel(n_jobs=max(2, len(jobs)), backend="loky", return_as="generator")(
+            delayed(_train_fold)(sp, cfg, Z, y, tr, va, i, epochs) for sp, cfg, tr, va, i in jobs
+        )
     except (OSError, PermissionError, ImportError) as exc:
         warnings.warn(f"cross-fitting: worker processes could not start ({exc}); training the last folds here",
                       RuntimeWarning, stacklevel=2)
-        futures = None
-    return PendingFolds(jobs, Z, y, epochs, futures)
+        outputs = None
+    return PendingFolds(jobs, Z, y, epochs, outputs)
 
 
 def _parallel(batch: list[Any], Z: np.ndarray, y: np.ndarray, n_jobs: int) -> list[FoldOutput] | None:
