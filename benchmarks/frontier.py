@@ -310,6 +310,12 @@ def report(records: list[dict[str, Any]], out: Path) -> str:
             f"{n} s{c['seed']}: {c['network']}" for n, d in s["sets"].items() for c in d["cross_fit"]
             if c and not c["network"].startswith("trained")),
         "",
+        "Combined exits (docs/models.md), per run with a trained network: out-of-fold accuracy per exit, "
+        "plain -> combined: " + ("; ".join(
+            f"{n} s{c['seed']}: {[round(v, 3) for v in c['combination']['oof_accuracy_plain']]} -> "
+            f"{[round(v, 3) for v in c['oof_accuracy']]}"
+            for n, d in s["sets"].items() for c in d["cross_fit"] if c and "combination" in c) or "none"),
+        "",
         "Figures: `figures/<set>.png`.",
     ]
     text = "\n".join(lines) + "\n"
