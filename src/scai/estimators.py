@@ -182,6 +182,21 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
         before it, fitted on the out-of-fold logits (:mod:`scai.inference.combination`); exits
         are then used or skipped on the combined out-of-fold accuracy. ``False``: every exit
         answers for itself.
+    ood
+        Unknown-class detector fitted at the end of ``fit`` (:mod:`scai.inference.ood`):
+        ``"auto"`` (default: Mahalanobis distance of each exit's pooled features, measured best in
+        docs/ood.md; energy for a network with a MiniRocket exit), ``"mahalanobis"``,
+        ``"energy"``, ``"msp"``, or ``"none"``. Every prediction then carries ``unknown_score`` and
+        ``unknown``; how it is calibrated: :func:`scai.inference.reliability.fit_reliability`.
+    reject_rate
+        Share of held-out in-distribution spectra flagged unknown at each exit (the
+        false-reject rate the thresholds are set to), in [0, 1).
+    domain_confidence
+        Confidence of the input-domain check's Hotelling T² and Q limits
+        (:mod:`scai.inference.domain`); ``None``: no domain check (the raw checks still run).
+    confidence_levels
+        Levels of the conformal prediction sets calibrated on held-out data
+        (:mod:`scai.inference.conformal`, needs MAPIE); ``None`` or empty: none.
     """
 
     def __init__(
@@ -202,6 +217,10 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
         n_jobs: int | None = None,
         rocket: str = "none",
         combine_exits: bool = True,
+        ood: str = "auto",
+        reject_rate: float = 0.05,
+        domain_confidence: float | None = 0.99,
+        confidence_levels: tuple[float, ...] | None = (0.9, 0.95),
     ) -> None:
         self.model = model
         self.model_config = model_config
@@ -218,6 +237,10 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
         self.n_jobs = n_jobs
         self.rocket = rocket
         self.combine_exits = combine_exits
+        self.ood = ood
+        self.reject_rate = reject_rate
+        self.domain_confidence = domain_confidence
+        self.confidence_levels = confidence_levels
 
     # ------------------------------------------------------------------ fitting
     def _make_pipeline(self, kind: str | None = None) -> Pipeline:
@@ -332,7 +355,36 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
             # calibration at the default budget, stored with the model.
             self.default_budget_ = default_budget(self.exit_macs_)
             self.calibrate_batch(self.default_budget_)
+        self._fit_reliability(Z_tr, y_tr, None if X_va_raw is None else Z_va, folds if X_va_raw is None else 0)
         return self
+
+    def _fit_reliability(self, Z_tr: np.ndarray, y_tr: np.ndarray, Z_va: np.ndarray | None, n_folds: int) -> None:
+        """Unknown-class detector, input-domain check and conformal sets on held-out data
+        (``reliability_``; see :func:`scai.inference.reliability.fit_reliability`). Under
+        cross-fitting the folds are those of the network's cross-fitting (same seed)."""
+        from scai.inference.ood import exit_batch
+        from scai.inference.reliability import exit_pooling, fit_reliability
+
+        if self.ood == "none" and self.domain_confidence is None and not self.confidence_levels:
+            self.reliability_ = None
+            return
+        probs_va, _ = self.validation_outputs()
+        pooling = exit_pooling(self.network_)
+        wants_features = self.ood in ("auto", "mahalanobis") and pooling is not None
+        train_f = held_f = None
+        if wants_features:
+            train_f = exit_batch(self, Z_tr, preprocessed=True).features
+            held_f = None if Z_va is None else exit_batch(self, Z_va, preprocessed=True).features
+        folds = None
+        if Z_va is None:
+            folds = stratified_folds(y_tr, max(int(n_folds), 2), self.random_state)
+        self.reliability_ = fit_reliability(
+            ood=self.ood, reject_rate=float(self.reject_rate), domain_confidence=self.domain_confidence,
+            confidence_levels=self.confidence_levels, heldout_logits=self.validation_["logits"],
+            heldout_probs=probs_va, heldout_y=self.validation_["y"], Z_train=Z_tr, train_features=train_f,
+            y_train=y_tr, pooling=pooling if wants_features else None, Z_heldout=Z_va, heldout_features=held_f,
+            folds=folds, uses=getattr(self.network_, "uses", None),
+        )
 
     def _n_folds(self) -> int:
         k = self.cross_fit
@@ -699,6 +751,7 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
             temperatures=self.temperatures_,
             class_names=[str(c) for c in self.classes_],
             sparse=sparse,
+            reliability=getattr(self, "reliability_", None),
         )
 
     def predict_detailed(
@@ -710,12 +763,21 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
         budget: BudgetLike | None = None,
         threshold: ThresholdLike | None = None,
         batch_size: int = 256,
+        on_unknown: str | None = None,
+        confidence_level: float | None = None,
     ) -> PredictionBatch:
         """Run a policy with real early exit; returns per-sample prediction, exit, confidence, MACs.
 
         ``budget`` is the anytime budget per spectrum (``"150k"``, ``"25%"``, ``"2ms"``) or the
         mean budget of ``policy="batch"``; ``threshold`` is the threshold policy's confidence
         (one value or one per exit). An option the policy does not use is refused.
+
+        Every result carries ``unknown_score`` / ``unknown`` and ``out_of_domain`` /
+        ``domain_reason`` (see :class:`~scai.inference.PredictionBatch`); ``on_unknown`` is what a
+        sample flagged unknown at an exit where it is confident does: ``"deeper"`` runs it on,
+        ``"answer"`` lets it leave flagged (default:
+        :data:`scai.inference.reliability.DEFAULT_ON_UNKNOWN`); ``confidence_level`` (e.g. 0.95)
+        adds the conformal sets.
         """
         if policy not in _POLICIES:
             raise BudgetError(f"policy={policy!r} is not allowed; use one of {_POLICIES}")
@@ -723,22 +785,40 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
             raise BudgetError(f"threshold is only used by policy 'threshold'; got policy={policy!r}")
         if budget is not None and policy not in ("anytime", "batch"):
             raise BudgetError(f"budget is only used by policies 'anytime' and 'batch'; got policy={policy!r}")
-        Z = self.transform_input(X, axis)
+        raw, Z = self.prepare_input(X, axis)
         pred = self.predictor()
+        extra = {"on_unknown": on_unknown, "confidence_level": confidence_level, "raw": raw, "batch_size": batch_size}
         if policy == "full":
-            return pred.predict(Z, policy="full", batch_size=batch_size)
+            return pred.predict(Z, policy="full", **extra)
         if policy == "anytime":
             if budget is None:
                 raise BudgetError("policy 'anytime' needs a budget, e.g. budget='150k' (MACs), '25%' or '2ms'")
-            return pred.predict(Z, policy="anytime", budget=parse_budget(budget), batch_size=batch_size)
+            return pred.predict(Z, policy="anytime", budget=parse_budget(budget), **extra)
         if policy == "threshold":
             if threshold is None:
                 raise BudgetError("policy 'threshold' needs threshold=P (0..1) or one value per exit")
-            return pred.predict(Z, policy="threshold", thresholds=self._threshold_vector(threshold), batch_size=batch_size)
+            return pred.predict(Z, policy="threshold", thresholds=self._threshold_vector(threshold), **extra)
         if budget is None:
             raise BudgetError("policy 'batch' needs a mean budget per spectrum, e.g. budget='200k' or '25%'")
         calibration = self.calibrate_batch(budget, store=False)["calibration"]
-        return pred.predict(Z, policy="batch", calibration=calibration, batch_size=batch_size)
+        return pred.predict(Z, policy="batch", calibration=calibration, **extra)
+
+    def prepare_input(self, X: ArrayLike, axis: ArrayLike | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Raw spectra -> (raw spectra on the model's axis, preprocessed input); the first is
+        what the raw domain checks look at."""
+        self._check_fitted()
+        X, axis = frame_input(X, axis, self.axis_)
+        raw = self._aligned(_as_2d_float(X), axis)
+        return raw, np.asarray(self.pipeline_.transform(raw), dtype=np.float32)
+
+    def predict_sets(
+        self, X: ArrayLike, axis: ArrayLike | None = None, *, confidence_level: float = 0.95
+    ) -> list[list[Any]]:
+        """Conformal prediction sets of the final exit at a calibrated ``confidence_level``: per
+        spectrum, the plausible class labels (an empty list: no class is plausible, unknown)."""
+        res = self.predict_detailed(X, axis, policy="full", confidence_level=confidence_level)
+        assert res.prediction_set is not None
+        return [self.classes_[row].tolist() for row in res.prediction_set]
 
     def _threshold_vector(self, threshold: ThresholdLike) -> np.ndarray:
         """A user's threshold(s) as the (n_exits,) vector the predictor takes."""
@@ -818,6 +898,7 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
             "cascade": self._cascade_record(),
             "preprocessing_selection": getattr(self, "preprocessing_selection_", None),
             "cross_fit": getattr(self, "cross_fit_", None),
+            **self._reliability_record(),
             "class_names": [_jsonable(c) for c in self.classes_.tolist()],
             "class_dtype": self.classes_.dtype.kind,
             "axis": self.axis_.tolist(),
@@ -839,6 +920,10 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
         }
         files = ModelFiles(config=config, state_dict=self.network_.state_dict(), validation=self.validation_)
         return save_model_dir(directory, files, history=self.history_)
+
+    def _reliability_record(self) -> dict[str, Any]:
+        rel = getattr(self, "reliability_", None)
+        return {"ood": None, "domain": None, "conformal": None} if rel is None else rel.to_config()
 
     @property
     def first_exit_number(self) -> int:
@@ -899,6 +984,9 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
         est.history_ = History.from_dict(history) if history is not None else History()
         est.validation_ = {k: np.asarray(v) for k, v in files.validation.items()}
         est.cross_fit_ = c.get("cross_fit")
+        from scai.inference.reliability import Reliability
+
+        est.reliability_ = Reliability.from_config(c, f"{directory}/config.json")
         if "logits" not in est.validation_ and "X" in est.validation_:  # written before cross-fitting
             Z = est.validation_.pop("X")
             est.validation_["logits"], est.validation_["macs"] = est._detailed(Z)

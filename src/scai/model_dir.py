@@ -59,6 +59,10 @@ preprocessing*      object     the fitted pipeline (``Pipeline.to_json``)
 preprocessing_selection  object  preprocessing="auto": "chosen", "inner_cv_accuracy" per candidate, "rule"
 cross_fit           object     cross-fitting (SCAIClassifier ``cross_fit``): folds, epochs chosen, out-of-fold
                                accuracy per exit, whether the network was trained, times; null: one split
+ood                 object     unknown-class detector (scai.inference.ood.UnknownDetector.to_dict + "pooling",
+                               "calibration"); null: none; absent: written before scai stored one
+domain              object     input-domain check (scai.inference.domain.DomainCheck.to_dict + "calibration")
+conformal           object     conformal quantiles per exit and level (scai.inference.conformal.ConformalSets.to_dict)
 exit_macs*          list       cumulative full-compute MACs per exit (checked against the network)
 mac_convention      str        "multiply-accumulates; FLOPs = 2 x MACs"
 temperatures        list       per-exit temperature (calibration on the validation split)
@@ -139,6 +143,9 @@ CONFIG_FIELDS: dict[str, tuple[tuple[type, ...], bool]] = {
     "cascade": ((dict, _NULL), False),
     "preprocessing_selection": ((dict, _NULL), False),
     "cross_fit": ((dict, _NULL), False),
+    "ood": ((dict, _NULL), False),
+    "domain": ((dict, _NULL), False),
+    "conformal": ((dict, _NULL), False),
     "class_names": ((list,), True),
     "class_dtype": ((str,), False),
     "axis": ((list,), True),

@@ -18,6 +18,13 @@ uses those same numbers before each stage. The edge also runs the model's prepro
 can cost more than the network (issue 18), so every result carries it too:
 ``preprocessing_macs`` (the counted steps, :meth:`Pipeline.cost`), ``preprocessing_ms`` (measured
 on this device, this call) and ``macs_edge_total`` (network plus counted preprocessing).
+
+Reliability: the manifest's ``ood``, ``domain`` and ``conformal`` records
+(:mod:`scai.inference.reliability`) are applied here as in Python and on the server: the exit loop
+scores every exit for unknowns (with ``on_unknown="deeper"`` a flagged sample does not leave as
+confident: it runs deeper, and when Bmax stops it, it is offloaded), the domain check runs on every
+spectrum before the network, and ``sets=LEVEL`` adds the conformal set. An offloaded spectrum's
+unknown flag and set are the centre's (it answered).
 """
 
 from __future__ import annotations
@@ -44,6 +51,7 @@ from scai.inference.calibration import softmax
 from scai.inference.combination import ExitCombination
 from scai.inference.exit_loop import ExitResult, run_exit_loop
 from scai.inference.policies import EdgeRule
+from scai.inference.reliability import DEFAULT_ON_UNKNOWN, Reliability
 from scai.inference.thresholds import as_thresholds, parse_thresholds
 from scai.preprocessing import Pipeline, align_to_axis
 
@@ -98,6 +106,17 @@ class EdgeResult:
         preprocessing time divided by its spectra).
     macs_edge_total : int
         ``macs_edge + preprocessing_macs``: the edge's counted cost for this spectrum.
+    unknown_score : float or None
+        Unknown-class score at the answering exit (None: the manifest holds no detector).
+    unknown : bool or None
+        The score is above that exit's calibrated threshold.
+    out_of_domain : bool or None
+        The spectrum failed the input-domain check (raw checks; T² and Q when the manifest holds
+        the check).
+    domain_reason : str
+        Why ("" when in domain).
+    prediction_set : list of str or None
+        With ``sets=LEVEL``: the conformal set at the answering exit (empty: no plausible class).
     """
 
     index: int
@@ -116,6 +135,11 @@ class EdgeResult:
     preprocessing_macs: int = 0
     preprocessing_ms: float = 0.0
     macs_edge_total: int = 0
+    unknown_score: float | None = None
+    unknown: bool | None = None
+    out_of_domain: bool | None = None
+    domain_reason: str = ""
+    prediction_set: list[str] | None = None
 
 
 def _bmax_macs(bmax: Any, exit_macs: np.ndarray) -> float:
@@ -168,6 +192,11 @@ class EdgeClient:
         Check the ONNX files' SHA-256 against the manifest on load.
     offload_rows : int
         Most spectra per offload request (keeps requests under the server's size limits).
+    on_unknown : {"deeper", "answer"}, optional
+        What a spectrum flagged unknown at a confident exit does (default
+        :data:`~scai.inference.reliability.DEFAULT_ON_UNKNOWN`); also asked of the centre.
+    sets : float, optional
+        Confidence level of the conformal sets to return (one the model calibrated).
     """
 
     def __init__(
@@ -183,6 +212,8 @@ class EdgeClient:
         threads: int = 1,
         verify: bool = True,
         offload_rows: int = 16,
+        on_unknown: str | None = None,
+        sets: float | None = None,
     ) -> None:
         self.export_dir = Path(export_dir)
         self.manifest = load_manifest(self.export_dir, verify=verify)
@@ -212,6 +243,14 @@ class EdgeClient:
         self.offload_rows = int(offload_rows)
         self._sessions: dict[int, Any] = {}
         self._pipeline = self._load_pipeline(m["preprocessing"])
+        self.reliability = Reliability.from_config(m, str(self.export_dir / "manifest.json"))
+        self.on_unknown = on_unknown or DEFAULT_ON_UNKNOWN
+        self._hook = self.reliability.hook(self.on_unknown)  # checks on_unknown
+        if sets is not None:
+            if self.reliability.conformal is None:
+                raise ConfigError("sets: the manifest holds no conformal calibration; export a model that stores one")
+            self.reliability.conformal._level_index(float(sets))  # a level it calibrated, else a ConfigError
+        self.sets = None if sets is None else float(sets)
         #: Counted preprocessing cost per spectrum (``.macs``, ``.counted``, per-step ``.steps``).
         self.preprocessing_cost = self._pipeline.cost(measure=False)
         # Loopback needs no proxy; elsewhere honour the environment's proxy settings.
@@ -335,12 +374,15 @@ class EdgeClient:
         pre_macs = self.preprocessing_cost.macs + (2 * self.axis.size if resampled else 0)  # as Resample.macs
         rule = EdgeRule(self.thresholds.values, self.bmax, self.stage_macs)
         t_loop = (time.perf_counter() - t0) * 1e3
-        res = run_exit_loop(_OnnxStages(self), Z, rule, temperatures=self.temperatures, batch_size=max(n, 1))
+        res = run_exit_loop(_OnnxStages(self), Z, rule, temperatures=self.temperatures, batch_size=max(n, 1),
+                            unknown=self._hook)
+        domain = self.reliability.domain_reasons(Z, raw)
         results: list[EdgeResult | None] = [None] * n
         for i in np.flatnonzero(res.settled).tolist():
             c = int(res.class_index[i])
-            results[i] = EdgeResult(i, self.class_names[c], c, int(res.exit[i]), "edge", "none", False,
-                                    float(res.confidence[i]), int(res.macs[i]), 0, 0, t_loop + 1e3 * float(res.elapsed_s[i]))
+            r = EdgeResult(i, self.class_names[c], c, int(res.exit[i]), "edge", "none", False,
+                           float(res.confidence[i]), int(res.macs[i]), 0, 0, t_loop + 1e3 * float(res.elapsed_s[i]))
+            results[i] = self._local_flags(r, res, i)
         pending = np.flatnonzero(~res.settled).tolist()
         if pending:
             self._offload(pending, raw, Z, res, results, t0)
@@ -348,7 +390,18 @@ class EdgeClient:
         for r in done:
             r.preprocessing_macs, r.preprocessing_ms = int(pre_macs), float(pre_ms)
             r.macs_edge_total = r.macs_edge + r.preprocessing_macs
+            r.domain_reason = domain[r.index]
+            r.out_of_domain = r.domain_reason != ""
         return done
+
+    def _local_flags(self, r: EdgeResult, res: ExitResult, i: int) -> EdgeResult:
+        """The unknown flag and conformal set of an answer the edge made itself (exit ``r.exit``)."""
+        if self._hook is not None and r.exit == int(res.exit[i]) and np.isfinite(res.unknown_score[i]):
+            r.unknown_score, r.unknown = float(res.unknown_score[i]), bool(res.unknown[i])
+        if self.sets is not None and r.exit >= 0:
+            row = self.reliability.sets(np.array([r.exit]), res.probabilities[i : i + 1], self.sets)[0]
+            r.prediction_set = [self.class_names[c] for c in np.flatnonzero(row)]
+        return r
 
     def _offload(
         self,
@@ -372,12 +425,14 @@ class EdgeClient:
         chunks = [(key, rows[s : s + self.offload_rows]) for key, rows in groups.items()
                   for s in range(0, len(rows), self.offload_rows)]
         for (kind, k), rows in chunks:
+            asks = {"on_unknown": self.on_unknown if self._hook is not None else None,
+                    "sets": None if self.sets is None else f"{self.sets:g}"}
             if kind == "raw":
                 body = encode_npy(raw[rows])
-                path, params = "/v1/predict", {"policy": self.centre_policy}
+                path, params = "/v1/predict", {"policy": self.centre_policy, **asks}
             else:
                 body = encode_npy(np.stack([res.held_features[i] for i in rows]).astype(np.float16))
-                path, params = "/v1/continue", {"stage": k, "policy": self.centre_policy}
+                path, params = "/v1/continue", {"stage": k, "policy": self.centre_policy, **asks}
             share = int(round(len(body) / len(rows)))
             error = ""
             replies: list[dict[str, Any]] = []
@@ -394,9 +449,14 @@ class EdgeClient:
             if replies:
                 for i, rep in zip(rows, replies):
                     c = int(rep["class_index"])
-                    results[i] = EdgeResult(i, self.class_names[c], c, int(rep["exit"]), "centre", kind, False,
-                                            float(rep["confidence"]), int(res.macs[i]), int(round(float(rep["macs"]))),
-                                            share if self.server else 0, now_ms)
+                    r = EdgeResult(i, self.class_names[c], c, int(rep["exit"]), "centre", kind, False,
+                                   float(rep["confidence"]), int(res.macs[i]), int(round(float(rep["macs"]))),
+                                   share if self.server else 0, now_ms)
+                    score, flag, pset = rep.get("unknown_score"), rep.get("unknown"), rep.get("prediction_set")
+                    r.unknown_score = None if score is None else float(score)
+                    r.unknown = None if flag is None else bool(flag)
+                    r.prediction_set = None if pset is None else [str(v) for v in pset]
+                    results[i] = r
                 continue
             for i in rows:
                 results[i] = self._local_fallback(i, Z, res, kind, 0, error, t0)  # nothing the centre answered
@@ -413,8 +473,14 @@ class EdgeClient:
             exit_, conf = 0, float(probs.max())
             error += f"; ran exit 1 locally beyond Bmax ({self.stage_macs[0]:,.0f} > {self.bmax:,.0f} MACs)"
         c = int(np.argmax(probs))
-        return EdgeResult(i, self.class_names[c], c, exit_, "edge", kind, True, conf,
-                          int(spent), 0, sent, (time.perf_counter() - t0) * 1e3, error)
+        r = EdgeResult(i, self.class_names[c], c, exit_, "edge", kind, True, conf,
+                       int(spent), 0, sent, (time.perf_counter() - t0) * 1e3, error)
+        if int(res.exit[i]) >= 0:
+            return self._local_flags(r, res, i)
+        if self.sets is not None:  # exit 1 run beyond Bmax just now
+            row = self.reliability.sets(np.array([exit_]), probs[None, :], self.sets)[0]
+            r.prediction_set = [self.class_names[k] for k in np.flatnonzero(row)]
+        return r
 
 
 class _OnnxStages:
@@ -459,5 +525,6 @@ def write_results_csv(results: Sequence[EdgeResult], path: str | Path) -> Path:
             row["latency_ms"] = f"{r.latency_ms:.3f}"
             row["preprocessing_ms"] = f"{r.preprocessing_ms:.4f}"
             row["confidence"] = f"{r.confidence:.6f}"
+            row["prediction_set"] = "" if r.prediction_set is None else "|".join(r.prediction_set)
             w.writerow(row)
     return path

@@ -5,7 +5,11 @@ and served by the computing centre at ``GET /v1/model``. It is plain JSON (no pi
 stage order with input/output names and shapes, per-stage and cumulative MACs, calibrated exit
 thresholds and temperatures, class names, the spectral axis, the fitted preprocessing pipeline,
 and SHA-256 hashes of ``model.safetensors`` and of every ONNX file, which :func:`load_manifest`
-checks so that an edge never runs a graph that does not belong to the manifest. The manifest
+checks so that an edge never runs a graph that does not belong to the manifest. It also holds
+the model's reliability calibration (``ood``: the unknown-class detector with its per-exit
+thresholds and pooling, ``domain``: the input-domain check, ``conformal``: the conformal
+quantiles; null where the model stores none; see :mod:`scai.inference.reliability`), which the
+edge applies without PyTorch. The manifest
 covers itself too: ``manifest_sha256`` is the SHA-256 of its other fields in canonical JSON
 (:func:`manifest_digest`), so an edited manifest (class names reordered, a threshold changed,
 a preprocessing step removed) is refused instead of silently giving other answers. Like the
@@ -181,6 +185,8 @@ def build_manifest(
         "opset": opset,
         "stages": stages,
     }
+    rel = getattr(estimator, "reliability_", None)
+    manifest.update({"ood": None, "domain": None, "conformal": None} if rel is None else rel.to_config())
     manifest["manifest_sha256"] = manifest_digest(manifest)
     return manifest
 

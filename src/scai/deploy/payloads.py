@@ -5,7 +5,8 @@ Two body formats travel between edge and centre:
 * ``.npy`` (``Content-Type: application/x-npy``): one array, parsed with
   ``np.load(..., allow_pickle=False)`` only after its header has been checked, so an object
   array, a lying shape or an unexpected dtype is refused before any memory is allocated;
-* JSON ``{"spectra": [[...]], "axis": [...], "policy": ..., "budget": ..., "threshold": ...}``.
+* JSON ``{"spectra": [[...]], "axis": [...], "policy": ..., "budget": ..., "threshold": ...,
+  "on_unknown": ..., "sets": ...}``.
 
 Every malformed payload raises :class:`PayloadError` carrying the HTTP status the server answers
 with (400 bad request, 413 too large), and a one-line message naming the field, the bad value and
@@ -65,15 +66,22 @@ class RequestOptions:
         Required by ``anytime`` and ``batch``.
     threshold : Thresholds or None
         Only with ``threshold``; ``None`` means the model's calibrated thresholds.
+    on_unknown : str or None
+        ``"deeper"`` or ``"answer"`` (:data:`scai.inference.reliability.ON_UNKNOWN`); None: the
+        default.
+    sets : float or None
+        Confidence level of the conformal sets to return (one the model calibrated).
     """
 
     policy: str = "full"
     budget: Budget | None = None
     threshold: Thresholds | None = None
+    on_unknown: str | None = None
+    sets: float | None = None
 
     def key(self) -> tuple[Any, ...]:
         """Requests with equal keys can share one forward pass (micro-batching)."""
-        return (self.policy, self.budget, self.threshold)
+        return (self.policy, self.budget, self.threshold, self.on_unknown, self.sets)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -308,9 +316,11 @@ def _kind(value: Any) -> str:
 
 def spectra_from_json(obj: dict[str, Any], *, max_rows: int) -> tuple[np.ndarray, np.ndarray | None]:
     """``{"spectra": [[...]], "axis": [...]?}`` -> (float32 (n, W) spectra, float64 axis or None)."""
-    unknown = set(obj) - {"spectra", "axis", "policy", "budget", "threshold"}
+    unknown = set(obj) - {"spectra", "axis", "policy", "budget", "threshold", "on_unknown", "sets"}
     if unknown:
-        raise PayloadError(f"unknown field(s) {sorted(unknown)}; allowed: spectra, axis, policy, budget, threshold")
+        raise PayloadError(
+            f"unknown field(s) {sorted(unknown)}; allowed: spectra, axis, policy, budget, threshold, on_unknown, sets"
+        )
     if "spectra" not in obj:
         raise PayloadError('JSON body lacks "spectra": a list of spectra (lists of numbers)')
     X = _numeric_matrix(obj["spectra"], "spectra", max_rows)
@@ -330,14 +340,17 @@ def spectra_from_json(obj: dict[str, Any], *, max_rows: int) -> tuple[np.ndarray
 # options
 
 
-def parse_options(policy: Any, budget: Any, threshold: Any, *, n_exits: int) -> RequestOptions:
+def parse_options(policy: Any, budget: Any, threshold: Any, *, n_exits: int, on_unknown: Any = None,
+                  sets: Any = None) -> RequestOptions:
     """Validate the policy options of a request (JSON fields or query parameters).
 
     ``policy`` defaults to ``"full"``; ``anytime`` and ``batch`` need a budget (``batch`` in
     MACs or as a share of the full path); ``threshold`` without a value uses the model's
     calibrated thresholds. An option the policy does not use is refused, not ignored. Budgets
     and thresholds are parsed by :func:`scai.inference.parse_budget` and
-    :func:`scai.inference.parse_thresholds`; their errors become 400s here.
+    :func:`scai.inference.parse_thresholds`; their errors become 400s here. ``on_unknown`` is
+    ``deeper`` or ``answer``; ``sets`` a confidence level in (0, 1) (whether the model
+    calibrated it is checked when the request runs).
     """
     policy = "full" if policy in (None, "") else policy
     if not isinstance(policy, str) or policy not in POLICIES:
@@ -364,7 +377,21 @@ def parse_options(policy: Any, budget: Any, threshold: Any, *, n_exits: int) -> 
             th = parse_thresholds(threshold, n_exits)
         except (ValueError, TypeError, OverflowError) as exc:
             raise PayloadError(one_line(exc)) from None
-    return RequestOptions(policy=policy, budget=parsed, threshold=th)
+    from scai.inference.reliability import ON_UNKNOWN
+
+    if on_unknown in (None, ""):
+        on_unknown = None
+    elif not isinstance(on_unknown, str) or on_unknown not in ON_UNKNOWN:
+        raise PayloadError(f"on_unknown={_show(on_unknown)} is unknown; use one of {list(ON_UNKNOWN)}")
+    level: float | None = None
+    if sets not in (None, ""):
+        try:
+            level = float(sets) if not isinstance(sets, bool) else float("nan")
+        except (TypeError, ValueError):
+            level = float("nan")
+        if not 0.0 < level < 1.0:
+            raise PayloadError(f"sets={_show(sets)} is not allowed; use a confidence level in (0, 1) such as 0.95")
+    return RequestOptions(policy=policy, budget=parsed, threshold=th, on_unknown=on_unknown, sets=level)
 
 
 def parse_stage(value: Any, n_exits: int) -> int:

@@ -4,6 +4,11 @@
 spectra to predict, or stage features to continue), groups those that share options so each
 group is one forward pass, and returns one result (or one exception) per job. The server calls
 :meth:`ModelService.process` from the micro-batcher's worker thread.
+
+Every answer carries the model's reliability flags (:mod:`scai.inference.reliability`): the
+unknown-class score and flag of the answering exit (from the exit loop), the input-domain check
+of raw spectra (``/v1/predict`` only: continued features have no spectrum; the edge checked it),
+and with ``sets=`` the conformal set.
 """
 
 from __future__ import annotations
@@ -56,6 +61,7 @@ class Job:
     axis: np.ndarray | None = None
     stage: int = -1
     warnings: list[str] = field(default_factory=list)
+    domain_reason: list[str] | None = None
 
     @property
     def rows(self) -> int:
@@ -92,6 +98,9 @@ class ModelService:
         self._calibrations: OrderedDict[str, BatchCalibration] = OrderedDict()
         self.stages = TorchStages(self.network)
         self.class_names = [str(c) for c in self.estimator.classes_.tolist()]
+        from scai.inference.reliability import Reliability
+
+        self.reliability: Reliability = getattr(self.estimator, "reliability_", None) or Reliability()
 
     # ------------------------------------------------------------------ options
     def thresholds_for(self, options: RequestOptions) -> Thresholds | None:
@@ -162,6 +171,8 @@ class ModelService:
             for i in members:
                 n = inputs[i].shape[0]
                 out[i] = {key: value[start : start + n] for key, value in res.items()}
+                if jobs[i].domain_reason is not None:
+                    out[i]["domain_reason"] = np.asarray(jobs[i].domain_reason, dtype=object)
                 start += n
         return out
 
@@ -169,7 +180,7 @@ class ModelService:
         if job.kind == "predict":
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                Z = self.estimator.transform_input(job.data, job.axis)
+                raw, Z = self.estimator.prepare_input(job.data, job.axis)
             job.warnings.extend(str(w.message) for w in caught)
             bad = ~np.isfinite(Z).all(axis=1)
             if bad.any():
@@ -177,6 +188,7 @@ class ModelService:
                     f"spectrum {int(np.argmax(bad))}: preprocessing produced NaN/inf ({int(bad.sum())} spectra); "
                     "values this large or this flat cannot be classified"
                 )
+            job.domain_reason = self.reliability.domain_reasons(Z, raw)
             return Z
         C, W = self.shapes[job.stage]
         if job.data.shape[1:] != (C, W):
@@ -204,16 +216,29 @@ class ModelService:
         return self._run(features, options, start_stage=stage + 1, prior_macs=float(self.exit_macs[stage]))
 
     def _run(self, data: np.ndarray, options: RequestOptions, *, start_stage: int, prior_macs: float = 0.0) -> dict[str, np.ndarray]:
+        from scai.inference.reliability import DEFAULT_ON_UNKNOWN
+
         rule = self._rule(options, int(data.shape[0]))
+        rel = self.reliability
+        if options.sets is not None and rel.conformal is None:
+            raise PayloadError("sets: this model stores no conformal calibration (trained before scai stored one)")
         res = run_exit_loop(
             self.stages, data, rule, temperatures=self.predictor.temperatures,
-            start_stage=start_stage, prior_macs=prior_macs,
+            start_stage=start_stage, prior_macs=prior_macs, unknown=rel.hook(options.on_unknown or DEFAULT_ON_UNKNOWN),
         )
-        return {
+        out = {
             "class_index": res.class_index, "exit": res.exit, "confidence": res.confidence,
             "macs": res.macs, "flagged": res.flagged, "reason": res.reason,
             "probabilities": res.probabilities,
         }
+        if rel.detector is not None:
+            out["unknown_score"], out["unknown"] = res.unknown_score, res.unknown
+        if options.sets is not None:
+            try:
+                out["prediction_set"] = rel.sets(res.exit, res.probabilities, options.sets)
+            except ValueError as exc:  # a level the model did not calibrate
+                raise PayloadError(f"sets: {one_line(exc)}") from None
+        return out
 
     def format(self, res: dict[str, np.ndarray], warnings: list[str] | None = None) -> dict[str, Any]:
         """JSON-ready response body of one job's slice of results."""
@@ -229,8 +254,35 @@ class ModelService:
                 "flagged": bool(res["flagged"][j]),
                 "reason": str(res["reason"][j]),
                 "probabilities": [float(v) for v in res["probabilities"][j]],
+                **self._flags(res, j),
             })
         body: dict[str, Any] = {"model_sha256": self.manifest["model_sha256"], "n": len(rows), "results": rows}
+        notes = self._notes()
+        if notes:
+            body["notes"] = notes
         if warnings:
             body["warnings"] = warnings
         return body
+
+    def _flags(self, res: dict[str, np.ndarray], j: int) -> dict[str, Any]:
+        """Row ``j``'s reliability fields; null where the model (or the endpoint) cannot say."""
+        flags: dict[str, Any] = {"unknown_score": None, "unknown": None, "out_of_domain": None, "domain_reason": None}
+        if "unknown_score" in res:
+            score = float(res["unknown_score"][j])
+            flags["unknown_score"] = score if np.isfinite(score) else None
+            flags["unknown"] = bool(res["unknown"][j])
+        if "domain_reason" in res:
+            reason = str(res["domain_reason"][j])
+            flags["out_of_domain"], flags["domain_reason"] = reason != "", reason
+        if "prediction_set" in res:
+            flags["prediction_set"] = [self.class_names[c] for c in np.flatnonzero(res["prediction_set"][j])]
+        return flags
+
+    def _notes(self) -> list[str]:
+        rel = self.reliability
+        notes = []
+        if rel.detector is None:
+            notes.append("this model stores no unknown-class detector: unknown_score/unknown are null")
+        if rel.domain is None:
+            notes.append("this model stores no input-domain check: out_of_domain reflects the raw checks only")
+        return notes

@@ -173,6 +173,18 @@ class DomainCheck:
         self.limits_source_ = f"theory, raised to held-out quantiles ({len(t2)} spectra)"
         return self
 
+    def raise_limits(self, t2: Any, q: Any, source: str) -> DomainCheck:
+        """Raise each limit, if needed, to the ``confidence`` quantile of held-out statistics
+        computed elsewhere (out-of-fold: each fold's T² and Q under a check fitted without it)."""
+        self._check_fitted()
+        t2, q = np.asarray(t2, dtype=np.float64).ravel(), np.asarray(q, dtype=np.float64).ravel()
+        if t2.size == 0 or t2.shape != q.shape or not (np.all(np.isfinite(t2)) and np.all(np.isfinite(q))):
+            raise DataValueError(f"held-out T2 and Q must be finite and of one length; got {t2.shape} and {q.shape}")
+        self.t2_limit_ = max(self.t2_limit_, float(np.quantile(t2, self.confidence, method="higher")))
+        self.q_limit_ = max(self.q_limit_, float(np.quantile(q, self.confidence, method="higher")))
+        self.limits_source_ = source
+        return self
+
     def _check_fitted(self) -> None:
         if not hasattr(self, "components_"):
             raise NotFittedError("This DomainCheck is not fitted yet; call fit(Z_train) first")

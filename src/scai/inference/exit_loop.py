@@ -17,6 +17,14 @@ A runner may carry an exit combination (``stages.combination``, an
 the exit's combined logits, keeping one running state of ``n_classes`` values per sample (what
 an edge device sends with its features when it offloads: ``prior_state``).
 
+With an unknown-class hook (``unknown=``, :class:`scai.inference.reliability.UnknownHook`) the loop
+scores every exit a sample reaches and records, per sample, the score and ``unknown`` flag of the
+exit that answered. The hold is decided here, after the rule, so that every rule keeps its own
+logic: a sample the rule lets leave as ``confident`` stays when it is flagged unknown at that exit
+(``hold``), and runs on; one that reaches the last exit so answers with reason ``unknown``. Budget
+and guard exits are not held (the budget is the rule's promise); a skipped exit keeps the score
+and flag of the exit whose answer it repeats.
+
 This module imports NumPy only, so the edge runtime uses it without PyTorch.
 """
 
@@ -48,8 +56,9 @@ __all__ = [
 #: answered at cost more than its budget; ``guard``: the budgeted-batch guard sent it out to keep
 #: the batch within its mean budget; ``unsettled``: the edge's Bmax stopped it before any exit was
 #: confident (it is offloaded or answered by the best local exit); ``not_run``: not even the
-#: first stage fitted Bmax.
-REASONS: tuple[str, ...] = ("confident", "last", "budget", "over_budget", "guard", "unsettled", "not_run")
+#: first stage fitted Bmax; ``unknown``: confident enough to leave earlier but flagged unknown there,
+#: so it ran on to the last exit (an unknown-class hook with ``hold``).
+REASONS: tuple[str, ...] = ("confident", "last", "budget", "over_budget", "guard", "unsettled", "not_run", "unknown")
 #: Reasons that break a policy's promise; a result with one of them has ``flagged=True``.
 FLAG_REASONS: frozenset[str] = frozenset({"over_budget", "guard", "unsettled", "not_run"})
 
@@ -136,6 +145,11 @@ class ExitResult:
     held_state : dict of int to ndarray
         With an exit combination: those samples' combined logits of their last stage, which the
         stage after it needs (``prior_state`` of the loop that continues them).
+    unknown_score : ndarray of float64, shape (n,)
+        With an unknown-class hook: the score at the exit that answered (NaN without a hook, or
+        where nothing ran).
+    unknown : ndarray of bool, shape (n,)
+        Score above that exit's threshold (False without a hook).
     """
 
     class_index: np.ndarray
@@ -150,6 +164,8 @@ class ExitResult:
     held_features: dict[int, np.ndarray] = field(default_factory=dict)
     held_state: dict[int, np.ndarray] = field(default_factory=dict)
     wall_time_s: float = 0.0
+    unknown_score: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    unknown: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
 
     @property
     def flagged(self) -> np.ndarray:
@@ -222,6 +238,7 @@ def run_exit_loop(
     start_stage: int = 0,
     prior_macs: float = 0.0,
     prior_state: np.ndarray | None = None,
+    unknown: Any = None,
 ) -> ExitResult:
     """Run ``stages`` on ``X`` batch by batch, letting each sample leave where ``rule`` says.
 
@@ -246,6 +263,9 @@ def run_exit_loop(
     prior_state : ndarray of shape (n, n_classes), optional
         With an exit combination and ``start_stage > 0``: each sample's combined logits of stage
         ``start_stage - 1`` (the edge's ``held_state``).
+    unknown : UnknownHook, optional
+        Unknown-class scores per exit (:class:`scai.inference.reliability.UnknownHook`: ``score``,
+        ``thresholds``, ``needs_features``, ``hold``); see the module docstring.
 
     Returns
     -------
@@ -267,7 +287,11 @@ def run_exit_loop(
         settled=np.ones(n, dtype=bool),
         last_stage=np.full(n, start_stage - 1, dtype=np.int64),
         elapsed_s=np.zeros(n),
+        unknown_score=np.full(n, np.nan),
+        unknown=np.zeros(n, dtype=bool),
     )
+    cur_score, cur_flag = np.full(n, np.nan), np.zeros(n, dtype=bool)  # of the last used exit
+    held_back = np.zeros(n, dtype=bool)  # a confident leave was refused as unknown
     best_conf = np.full(n, -1.0)
     uses = getattr(stages, "uses", None)
     used = np.ones(L, dtype=bool) if uses is None else np.asarray([bool(u) for u in uses], dtype=bool)
@@ -325,17 +349,38 @@ def run_exit_loop(
                 carried = has_current[active]
                 p = np.where(carried[:, None], current[active], p)
             conf = p.max(axis=1)
+            if unknown is not None:
+                if used[k] or not has_current[active].all():
+                    f_np = stages.rows(feats, np.ones(active.size, dtype=bool)) if unknown.needs_features else None
+                    s_k = np.asarray(unknown.score(k, f_np, np.asarray(z, dtype=np.float64), p), dtype=np.float64)
+                    flag_k = s_k > float(unknown.thresholds[k])
+                    if not used[k]:  # carried where an earlier used exit answered
+                        c_ = has_current[active]
+                        s_k, flag_k = np.where(c_, cur_score[active], s_k), np.where(c_, cur_flag[active], flag_k)
+                else:
+                    s_k, flag_k = cur_score[active], cur_flag[active]
+                cur_score[active], cur_flag[active] = s_k, flag_k
             out.last_stage[active] = k
             better = (conf >= best_conf[active]) & bool(used[k])  # best local answer so far (edge fallback)
             bi = active[better]
             best_conf[bi], out.exit[bi], out.confidence[bi] = conf[better], k, conf[better]
             out.probabilities[bi] = p[better]
+            if unknown is not None:
+                out.unknown_score[bi], out.unknown[bi] = s_k[better], flag_k[better]
             if k == L - 1:
                 leave, reason = np.ones(active.size, dtype=bool), rule.final(prior_macs + cost, active)
+                if unknown is not None:
+                    reason = np.where(held_back[active] & (reason == "last"), "unknown", reason).astype(object)
             else:
                 leave, reason = rule.leaves(k, conf, prior_macs + cost, active, state)
+                if unknown is not None and unknown.hold:
+                    stay = leave & flag_k & (reason == "confident")
+                    held_back[active[stay]] = True
+                    leave = leave & ~stay
             if leave.any():
                 idx = active[leave]
+                if unknown is not None:
+                    out.unknown_score[idx], out.unknown[idx] = s_k[leave], flag_k[leave]
                 out.exit[idx], out.confidence[idx], out.probabilities[idx] = k, conf[leave], p[leave]
                 out.macs[idx] = cost[leave]
                 out.reason[idx] = reason[leave]

@@ -77,6 +77,21 @@ class PredictionBatch:
         milliseconds-to-MACs table).
     reason : ndarray of str, shape (n,)
         Why each sample left where it did (:data:`~scai.inference.exit_loop.REASONS`).
+    unknown_score : ndarray of float, shape (n,), or None
+        Unknown-class score at the answering exit (higher = more unknown; see
+        :mod:`scai.inference.ood`); None when the model stores no detector.
+    unknown : ndarray of bool, shape (n,), or None
+        The score is above that exit's threshold (calibrated to the model's false-reject rate).
+    out_of_domain : ndarray of bool, shape (n,), or None
+        The spectrum failed the input-domain check (raw checks, Hotelling T², Q); None when
+        the predictor was given neither a domain check nor raw spectra.
+    domain_reason : ndarray of str, shape (n,), or None
+        Why (``""`` when in domain).
+    prediction_set : ndarray of bool, shape (n, n_classes), or None
+        With ``confidence_level``: the conformal set at the answering exit (empty = unknown).
+    confidence_level : float or None
+    notes : tuple of str
+        What the model could not say (a component it does not store).
     """
 
     prediction: np.ndarray
@@ -92,6 +107,13 @@ class PredictionBatch:
     budget_macs: np.ndarray | None = None
     budget_conversion: str = "none"
     reason: np.ndarray | None = None
+    unknown_score: np.ndarray | None = None
+    unknown: np.ndarray | None = None
+    out_of_domain: np.ndarray | None = None
+    domain_reason: np.ndarray | None = None
+    prediction_set: np.ndarray | None = None
+    confidence_level: float | None = None
+    notes: tuple[str, ...] = ()
 
     @property
     def mean_macs(self) -> float:
@@ -167,6 +189,9 @@ class Predictor:
         Torch intra-op threads while predicting (restored afterwards); ``None`` leaves it.
     thresholds : array-like, optional
         Default thresholds of the threshold policy; :meth:`calibrate` sets them.
+    reliability : Reliability, optional
+        The model's unknown-class detector, domain check and conformal sets
+        (:class:`scai.inference.reliability.Reliability`); every prediction then carries them.
     """
 
     def __init__(
@@ -178,6 +203,7 @@ class Predictor:
         sparse: str | bool = "auto",
         threads: int | None = None,
         thresholds: Sequence[float] | np.ndarray | None = None,
+        reliability: Any = None,
     ) -> None:
         for attr in ("n_exits", "run_stage", "exit_macs", "in_length", "n_classes"):
             if not hasattr(network, attr):
@@ -217,6 +243,7 @@ class Predictor:
         self.threads = threads
         self.thresholds = None if thresholds is None else np.asarray(thresholds, dtype=np.float64)
         self.calibration_: BatchCalibration | None = None
+        self.reliability = reliability
         self._latency_cache: dict[int, np.ndarray] = {}
         network.eval()
         if hasattr(network, "set_execution"):
@@ -472,6 +499,10 @@ class Predictor:
         budget: Any = None,
         batch_size: int = 256,
         calibration: BatchCalibration | None = None,
+        *,
+        on_unknown: str | None = None,
+        confidence_level: float | None = None,
+        raw: np.ndarray | None = None,
     ) -> PredictionBatch:
         """Classify spectra, letting each sample leave at its exit.
 
@@ -496,20 +527,46 @@ class Predictor:
             Samples per forward batch; also the batch size latencies are measured at.
         calibration : BatchCalibration, optional
             For ``policy="batch"``; defaults to the one :meth:`calibrate` made.
+        on_unknown : {"deeper", "answer"}, optional
+            With a reliability record: what a sample flagged unknown at an exit where it is
+            confident does (:data:`scai.inference.reliability.ON_UNKNOWN`; default
+            :data:`~scai.inference.reliability.DEFAULT_ON_UNKNOWN`).
+        confidence_level : float, optional
+            Also return the conformal set at this calibrated level (``prediction_set``).
+        raw : ndarray, shape (n, W_raw), optional
+            The raw spectra ``X`` was preprocessed from, for the raw domain checks.
 
         Returns
         -------
         PredictionBatch
         """
+        from scai.inference.reliability import DEFAULT_ON_UNKNOWN
+
         X = self._check_X(X)
         batch_size = self._check_batch_size(batch_size)
         rule, th, budget_macs, conversion = self.rule(
             policy, X.shape[0], thresholds=thresholds, budget=budget, batch_size=batch_size, calibration=calibration
         )
+        rel = self.reliability
+        hook = None if rel is None else rel.hook(on_unknown or DEFAULT_ON_UNKNOWN)
+        if confidence_level is not None and (rel is None or rel.conformal is None):
+            raise ConfigError("confidence_level needs a model with a conformal calibration; this one stores none")
         with self._torch_threads():
-            res = run_exit_loop(TorchStages(self.network), X, rule, temperatures=self.temperatures, batch_size=batch_size)
+            res = run_exit_loop(TorchStages(self.network), X, rule, temperatures=self.temperatures, batch_size=batch_size,
+                                unknown=hook)
         cls = res.class_index
         names = np.asarray(self.class_names)[cls] if self.class_names is not None else cls
+        notes: list[str] = []
+        if rel is None or rel.detector is None:
+            notes.append("no unknown-class detector stored with this model: unknown_score/unknown not given")
+        if rel is not None and rel.domain is None:
+            notes.append("no input-domain check stored with this model: only the raw checks ran")
+        reasons = None
+        if rel is not None or raw is not None:
+            from scai.inference.reliability import Reliability
+
+            reasons = np.asarray((rel or Reliability()).domain_reasons(X, raw), dtype=str)
+        sets = None if confidence_level is None else rel.sets(res.exit, res.probabilities, confidence_level)  # type: ignore[union-attr]
         return PredictionBatch(
             prediction=names,
             class_index=cls,
@@ -524,6 +581,13 @@ class Predictor:
             budget_macs=budget_macs,
             budget_conversion=conversion,
             reason=res.reason.astype(str),
+            unknown_score=res.unknown_score if hook is not None else None,
+            unknown=res.unknown if hook is not None else None,
+            out_of_domain=None if reasons is None else reasons != "",
+            domain_reason=reasons,
+            prediction_set=sets,
+            confidence_level=confidence_level,
+            notes=tuple(notes),
         )
 
     def __repr__(self) -> str:
