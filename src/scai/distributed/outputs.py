@@ -27,7 +27,7 @@ import numpy as np
 
 from scai.datasets.archive import import_pyarrow
 from scai.distributed.shards import END, PIECE, Piece, Plan
-from scai.distributed.worker import OUTPUT_COLUMNS, PID, RSS, result_types
+from scai.distributed.worker import OUTPUT_COLUMNS, PID, PRIVATE, RSS, result_types
 from scai.errors import ConfigError, DataValueError
 
 __all__ = ["MANIFEST_FILE", "RUN_FILE", "Collector", "prepare_out_dir", "write_manifest"]
@@ -106,6 +106,7 @@ class Collector:
         self.duplicates = 0
         self.pieces_written = 0
         self.worker_rss_kib: dict[int, int] = {}
+        self.worker_private_kib: dict[int, int] = {}
 
     def _write(self, piece: Piece, state: _Open) -> None:
         pa = self.pa
@@ -129,8 +130,10 @@ class Collector:
         pa = self.pa
         if table.num_rows == 0:
             return 0
-        for pid, rss in zip(*np.unique(np.c_[table.column(PID).to_numpy(), table.column(RSS).to_numpy()], axis=0).T):
+        stats = np.c_[table.column(PID).to_numpy(), table.column(RSS).to_numpy(), table.column(PRIVATE).to_numpy()]
+        for pid, rss, private in np.unique(stats, axis=0):
             self.worker_rss_kib[int(pid)] = max(self.worker_rss_kib.get(int(pid), 0), int(rss))
+            self.worker_private_kib[int(pid)] = max(self.worker_private_kib.get(int(pid), 0), int(private))
         pieces = table.column(PIECE).to_numpy()
         added = 0
         for k in np.unique(pieces):

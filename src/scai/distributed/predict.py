@@ -44,6 +44,7 @@ class BatchEvent:
     rows: int  # rows in the batch that were new
     rows_done: int  # rows received in this run so far
     rows_total: int | None  # rows this run has to predict (None when a CSV's length is unknown)
+    private_kib: int = 0  # the worker's private resident memory (RssAnon) when it answered the batch
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,12 @@ class PredictSummary:
     engine : str
     workers : int
     worker_peak_rss_kib : dict
-        Peak resident memory of each worker process that returned results (pid -> KiB).
+        Peak resident memory of each worker process that returned results (pid -> KiB). Under
+        Ray it includes the pages of the shared-memory object store the worker read blocks from,
+        which are the object store's, not the worker's.
+    worker_peak_private_kib : dict
+        The largest private resident memory (``RssAnon``) each worker had when it answered a batch
+        (pid -> KiB): what the worker itself holds.
     manifest : dict
         The ``_manifest.json`` written at the end.
     """
@@ -90,6 +96,7 @@ class PredictSummary:
     engine: str
     workers: int
     worker_peak_rss_kib: dict[int, int] = field(default_factory=dict)
+    worker_peak_private_kib: dict[int, int] = field(default_factory=dict)
     manifest: dict[str, Any] = field(default_factory=dict)
 
 
@@ -269,7 +276,8 @@ def predict_dataset(
         for table in results:
             added = collector.add(table)
             if on_batch is not None and table.num_rows:
-                on_batch(BatchEvent(int(table.column("_pid")[0].as_py()), added, collector.rows_received, total))
+                on_batch(BatchEvent(int(table.column("_pid")[0].as_py()), added, collector.rows_received, total,
+                                    int(table.column("_private_kib")[0].as_py())))
     except Exception as exc:
         from scai.distributed._ray import unwrap_error
 
@@ -292,5 +300,6 @@ def predict_dataset(
         shards=len(plan.pieces), shards_skipped=skipped, shards_written=collector.pieces_written,
         rows_predicted=collector.rows_received, duplicates_dropped=collector.duplicates,
         wall_time_s=time.perf_counter() - t0, engine=engine, workers=workers,
-        worker_peak_rss_kib=dict(collector.worker_rss_kib), manifest=manifest,
+        worker_peak_rss_kib=dict(collector.worker_rss_kib), worker_peak_private_kib=dict(collector.worker_private_kib),
+        manifest=manifest,
     )

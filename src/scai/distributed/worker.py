@@ -24,8 +24,10 @@ __all__ = ["OUTPUT_COLUMNS", "PID", "RSS", "BatchPredictor", "policy_kwargs", "r
 #: Columns of an output shard, in order (``scai predict``'s CSV columns, with ``source`` and
 #: ``row`` instead of ``index``, and ``batch`` naming the budgeted batch each row was in).
 OUTPUT_COLUMNS = ("source", "row", "id", "prediction", "exit", "confidence", "macs", "flagged", "reason", "batch")
-#: Diagnostics each result batch carries to the driver (not written): worker pid, its peak RSS (KiB).
-PID, RSS = "_pid", "_rss_kib"
+#: Diagnostics each result batch carries to the driver (not written): worker pid, its peak RSS
+#: (KiB; it includes the pages of Ray's shared-memory object store the worker has read blocks from)
+#: and its private resident memory now (``RssAnon``, KiB: what the worker itself holds).
+PID, RSS, PRIVATE = "_pid", "_rss_kib", "_private_kib"
 
 
 def policy_kwargs(est: Any, policy: str, budget: Any, threshold: float | None) -> dict[str, Any]:
@@ -63,11 +65,23 @@ def result_types(pa: Any) -> dict[str, Any]:
     """Arrow type of every column a result batch holds (the output columns, then diagnostics)."""
     s, i16, i32, i64, f64, b = pa.string(), pa.int16(), pa.int32(), pa.int64(), pa.float64(), pa.bool_()
     return {"source": s, "row": i64, "id": s, "prediction": s, "exit": i16, "confidence": f64, "macs": i64,
-            "flagged": b, "reason": s, "batch": s, PIECE: i32, END: b, PID: i64, RSS: i64}
+            "flagged": b, "reason": s, "batch": s, PIECE: i32, END: b, PID: i64, RSS: i64, PRIVATE: i64}
 
 
 def _peak_rss_kib() -> int:
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)  # KiB on Linux
+
+
+def _private_kib() -> int:
+    """Private (anonymous) resident memory of this process, KiB; 0 where /proc is not there."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("RssAnon:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
 
 
 class BatchPredictor:
@@ -147,4 +161,5 @@ class BatchPredictor:
             END: batch.column(END),
             PID: pa.array(np.full(n, self.pid, dtype=np.int64)),
             RSS: pa.array(np.full(n, _peak_rss_kib(), dtype=np.int64)),
+            PRIVATE: pa.array(np.full(n, _private_kib(), dtype=np.int64)),
         })
