@@ -129,7 +129,7 @@ def _run(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
     import scai
-    from scai.data import iter_chunks
+    from scai.data import FILE_ID_FORMATS, format_of, iter_chunks
 
     if wants_engine(args):  # --engine ray: scai.distributed takes the run over
         from scai.distributed.cli import run
@@ -145,7 +145,8 @@ def _run(args: argparse.Namespace) -> int:
     out = args.out
     label = int(args.label_column) if args.label_column and args.label_column.isdigit() else args.label_column
     columns = column_options(args)
-    with_ids = "id_column" in columns
+    # ids: the --id-column's, or those the file itself carries (titles, sample names, map pixels)
+    with_ids = "id_column" in columns or format_of(args.data) in FILE_ID_FORMATS
     n_done = 0
     correct = 0
     labelled = 0
