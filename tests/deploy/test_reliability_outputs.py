@@ -1,0 +1,102 @@
+"""The server's JSON and the edge client's results carry the same reliability flags as Python.
+
+Python (``predict_detailed``, PyTorch) is the reference; the server runs the same PyTorch model
+behind HTTP, the edge runs the exported ONNX stages with the calibration read from the manifest
+(NumPy only). Spectra: real milk spectra plus junk built by hand (constant, all-zero).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+
+@pytest.fixture(scope="module")
+def spectra(milk: Any) -> np.ndarray:
+    rng = np.random.default_rng(7)
+    X = milk.X[rng.choice(len(milk.X), 12, replace=False)].astype(np.float32)
+    W = X.shape[1]
+    return np.concatenate([X, np.full((1, W), 900.0, np.float32), np.zeros((1, W), np.float32)])
+
+
+def _server(client: Any, X: np.ndarray, **params: Any) -> list[dict[str, Any]]:
+    from scai.deploy.payloads import NPY_CONTENT_TYPE, encode_npy
+
+    r = client.post("/v1/predict", content=encode_npy(X), params={k: str(v) for k, v in params.items()},
+                    headers={"Content-Type": NPY_CONTENT_TYPE})
+    assert r.status_code == 200, r.text
+    return r.json()["results"]
+
+
+def _python(estimator: Any, X: np.ndarray, milk: Any, **options: Any) -> Any:
+    return estimator.predict_detailed(X, milk.axis, **options)
+
+
+def test_the_model_stores_the_calibration_in_config_and_manifest(model_dir: Path, export_dir: Path) -> None:
+    config = json.loads((model_dir / "config.json").read_text())
+    manifest = json.loads((export_dir / "manifest.json").read_text())
+    for key in ("ood", "domain", "conformal"):
+        assert config[key], key
+        assert manifest[key] == config[key], key
+    assert len(manifest["ood"]["thresholds"]) == manifest["n_exits"]
+
+
+@pytest.mark.parametrize("on_unknown", ["answer", "deeper"])
+def test_server_json_carries_the_python_flags(estimator: Any, client: Any, spectra: np.ndarray, milk: Any,
+                                              on_unknown: str) -> None:
+    want = _python(estimator, spectra, milk, policy="threshold", threshold=0.0, on_unknown=on_unknown,
+                   confidence_level=0.9)
+    rows = _server(client, spectra, policy="threshold", threshold=0.0, on_unknown=on_unknown, sets=0.9)
+    assert [r["exit"] for r in rows] == want.exit.tolist()
+    assert [r["reason"] for r in rows] == want.reason.tolist()
+    assert [r["unknown"] for r in rows] == want.unknown.tolist()
+    np.testing.assert_allclose([r["unknown_score"] for r in rows], want.unknown_score, rtol=1e-6)
+    assert [r["out_of_domain"] for r in rows] == want.out_of_domain.tolist()
+    assert [r["domain_reason"] for r in rows] == want.domain_reason.tolist()
+    names = [str(c) for c in estimator.classes_]
+    assert [r["prediction_set"] for r in rows] == [[names[k] for k in np.flatnonzero(s)] for s in want.prediction_set]
+    assert rows[-1]["out_of_domain"] and "constant" in rows[-1]["domain_reason"]
+    assert rows[-2]["out_of_domain"] and "constant" in rows[-2]["domain_reason"]
+
+
+def test_server_refuses_a_level_it_did_not_calibrate(client: Any, spectra: np.ndarray) -> None:
+    from scai.deploy.payloads import NPY_CONTENT_TYPE, encode_npy
+
+    r = client.post("/v1/predict", content=encode_npy(spectra[:2]), params={"sets": "0.8"},
+                    headers={"Content-Type": NPY_CONTENT_TYPE})
+    assert r.status_code == 400 and "0.8" in r.json()["detail"]
+    r = client.post("/v1/predict", content=encode_npy(spectra[:2]), params={"on_unknown": "ignore"},
+                    headers={"Content-Type": NPY_CONTENT_TYPE})
+    assert r.status_code == 400 and "on_unknown" in r.json()["detail"]
+
+
+@pytest.mark.parametrize("on_unknown", ["answer", "deeper"])
+def test_edge_results_carry_the_python_flags(estimator: Any, export_dir: Path, spectra: np.ndarray, milk: Any,
+                                             on_unknown: str) -> None:
+    pytest.importorskip("onnxruntime")
+    from scai.deploy import EdgeClient
+
+    want = _python(estimator, spectra, milk, policy="threshold", threshold=0.0, on_unknown=on_unknown,
+                   confidence_level=0.9)
+    edge = EdgeClient(export_dir, bmax="100%", threshold=0.0, on_unknown=on_unknown, sets=0.9)
+    res = edge.classify(spectra, milk.axis)
+    assert [r.exit for r in res] == want.exit.tolist()
+    assert [r.unknown for r in res] == want.unknown.tolist()
+    np.testing.assert_allclose([r.unknown_score for r in res], want.unknown_score, rtol=1e-3)  # ONNX float32
+    assert [r.out_of_domain for r in res] == want.out_of_domain.tolist()
+    assert [r.domain_reason != "" for r in res] == [d != "" for d in want.domain_reason]
+    names = [str(c) for c in estimator.classes_]
+    assert [r.prediction_set for r in res] == [[names[k] for k in np.flatnonzero(s)] for s in want.prediction_set]
+
+
+def test_deeper_sends_unknowns_past_exit_0(estimator: Any, spectra: np.ndarray, milk: Any) -> None:
+    answer = _python(estimator, spectra, milk, policy="threshold", threshold=0.0, on_unknown="answer")
+    deeper = _python(estimator, spectra, milk, policy="threshold", threshold=0.0, on_unknown="deeper")
+    flagged = answer.unknown
+    assert (answer.exit == 0).all()
+    assert flagged.any(), "no spectrum flagged at exit 0: the check below would be empty"
+    assert (deeper.exit[flagged] > 0).all() and (deeper.exit[~flagged] == 0).all()
