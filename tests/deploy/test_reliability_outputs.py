@@ -100,3 +100,22 @@ def test_deeper_sends_unknowns_past_exit_0(estimator: Any, spectra: np.ndarray, 
     assert (answer.exit == 0).all()
     assert flagged.any(), "no spectrum flagged at exit 0: the check below would be empty"
     assert (deeper.exit[flagged] > 0).all() and (deeper.exit[~flagged] == 0).all()
+
+
+def test_an_offloaded_spectrum_carries_the_centres_flags(estimator: Any, export_dir: Path, live: Any,
+                                                         spectra: np.ndarray, milk: Any) -> None:
+    """Bmax below exit 0: nothing runs on the edge, the raw spectra go to the centre (policy full)."""
+    pytest.importorskip("onnxruntime")
+    from scai.deploy import EdgeClient
+
+    from .conftest import TOKEN
+
+    want = _python(estimator, spectra, milk, policy="full", confidence_level=0.95)
+    edge = EdgeClient(export_dir, bmax=estimator.exit_macs_[0] - 1, server=live.url, token=TOKEN, sets=0.95)
+    res = edge.classify(spectra, milk.axis)
+    assert all(r.decided_at == "centre" and not r.offload_failed for r in res)
+    assert [r.unknown for r in res] == want.unknown.tolist()
+    np.testing.assert_allclose([r.unknown_score for r in res], want.unknown_score, rtol=1e-6)
+    assert [r.out_of_domain for r in res] == want.out_of_domain.tolist()  # checked on the edge
+    names = [str(c) for c in estimator.classes_]
+    assert [r.prediction_set for r in res] == [[names[k] for k in np.flatnonzero(s)] for s in want.prediction_set]

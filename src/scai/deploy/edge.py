@@ -245,6 +245,7 @@ class EdgeClient:
         self._pipeline = self._load_pipeline(m["preprocessing"])
         self.reliability = Reliability.from_config(m, str(self.export_dir / "manifest.json"))
         self.on_unknown = on_unknown or DEFAULT_ON_UNKNOWN
+        self._asked_on_unknown = on_unknown  # sent to the centre only when asked for (an older centre refuses it)
         self._hook = self.reliability.hook(self.on_unknown)  # checks on_unknown
         if sets is not None:
             if self.reliability.conformal is None:
@@ -425,8 +426,7 @@ class EdgeClient:
         chunks = [(key, rows[s : s + self.offload_rows]) for key, rows in groups.items()
                   for s in range(0, len(rows), self.offload_rows)]
         for (kind, k), rows in chunks:
-            asks = {"on_unknown": self.on_unknown if self._hook is not None else None,
-                    "sets": None if self.sets is None else f"{self.sets:g}"}
+            asks = {"on_unknown": self._asked_on_unknown, "sets": None if self.sets is None else f"{self.sets:g}"}
             if kind == "raw":
                 body = encode_npy(raw[rows])
                 path, params = "/v1/predict", {"policy": self.centre_policy, **asks}
