@@ -188,3 +188,28 @@ def test_ood_none_fits_no_detector(data: dict[str, Any]) -> None:
     with pytest.raises(ValueError, match="ood="):
         SCAIClassifier(ood="isolation_forest", cross_fit=0, model_config=TINY,
                        train_config={"max_epochs": 1}).fit(m.X[tr], m.y[tr], axis=m.axis)
+
+
+def test_another_reject_rate_needs_no_refit(est: Any, saved: Path, data: dict[str, Any]) -> None:
+    """The held-out scores are stored, so a stricter rate is a new quantile of them, also after loading."""
+    import scai
+
+    rel = est.reliability_
+    held = rel.heldout_scores
+    assert held is not None and held.shape[0] == len(est.exit_macs_)
+    strict = rel.at_reject_rate(0.01)
+    for k in range(held.shape[0]):  # at most 1 % of the held-out scores above each new threshold
+        assert np.mean(held[k] > strict.detector.thresholds_[k]) <= 0.01
+        assert strict.detector.thresholds_[k] >= rel.detector.thresholds_[k]
+    back = scai.load(saved).reliability_.at_reject_rate(0.01)
+    np.testing.assert_allclose(back.detector.thresholds_, strict.detector.thresholds_)
+    m = data["m"]
+    X = m.X[data["te"]]
+    loose = est.predict_detailed(X, m.axis)
+    est.reliability_ = strict  # what a --reject-rate option does
+    try:
+        tight = est.predict_detailed(X, m.axis)
+    finally:
+        est.reliability_ = rel
+    assert tight.unknown.sum() <= loose.unknown.sum()
+    assert not (tight.unknown & ~loose.unknown).any()

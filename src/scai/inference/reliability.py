@@ -150,6 +150,23 @@ class Reliability:
     domain: DomainCheck | None = None
     conformal: ConformalSets | None = None
     record: dict[str, Any] = field(default_factory=dict)
+    #: The held-out scores (n_exits, n) the thresholds were set on, so that another false-reject
+    #: rate needs no refit (:meth:`at_reject_rate`); None in a record written without them.
+    heldout_scores: np.ndarray | None = None
+
+    def at_reject_rate(self, reject_rate: float) -> Reliability:
+        """A copy whose unknown-class thresholds flag ``reject_rate`` of the stored held-out scores."""
+        import copy
+
+        if self.detector is None:
+            raise ConfigError("reject_rate: this model stores no unknown-class detector")
+        if self.heldout_scores is None:
+            raise ConfigError("reject_rate: this model's detector stores no held-out scores to recalibrate on; "
+                              "refit with SCAIClassifier(reject_rate=...) instead")
+        det = copy.copy(self.detector)
+        det.thresholds_ = np.array([calibrate_threshold(s, reject_rate) for s in self.heldout_scores])
+        det.reject_rate = float(reject_rate)
+        return Reliability(det, self.pooling, self.domain, self.conformal, self.record, self.heldout_scores)
 
     @property
     def score(self) -> str | None:
@@ -203,7 +220,8 @@ class Reliability:
         ood = None
         if self.detector is not None:
             ood = {**self.detector.to_dict(), "pooling": self.pooling,
-                   "calibration": self.record.get("ood", {}).get("calibration")}
+                   "calibration": self.record.get("ood", {}).get("calibration"),
+                   "heldout_scores": None if self.heldout_scores is None else self.heldout_scores.tolist()}
         dom = None if self.domain is None else {**self.domain.to_dict(),
                                                 "calibration": self.record.get("domain", {}).get("calibration")}
         return {"ood": ood, "domain": dom, "conformal": None if self.conformal is None else self.conformal.to_dict()}
@@ -211,7 +229,7 @@ class Reliability:
     @classmethod
     def from_config(cls, config: dict[str, Any], where: str = "config.json") -> Reliability:
         """Rebuild from config.json or a manifest; fields that are absent give None components."""
-        det = pooling = dom = conf = None
+        det = pooling = dom = conf = held = None
         record: dict[str, Any] = {}
         try:
             if config.get("ood"):
@@ -220,6 +238,10 @@ class Reliability:
                 if det.score_name == "mahalanobis" and (pooling is None or len(pooling) != det.n_exits_):
                     raise ModelFileError(f"pooling {pooling!r} does not give one entry per exit ({det.n_exits_})")
                 record["ood"] = {"calibration": config["ood"].get("calibration")}
+                if config["ood"].get("heldout_scores") is not None:
+                    held = np.asarray(config["ood"]["heldout_scores"], dtype=np.float64)
+                    if held.ndim != 2 or held.shape[0] != det.n_exits_ or not np.all(np.isfinite(held)):
+                        raise ModelFileError(f"ood.heldout_scores has shape {held.shape}; expected ({det.n_exits_}, n), finite")
             if config.get("domain"):
                 dom = DomainCheck.from_dict(config["domain"])
                 record["domain"] = {"calibration": config["domain"].get("calibration")}
@@ -231,7 +253,7 @@ class Reliability:
         if missing:
             record["absent"] = (f"{where} has no {', '.join(missing)} record(s) (written before scai stored them): "
                                 "those flags are not given")
-        return cls(det, pooling, dom, conf, record)
+        return cls(det, pooling, dom, conf, record, held)
 
 
 def _scores(score: str, logits: np.ndarray, probs: np.ndarray) -> np.ndarray:
@@ -277,6 +299,7 @@ def fit_reliability(
     record: dict[str, Any] = {}
     n_exits = int(heldout_logits.shape[0])
     det: UnknownDetector | None = None
+    held: np.ndarray | None = None
     score = ood
     if ood == "auto":
         score = "mahalanobis" if pooling is not None else "energy"
@@ -336,7 +359,7 @@ def fit_reliability(
             record["conformal"] = {"calibration": f"{conformal.n_calibration_} held-out spectra", "too_few": conformal.too_few_}
         except ImportError as exc:  # MAPIE is the 'conformal' extra
             record["conformal"] = {"not_fitted": f"MAPIE is not installed ({exc}); pip install 'scai[conformal]'"}
-    return Reliability(det, pooling if score == "mahalanobis" else None, rel_domain, conformal, record)
+    return Reliability(det, pooling if score == "mahalanobis" else None, rel_domain, conformal, record, held)
 
 
 def _carry(scores: np.ndarray, uses: Sequence[bool] | None) -> np.ndarray:
