@@ -140,3 +140,29 @@ def test_bad_calls_are_refused() -> None:
         fitted.cost(X=np.ones((3, 7)))
     with pytest.raises(NotFittedError):
         Pipeline([Crop(500, 3000)]).cost(120, measure=False)  # the kept points depend on the axis
+
+
+def test_the_model_stores_its_preprocessing_cost_and_ms_budgets_include_it(tmp_path) -> None:
+    from scai import SCAIClassifier, load
+    from scai.errors import BudgetError
+    from scai.model_dir import ModelDir, row_digests
+    from tests.conftest import TINY_SCAI, make_peaks
+
+    X, y, axis = make_peaks(n_per_class=6)
+    est = SCAIClassifier(model="scai", model_config=TINY_SCAI, train_config={"max_epochs": 1}, cross_fit=0,
+                         preprocessing="snv", exit0="none").fit(X, y, axis=axis)
+    cost = est.preprocessing_cost_
+    assert cost.macs == est.pipeline_.cost(measure=False).macs > 0 and cost.ms is not None and cost.ms > 0
+    back = load(est.save(tmp_path / "m"))
+    assert back.preprocessing_cost_.to_dict() == cost.to_dict()
+    assert ModelDir(tmp_path / "m").training_rows() == set(row_digests(X))  # saved from Python too
+    pred = back.predictor()
+    assert pred.preprocessing_ms == cost.ms
+    pred.set_stage_latency([1.0] * len(back.exit_macs_))
+    from scai.inference import parse_budget
+
+    macs, how = pred.budget_to_macs(f"{cost.ms + 1.5}ms")  # preprocessing + 1.5 ms: the network gets 1.5 ms
+    want = parse_budget("1.5ms").to_macs(back.exit_macs_, stage_ms=[1.0] * len(back.exit_macs_))
+    assert macs == pytest.approx(want, rel=1e-6) and "of preprocessing" in how
+    with pytest.raises(BudgetError, match="preprocessing alone takes"):
+        pred.budget_to_macs(f"{cost.ms / 2}ms")

@@ -52,6 +52,7 @@ from scai.model_dir import (
     ModelDir,
     ModelFiles,
     load_state_checked,
+    row_digests,
     save_model_dir,
 )
 from scai.models import MultiExitNetwork, create_model
@@ -67,6 +68,7 @@ from scai.preprocessing import (
     preprocessing_from_json,
     preprocessing_to_json,
 )
+from scai.preprocessing.cost import PreprocessingCost
 from scai.training import History, TrainConfig, Trainer
 from scai.training.cross_fit import (
     FoldOutput,
@@ -314,6 +316,10 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
         else:
             self.pipeline_, exit0_fit = self._make_pipeline(), None
             Z_tr = np.asarray(self.pipeline_.fit_transform(X_tr, axis=self.axis_), dtype=np.float32)
+        # fingerprints of the spectra fitted on, so that evaluating on them can be flagged (training_rows.json)
+        self.fitted_row_digests_ = row_digests(X) + ([] if X_val is None else row_digests(X_va_raw))
+        # what preprocessing costs per spectrum: counted MACs, and ms timed on (up to 256) training spectra
+        self.preprocessing_cost_ = self.pipeline_.cost(X=X_tr[:256], repeats=1, clock="cpu")
         train_cfg = self._train_config()
         torch.manual_seed(train_cfg.seed)
         if self.exit0 not in EXIT0_KINDS:
@@ -406,6 +412,8 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
             n_jobs = default_n_jobs(len(folds))
         if n_jobs < 1:
             raise ConfigError(f"n_jobs={self.n_jobs!r} is not allowed; use a number of processes >= 1, or -1 for all cores")
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            n_jobs = 1  # under torchrun: worker processes would lack the process group (docs/distributed.md)
         record: dict[str, Any] = {"folds": len(folds), "n_jobs": n_jobs, "n": int(n), "seed": int(self.random_state)}
         with_exit0 = self._wants_exit0()
         oof0 = None
@@ -752,7 +760,12 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
             class_names=[str(c) for c in self.classes_],
             sparse=sparse,
             reliability=getattr(self, "reliability_", None),
+            preprocessing_ms=self._preprocessing_ms(),
         )
+
+    def _preprocessing_ms(self) -> float | None:
+        cost = getattr(self, "preprocessing_cost_", None)
+        return None if cost is None else cost.ms
 
     def predict_detailed(
         self,
@@ -898,6 +911,8 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
             "cascade": self._cascade_record(),
             "preprocessing_selection": getattr(self, "preprocessing_selection_", None),
             "cross_fit": getattr(self, "cross_fit_", None),
+            "preprocessing_cost": None if getattr(self, "preprocessing_cost_", None) is None
+            else self.preprocessing_cost_.to_dict(),
             **self._reliability_record(),
             "class_names": [_jsonable(c) for c in self.classes_.tolist()],
             "class_dtype": self.classes_.dtype.kind,
@@ -919,7 +934,8 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
             },
         }
         files = ModelFiles(config=config, state_dict=self.network_.state_dict(), validation=self.validation_)
-        return save_model_dir(directory, files, history=self.history_)
+        return save_model_dir(directory, files, history=self.history_,
+                              fitted_rows=getattr(self, "fitted_row_digests_", None))
 
     def _reliability_record(self) -> dict[str, Any]:
         rel = getattr(self, "reliability_", None)
@@ -962,6 +978,8 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
                                        rocket=rocket, combination=comb)
                 est.exit0_ = dict(casc.get("fit") or {})
             est.preprocessing_selection_ = c.get("preprocessing_selection")
+            cost = c.get("preprocessing_cost")  # older model dirs: counted MACs only, nothing timed
+            est.preprocessing_cost_ = None if cost is None else PreprocessingCost.from_dict(cost, f"{directory}/config.json preprocessing_cost")
         except (TypeError, ValueError, KeyError) as exc:
             raise ModelFileError(f"{directory}: config.json describes a network this scai cannot build ({exc})") from exc
         load_state_checked(est.network_, files.state_dict, str(mdir.file(WEIGHTS)))
@@ -973,6 +991,8 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
         est.axis_unit_ = c.get("axis_unit", "unknown")
         est.n_features_in_ = int(c.get("n_features_in", est.axis_.size))
         est.pipeline_ = Pipeline.from_json(json.dumps(c["preprocessing"]))
+        if est.preprocessing_cost_ is None:
+            est.preprocessing_cost_ = est.pipeline_.cost(measure=False)
         est.exit_macs_ = [int(m) for m in c["exit_macs"]]
         if est.exit_macs_ != [int(m) for m in est.network_.exit_macs()]:
             raise ModelFileError(f"{directory}: per-exit MACs in config.json do not match the rebuilt network")

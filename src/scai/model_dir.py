@@ -49,7 +49,8 @@ n_classes*          int        number of classes
 model_config*       object     the network family's config dataclass as a dict
 cascade             object     exit 0 in front of the network (scai.models.Cascade): "kind",
                                "rank", "uses" (per exit: answers or repeats the previous),
-                               "n_exits", "fit" (how exit 0 was chosen); null: no exit 0
+                               "n_exits", "fit" (how exit 0 was chosen), "combination" (how each exit
+                               builds on the one before, scai.inference.combination); null: no exit 0
 class_names*        list       class labels, in class-index order
 class_dtype         str        numpy dtype kind of the labels ("U", "i", "f")
 axis*               list       the training spectral axis (raw spectra are aligned to it)
@@ -59,6 +60,8 @@ preprocessing*      object     the fitted pipeline (``Pipeline.to_json``)
 preprocessing_selection  object  preprocessing="auto": "chosen", "inner_cv_accuracy" per candidate, "rule"
 cross_fit           object     cross-fitting (SCAIClassifier ``cross_fit``): folds, epochs chosen, out-of-fold
                                accuracy per exit, whether the network was trained, times; null: one split
+preprocessing_cost  object     per spectrum: counted MACs and timed ms of each step and in total
+                               (scai.preprocessing.cost.PreprocessingCost.to_dict)
 ood                 object     unknown-class detector (scai.inference.ood.UnknownDetector.to_dict + "pooling",
                                "calibration"); null: none; absent: written before scai stored one
 domain              object     input-domain check (scai.inference.domain.DomainCheck.to_dict + "calibration")
@@ -143,6 +146,7 @@ CONFIG_FIELDS: dict[str, tuple[tuple[type, ...], bool]] = {
     "cascade": ((dict, _NULL), False),
     "preprocessing_selection": ((dict, _NULL), False),
     "cross_fit": ((dict, _NULL), False),
+    "preprocessing_cost": ((dict, _NULL), False),
     "ood": ((dict, _NULL), False),
     "domain": ((dict, _NULL), False),
     "conformal": ((dict, _NULL), False),
@@ -205,7 +209,8 @@ def row_digests(X: Any) -> list[str]:
     return [hashlib.blake2b(row.tobytes(), digest_size=8).hexdigest() for row in arr]
 
 
-def save_model_dir(directory: str | Path, files: ModelFiles, *, history: Any = None) -> Path:
+def save_model_dir(directory: str | Path, files: ModelFiles, *, history: Any = None,
+                   fitted_rows: Any = None) -> Path:
     """Write a model directory atomically; returns its path.
 
     Everything is written to a temporary sibling folder, which then replaces ``directory``. An
@@ -218,6 +223,8 @@ def save_model_dir(directory: str | Path, files: ModelFiles, *, history: Any = N
     files : ModelFiles
     history : scai.training.History, optional
         Written as history.json / history.csv.
+    fitted_rows : list of str, optional
+        :func:`row_digests` of the spectra the model was fitted on, written as training_rows.json.
     """
     from safetensors.torch import save_file
 
@@ -247,6 +254,9 @@ def save_model_dir(directory: str | Path, files: ModelFiles, *, history: Any = N
         (tmp / CONFIG).write_text(json.dumps(config, indent=1, default=_json_default))
         if history is not None:
             history.save(tmp)
+        if fitted_rows is not None:
+            digests = sorted(set(fitted_rows))
+            (tmp / TRAINING_ROWS).write_text(json.dumps({"digest": ROW_DIGEST, "n_rows": len(fitted_rows), "digests": digests}, indent=1))
         _replace_dir(tmp, directory)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

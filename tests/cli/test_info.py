@@ -41,7 +41,11 @@ def test_card_holds_what_the_directory_stores(model_dir):
     assert [e["exit"] for e in card["exits"]] == list(range(len(est.exit_macs_)))  # 0-based, as predict_detailed
     assert card["exits"][0]["validation_accuracy"] == est.exit0_["validation_accuracy"][0]
     assert card["calibration"]["temperatures"] == pytest.approx(list(est.temperatures_))
-    assert card["calibration"]["ood"] is None and card["calibration"]["conformal"] is None
+    # fitted by default at training (docs/ood.md): the card summarises what config.json stores
+    assert card["calibration"]["ood"]["score"] == cfg["ood"]["score"] == "mahalanobis"
+    assert card["calibration"]["ood"]["thresholds"] == pytest.approx(cfg["ood"]["thresholds"])
+    assert card["calibration"]["conformal"] is not None
+    assert card["preprocessing_cost"] == cfg["preprocessing_cost"] and cfg["preprocessing_cost"]["macs"] > 0
     assert [s["step"] for s in card["preprocessing"]["steps"]] == [type(s).__name__ for s in est.pipeline_.steps]
     assert card["hashes"]["weights_sha256"] == cfg["weights_sha256"]
     assert card["versions"]["scai_version"] == cfg["scai_version"]

@@ -493,3 +493,19 @@ def apply_threads(n: int | None) -> int:
     threads = int(n) if n is not None else default_threads()
     torch.set_num_threads(threads)
     return threads
+
+
+def preprocessing_cost_line(cost: Any) -> str:
+    """One line for cost tables: what preprocessing costs per spectrum before the first exit.
+
+    ``cost``: a :class:`scai.preprocessing.cost.PreprocessingCost`, its ``to_dict()``, or None.
+    """
+    from scai.preprocessing.cost import PreprocessingCost
+
+    if cost is None:
+        return "preprocessing: cost not recorded (model written before scai stored it)"
+    if isinstance(cost, dict):
+        cost = PreprocessingCost.from_dict(cost)
+    macs = f"{cost.macs:,} MACs" + ("" if cost.counted else f" counted + {', '.join(cost.uncounted)} (timed only)")
+    ms = "not timed" if cost.ms is None else f"{cost.ms:.3f} ms/spectrum ({cost.clock} time, where it was measured)"
+    return f"preprocessing before exit 0: {macs}; {ms}"

@@ -220,7 +220,9 @@ def _edge(args: argparse.Namespace) -> int:
     failed = sum(r.offload_failed for r in results)
     line = (f"{n} spectra: {where['edge']} decided on the edge, {where['centre']} by the centre, "
             f"{failed} offload(s) failed; mean MACs edge {np.mean([r.macs_edge for r in results]):,.0f}, "
-            f"centre {np.mean([r.macs_centre for r in results]):,.0f}; bytes sent {sum(r.bytes_sent for r in results):,}")
+            f"centre {np.mean([r.macs_centre for r in results]):,.0f}; bytes sent {sum(r.bytes_sent for r in results):,}"
+            + (f"; preprocessing on the edge {np.mean([r.preprocessing_ms for r in results]):.3f} ms/spectrum, "
+               f"{results[0].preprocessing_macs:,} MACs counted" if results else ""))
     if spectra.y is not None and len(spectra.class_names):
         truth = np.asarray(spectra.class_names)[spectra.y]
         acc = float(np.mean([r.prediction == str(t) for r, t in zip(results, truth)]))

@@ -19,6 +19,7 @@ from scai.cli._common import (
     labels_for_model,
     load_spectra,
     naming_file,
+    preprocessing_cost_line,
     print_table,
 )
 
@@ -102,6 +103,7 @@ def _run(args: argparse.Namespace) -> int:
     write_metrics(metrics, args.out)
     _maybe_heatmap(est, spectra.X, spectra.axis, Path(args.out), "")
     print_exit_table(metrics["exits"], f"per-exit accuracy ({metrics['n_samples']} spectra)")
+    print(preprocessing_cost_line(getattr(est, "preprocessing_cost_", None)))
     print("\nbudgeted batch (thresholds calibrated on the model's validation split):")
     print_table([[r["budget_macs"], r["mean_macs"], r["accuracy"]] for r in metrics["budgeted_batch"]], ["budget MACs", "mean MACs", "accuracy"])
     print(f"\nwrote {args.out}/metrics.json, anytime.png, budgeted_batch.png, confusion.png")

@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from scai.cli._common import existing_dir
+from scai.cli._common import existing_dir, preprocessing_cost_line
 
 __all__ = ["NOT_RECORDED", "model_card", "register"]
 
@@ -155,6 +155,7 @@ def model_card(directory: str | Path) -> dict[str, Any]:
             "selection": None if not sel else {"chosen": sel.get("chosen"), "inner_cv_accuracy": sel.get("inner_cv_accuracy"),
                                                "rule": sel.get("rule")},
         },
+        "preprocessing_cost": c.get("preprocessing_cost"),
         "exits": exits,
         "mac_convention": c.get("mac_convention"),
         "calibration": {
@@ -206,6 +207,7 @@ def render(card: dict[str, Any]) -> str:
         scores = ", ".join(f"{k} {v:.3f}" if isinstance(v, (int, float)) else f"{k} failed"
                            for k, v in (p["selection"].get("inner_cv_accuracy") or {}).items())
         lines.append(f"  selection     auto chose {p['selection']['chosen']!r}; inner-CV accuracy of exit 0: {scores}")
+    lines.append("  cost          " + preprocessing_cost_line(card.get("preprocessing_cost")))
     lines += ["", f"exits ({_v(card['mac_convention'])})",
               f"  {'exit':>4}  {'MACs':>12}  {'used':>5}  {'val acc':>12}  {'test acc':>12}"]
     for e in card["exits"]:

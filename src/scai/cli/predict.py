@@ -28,8 +28,9 @@ __all__ = ["register"]
 
 HELP = """\
 Classify spectra with a trained model and write OUT with columns
-  index,prediction,exit,confidence,macs,flagged,reason
-(with --id-column, an id column follows index). OUT's extension chooses the format: .csv, .tsv,
+  index,prediction,exit,confidence,macs,flagged,reason,unknown_score,unknown,out_of_domain,domain_reason
+(with --id-column, or ids the file carries, an id column follows index; with --sets, a
+prediction_set column ends the row). OUT's extension chooses the format: .csv, .tsv,
 .json (a list of objects) or .parquet; --out - writes CSV to standard output (messages go to
 standard error). A file appears only when every spectrum is done: a run that fails leaves no
 partial file (and keeps an existing OUT as it was).
@@ -37,7 +38,11 @@ exit: the 0-based position of the exit in the model, as in Python (predict_detai
 and scai edge: in the default model exit 0 is the linear exit 0 and 1..L the network's exits;
 in a model trained with --exit0 none exit 0 is the network's first exit. macs =
 multiply-accumulates actually spent on that spectrum; flagged = 1 when the answer broke the
-policy's promise; reason = why the spectrum left there (confident, last, budget, over_budget, guard).
+policy's promise; reason = why the spectrum left there (confident, last, budget, over_budget, guard,
+unknown). unknown_score / unknown = the unknown-class score of the answering exit and whether it
+passes the threshold calibrated at training (--reject-rate re-sets it); out_of_domain /
+domain_reason = whether the spectrum is unlike the training spectra (Hotelling T2 / Q of a PCA,
+constant, saturated), and why. Empty cells: the model stores no detector.
 Budgets: MACs (150k, 1.2M), a share of the full path (25%), or a latency (2ms).
 
 Policies:
@@ -70,6 +75,15 @@ def register(sub: Any) -> None:
                    help="file to write; its extension chooses the format (.csv, .tsv, .json, .parquet); - = CSV on standard output")
     p.add_argument("--chunk-size", type=positive_int, default=4096, help="spectra per chunk when streaming, >= 1 (default 4096)")
     p.add_argument("--batch-size", type=positive_int, default=256, help="network batch size, >= 1 (default 256)")
+    p.add_argument("--reject-rate", type=probability, default=None, metavar="R",
+                   help="share of in-distribution spectra flagged unknown, in [0, 1) (default: the model's, 0.05); "
+                        "re-sets the stored thresholds from the model's held-out scores, no retraining")
+    p.add_argument("--sets", type=probability, default=None, metavar="LEVEL",
+                   help="also write conformal prediction sets at this calibrated level (e.g. 0.95; the model "
+                        "stores 0.9 and 0.95): the plausible classes joined with |, empty = none plausible")
+    p.add_argument("--on-unknown", choices=["answer", "deeper"], default=None,
+                   help="what a spectrum flagged unknown does at an early exit: answer there (default) or run "
+                        "deeper (reason 'unknown' when it stays unknown to the last exit)")
     p.add_argument("--latency-table", default=None, metavar="FILE",
                    help="JSON table of per-stage milliseconds for a budget in ms: read when FILE exists (so the same "
                         "command gives the same answer on every run), else measured now and written to FILE")
@@ -96,13 +110,30 @@ def _latency_table(args: argparse.Namespace, est: Any, predictor: Any) -> None:
     sha = ModelDir(args.model_dir).weights_sha256
     path = Path(args.latency_table)
     if path.is_file():
-        ms = LatencyTable.load(path).check(sha, len(est.exit_macs_), source=str(path))
+        table = LatencyTable.load(path)
+        ms = table.check(sha, len(est.exit_macs_), source=str(path))
         predictor.set_stage_latency(ms, args.batch_size)
+        if table.preprocessing_ms is not None:  # the preprocessing share of a ms budget, as stored
+            predictor.preprocessing_ms = table.preprocessing_ms
         print(f"stage latencies read from {path}", file=sys.stderr)
     else:
         ms = predictor.measure_stage_latency(args.batch_size)
-        LatencyTable.measured(sha, args.batch_size, ms).save(path)
+        LatencyTable.measured(sha, args.batch_size, ms, predictor.preprocessing_ms).save(path)
         print(f"stage latencies measured and written to {path} (later runs read them)", file=sys.stderr)
+
+
+def _reliability_cells(res: Any, i: int, est: Any) -> list[Any]:
+    """unknown_score, unknown, out_of_domain, domain_reason (and the set) of row ``i``; empty cells
+    where the model stores no detector."""
+    cells: list[Any] = [
+        "" if res.unknown_score is None else float(res.unknown_score[i]),
+        "" if res.unknown is None else int(res.unknown[i]),
+        "" if res.out_of_domain is None else int(res.out_of_domain[i]),
+        "" if res.domain_reason is None else str(res.domain_reason[i]),
+    ]
+    if res.prediction_set is not None:
+        cells.append("|".join(str(c) for c, keep in zip(est.classes_, res.prediction_set[i]) if keep))
+    return cells
 
 
 def _policy_kwargs(args: argparse.Namespace, est: Any) -> dict[str, Any]:
@@ -138,7 +169,16 @@ def _run(args: argparse.Namespace) -> int:
     _check_options(args)
     apply_threads(args.threads)
     est = scai.load(args.model_dir)
+    if args.reject_rate is not None:
+        if getattr(est, "reliability_", None) is None:
+            raise CliError(f"--reject-rate: {args.model_dir} stores no unknown-class detector (trained with ood='none' "
+                           "or by an older scai); retrain it to get one")
+        est.reliability_ = est.reliability_.at_reject_rate(args.reject_rate)
     kwargs = _policy_kwargs(args, est)
+    if args.sets is not None:
+        kwargs["confidence_level"] = args.sets
+    if args.on_unknown is not None:
+        kwargs["on_unknown"] = args.on_unknown
     predictor = est.predictor()
     if args.latency_table is not None:
         _latency_table(args, est, predictor)
@@ -153,18 +193,20 @@ def _run(args: argparse.Namespace) -> int:
     macs_total = 0.0
     note_printed = False
     columns_out = [("index", "int"), *([("id", "str")] if with_ids else []), ("prediction", "str"), ("exit", "int"),
-                   ("confidence", "float"), ("macs", "int"), ("flagged", "int"), ("reason", "str")]
+                   ("confidence", "float"), ("macs", "int"), ("flagged", "int"), ("reason", "str"),
+                   ("unknown_score", "float"), ("unknown", "int"), ("out_of_domain", "int"), ("domain_reason", "str"),
+                   *([("prediction_set", "str")] if args.sets is not None else [])]
     with table_output(out, columns_out) as write, tqdm(desc="predict", unit="spectra", disable=None, file=sys.stderr) as bar:
         for chunk in iter_chunks(args.data, chunk_size=args.chunk_size, label_column=label, **columns):
             with naming_file(chunk.source):
-                Z = est.transform_input(chunk.X, chunk.axis if chunk.axis_unit != "index" else None)
-            res = predictor.predict(Z, batch_size=args.batch_size, **kwargs)
+                raw, Z = est.prepare_input(chunk.X, chunk.axis if chunk.axis_unit != "index" else None)
+            res = predictor.predict(Z, batch_size=args.batch_size, raw=raw, **kwargs)
             if not note_printed and res.budget_conversion not in ("none", "macs"):
                 print(f"latency budget converted to MACs with timings measured on this machine: {res.budget_conversion}", file=sys.stderr)
                 note_printed = True
             ids = [[v] for v in chunk.ids] if with_ids and chunk.ids is not None else [[]] * len(Z)
             write([[n_done + i, *ids[i], res.prediction[i], int(res.exit[i]), float(res.confidence[i]), int(res.macs[i]),
-                    int(res.flagged[i]), res.reason[i]] for i in range(len(Z))])
+                    int(res.flagged[i]), res.reason[i], *_reliability_cells(res, i, est)] for i in range(len(Z))])
             if chunk.y is not None:
                 truth = np.asarray(chunk.class_names, dtype=object)[chunk.y]
                 correct += int(np.sum(np.asarray(res.prediction, dtype=object) == truth))

@@ -16,15 +16,16 @@ from scai.cli._common import (
     column_options,
     existing_dir,
     existing_file,
-    naming_file,
     fraction,
     labels_for_model,
     load_spectra,
     model_name,
+    naming_file,
     natural_labels,
     non_negative_int,
     positive_float,
     positive_int,
+    preprocessing_cost_line,
     preprocessing_kind,
     print_table,
     random_seed,
@@ -377,6 +378,7 @@ def print_cost_table(est: Any) -> None:
     print("\nper-exit cost (MACs = multiply-accumulates per spectrum, cumulative; FLOPs = 2 x MACs; "
           "SCAI+ exits spend less on most spectra)")
     print_table(rows, ["exit", "MACs", "of full path", "on validation"])
+    print(preprocessing_cost_line(getattr(est, "preprocessing_cost_", None)))
 
 
 def print_exit_table(rows: list[dict[str, Any]], title: str) -> None:

@@ -24,7 +24,7 @@ from scai.errors import ConfigError
 
 __all__ = ["LatencyTable"]
 
-_FIELDS = ("model_sha256", "batch_size", "ms_per_spectrum", "machine", "measured_at")
+_FIELDS = ("model_sha256", "batch_size", "ms_per_spectrum", "machine", "measured_at", "preprocessing_ms")
 
 
 @dataclass(frozen=True)
@@ -36,12 +36,15 @@ class LatencyTable:
     ms_per_spectrum: tuple[float, ...]
     machine: str = ""
     measured_at: str = ""
+    #: Preprocessing ms per spectrum that a millisecond budget also pays (None: not included).
+    preprocessing_ms: float | None = None
 
     @classmethod
-    def measured(cls, model_sha256: str, batch_size: int, ms: Any) -> LatencyTable:
+    def measured(cls, model_sha256: str, batch_size: int, ms: Any, preprocessing_ms: float | None = None) -> LatencyTable:
         return cls(model_sha256, int(batch_size), tuple(float(v) for v in np.asarray(ms, dtype=np.float64)),
                    machine=f"{platform.node()} ({platform.machine()}, {platform.processor() or 'cpu'})",
-                   measured_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+                   measured_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                   preprocessing_ms=None if preprocessing_ms is None else float(preprocessing_ms))
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
@@ -68,8 +71,11 @@ class LatencyTable:
             raise ConfigError(f"{path}: ms_per_spectrum must be a list of finite numbers >= 0, one per stage")
         if isinstance(d["batch_size"], bool) or not isinstance(d["batch_size"], int) or d["batch_size"] < 1:
             raise ConfigError(f"{path}: batch_size must be an integer >= 1; got {d['batch_size']!r}")
+        pre = d.get("preprocessing_ms")
+        if pre is not None and (isinstance(pre, bool) or not isinstance(pre, (int, float)) or not np.isfinite(pre) or pre < 0):
+            raise ConfigError(f"{path}: preprocessing_ms must be a finite number >= 0 or null; got {pre!r}")
         return cls(str(d["model_sha256"]), int(d["batch_size"]), tuple(float(v) for v in ms),
-                   str(d.get("machine", "")), str(d.get("measured_at", "")))
+                   str(d.get("machine", "")), str(d.get("measured_at", "")), None if pre is None else float(pre))
 
     def check(self, model_sha256: str, n_stages: int, source: str = "latency table") -> np.ndarray:
         """The per-stage ms for this model, or a :class:`ConfigError` when the table is another model's."""

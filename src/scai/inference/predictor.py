@@ -192,6 +192,10 @@ class Predictor:
     reliability : Reliability, optional
         The model's unknown-class detector, domain check and conformal sets
         (:class:`scai.inference.reliability.Reliability`); every prediction then carries them.
+    preprocessing_ms : float, optional
+        Milliseconds per spectrum the preprocessing takes before the network (the model's
+        ``preprocessing_cost_``); a budget in ms then covers both, and the network gets what is
+        left. ``None``: a ms budget is the network's alone.
     """
 
     def __init__(
@@ -204,6 +208,7 @@ class Predictor:
         threads: int | None = None,
         thresholds: Sequence[float] | np.ndarray | None = None,
         reliability: Any = None,
+        preprocessing_ms: float | None = None,
     ) -> None:
         for attr in ("n_exits", "run_stage", "exit_macs", "in_length", "n_classes"):
             if not hasattr(network, attr):
@@ -242,6 +247,9 @@ class Predictor:
             raise ConfigError(f"threads={threads!r} is not allowed; use a positive int or None")
         self.threads = threads
         self.thresholds = None if thresholds is None else np.asarray(thresholds, dtype=np.float64)
+        if preprocessing_ms is not None and (not np.isfinite(preprocessing_ms) or preprocessing_ms < 0):
+            raise ConfigError(f"preprocessing_ms={preprocessing_ms!r} is not allowed; use a finite number >= 0 or None")
+        self.preprocessing_ms = None if preprocessing_ms is None else float(preprocessing_ms)
         self.calibration_: BatchCalibration | None = None
         self.reliability = reliability
         self._latency_cache: dict[int, np.ndarray] = {}
@@ -427,9 +435,17 @@ class Predictor:
             macs = b.to_macs(self.exit_macs)
             return macs, f"{b} -> {macs:,.0f} MACs (full path {self.exit_macs[-1]:,.0f} MACs)"
         ms = self.measure_stage_latency(batch_size)
+        pre = ""
+        if self.preprocessing_ms is not None:  # the budget covers preprocessing too
+            left = b.value - self.preprocessing_ms
+            if left <= 0:
+                raise BudgetError(f"budget {b.value:g} ms per spectrum: preprocessing alone takes "
+                                  f"{self.preprocessing_ms:.3g} ms; raise the budget or use a cheaper preprocessing")
+            pre = f" ({b.value:g} ms less {self.preprocessing_ms:.3g} ms of preprocessing)"
+            b = Budget(left, "ms")
         macs = b.to_macs(self.exit_macs, ms)
         conversion = (
-            f"{b.value:g} ms -> {macs:,.0f} MACs via stage latencies (measured on this machine, or a stored table) at batch "
+            f"{b.value:g} ms{pre} -> {macs:,.0f} MACs via stage latencies (measured on this machine, or a stored table) at batch "
             f"{batch_size}: cumulative ms/spectrum per exit "
             + ", ".join(f"{c:.4g}" for c in np.cumsum(ms))
         )
