@@ -9,8 +9,6 @@ embedded as base64 PNG), so the two always say the same thing.
 
 from __future__ import annotations
 
-import base64
-import html
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,6 +20,7 @@ from scai.bench.allocation import RHO_INFORMATIVE
 from scai.bench.curves import mean_curve
 from scai.bench.methods import ADAPTIVE, FAMILIES
 from scai.bench.summary import summarize
+from scai.report.html import render_html
 from scai.report.plots import plot_accuracy_vs_macs, plot_allocation_heatmap, plot_distillation_curves
 
 __all__ = ["write_figures", "build_blocks", "write_report"]
@@ -367,34 +366,6 @@ def _md(blocks: Sequence[Block], root: Path) -> str:
     return "\n\n".join(out) + "\n"
 
 
-def _inline_md(text: str) -> str:
-    """Escape, then turn **bold** into <b> (the only inline markup the blocks use)."""
-    parts = html.escape(text).split("**")
-    return "".join(f"<b>{p}</b>" if i % 2 else p for i, p in enumerate(parts))
-
-
-def _html(blocks: Sequence[Block]) -> str:
-    body = []
-    for b in blocks:
-        if b[0] == "h":
-            body.append(f"<h{b[1]}>{html.escape(b[2])}</h{b[1]}>")
-        elif b[0] == "p":
-            body.append(f"<p>{_inline_md(b[1])}</p>")
-        elif b[0] == "table":
-            head = "".join(f"<th>{html.escape(str(h))}</th>" for h in b[1])
-            rows = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in b[2])
-            body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
-        elif b[0] == "img":
-            data = base64.b64encode(Path(b[1]).read_bytes()).decode("ascii")
-            body.append(f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(b[2])}"><figcaption>{html.escape(b[2])}</figcaption></figure>')
-    style = (
-        "body{font-family:sans-serif;max-width:1100px;margin:auto;padding:1em;line-height:1.4}"
-        "table{border-collapse:collapse;margin:1em 0;font-size:90%}td,th{border:1px solid #ccc;padding:3px 7px;text-align:right}"
-        "td:first-child,th:first-child{text-align:left}img{max-width:100%}figcaption{font-size:85%;color:#555}"
-    )
-    return f'<!doctype html>\n<html><head><meta charset="utf-8"><title>SCAI paper benchmark</title><style>{style}</style></head>\n<body>\n' + "\n".join(body) + "\n</body></html>\n"
-
-
 def write_report(results: dict[str, Any], out: str | Path) -> dict[str, Path]:
     """Write figures, ``summary.json``, ``report.md`` and ``report.html`` under ``out``."""
     out = Path(out)
@@ -403,7 +374,7 @@ def write_report(results: dict[str, Any], out: str | Path) -> dict[str, Path]:
     blocks = build_blocks(results, summary, figures)
     paths = {"md": out / "report.md", "html": out / "report.html", "summary": out / "summary.json"}
     paths["md"].write_text(_md(blocks, out), encoding="utf-8")
-    paths["html"].write_text(_html(blocks), encoding="utf-8")
+    paths["html"].write_text(render_html(blocks, "SCAI paper benchmark"), encoding="utf-8")
     paths["summary"].write_text(json.dumps(summary, indent=1))
     return paths
 

@@ -43,14 +43,21 @@ _STYLE = (
 )
 
 
+def _inline(text: str) -> str:
+    """Escape, then turn **bold** into <b> (the only inline markup the blocks use)."""
+    parts = html.escape(text).split("**")
+    return "".join(f"<b>{p}</b>" if i % 2 else p for i, p in enumerate(parts))
+
+
 def render_html(blocks: Sequence[Block], title: str) -> str:
-    """The blocks as one HTML document (images embedded; nothing loaded from elsewhere)."""
+    """The blocks as one HTML document (images embedded; nothing loaded from elsewhere): the
+    evaluation report's and the paper benchmark's."""
     body = []
     for b in blocks:
         if b[0] == "h":
             body.append(f"<h{b[1]}>{html.escape(b[2])}</h{b[1]}>")
         elif b[0] == "p":
-            body.append(f"<p>{html.escape(b[1])}</p>")
+            body.append(f"<p>{_inline(b[1])}</p>")
         elif b[0] == "meta":
             body.append(f'<p class="meta">{html.escape(b[1])}</p>')
         elif b[0] == "warn":
