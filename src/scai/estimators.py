@@ -714,6 +714,18 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
                 f"This {type(self).__name__} instance is not fitted yet; call fit(X, y) or scai.load(dir) first"
             )
 
+    def check_axis_unit(self, unit: str | None, source: str = "the spectra") -> None:
+        """Refuse spectra whose axis unit is known and not the model's (a Raman model given an NIR
+        file in nm). Nothing is checked when either unit is unknown or a point index."""
+        self._check_fitted()
+        vague = (None, "", "unknown", "index")
+        mine = getattr(self, "axis_unit_", "unknown")
+        if unit in vague or mine in vague or _unit_key(unit) == _unit_key(mine):
+            return
+        raise AxisError(f"{source}: the axis is in {unit}, but the model was trained on spectra in {mine}; "
+                        "these are another kind of spectra (give spectra measured like the training ones, or "
+                        "retrain with them)")
+
     def transform_input(self, X: ArrayLike, axis: ArrayLike | None = None) -> np.ndarray:
         """Raw spectra -> the network's preprocessed input (n, W')."""
         self._check_fitted()
@@ -1017,6 +1029,12 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
         tags.non_deterministic = False
         tags.input_tags.allow_nan = False
         return tags
+
+
+def _unit_key(unit: str) -> str:
+    """Spellings of one unit compare equal: "cm-1", "cm^-1", "1/cm", "CM-1"."""
+    u = str(unit).strip().lower().replace(" ", "").replace("^", "").replace("⁻¹", "-1")
+    return {"1/cm": "cm-1", "wavenumbers": "cm-1", "wavenumber": "cm-1", "nanometers": "nm", "nanometer": "nm"}.get(u, u)
 
 
 def _jsonable(value: Any) -> Any:

@@ -67,3 +67,34 @@ def test_predict_writes_unknown_and_domain_flags_and_sets(tmp_path: Path) -> Non
     with open(out2) as fh:
         flagged = sum(int(r["unknown"]) for r in csv.DictReader(fh))
     assert flagged >= sum(int(r["unknown"]) for r in rows) and flagged >= 4
+
+
+def test_axis_unit_is_stored_and_spectra_in_another_unit_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("wdf", reason="the io extra's Renishaw reader (renishaw-wdf) is not installed")
+    import json
+
+    import scai
+
+    s = scai.data.read(VENDOR / "Si-map.wdf")  # a Raman map in cm-1
+    data = tmp_path / "nm.csv"  # the same numbers, claimed to be an NIR axis in nm
+    with open(data, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["label", *[f"{v:g}" for v in s.axis]])
+        w.writerows([[k % 2, *row] for k, row in enumerate(s.X.tolist())])
+    model = tmp_path / "m"
+    args = ["train", str(data), "--label-column", "label", "--epochs", "1", "--single-split", "--threads", "1",
+            "--out", str(model)]
+    assert main([*args, "--axis-unit", "nm"]) == 0
+    assert json.loads((model / "config.json").read_text())["axis_unit"] == "nm"
+    capsys.readouterr()
+    assert main(["predict", str(model), str(VENDOR / "Si-map.wdf"), "--out", str(tmp_path / "p.csv")]) == 2
+    err = capsys.readouterr().err
+    assert "the axis is in cm-1, but the model was trained on spectra in nm" in err
+    assert not (tmp_path / "p.csv").exists()
+    # a unit the file does not state is the user's to give; a unit for point indices is refused
+    idx = tmp_path / "idx.csv"
+    with open(idx, "w", newline="") as fh:
+        csv.writer(fh).writerows([[k % 2, *row] for k, row in enumerate(s.X.tolist())])
+    assert main(["train", str(idx), "--label-column", "0", "--axis-unit", "nm", "--epochs", "1", "--single-split",
+                 "--out", str(tmp_path / "m2")]) == 2
+    assert "has no axis values" in capsys.readouterr().err

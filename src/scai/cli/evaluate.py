@@ -93,6 +93,7 @@ def _run(args: argparse.Namespace) -> int:
     for note in notes:
         warnings.warn(note, UserWarning, stacklevel=1)
     labels = labels_for_model(spectra.labels, est.classes_)
+    est.check_axis_unit(spectra.axis_unit, str(spectra.source))
     with naming_file(spectra.source), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         metrics = evaluate(est, spectra.X, labels, spectra.axis, out_dir=None, n_budgets=args.budgets, detail=True)

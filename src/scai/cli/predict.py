@@ -198,6 +198,7 @@ def _run(args: argparse.Namespace) -> int:
                    *([("prediction_set", "str")] if args.sets is not None else [])]
     with table_output(out, columns_out) as write, tqdm(desc="predict", unit="spectra", disable=None, file=sys.stderr) as bar:
         for chunk in iter_chunks(args.data, chunk_size=args.chunk_size, label_column=label, **columns):
+            est.check_axis_unit(chunk.axis_unit, str(chunk.source))
             with naming_file(chunk.source):
                 raw, Z = est.prepare_input(chunk.X, chunk.axis if chunk.axis_unit != "index" else None)
             res = predictor.predict(Z, batch_size=args.batch_size, raw=raw, **kwargs)

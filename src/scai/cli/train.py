@@ -71,6 +71,9 @@ def register(sub: Any) -> None:
 def add_training_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--label-column", "-l", default=None, help="label column name or 0-based index (default: auto-detect label/class/y/target)")
     add_column_arguments(p)
+    p.add_argument("--axis-unit", default=None, metavar="UNIT",
+                   help="unit of DATA's axis (cm-1, nm, ...) when the file does not say it (JCAMP ##XUNITS, "
+                        "instrument files and .npz do); stored with the model, which then refuses spectra in another unit")
     p.add_argument("--model", type=model_name, default=None, help="network: scai_plus (default), scai, resnet1d, drsn_cs, drsn_cw, ... (see docs/models.md)")
     p.add_argument("--epochs", type=positive_int, default=None, help="maximum epochs, >= 1 (default 200)")
     p.add_argument("--patience", type=non_negative_int, default=None, help="early-stopping patience in epochs, >= 0 (default 30; paper: 50)")
@@ -368,6 +371,20 @@ def describe_pipeline(pipeline: Any) -> str:
     return " -> ".join(parts) or "(none)"
 
 
+def _with_unit(spectra: Any, unit: str) -> Any:
+    """``spectra`` with its axis unit set to ``unit``; a file that states another unit is refused."""
+    import dataclasses
+
+    if unit.strip().lower() in ("", "unknown", "index"):
+        raise CliError(f"--axis-unit {unit!r}: give the physical unit of the axis (cm-1, nm, ...)")
+    if spectra.axis_unit == "index":
+        raise CliError(f"--axis-unit {unit}: {spectra.source} has no axis values (its columns are point indices), "
+                       "so there is nothing to give a unit to; add the axis as the header row")
+    if spectra.axis_unit not in (None, "", "unknown") and spectra.axis_unit != unit:
+        raise CliError(f"--axis-unit {unit}: {spectra.source} says its axis is in {spectra.axis_unit}")
+    return dataclasses.replace(spectra, axis_unit=unit)
+
+
 def print_cost_table(est: Any) -> None:
     """Per-exit MACs of the saved model (what each exit costs, with or without a test set)."""
     uses = getattr(est.network_, "uses", None)
@@ -447,6 +464,8 @@ def _run(args: argparse.Namespace) -> int:
     spectra = load_spectra(args.data, args.label_column, args.data_dir, **columns)
     val = load_spectra(args.val_data, args.label_column, args.data_dir, **columns) if args.val_data else None
     test_file = load_spectra(args.test_data, args.label_column, args.data_dir, **columns) if args.test_data else None  # before training: fail fast
+    if args.axis_unit is not None:  # the user's word for the unit the file does not state
+        spectra, val, test_file = (None if s is None else _with_unit(s, args.axis_unit) for s in (spectra, val, test_file))
     print(f"data: {spectra.source}: {spectra.n_samples} spectra x {spectra.n_points} points, {spectra.n_classes} classes")
     est, test, split = train_on_spectra(spectra, settings, val=val, test_fraction=args.test_fraction)
     if not _one_model(est):  # a --ddp rank other than 0
