@@ -98,3 +98,24 @@ def test_axis_unit_is_stored_and_spectra_in_another_unit_are_refused(tmp_path: P
     assert main(["train", str(idx), "--label-column", "0", "--axis-unit", "nm", "--epochs", "1", "--single-split",
                  "--out", str(tmp_path / "m2")]) == 2
     assert "has no axis values" in capsys.readouterr().err
+
+
+def test_a_model_without_a_detector_writes_empty_flag_cells(tmp_path: Path) -> None:
+    from scai import SCAIClassifier
+    from tests.conftest import make_peaks
+
+    X, y, axis = make_peaks(n_per_class=6)
+    est = SCAIClassifier(model="scai", model_config=TINY_SCAI, train_config={"max_epochs": 1}, cross_fit=0,
+                         preprocessing="snv", exit0="none", ood="none", domain_confidence=None,
+                         confidence_levels=None).fit(X, y, axis=axis)
+    model = est.save(tmp_path / "m")
+    np.save(tmp_path / "x.npy", X[:5])
+    for name in ("p.csv", "p.json"):
+        assert main(["predict", str(model), str(tmp_path / "x.npy"), "--out", str(tmp_path / name), "--threads", "1"]) == 0
+    with open(tmp_path / "p.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 5 and all(r["unknown_score"] == "" and r["unknown"] == "" for r in rows)
+    import json
+
+    recs = json.loads((tmp_path / "p.json").read_text())
+    assert all(r["unknown_score"] is None and r["unknown"] is None for r in recs)

@@ -178,9 +178,9 @@ def test_budgeted_batch_three_exits_q_solves_quadratic():
     np.testing.assert_allclose(cal.val_exit_shares, cal.exit_shares, atol=1 / 400 + 1e-9)
 
 
-def test_budgeted_batch_below_exit_1_warns_and_sends_all_to_exit_1():
+def test_budgeted_batch_below_the_first_exit_warns_and_sends_all_to_exit_0():
     probs = _two_exit_probs([0.9, 0.8, 0.7, 0.6])
-    with pytest.warns(UserWarning, match="below exit 1"):
+    with pytest.warns(UserWarning, match="below exit 0"):
         cal = calibrate_budgeted_batch(probs, np.array([100.0, 300.0]), 50)
     assert not cal.feasible and cal.q == 1.0
     assert cal.expected_mean_cost == 100

@@ -174,10 +174,22 @@ def _write_edge_results(results: list[Any], out: str) -> None:
     if out != "-" and FORMATS.get(Path(out).suffix.lower()) == "csv":
         write_results_csv(results, out)
         return
-    kinds = {"int": "int", "float": "float", "bool": "bool"}
-    columns = [(f.name, kinds.get(str(f.type), "str")) for f in fields(EdgeResult)]
+    def kind(annotation: Any) -> str:  # "float | None" is a float column (empty cell for None)
+        base = str(annotation).replace(" | None", "").strip()
+        return {"int": "int", "float": "float", "bool": "bool"}.get(base, "str")
+
+    columns = [(f.name, kind(f.type)) for f in fields(EdgeResult)]
+
+    def cells(r: Any) -> list[Any]:  # a conformal set is written as write_results_csv does: joined with |
+        row = list(astuple(r))
+        names = [f.name for f in fields(EdgeResult)]
+        if "prediction_set" in names:
+            i = names.index("prediction_set")
+            row[i] = "" if r.prediction_set is None else "|".join(r.prediction_set)
+        return row
+
     with table_output(out, columns) as write:
-        write([astuple(r) for r in results])
+        write([cells(r) for r in results])
 
 
 def _edge(args: argparse.Namespace) -> int:

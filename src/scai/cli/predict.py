@@ -125,11 +125,11 @@ def _latency_table(args: argparse.Namespace, est: Any, predictor: Any) -> None:
 def _reliability_cells(res: Any, i: int, est: Any) -> list[Any]:
     """unknown_score, unknown, out_of_domain, domain_reason (and the set) of row ``i``; empty cells
     where the model stores no detector."""
-    cells: list[Any] = [
-        "" if res.unknown_score is None else float(res.unknown_score[i]),
-        "" if res.unknown is None else int(res.unknown[i]),
-        "" if res.out_of_domain is None else int(res.out_of_domain[i]),
-        "" if res.domain_reason is None else str(res.domain_reason[i]),
+    cells: list[Any] = [  # None: an empty CSV cell, a JSON/Parquet null
+        None if res.unknown_score is None else float(res.unknown_score[i]),
+        None if res.unknown is None else int(res.unknown[i]),
+        None if res.out_of_domain is None else int(res.out_of_domain[i]),
+        None if res.domain_reason is None else str(res.domain_reason[i]),
     ]
     if res.prediction_set is not None:
         cells.append("|".join(str(c) for c, keep in zip(est.classes_, res.prediction_set[i]) if keep))

@@ -20,7 +20,7 @@ __all__ = ["default_budgets", "anytime_curve", "budgeted_batch_curve"]
 
 
 def default_budgets(exit_costs: np.ndarray, n: int = 12) -> np.ndarray:
-    """Budgets from exit 1's cost to the full path: ``n`` log-spaced points plus every exit cost.
+    """Budgets from exit 0's cost to the full path: ``n`` log-spaced points plus every exit cost.
 
     Parameters
     ----------

@@ -241,7 +241,7 @@ def anytime(probs: np.ndarray, costs: np.ndarray, budget: Any) -> PolicyResult:
     costs : ndarray, shape (n_exits,) or (n, n_exits)
         Cumulative MACs to reach each exit.
     budget : float, ndarray of shape (n,) or Budget in MACs
-        MACs per sample. A sample whose budget is below exit 1's cost still gets exit 1's answer
+        MACs per sample. A sample whose budget is below exit 0's cost still gets exit 0's answer
         (a classifier must answer), with ``flagged=True``.
 
     Returns
@@ -350,7 +350,7 @@ def calibrate_budgeted_batch(val_probs: np.ndarray, val_costs: np.ndarray, budge
         Validation probabilities (temperature-scaled if the predictor will scale them).
     val_costs : ndarray, shape (n_exits,) or (n, n_exits)
     budget : float or Budget
-        Target mean MACs per sample. Below exit 1's cost everything leaves at exit 1
+        Target mean MACs per sample. Below exit 0's cost everything leaves at exit 0
         (``feasible=False``, with a warning); at or above the full cost everything runs to the
         end.
 
@@ -373,7 +373,7 @@ def calibrate_budgeted_batch(val_probs: np.ndarray, val_costs: np.ndarray, budge
         feasible = b >= mean_costs[0] * (1 - 1e-12)  # tolerate round-off in budget grids
         if not feasible:
             warnings.warn(
-                f"budget={b:,.0f} MACs is below exit 1's mean cost {mean_costs[0]:,.0f}; "
+                f"budget={b:,.0f} MACs is below exit 0's mean cost {mean_costs[0]:,.0f}; "
                 "every sample will leave at exit 1",
                 stacklevel=2,
             )
