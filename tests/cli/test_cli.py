@@ -63,6 +63,21 @@ def test_evaluate_metrics_schema(trained, tmp_path):
     budgets = [r["budget_macs"] for r in m["anytime"]]
     assert min(budgets) == pytest.approx(m["exits"][0]["macs"]) and max(budgets) == pytest.approx(m["exits"][-1]["macs"])
     assert np.asarray(m["confusion"]).sum() == m["n_samples"]
+    # the reliability figures agree with the model's own flags and sets on the same spectra
+    import scai
+
+    est = scai.load(out)
+    spectra = scai.data.read(test)
+    labels = np.asarray(spectra.class_names)[spectra.y]
+    full = est.predict_detailed(spectra.X, spectra.axis)
+    rel = m["reliability"]
+    assert rel["unknown_rate"] == pytest.approx(float(np.mean(full.unknown)))
+    assert rel["out_of_domain_rate"] == pytest.approx(float(np.mean(full.out_of_domain)))
+    assert [c["level"] for c in rel["conformal"]] == [0.9, 0.95]
+    sets = est.predict_detailed(spectra.X, spectra.axis, confidence_level=0.9).prediction_set
+    hit = [sets[i, list(map(str, est.classes_)).index(str(v))] for i, v in enumerate(labels)]
+    assert rel["conformal"][0]["coverage"] == pytest.approx(float(np.mean(hit)))
+    assert rel["conformal"][0]["mean_set_size"] == pytest.approx(float(sets.sum(axis=1).mean()))
     for name in ("anytime.png", "budgeted_batch.png", "confusion.png"):
         assert (tmp_path / "ev" / name).stat().st_size > 1000
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 import warnings
+
+import numpy as np
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +43,29 @@ Warns when DATA holds spectra the model was trained on (models from scai train s
 their training spectra) and when the validation split its calibration rests on is tiny.
 Budgets span exit 0's cost to the full path. MACs = multiply-accumulates; FLOPs = 2 x MACs.
 """
+
+
+def _reliability_metrics(est: Any, X: Any, labels: Any, axis: Any) -> dict[str, Any]:
+    """Share flagged unknown and out of domain (full budget), and per stored conformal level the
+    coverage and mean set size on these labelled spectra (docs/ood.md)."""
+    rel = getattr(est, "reliability_", None)
+    levels = [] if rel is None or rel.conformal is None else list(rel.conformal.confidence_levels)
+    full = est.predict_detailed(X, axis, policy="full")
+    y = np.asarray([str(v) for v in labels])
+    index = {str(c): k for k, c in enumerate(est.classes_)}
+    conformal = []
+    for level in levels:
+        sets = est.predict_detailed(X, axis, policy="full", confidence_level=level).prediction_set
+        known = all(v in index for v in y)  # coverage needs every label to be one of the model's classes
+        covered = sets[np.arange(len(y)), [index[v] for v in y]] if known else None
+        conformal.append({"level": level, "coverage": None if covered is None else float(np.mean(covered)),
+                          "mean_set_size": float(sets.sum(axis=1).mean()), "empty_rate": float((sets.sum(axis=1) == 0).mean())})
+    return {
+        "reject_rate": None if rel is None or rel.detector is None else rel.detector.reject_rate,
+        "unknown_rate": None if full.unknown is None else float(np.mean(full.unknown)),
+        "out_of_domain_rate": None if full.out_of_domain is None else float(np.mean(full.out_of_domain)),
+        "conformal": [c for c in conformal if c["coverage"] is not None],
+    }
 
 
 def register(sub: Any) -> None:
@@ -101,10 +126,19 @@ def _run(args: argparse.Namespace) -> int:
     for message in raised:
         warnings.warn(message, UserWarning, stacklevel=1)
     metrics["warnings"] = notes + raised
+    metrics["reliability"] = _reliability_metrics(est, spectra.X, labels, spectra.axis)
     write_metrics(metrics, args.out)
     _maybe_heatmap(est, spectra.X, spectra.axis, Path(args.out), "")
     print_exit_table(metrics["exits"], f"per-exit accuracy ({metrics['n_samples']} spectra)")
     print(preprocessing_cost_line(getattr(est, "preprocessing_cost_", None)))
+    rel = metrics["reliability"]
+    if rel["unknown_rate"] is not None:
+        print(f"flagged unknown (final exit, reject rate {rel['reject_rate']}): {rel['unknown_rate']:.3f} of the spectra")
+    if rel["out_of_domain_rate"] is not None:
+        print(f"out of domain: {rel['out_of_domain_rate']:.3f} of the spectra")
+    for c in rel["conformal"]:
+        print(f"conformal sets at {c['level']}: coverage {c['coverage']:.3f}, mean set size {c['mean_set_size']:.2f}, "
+              f"empty {c['empty_rate']:.3f}")
     print("\nbudgeted batch (thresholds calibrated on the model's validation split):")
     print_table([[r["budget_macs"], r["mean_macs"], r["accuracy"]] for r in metrics["budgeted_batch"]], ["budget MACs", "mean MACs", "accuracy"])
     print(f"\nwrote {args.out}/metrics.json, anytime.png, budgeted_batch.png, confusion.png")
