@@ -91,7 +91,8 @@ def test_predict_policies_write_csv(trained, tmp_path, extra):
     dest = tmp_path / "preds.csv"
     assert main(["predict", str(out), str(test), "--out", str(dest), "--chunk-size", "7", *extra]) == 0
     rows = _rows(dest)
-    assert list(rows[0]) == ["index", "prediction", "exit", "confidence", "macs", "flagged", "reason"]
+    assert list(rows[0]) == ["index", "prediction", "exit", "confidence", "macs", "flagged", "reason",
+                             "unknown_score", "unknown", "out_of_domain", "domain_reason"]
     assert [int(r["index"]) for r in rows] == list(range(len(Xt)))  # nothing dropped across chunks
     exits = {int(r["exit"]) for r in rows}
     if extra[1] == "full":
