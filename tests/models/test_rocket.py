@@ -89,6 +89,13 @@ def test_cascade_with_a_rocket_exit_round_trips_and_exports(tmp_path):
     feats, probs = Z[:, None, :], est.exit_proba(Z, preprocessed=True)
     from scai.inference import softmax
 
+    from scai.inference.combination import ExitCombination
+
+    rec = edge.manifest.get("combination")  # stages give their own logits; the exit loop combines them
+    comb = None if rec is None else ExitCombination.from_dict(rec)
+    state = None
     for k in range(edge.n_exits):
         feats, logits = edge.run_stage(k, feats)
+        if comb is not None:
+            logits = state = comb.step(k, state, logits)
         assert np.max(np.abs(softmax(logits, float(edge.temperatures[k])) - probs[k])) <= 1e-4, f"exit {k}"

@@ -290,7 +290,7 @@ class UnknownDetector:
             return msp_score(batch.probs)
         if self.score_name == "energy":
             return energy_score(batch.logits)
-        if self.scorers_ is None:
+        if getattr(self, "scorers_", None) is None:  # softmax scores set thresholds without scorers
             raise NotFittedError("This UnknownDetector is not fitted yet; call fit(...) first")
         if len(batch.features) != len(self.scorers_):
             raise DataValueError(f"batch has features of {len(batch.features)} exits; the detector has {len(self.scorers_)}")
@@ -316,7 +316,7 @@ class UnknownDetector:
             "thresholds": self.thresholds_.tolist(),
             "shrinkage": self.shrinkage,
             "n_components": self.n_components,
-            "scorers": None if self.scorers_ is None else [s.to_dict() for s in self.scorers_],
+            "scorers": None if getattr(self, "scorers_", None) is None else [s.to_dict() for s in self.scorers_],
         }
 
     @classmethod
