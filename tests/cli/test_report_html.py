@@ -19,6 +19,10 @@ from tests.conftest import TINY_SCAI, make_peaks
 CHINESE = {"class_0": "牛奶", "class_1": "山羊奶", "class_2": "混合奶"}
 #: Void elements of HTML (no closing tag).
 VOID = {"meta", "img", "br", "hr", "link", "input", "col", "area", "base", "source", "wbr"}
+#: The elements the report may use: standard HTML that needs nothing loaded or run.
+STANDARD = {"html", "head", "meta", "title", "style", "body", "h1", "h2", "h3", "h4", "p", "b", "i", "em", "strong", "code",
+            "div", "span", "table", "thead", "tbody", "tr", "th", "td", "figure", "figcaption", "img", "ul", "ol", "li", "br",
+            "pre", "small", "sup", "sub"}
 
 
 class _Checker(HTMLParser):
@@ -99,8 +103,67 @@ def test_report_is_well_formed_and_self_contained(report):
     refs = [(t, k, v) for t, k, v in doc.attrs if k in ("src", "href", "srcset", "data", "action")]
     assert refs and all(t == "img" and k == "src" and v.startswith("data:image/png;base64,") for t, k, v in refs), refs
     assert "url(" not in path.read_text(encoding="utf-8")  # no CSS loads either
-    for _, _, v in refs:  # every image decodes as a PNG
-        Image.open(io.BytesIO(base64.b64decode(v.split(",", 1)[1], validate=True))).verify()
+    for _, _, v in refs:  # every image decodes as a PNG, to its last pixel
+        png = base64.b64decode(v.split(",", 1)[1], validate=True)
+        Image.open(io.BytesIO(png)).verify()
+        with Image.open(io.BytesIO(png)) as im:
+            im.load()
+            assert im.format == "PNG" and im.width > 50 and im.height > 50
+
+
+def test_report_leaves_a_browser_nothing_to_load_run_or_guess(report):
+    """What a browser could complain about, checked without one: no script of any kind (element,
+    event-handler attribute, javascript: URL), nothing to fetch (no element that loads, no CSS
+    import or url()), the charset declared in the first 1024 bytes, standard elements only,
+    every image with alt text, no duplicate id."""
+    path, *_ = report
+    raw = path.read_bytes()
+    raw.decode("utf-8", errors="strict")
+    assert raw.lower().startswith(b"<!doctype html>")
+    assert b'<meta charset="utf-8">' in raw[:1024]
+    doc = _parse(path)
+    assert set(doc.tags) <= STANDARD, set(doc.tags) - STANDARD
+    assert not set(doc.tags) & {"script", "iframe", "object", "embed", "link", "base", "form", "audio", "video", "source"}
+    assert not [(t, k) for t, k, _ in doc.attrs if k.startswith("on")]  # no inline event handlers
+    assert not [v for _, _, v in doc.attrs if "javascript:" in v.lower().replace(" ", "")]
+    assert [v for t, k, v in doc.attrs if t == "html" and k == "lang"] == ["en"]
+    assert doc.tags.count("title") == 1 and doc.tags.count("body") == 1 and doc.tags.count("head") == 1
+    css = path.read_text(encoding="utf-8").split("<style>", 1)[1].split("</style>", 1)[0].lower()
+    assert "@import" not in css and "url(" not in css and "expression(" not in css and "@font-face" not in css
+    n_img = doc.tags.count("img")
+    alts = [v for t, k, v in doc.attrs if t == "img" and k == "alt" and v.strip()]
+    assert n_img > 0 and len(alts) == n_img
+    ids = [v for _, k, v in doc.attrs if k == "id"]
+    assert len(ids) == len(set(ids))
+
+
+def test_report_parses_without_one_error_under_the_whatwg_algorithm(report):
+    """html5lib implements the HTML Standard's parsing algorithm (the one browsers run); in strict
+    mode it raises on the first parse error a browser would silently repair."""
+    html5lib = pytest.importorskip("html5lib", reason="the strict-parser check needs html5lib (in the dev extra)")
+    path, *_ = report
+    tree = html5lib.HTMLParser(strict=True, namespaceHTMLElements=False).parse(path.read_bytes())
+    assert tree.find("head/title").text.startswith("scai evaluation")
+    assert len(tree.findall(".//img")) == _parse(path).tags.count("img")
+
+
+def test_markup_in_class_names_is_escaped_not_run():
+    """Class names, captions and table cells go into the page as text: a name that is markup
+    (a script, an attribute break-out, an entity) comes back out as the same text."""
+    from scai.report.html import render_html
+
+    evil = '<script>alert("x")</script>&amp; "quoted" \'single\' <img src=x onerror=alert(1)>'
+    page = render_html([("h", 2, evil), ("p", evil), ("warn", evil), ("meta", evil), ("table", ["class", evil], [[evil, 1]])],
+                       title=evil)
+    doc = _Checker()
+    doc.feed(page)
+    doc.close()
+    assert not doc.errors and not doc.stack
+    assert "script" not in doc.tags and "img" not in doc.tags and not [k for _, k, _ in doc.attrs if k.startswith("on")]
+    text = "".join(doc.text)
+    assert text.count(evil) == 7  # title, heading, paragraph, warning, meta line, header cell, body cell
+    html5lib = pytest.importorskip("html5lib")
+    html5lib.HTMLParser(strict=True).parse(page)
 
 
 def test_report_holds_every_section(report):
@@ -187,7 +250,8 @@ def test_cjk_class_names_render_without_missing_glyphs(tmp_path):
     from scai.report.plots import cjk_font, plot_confusion
 
     if cjk_font() is None:
-        pytest.skip("no font with CJK glyphs installed (pip install mplfonts, or apt-get install fonts-noto-cjk)")
+        assert not _report_extra_installed(), "the report extra's font (noto-cjk-sans-otc) is installed but was not found"
+        pytest.skip("no font with CJK glyphs installed (pip install 'scai[report]', or apt-get install fonts-noto-cjk)")
     names = list(CHINESE.values())
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -197,12 +261,88 @@ def test_cjk_class_names_render_without_missing_glyphs(tmp_path):
     assert (tmp_path / "cm.png").stat().st_size > 1000
 
 
+def _report_extra_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("noto_cjk_sans_otc") is not None
+
+
+def _raster(plt, text: str, family: list[str]) -> np.ndarray:
+    fig = plt.figure(figsize=(1.2, 1.2), dpi=40)
+    fig.text(0.05, 0.3, text, fontsize=36, family=family)
+    fig.canvas.draw()
+    out = np.asarray(fig.canvas.buffer_rgba())[..., 0].copy()
+    plt.close(fig)
+    return out
+
+
+def test_cjk_characters_draw_as_distinct_glyphs_not_boxes():
+    """Missing glyphs all draw as one box (.notdef): with the font, Chinese, Japanese and Korean
+    characters each draw their own shape, and the same shape under the plain DejaVu Sans figure
+    font (the fallback list the figures use)."""
+    from scai.report.plots import _plt, cjk_font
+
+    family = cjk_font()
+    if family is None:
+        assert not _report_extra_installed()
+        pytest.skip("no font with CJK glyphs installed (pip install 'scai[report]')")
+    plt = _plt(["牛奶"])
+    chars = ["牛", "奶", "混", "の", "한"]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        rasters = [_raster(plt, c, ["DejaVu Sans", family]) for c in chars]
+    assert not [str(w.message) for w in caught if "missing from font" in str(w.message)]
+    for r in rasters:
+        assert (r < 128).sum() > 30  # ink
+    for i in range(len(chars)):
+        for j in range(i + 1, len(chars)):
+            assert (rasters[i] != rasters[j]).sum() > 30, (chars[i], chars[j])
+    with warnings.catch_warnings():  # and without the font they are the same box: the check can fail
+        warnings.simplefilter("ignore")
+        boxes = [_raster(plt, c, ["DejaVu Sans"]) for c in chars[:2]]
+    assert np.array_equal(boxes[0], boxes[1])
+
+
+def test_the_report_extras_font_is_registered_from_the_wheel_without_importing_it(monkeypatch):
+    import sys
+
+    from matplotlib import font_manager
+
+    from scai.report import plots
+
+    if not _report_extra_installed():
+        pytest.skip("the report extra is not installed (pip install 'scai[report]')")
+    monkeypatch.setattr(plots, "_CJK", {})
+    monkeypatch.delitem(sys.modules, "noto_cjk_sans_otc", raising=False)
+    files = plots._packaged_cjk_fonts()
+    assert files and files[0].name == "NotoSansCJK-Regular.ttc" and files[0].stat().st_size > 10_000_000
+    assert "noto_cjk_sans_otc" not in sys.modules
+    assert plots.cjk_font() == "Noto Sans CJK SC"  # the Simplified Chinese face of the collection
+    entry = font_manager.fontManager.ttflist[[f.name for f in font_manager.fontManager.ttflist].index("Noto Sans CJK SC")]
+    assert Path(entry.fname) == files[0]
+
+
 def test_without_a_cjk_font_the_missing_glyphs_are_named(tmp_path, monkeypatch):
     from scai.report import plots
 
     monkeypatch.setattr(plots, "_CJK", {"family": None})
-    with pytest.warns(UserWarning, match="牛奶.*mplfonts"):
+    with pytest.warns(UserWarning, match=r"牛奶.*pip install 'scai\[report\]'") as record:
         plots.plot_confusion(np.eye(2, dtype=int), ["牛奶", "b"], tmp_path / "cm.png")
+    assert "\n" not in str(record[0].message)  # one line
+    with warnings.catch_warnings(record=True) as again:  # once per process, not once per figure or glyph
+        plots.plot_confusion(np.eye(2, dtype=int), ["牛奶", "b"], tmp_path / "cm2.png")
+    assert not [str(w.message) for w in again if "scai[report]" in str(w.message) or "missing from font" in str(w.message)]
+    assert (tmp_path / "cm2.png").stat().st_size > 1000  # and the figure is still written
+
+
+def test_without_any_packaged_font_a_system_one_is_looked_for(monkeypatch):
+    from scai.report import plots
+
+    monkeypatch.setattr(plots, "_CJK", {})
+    monkeypatch.setattr(plots, "CJK_FONT_PACKAGES", (("scai_no_such_font_package", ("*.ttc",)),))
+    assert plots._packaged_cjk_fonts() == []
+    found = plots.cjk_font()
+    assert found is None or found in plots.CJK_FAMILIES
 
 
 def _chromium() -> str | None:

@@ -4,10 +4,13 @@ All functions take plain data (lists/arrays/dicts), write a PNG and return its p
 non-interactive Agg backend so they work on headless machines.
 
 Class names may be Chinese (or Japanese, Korean): matplotlib's own font has no CJK glyphs and
-draws them as boxes. :func:`cjk_font` finds a font that has them, a system one (e.g. Debian's
-``fonts-noto-cjk``) or the Noto Sans CJK that the ``mplfonts`` wheel ships, and every figure
-falls back to it for the characters DejaVu Sans lacks. Without one, a figure whose text needs it
-warns once, naming the text and how to install a font.
+draws them as boxes. :func:`cjk_font` finds a font that has them and every figure falls back to it
+for the characters DejaVu Sans lacks: first one shipped inside an installed wheel (the ``report``
+extra, ``pip install 'scai[report]'``, brings ``noto-cjk-sans-otc``: Noto Sans CJK, SIL OFL 1.1;
+the Noto Sans CJK of ``mplfonts`` and the Noto Sans SC of ``pylopdf-fonts-zh-cn`` are used as well
+when installed), registered with matplotlib from the file itself, nothing downloaded and the
+package not imported; else a system one (e.g. Debian's ``fonts-noto-cjk``). Without one, a figure
+whose text needs it warns once, naming the text and the extra.
 """
 
 from __future__ import annotations
@@ -38,15 +41,48 @@ CJK_FAMILIES = (
 _CJK: dict[str, str | None] = {}
 
 
-def _mplfonts_files() -> list[Path]:
-    """Noto Sans CJK shipped by the ``mplfonts`` wheel (found without importing it: it needs extras)."""
+#: Wheels that ship a CJK font file: (module, glob patterns inside its folder), in order of preference.
+#: noto-cjk-sans-otc is the report extra's; the others are used when they happen to be installed.
+CJK_FONT_PACKAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("noto_cjk_sans_otc", ("NotoSansCJK-Regular.ttc",)),
+    ("mplfonts", ("fonts/NotoSansCJKsc-Regular.otf", "fonts/NotoSans*CJK*.otf")),
+    ("pylopdf_fonts_zh_cn", ("NotoSansSC-Regular.otf",)),
+)
+#: The extra that brings a CJK font (named in the warning when none is found).
+CJK_EXTRA = "scai[report]"
+
+
+def _packaged_cjk_fonts() -> list[Path]:
+    """CJK font files shipped inside installed wheels, found without importing those packages."""
     import importlib.util
 
-    spec = importlib.util.find_spec("mplfonts")
-    if spec is None or not spec.submodule_search_locations:
-        return []
-    folder = Path(next(iter(spec.submodule_search_locations))) / "fonts"
-    return sorted(folder.glob("NotoSansCJK*.otf")) + sorted(folder.glob("NotoSans*CJK*.otf"))
+    files: list[Path] = []
+    for module, patterns in CJK_FONT_PACKAGES:
+        try:
+            spec = importlib.util.find_spec(module)
+        except (ImportError, ValueError):
+            continue
+        if spec is None or not spec.submodule_search_locations:
+            continue
+        folder = Path(next(iter(spec.submodule_search_locations)))
+        for pattern in patterns:
+            files += [f for f in sorted(folder.glob(pattern)) if f not in files]
+    return files
+
+
+def _register(path: Path) -> str | None:
+    """Add one font file (a .ttc registers every face) to matplotlib; the CJK family it holds, or None."""
+    from matplotlib import font_manager
+
+    before = len(font_manager.fontManager.ttflist)
+    try:
+        font_manager.fontManager.addfont(str(path))
+    except (OSError, RuntimeError, ValueError):
+        return None
+    names = [f.name for f in font_manager.fontManager.ttflist[before:]]
+    if not names:  # already registered (matplotlib's cache or an earlier call)
+        names = [f.name for f in font_manager.fontManager.ttflist if Path(f.fname) == path]
+    return next((n for n in CJK_FAMILIES if n in names), names[0] if names else None)
 
 
 def cjk_font() -> str | None:
@@ -56,13 +92,10 @@ def cjk_font() -> str | None:
     from matplotlib import font_manager
 
     found = None
-    for path in _mplfonts_files():
-        try:
-            font_manager.fontManager.addfont(str(path))
-            found = font_manager.FontProperties(fname=str(path)).get_name()
+    for path in _packaged_cjk_fonts():
+        found = _register(path)
+        if found is not None:
             break
-        except (OSError, RuntimeError, ValueError):
-            continue
     if found is None:
         names = {f.name for f in font_manager.fontManager.ttflist}
         found = next((n for n in CJK_FAMILIES if n in names), None)
@@ -89,13 +122,18 @@ def _plt(texts: Sequence[str] = ()) -> Any:
     if family is not None:
         # an explicit family list: matplotlib falls back glyph by glyph along it (not along a generic alias's list)
         matplotlib.rcParams["font.family"] = ["DejaVu Sans", family]
-    elif _needs_cjk(texts) and not _CJK.get("warned"):
+    elif _needs_cjk(texts):
         import warnings
 
-        _CJK["warned"] = "yes"
-        warnings.warn(
-            f"no font with CJK glyphs is installed, so {_needs_cjk(texts)[0]!r} draws as boxes in the figures; "
-            "install one (pip install mplfonts, or apt-get install fonts-noto-cjk)", UserWarning, stacklevel=3)
+        if not _CJK.get("warned"):
+            _CJK["warned"] = "yes"
+            warnings.warn(
+                f"no font with CJK glyphs is installed, so {_needs_cjk(texts)[0]!r} draws as boxes in the figures; "
+                f"install one: pip install '{CJK_EXTRA}' (or apt-get install fonts-noto-cjk)", UserWarning, stacklevel=3)
+        # that one line says it all: not also matplotlib's warning per missing glyph and figure
+        # (set again at each figure: a caller's catch_warnings may have dropped it; an identical filter is replaced)
+        warnings.filterwarnings("ignore", message=r"Glyph \d+ \(.*\) missing from font\(s\) DejaVu Sans\.?$",
+                                category=UserWarning)
     return plt
 
 
