@@ -129,7 +129,8 @@ def _plt(texts: Sequence[str] = ()) -> Any:
             _CJK["warned"] = "yes"
             warnings.warn(
                 f"no font with CJK glyphs is installed, so {_needs_cjk(texts)[0]!r} draws as boxes in the figures; "
-                f"install one: pip install '{CJK_EXTRA}' (or apt-get install fonts-noto-cjk)", UserWarning, stacklevel=3)
+                f"install one: pip install '{CJK_EXTRA}' (or apt-get install fonts-noto-cjk)",
+                UserWarning, stacklevel=3)
         # that one line says it all: not also matplotlib's warning per missing glyph and figure
         # (set again at each figure: a caller's catch_warnings may have dropped it; an identical filter is replaced)
         warnings.filterwarnings("ignore", message=r"Glyph \d+ \(.*\) missing from font\(s\) DejaVu Sans\.?$",
