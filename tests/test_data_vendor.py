@@ -206,6 +206,29 @@ def test_opus_reads_the_result_spectrum_not_the_raw_blocks() -> None:
     np.testing.assert_allclose(s.X[0, [-1, -2]], [0.00876892, -0.01742323], rtol=1e-5)
 
 
+def test_opus_absorbance_is_the_files_own_sample_and_reference_channels() -> None:
+    """The multi-block file checked against itself: the absorbance scai reads is -log10(sample /
+    reference) of the file's two single-channel blocks (read straight through brukeropus; the
+    reference block has 4 points more at the high end, 2 at the low end), on the same axis, wherever both channels hold
+    signal (the noisy 9800 cm-1 end, where OPUS clips absorbance at 6, is left out)."""
+    _need("brukeropus")
+    from brukeropus import read_opus
+
+    s = _read(VENDOR / "brukeropus_file.0")
+    blocks = read_opus(str(VENDOR / "brukeropus_file.0"))
+    assert {"a", "sm", "rf", "igsm", "igrf", "phsm"} <= set(blocks.data_keys)
+    sm, rf = blocks.sm, blocks.rf
+    assert sm.y.shape == (4927,) and rf.y.shape == (4933,)
+    np.testing.assert_allclose(s.axis, sm.x[::-1], rtol=1e-12)
+    np.testing.assert_allclose(rf.x[4:-2], sm.x, rtol=0, atol=1e-6)
+    ref = rf.y[4:-2]
+    signal = (sm.y > 1e-3) & (ref > 1e-3)
+    assert signal.sum() > 3000
+    absorbance = -np.log10(sm.y[signal] / ref[signal])
+    np.testing.assert_allclose(s.X[0, ::-1][signal], absorbance, rtol=0, atol=1e-6)
+    assert np.ptp(absorbance) > 0.7  # a real spectrum, not a flat line
+
+
 @pytest.mark.parametrize("suffix", [".0", ".1", ".0042"])
 def test_opus_number_suffixes_dispatch_to_opus(tmp_path: Path, suffix: str) -> None:
     p = tmp_path / f"sample{suffix}"

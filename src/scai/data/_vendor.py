@@ -12,7 +12,12 @@ package's failures into errors that name the file.
   from the spectrum titles.
 - Bruker OPUS ``.0``, ``.1``, ...: ``brukeropus`` (MIT); the result spectrum (absorbance,
   transmittance, ..., else the single channel), one row per spectrum of a series.
-- PerkinElmer ``.sp``: refused; the one maintained reader needs all of SpectroChemPy.
+- PerkinElmer ``.sp``: refused; the one maintained reader needs all of SpectroChemPy. Checked:
+  ``spectrochempy-perkinelmer`` 0.1.6 (CeCILL-B) requires SpectroChemPy 1.1 (IPython, pint, dill,
+  ...), which writes its configuration under the home folder and, outside pytest, asks PyPI for
+  updates from a thread at start-up (a network call at run time); its parser comes from ``specio``
+  0.1.0 (BSD-3-Clause, 2018, sdist only, unmaintained; the fork ``specio-py310`` 0.1.0.post2 has
+  one release and ships no ``.sp`` file).
 """
 
 from __future__ import annotations
