@@ -256,3 +256,45 @@ def test_despike_equals_the_per_spectrum_rule_on_real_spectra(shared_datasets, n
     ref = np.stack([_despike_reference(row) for row in X])
     np.testing.assert_allclose(ours, ref, rtol=1e-12, atol=0)
     assert np.count_nonzero(ours != X) >= X.shape[0]  # the injected spikes were found and replaced
+
+
+def test_raman_preset_coarsens_and_the_exact_fit_stays_an_option() -> None:
+    from scai.preprocessing import RAMAN_COARSEN
+
+    assert RAMAN_COARSEN == 2 and default_pipeline("raman")[1].coarsen == 2
+    assert default_pipeline("raman", coarsen=1)[1].coarsen == 1
+    assert BaselineCorrection("asls").coarsen == 1  # the step itself stays exact by default
+
+
+def test_stored_pipelines_keep_their_coarsen() -> None:
+    """A saved pipeline reloads with the coarsen it was fitted with; one stored before the
+    parameter existed (no "coarsen" key) reloads exact, as it was fitted."""
+    import json
+
+    from scai.preprocessing import Pipeline
+
+    X = _synthetic(n=4, width=301, seed=3)
+    for k in (1, 2):
+        pipe = default_pipeline("raman", coarsen=k).fit(X)
+        doc = json.loads(pipe.to_json())
+        assert doc["steps"][1]["params"]["coarsen"] == k
+        back = Pipeline.from_json(pipe.to_json())
+        assert back[1].coarsen == k
+        np.testing.assert_array_equal(back.transform(X), pipe.transform(X))
+    exact = default_pipeline("raman", coarsen=1).fit(X)
+    doc = json.loads(exact.to_json())
+    del doc["steps"][1]["params"]["coarsen"]  # as written before coarsen existed
+    old = Pipeline.from_json(json.dumps(doc))
+    assert old[1].coarsen == 1
+    np.testing.assert_array_equal(old.transform(X), exact.transform(X))
+
+
+@pytest.mark.parametrize("width", [3, 4, 11, 12, 1737])
+def test_despike_mad_from_the_sort_is_exact(width: int) -> None:
+    """The MAD taken from the row sort equals the median of |d - median| (a second sort), bit for bit."""
+    from scai.preprocessing.steps import _row_median, _sorted_mad
+
+    rng = np.random.default_rng(width)
+    for A in (rng.standard_normal((40, width)), np.round(rng.standard_normal((40, width)), 1)):  # ties too
+        med = _row_median(A)
+        np.testing.assert_array_equal(_sorted_mad(np.sort(A, axis=1), med), _row_median(np.abs(A - med)))

@@ -10,6 +10,7 @@ from scai.preprocessing.cost import PreprocessingCost, StepCost, pipeline_cost
 from scai.preprocessing.pipeline import (
     AUTO_CANDIDATES,
     PIPELINE_KINDS,
+    RAMAN_COARSEN,
     Pipeline,
     default_pipeline,
     pipeline_from_spec,
@@ -48,6 +49,7 @@ __all__ = [
     "preprocessing_to_json",
     "preprocessing_from_json",
     "PIPELINE_KINDS",
+    "RAMAN_COARSEN",
     "AUTO_CANDIDATES",
     "Crop",
     "Resample",

@@ -49,7 +49,10 @@ class BaselineCorrection(Step):
         asls only: fit the baseline on every ``coarsen``-th point (and the last), with ``lam``
         divided by ``coarsen ** (2 * diff_order)`` so the penalty means the same smoothness,
         then interpolate it back linearly. ``coarsen`` times fewer points to fit, an approximate
-        baseline; 1 (the default) is the exact fit. docs/data.md gives its measured accuracy.
+        baseline; 1 (the default here) is the exact fit. The "raman" preset uses
+        :data:`~scai.preprocessing.pipeline.RAMAN_COARSEN` (2); docs/data.md gives the measured
+        accuracy. A fitted step stores its ``coarsen``; a stored step without one (written before
+        the parameter existed) loads as 1, the exact fit it was.
 
     Notes
     -----

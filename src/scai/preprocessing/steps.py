@@ -198,9 +198,30 @@ class SavitzkyGolay(Step):
 def _row_median(A: np.ndarray) -> np.ndarray:
     """``np.median(A, axis=1, keepdims=True)``, from a sort: NumPy's vectorised sort beats the
     per-row selection behind ``np.median`` ~2.5x on (2000, 1737), and the values are the same."""
-    s = np.sort(A, axis=1)
-    k = A.shape[1] // 2
-    return s[:, k : k + 1] if A.shape[1] % 2 else (s[:, k - 1 : k] + s[:, k : k + 1]) / 2
+    return _sorted_median(np.sort(A, axis=1))
+
+
+def _sorted_median(s: np.ndarray) -> np.ndarray:
+    """Row medians (keepdims) of row-sorted ``s``."""
+    k = s.shape[1] // 2
+    return s[:, k : k + 1] if s.shape[1] % 2 else (s[:, k - 1 : k] + s[:, k : k + 1]) / 2
+
+
+def _sorted_mad(s: np.ndarray, med: np.ndarray) -> np.ndarray:
+    """``_row_median(np.abs(A - med))`` from row-sorted ``s`` (A's rows sorted), without a second sort.
+
+    In a sorted row the j + 1 values nearest ``med`` are a window ``s[l : l + j + 1]``, and the
+    largest distance in a window is at one of its ends, so the j-th smallest distance is
+    ``min over l of max(med - s[l], s[l + j] - med)``. Rounding is monotone, so this holds for
+    the rounded distances too: the values are those of the sort, exactly.
+    """
+    L = s.shape[1]
+    k = L // 2
+
+    def smallest(j: int) -> np.ndarray:  # j-th smallest |s - med| per row, keepdims
+        return np.maximum(med - s[:, : L - j], s[:, j:] - med).min(axis=1, keepdims=True)
+
+    return smallest(k) if L % 2 else (smallest(k - 1) + smallest(k)) / 2
 
 
 @register_step
@@ -230,8 +251,11 @@ class Despike(Step):
         if X.shape[1] < 3:
             return X
         d = np.diff(X, axis=1)
-        dev = d - _row_median(d)
-        mad = _row_median(np.abs(dev))
+        s = np.sort(d, axis=1)
+        med = _sorted_median(s)
+        mad = _sorted_mad(s, med)  # median |d - med|, from the same sort
+        del s
+        dev = d - med
         z = np.divide(0.6745 * dev, mad, out=np.zeros_like(d), where=mad > 0)
         t, w = float(self.threshold), int(self.window)
         # Cosmic rays only add light: a spike is a jump up followed within `window` points by a
