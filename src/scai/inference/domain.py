@@ -85,21 +85,39 @@ def raw_reasons(X: Any) -> list[list[str]]:
     X = np.asarray(X, dtype=np.float64)
     if X.ndim != 2:
         raise DataValueError(f"X must be 2-D (n_samples, n_points); got shape {X.shape}")
-    out: list[list[str]] = []
-    for row in X:
-        reasons: list[str] = []
-        finite = np.isfinite(row)
-        if not finite.all():
-            reasons.append(f"non-finite values at {int((~finite).sum())} point(s)")
-            row = row[finite]
-        if row.size == 0 or np.ptp(row) <= 1e-12 * max(1.0, float(np.abs(row).max(initial=0.0))):
-            reasons.append("constant spectrum")
-        else:
-            top = np.isclose(row, row.max(), rtol=1e-9, atol=0.0).mean()
-            if top >= SATURATION_SHARE:
-                reasons.append(f"saturated: {top:.0%} of points at the maximum")
-        out.append(reasons)
+    out: list[list[str]] = [[] for _ in range(X.shape[0])]
+    finite = np.isfinite(X).all(axis=1) if X.shape[1] else np.zeros(X.shape[0], dtype=bool)
+    # The finite rows at once (the same arithmetic as the per-row rule below, row by row).
+    F = X[finite] if not finite.all() else X
+    if F.shape[0]:
+        hi, lo = F.max(axis=1), F.min(axis=1)
+        scale = np.maximum(1.0, np.maximum(np.abs(hi), np.abs(lo)))
+        constant = (hi - lo) <= 1e-12 * scale
+        top = np.isclose(F, hi[:, None], rtol=1e-9, atol=0.0).mean(axis=1)
+        for i, c, t in zip(np.flatnonzero(finite), constant, top):
+            if c:
+                out[i].append("constant spectrum")
+            elif t >= SATURATION_SHARE:
+                out[i].append(f"saturated: {t:.0%} of points at the maximum")
+    for i in np.flatnonzero(~finite):
+        out[i] = _raw_row_reasons(X[i])
     return out
+
+
+def _raw_row_reasons(row: np.ndarray) -> list[str]:
+    """:func:`raw_reasons` of one spectrum (the rule, as written for a row with non-finite values)."""
+    reasons: list[str] = []
+    finite = np.isfinite(row)
+    if not finite.all():
+        reasons.append(f"non-finite values at {int((~finite).sum())} point(s)")
+        row = row[finite]
+    if row.size == 0 or np.ptp(row) <= 1e-12 * max(1.0, float(np.abs(row).max(initial=0.0))):
+        reasons.append("constant spectrum")
+    else:
+        top = np.isclose(row, row.max(), rtol=1e-9, atol=0.0).mean()
+        if top >= SATURATION_SHARE:
+            reasons.append(f"saturated: {top:.0%} of points at the maximum")
+    return reasons
 
 
 class DomainCheck:
@@ -190,16 +208,22 @@ class DomainCheck:
             raise NotFittedError("This DomainCheck is not fitted yet; call fit(Z_train) first")
 
     def statistics(self, Z: Any) -> tuple[np.ndarray, np.ndarray]:
-        """(T², Q) per spectrum."""
+        """(T², Q) per spectrum.
+
+        One float64 working copy of the spectra is centred, then overwritten by the residual and
+        its square in place (the values of ``X - mean``, ``centred - scores @ components``,
+        ``resid**2``, without three more full-size temporaries). The matrix products run on all
+        rows at once: BLAS may round a product differently when it is split into blocks.
+        """
         self._check_fitted()
-        X = _spectra(Z)
+        X = _spectra(Z, convert=False)
         if X.shape[1] != self.mean_.size:
             raise DataValueError(f"spectra have {X.shape[1]} points but the domain model has {self.mean_.size}")
-        centred = X - self.mean_
-        scores = centred @ self.components_.T
+        work = np.subtract(X, self.mean_, dtype=np.float64)  # the centred spectra, a new array
+        scores = work @ self.components_.T
         t2 = np.sum(scores**2 / self.eigenvalues_, axis=1)
-        resid = centred - scores @ self.components_
-        return t2, np.sum(resid**2, axis=1)
+        resid = np.subtract(work, scores @ self.components_, out=work)
+        return t2, np.sum(np.square(resid, out=resid), axis=1)
 
     def out_of_domain(self, Z: Any) -> np.ndarray:
         """Bool (n,): T² or Q above its limit."""
@@ -260,8 +284,12 @@ class DomainCheck:
         return c
 
 
-def _spectra(Z: Any) -> np.ndarray:
-    X = np.asarray(Z, dtype=np.float64)
+def _spectra(Z: Any, convert: bool = True) -> np.ndarray:
+    """``Z`` as a 2-D array of finite values: float64, or (``convert=False``) float32 kept as it
+    is, for a caller that converts as it computes (float32 -> float64 is exact)."""
+    X = np.asarray(Z)
+    if convert or not (X.dtype == np.float32 or X.dtype == np.float64):
+        X = np.asarray(X, dtype=np.float64)
     if X.ndim != 2:
         raise DataValueError(f"spectra must be 2-D (n_samples, n_points); got shape {X.shape}")
     if not np.all(np.isfinite(X)):

@@ -202,7 +202,12 @@ def pa_block_sparse(block: PABlockLike, x0: Tensor, mode: str = "sparse") -> PAR
             local = _conv(x, _halting_weight(head.local), head.local.bias, 1).view(-1)
             gsum += _per_sample_sum(res, B, per_sample)  # res is zero where nothing changed
             glob = (gsum / W) @ head.glob.weight[0]  # (B,)
-            h = torch.sigmoid(local + glob[sample]) if forced is None else forced[s]
+            if forced is not None:
+                h = forced[s]
+            elif per_sample is None:  # every sample still has its Wp rows: broadcast, no gather
+                h = torch.sigmoid((local.view(B, Wp) + glob.view(B, 1)).view(-1))
+            else:
+                h = torch.sigmoid(local + glob[sample])
             h = apply_compute_scale(h, block.compute_scale)  # as PABlock.halting_score does
         else:
             h = torch.ones_like(cum)
@@ -217,7 +222,12 @@ def pa_block_sparse(block: PABlockLike, x0: Tensor, mode: str = "sparse") -> PAR
         steps = steps + act
         active = active & ~halt
 
-    retire(torch.arange(rows.numel(), device=dev))
+    if per_sample is None:  # the set never shrank: the working rows are every row, in order
+        final_out, final_steps, final_rem = out, steps, rem_at_halt
+    else:  # store the rows still in the set (all of them: no gathers of the working state)
+        final_out.index_copy_(0, rows, out)
+        final_steps.index_copy_(0, rows, steps)
+        final_rem.index_copy_(0, rows, rem_at_halt)
 
     def unflat(t: Tensor) -> Tensor:  # (B*Wp, ...) -> (B, W, ...) without the pad rows
         return t.view(B, Wp, *t.shape[1:])[:, halo : halo + W]
