@@ -91,7 +91,7 @@ def test_predict_policies_write_csv(trained, tmp_path, extra):
     dest = tmp_path / "preds.csv"
     assert main(["predict", str(out), str(test), "--out", str(dest), "--chunk-size", "7", *extra]) == 0
     rows = _rows(dest)
-    assert list(rows[0]) == ["index", "prediction", "exit", "confidence", "macs", "flagged", "reason",
+    assert list(rows[0]) == ["index", "prediction", "exit", "confidence", "macs", "flagged", "reason", "held",
                              "unknown_score", "unknown", "out_of_domain", "domain_reason"]
     assert [int(r["index"]) for r in rows] == list(range(len(Xt)))  # nothing dropped across chunks
     exits = {int(r["exit"]) for r in rows}
@@ -114,12 +114,39 @@ def test_predict_policies_write_csv(trained, tmp_path, extra):
     assert [r["prediction"] for r in rows] == [str(p) for p in ref.prediction]
     np.testing.assert_allclose([float(r["macs"]) for r in rows], ref.macs, rtol=1e-6)
     assert [r["reason"] for r in rows] == ref.reason.tolist()
+    assert [r["held"] for r in rows] == ref.held.tolist()
     assert [r["flagged"] == "1" for r in rows] == ref.flagged.tolist()
     if extra[1] == "threshold":  # every early answer met the threshold
         assert all(float(r["confidence"]) >= 0.5 - 1e-6 for r in rows if int(r["exit"]) < 2)
     if extra[1] == "batch":  # 5k is below the first exit's cost: every spectrum answers there, at its cost
         assert 5000 < est.exit_macs_[0] and exits == {0}
         assert np.mean([float(r["macs"]) for r in rows]) == est.exit_macs_[0]
+
+
+def test_predict_holds_unknown_and_ambiguous_spectra_and_says_so(trained, tmp_path, capsys):
+    """--on-unknown (default deeper) and --on-ambiguous deeper (with --sets) give predict_detailed's
+    exits, reasons and held column; --on-ambiguous deeper without --sets is refused."""
+    import scai
+    from scai.data import read
+
+    _, out, test, *_ = trained
+    est, spectra = scai.load(out), read(test, label_column="label")
+    dest = tmp_path / "h.csv"
+    for extra, opts in (([], {}), (["--on-unknown", "answer"], {"on_unknown": "answer"}),
+                        (["--sets", "0.9", "--on-ambiguous", "deeper"], {"confidence_level": 0.9, "on_ambiguous": "deeper"}),
+                        (["--sets", "0.95", "--on-ambiguous", "deeper", "--on-unknown", "answer"],
+                         {"confidence_level": 0.95, "on_ambiguous": "deeper", "on_unknown": "answer"})):
+        assert main(["predict", str(out), str(test), "--out", str(dest), "--policy", "threshold", "--threshold", "0", *extra]) == 0
+        rows = _rows(dest)
+        ref = est.predict_detailed(spectra.X, spectra.axis, policy="threshold", threshold=0.0, **opts)
+        assert [int(r["exit"]) for r in rows] == ref.exit.tolist(), extra
+        assert [r["reason"] for r in rows] == ref.reason.tolist(), extra
+        assert [r["held"] for r in rows] == ref.held.tolist(), extra
+        held = np.array([r["held"] != "" for r in rows])
+        assert all(int(r["exit"]) > 0 for r, h in zip(rows, held) if h)  # a held spectrum went deeper
+        assert all(int(r["exit"]) == 0 for r, h in zip(rows, held) if not h)  # threshold 0: the rest left at exit 0
+    assert main(["predict", str(out), str(test), "--out", str(dest), "--on-ambiguous", "deeper"]) == 2
+    assert "--sets" in capsys.readouterr().err
 
 
 def test_predict_unlabelled_npy(trained, tmp_path):

@@ -223,7 +223,7 @@ def test_predict_out_dash_is_stdout(trained, tmp_path, capsys, monkeypatch):
     captured = capsys.readouterr()
     assert not (tmp_path / "-").exists()
     lines = captured.out.strip().splitlines()
-    assert lines[0] == "index,prediction,exit,confidence,macs,flagged,reason,unknown_score,unknown,out_of_domain,domain_reason"
+    assert lines[0] == "index,prediction,exit,confidence,macs,flagged,reason,held,unknown_score,unknown,out_of_domain,domain_reason"
     assert len(lines) == 1 + round(0.25 * 3 * N_PER_CLASS)
     assert "wrote" in captured.err and "standard output" in captured.err  # messages stay off stdout
 

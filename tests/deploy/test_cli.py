@@ -39,3 +39,30 @@ def test_edge_refuses_bad_arguments(export_dir: Path, tmp_path: Path, capsys: An
     assert main(["edge", str(export_dir), "milk_adulteration", "--bmax", "1M", "--batch-size", "0", "--out", out]) == 2
     assert main(["edge", str(export_dir), "no_such_dataset", "--bmax", "1M", "--out", out]) == 2
     assert "MACs" in capsys.readouterr().err
+
+
+def test_edge_holds_and_writes_the_held_column(export_dir: Path, tmp_path: Path, milk: Any, capsys: Any) -> None:
+    """`scai edge --threshold 0`: a spectrum flagged unknown at exit 0 runs deeper (held=unknown, the
+    default --on-unknown deeper); --on-ambiguous deeper needs --sets."""
+    pytest.importorskip("onnxruntime")
+    import csv
+
+    from scai.cli.main import main
+    from scai.deploy import EdgeClient
+
+    data = tmp_path / "x.csv"
+    with open(data, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow([f"{v:g}" for v in milk.axis])
+        w.writerows(milk.X[:10].tolist())
+    out = tmp_path / "r.csv"
+    assert main(["edge", str(export_dir), str(data), "--bmax", "100%", "--threshold", "0", "--batch-size", "10",
+                 "--sets", "0.9", "--on-ambiguous", "deeper", "--out", str(out)]) == 0
+    with open(out) as fh:
+        rows = list(csv.DictReader(fh))
+    want = EdgeClient(export_dir, bmax="100%", threshold=0.0, sets=0.9, on_ambiguous="deeper").classify(milk.X[:10])
+    assert [r["held"] for r in rows] == [r.held for r in want]
+    assert [int(r["exit"]) for r in rows] == [r.exit for r in want]
+    assert all(int(r["exit"]) > 0 for r in rows if r["held"]) and all(int(r["exit"]) == 0 for r in rows if not r["held"])
+    assert main(["edge", str(export_dir), str(data), "--bmax", "100%", "--on-ambiguous", "deeper", "--out", str(out)]) == 2
+    assert "--sets" in capsys.readouterr().err

@@ -1,7 +1,8 @@
 """A model whose exits combine earlier exits' logits answers the same on every runtime.
 
 The reference runs each stage with ``run_stage`` (each stage's own logits), applies the
-combination read from config.json by the documented formula, and the temperatures; the
+combination read from config.json by the documented formula, and the temperatures, and flags
+unknowns by hand as :mod:`tests.deploy.test_exit_parity` does (the runtimes hold them); the
 Predictor, the server (which refuses ``/v1/continue`` for such a model) and the edge's ONNX stages
 must then agree with the policies applied by hand.
 """
@@ -15,7 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from .test_exit_parity import N, _by_hand, _check, _edge_by_hand, _predictor, _server
+from .test_exit_parity import N, _by_hand, _check, _edge_by_hand, _predictor, _server, _unknown_by_hand
 
 
 @pytest.fixture(scope="module")
@@ -48,17 +49,20 @@ def _reference(model_dir: Path, X: np.ndarray, axis: np.ndarray) -> dict[str, np
             feats, z, m = est.network_.run_stage(k, feats, return_macs=True)
             raw.append(z.double().numpy())
             macs.append(m.double().numpy())
-    state, probs = raw[0], []
+    state, probs, states = raw[0], [], []
     for k, z in enumerate(raw):
         if k:
             lz = z - z.max(axis=1, keepdims=True)
             lz = lz - np.log(np.exp(lz).sum(axis=1, keepdims=True))
             state = comb["a"][k] * state + comb["b"][k] * lz + np.asarray(comb["c"][k])
+        states.append(state)
         u = state / temps[k]
         e = np.exp(u - u.max(axis=1, keepdims=True))
         probs.append(e / e.sum(axis=1, keepdims=True))
-    return {"probs": np.stack(probs), "costs": np.cumsum(np.stack(macs, axis=1), axis=1),
-            "static": np.asarray(est.exit_macs_, float)}
+    P = np.stack(probs)
+    return {"probs": P, "costs": np.cumsum(np.stack(macs, axis=1), axis=1),
+            "static": np.asarray(est.exit_macs_, float), "config": cfg,
+            "unknown": _unknown_by_hand(cfg, est, Z.squeeze(1).numpy(), P, np.stack(states))}
 
 
 @pytest.fixture(scope="module")

@@ -51,9 +51,14 @@ def test_whole_network_within_bmax_decides_on_edge(export_dir: Path, estimator: 
     assert [r.prediction for r in res] == [str(p) for p in ref.prediction]
     assert all(r.exit == len(estimator.exit_macs_) - 1 and r.decided_at == "edge" and r.offload == "none" for r in res)
     assert all(r.macs_edge == estimator.exit_macs_[-1] and r.bytes_sent == 0 for r in res)
-    # threshold 0: everybody leaves at exit 1, spending exactly its cost
+    # threshold 0 and on_unknown="answer": everybody leaves at exit 0, spending exactly its cost
+    res = EdgeClient(export_dir, bmax="1G", threshold=0.0, on_unknown="answer").classify(X, milk.axis)
+    assert all(r.exit == 0 and r.macs_edge == estimator.exit_macs_[0] and r.held == "" for r in res)
+    # by default a spectrum flagged unknown at exit 0 runs deeper, and says so
+    flagged = [r.unknown for r in res]
     res = EdgeClient(export_dir, bmax="1G", threshold=0.0).classify(X, milk.axis)
-    assert all(r.exit == 0 and r.macs_edge == estimator.exit_macs_[0] for r in res)
+    assert [r.held for r in res] == ["unknown" if f else "" for f in flagged]
+    assert all((r.exit > 0) == bool(f) and r.decided_at == "edge" for r, f in zip(res, flagged))
 
 
 def test_offloads_agree_with_the_centre(live: Any, export_dir: Path, estimator: Any, milk: Any) -> None:

@@ -151,6 +151,35 @@ def test_good_options() -> None:
     assert parse_options("batch", 2e5, None, n_exits=3).budget == Budget(200_000.0, "macs")
 
 
+@pytest.mark.parametrize(
+    "on_unknown, on_ambiguous, sets, match",
+    [
+        ("ignore", None, None, "on_unknown='ignore' is unknown"),
+        (None, "maybe", "0.9", "on_ambiguous='maybe' is unknown"),
+        (None, ["deeper"], "0.9", "on_ambiguous=a JSON list is unknown"),
+        (None, True, "0.9", "on_ambiguous=True is unknown"),
+        (None, "deeper", None, "needs sets=LEVEL"),
+        ("answer", "deeper", "", "needs sets=LEVEL"),
+    ],
+)
+def test_bad_hold_options_are_refused_with_400(on_unknown, on_ambiguous, sets, match) -> None:
+    with pytest.raises(PayloadError, match=match) as err:
+        parse_options("threshold", None, None, n_exits=3, on_unknown=on_unknown, on_ambiguous=on_ambiguous, sets=sets)
+    assert err.value.status == 400
+
+
+def test_hold_options() -> None:
+    o = parse_options("threshold", None, None, n_exits=3)
+    assert o.on_unknown is None and o.on_ambiguous is None  # the defaults: deeper, answer
+    o = parse_options("threshold", None, None, n_exits=3, on_ambiguous="deeper", sets="0.95")
+    assert o.on_ambiguous == "deeper" and o.sets == 0.95
+    assert parse_options("full", None, None, n_exits=3, on_ambiguous="answer").on_ambiguous == "answer"
+    # requests that differ in on_ambiguous do not share a forward pass
+    assert o.key() != parse_options("threshold", None, None, n_exits=3, sets="0.95").key()
+    X, _ = spectra_from_json({"spectra": [[1.0, 2.0]], "on_ambiguous": "deeper", "sets": 0.9}, max_rows=4)
+    assert X.shape == (1, 2)
+
+
 @pytest.mark.parametrize("value, match", [(None, "missing"), ("x", "not an integer"), ("-1", "out of range"), ("2", "out of range")])
 def test_bad_stage_is_refused(value, match) -> None:
     with pytest.raises(PayloadError, match=match):

@@ -68,8 +68,13 @@ def test_predict_policies(client: Any, estimator: Any, milk: Any) -> None:
     macs = estimator.exit_macs_
     r = client.post("/v1/predict", content=body, headers=NPY, params={"policy": "anytime", "budget": str(macs[0])})
     assert r.status_code == 200 and {x["exit"] for x in r.json()["results"]} == {0}
-    r = client.post("/v1/predict", content=body, headers=NPY, params={"policy": "threshold", "threshold": "0"})
+    r = client.post("/v1/predict", content=body, headers=NPY,
+                    params={"policy": "threshold", "threshold": "0", "on_unknown": "answer"})
     assert r.status_code == 200 and {x["exit"] for x in r.json()["results"]} == {0}
+    flagged = [x["unknown"] for x in r.json()["results"]]
+    r = client.post("/v1/predict", content=body, headers=NPY, params={"policy": "threshold", "threshold": "0"})
+    assert r.status_code == 200  # by default a spectrum flagged unknown at exit 0 runs deeper, and says so
+    assert [(x["exit"] > 0, x["held"]) for x in r.json()["results"]] == [(f, "unknown" if f else "") for f in flagged]
     r = client.post("/v1/predict", json={"spectra": X.tolist(), "policy": "threshold"})  # calibrated default
     assert r.status_code == 200
     r = client.post("/v1/predict", json={"spectra": X.tolist(), "policy": "batch", "budget": f"{macs[1]}"})

@@ -55,8 +55,11 @@ def test_policies_through_predict(fitted):
     cheap = est.predict_detailed(X, axis, policy="anytime", budget=est.exit_macs_[0])
     assert np.all(np.asarray(cheap.exit) == 0)
     assert np.all(np.asarray(cheap.macs) <= est.exit_macs_[0])
-    thr = est.predict_detailed(X, axis, policy="threshold", threshold=0.0)
+    thr = est.predict_detailed(X, axis, policy="threshold", threshold=0.0, on_unknown="answer")
     assert np.all(np.asarray(thr.exit) == 0)
+    held = est.predict_detailed(X, axis, policy="threshold", threshold=0.0)  # on_unknown="deeper" by default
+    np.testing.assert_array_equal(held.exit > 0, thr.unknown)  # only a spectrum flagged unknown at exit 0 goes deeper
+    np.testing.assert_array_equal(held.held, np.where(thr.unknown, "unknown", ""))
     budget = 0.5 * (est.exit_macs_[0] + est.exit_macs_[1])
     labels = est.predict(X, axis=axis, policy="batch", budget=budget)
     res = est.predict_detailed(X, axis, policy="batch", budget=budget)

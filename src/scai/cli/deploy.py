@@ -54,8 +54,12 @@ cost fits --bmax and no exit is confident; spectra still unsure are offloaded to
 slower than --timeout, the best local exit answers and the row says offload_failed.
 Writes OUT as CSV: index, prediction, class_index, exit (0-based), decided_at (edge/centre),
 offload (none/raw/features), offload_failed, confidence, macs_edge, macs_centre, bytes_sent,
-latency_ms, error. MODEL is an export directory (manifest.json) or a model directory
-(exported to a temporary folder first, which needs torch).
+latency_ms, error, the preprocessing costs, the reliability flags (unknown_score, unknown,
+out_of_domain, domain_reason, prediction_set with --sets) and held: why the spectrum was kept
+from leaving early as confident (unknown: flagged unknown there, --on-unknown deeper, the
+default; ambiguous: its conformal set held more than one class, --on-ambiguous deeper), after
+which it ran deeper or, when --bmax stopped it, was offloaded. MODEL is an export directory
+(manifest.json) or a model directory (exported to a temporary folder first, which needs torch).
 """
 
 
@@ -102,6 +106,14 @@ def register(sub: Any) -> None:
     p.add_argument("--label-column", "-l", default=None, help="label column name or index, if DATA has one (prints accuracy)")
     p.add_argument("--threads", type=positive_int, default=1,
                    help="ONNX Runtime threads, >= 1 (default 1, as a small device has; also PyTorch's when MODEL must be exported first)")
+    p.add_argument("--sets", type=probability, default=None, metavar="LEVEL",
+                   help="also write the conformal prediction set at this calibrated level (e.g. 0.95)")
+    p.add_argument("--on-unknown", choices=["deeper", "answer"], default=None,
+                   help="a spectrum flagged unknown where it is confident: run deeper, offloading it when --bmax stops "
+                        "it (default), or answer there flagged")
+    p.add_argument("--on-ambiguous", choices=["answer", "deeper"], default=None,
+                   help="with --sets: a spectrum whose set has more than one class where it is confident: answer there "
+                        "(default), or run deeper / offload")
     p.add_argument("--out", required=True,
                    help="file to write; its extension chooses the format (.csv, .tsv, .json, .parquet); - = CSV on standard output")
     p.set_defaults(func=_edge)
@@ -199,6 +211,9 @@ def _edge(args: argparse.Namespace) -> int:
     from scai.deploy.manifest import MANIFEST
 
     output_format(args.out)  # an extension with no format is refused before any work
+    if args.on_ambiguous == "deeper" and args.sets is None:
+        raise CliError("--on-ambiguous deeper holds spectra whose conformal set has more than one class; "
+                       "give the sets' level, e.g. --sets 0.95")
 
     src = Path(args.model)
     tmp = None
@@ -215,7 +230,8 @@ def _edge(args: argparse.Namespace) -> int:
         raise CliError(f"{src}: neither an export directory (manifest.json) nor a model directory (config.json)")
     try:
         client = EdgeClient(export_dir, bmax=args.bmax, server=args.server, token=_token(args.token_file),
-                            threshold=args.threshold, timeout_s=args.timeout, threads=args.threads)
+                            threshold=args.threshold, timeout_s=args.timeout, threads=args.threads,
+                            on_unknown=args.on_unknown, on_ambiguous=args.on_ambiguous, sets=args.sets)
         spectra = load_spectra(args.data, args.label_column)
         results = []
         for start in range(0, len(spectra.X), args.batch_size):

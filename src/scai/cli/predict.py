@@ -28,7 +28,7 @@ __all__ = ["register"]
 
 HELP = """\
 Classify spectra with a trained model and write OUT with columns
-  index,prediction,exit,confidence,macs,flagged,reason,unknown_score,unknown,out_of_domain,domain_reason
+  index,prediction,exit,confidence,macs,flagged,reason,held,unknown_score,unknown,out_of_domain,domain_reason
 (with --id-column, or ids the file carries, an id column follows index; with --sets, a
 prediction_set column ends the row). OUT's extension chooses the format: .csv, .tsv,
 .json (a list of objects) or .parquet; --out - writes CSV to standard output (messages go to
@@ -39,7 +39,10 @@ and scai edge: in the default model exit 0 is the linear exit 0 and 1..L the net
 in a model trained with --exit0 none exit 0 is the network's first exit. macs =
 multiply-accumulates actually spent on that spectrum; flagged = 1 when the answer broke the
 policy's promise; reason = why the spectrum left there (confident, last, budget, over_budget, guard,
-unknown). unknown_score / unknown = the unknown-class score of the answering exit and whether it
+unknown, ambiguous); held = why it was kept from leaving early as confident and ran deeper
+(unknown: flagged unknown there, --on-unknown deeper, the default; ambiguous: its conformal set
+there held more than one class, --on-ambiguous deeper; unknown+ambiguous; empty: not held).
+unknown_score / unknown = the unknown-class score of the answering exit and whether it
 passes the threshold calibrated at training (--reject-rate re-sets it); out_of_domain /
 domain_reason = whether the spectrum is unlike the training spectra (Hotelling T2 / Q of a PCA,
 constant, saturated), and why. Empty cells: the model stores no detector.
@@ -81,9 +84,13 @@ def register(sub: Any) -> None:
     p.add_argument("--sets", type=probability, default=None, metavar="LEVEL",
                    help="also write conformal prediction sets at this calibrated level (e.g. 0.95; the model "
                         "stores 0.9 and 0.95): the plausible classes joined with |, empty = none plausible")
-    p.add_argument("--on-unknown", choices=["answer", "deeper"], default=None,
-                   help="what a spectrum flagged unknown does at an early exit: answer there (default) or run "
-                        "deeper (reason 'unknown' when it stays unknown to the last exit)")
+    p.add_argument("--on-unknown", choices=["deeper", "answer"], default=None,
+                   help="what a spectrum flagged unknown does at an exit where it is confident: run deeper (default; "
+                        "held=unknown, reason 'unknown' when it reaches the last exit) or answer there flagged")
+    p.add_argument("--on-ambiguous", choices=["answer", "deeper"], default=None,
+                   help="with --sets: what a spectrum whose conformal set has more than one class does at an exit "
+                        "where it is confident: answer there (default) or run deeper (held=ambiguous, reason "
+                        "'ambiguous' when it reaches the last exit)")
     p.add_argument("--latency-table", default=None, metavar="FILE",
                    help="JSON table of per-stage milliseconds for a budget in ms: read when FILE exists (so the same "
                         "command gives the same answer on every run), else measured now and written to FILE")
@@ -97,6 +104,9 @@ def _check_options(args: argparse.Namespace) -> None:
                        "(deepest exit within the budget per spectrum) or --policy batch (mean budget)")
     if args.threshold is not None and args.policy != "threshold":
         raise CliError(f"--threshold is used by --policy threshold, not {args.policy}; add --policy threshold")
+    if args.on_ambiguous == "deeper" and args.sets is None:
+        raise CliError("--on-ambiguous deeper holds spectra whose conformal set has more than one class; "
+                       "give the sets' level, e.g. --sets 0.95")
     if args.latency_table is not None and (args.budget is None or parse_budget(args.budget).unit != "ms"):
         raise CliError("--latency-table converts a budget in milliseconds; give one, e.g. --budget 2ms")
     output_format(args.out)  # an extension with no format is refused before any work
@@ -179,6 +189,8 @@ def _run(args: argparse.Namespace) -> int:
         kwargs["confidence_level"] = args.sets
     if args.on_unknown is not None:
         kwargs["on_unknown"] = args.on_unknown
+    if args.on_ambiguous is not None:
+        kwargs["on_ambiguous"] = args.on_ambiguous
     predictor = est.predictor()
     if args.latency_table is not None:
         _latency_table(args, est, predictor)
@@ -194,7 +206,7 @@ def _run(args: argparse.Namespace) -> int:
     note_printed = False
     columns_out = [("index", "int"), *([("id", "str")] if with_ids else []), ("prediction", "str"), ("exit", "int"),
                    ("confidence", "float"), ("macs", "int"), ("flagged", "int"), ("reason", "str"),
-                   ("unknown_score", "float"), ("unknown", "int"), ("out_of_domain", "int"), ("domain_reason", "str"),
+                   ("held", "str"), ("unknown_score", "float"), ("unknown", "int"), ("out_of_domain", "int"), ("domain_reason", "str"),
                    *([("prediction_set", "str")] if args.sets is not None else [])]
     with table_output(out, columns_out) as write, tqdm(desc="predict", unit="spectra", disable=None, file=sys.stderr) as bar:
         for chunk in iter_chunks(args.data, chunk_size=args.chunk_size, label_column=label, **columns):
@@ -207,7 +219,7 @@ def _run(args: argparse.Namespace) -> int:
                 note_printed = True
             ids = [[v] for v in chunk.ids] if with_ids and chunk.ids is not None else [[]] * len(Z)
             write([[n_done + i, *ids[i], res.prediction[i], int(res.exit[i]), float(res.confidence[i]), int(res.macs[i]),
-                    int(res.flagged[i]), res.reason[i], *_reliability_cells(res, i, est)] for i in range(len(Z))])
+                    int(res.flagged[i]), res.reason[i], res.held[i], *_reliability_cells(res, i, est)] for i in range(len(Z))])
             if chunk.y is not None:
                 truth = np.asarray(chunk.class_names, dtype=object)[chunk.y]
                 correct += int(np.sum(np.asarray(res.prediction, dtype=object) == truth))

@@ -21,10 +21,13 @@ on this device, this call) and ``macs_edge_total`` (network plus counted preproc
 
 Reliability: the manifest's ``ood``, ``domain`` and ``conformal`` records
 (:mod:`scai.inference.reliability`) are applied here as in Python and on the server: the exit loop
-scores every exit for unknowns (with ``on_unknown="deeper"`` a flagged sample does not leave as
-confident: it runs deeper, and when Bmax stops it, it is offloaded), the domain check runs on every
-spectrum before the network, and ``sets=LEVEL`` adds the conformal set. An offloaded spectrum's
-unknown flag and set are the centre's (it answered).
+scores every exit for unknowns (with ``on_unknown="deeper"``, the default, a flagged sample does
+not leave as confident: it runs deeper, and when Bmax stops it, it is offloaded), the domain check
+runs on every spectrum before the network, and ``sets=LEVEL`` adds the conformal set (with
+``on_ambiguous="deeper"`` a set of more than one class is held the same way: it runs deeper, or is
+offloaded). ``held`` says why a spectrum was held (``"unknown"``, ``"ambiguous"``, both; ``""``
+when it was not): its ``exit``, ``decided_at`` and ``offload`` then say where it went. An
+offloaded spectrum's unknown flag and set are the centre's (it answered).
 """
 
 from __future__ import annotations
@@ -51,7 +54,7 @@ from scai.inference.calibration import softmax
 from scai.inference.combination import ExitCombination
 from scai.inference.exit_loop import ExitResult, run_exit_loop
 from scai.inference.policies import EdgeRule
-from scai.inference.reliability import DEFAULT_ON_UNKNOWN, Reliability
+from scai.inference.reliability import DEFAULT_ON_AMBIGUOUS, DEFAULT_ON_UNKNOWN, Reliability
 from scai.inference.thresholds import as_thresholds, parse_thresholds
 from scai.preprocessing import Pipeline, align_to_axis
 
@@ -117,6 +120,12 @@ class EdgeResult:
         Why ("" when in domain).
     prediction_set : list of str or None
         With ``sets=LEVEL``: the conformal set at the answering exit (empty: no plausible class).
+    held : str
+        Why the spectrum was kept from leaving as confident at an earlier exit, on the edge or at
+        the centre (:data:`scai.inference.exit_loop.HELD`): ``"unknown"`` (flagged unknown
+        there), ``"ambiguous"`` (its set there held more than one class, ``on_ambiguous="deeper"``),
+        ``"unknown+ambiguous"``, or ``""``. A held spectrum ran deeper on the edge, or Bmax stopped
+        it and it was offloaded (``decided_at="centre"``, or ``offload_failed``).
     """
 
     index: int
@@ -140,6 +149,13 @@ class EdgeResult:
     out_of_domain: bool | None = None
     domain_reason: str = ""
     prediction_set: list[str] | None = None
+    held: str = ""
+
+
+def _held(*values: Any) -> str:
+    """The union of ``held`` values (the edge's and the centre's), as one of ``HELD``."""
+    parts = {p for v in values if v for p in str(v).split("+")}
+    return "+".join(p for p in ("unknown", "ambiguous") if p in parts)
 
 
 def _bmax_macs(bmax: Any, exit_macs: np.ndarray) -> float:
@@ -193,10 +209,15 @@ class EdgeClient:
     offload_rows : int
         Most spectra per offload request (keeps requests under the server's size limits).
     on_unknown : {"deeper", "answer"}, optional
-        What a spectrum flagged unknown at a confident exit does (default
-        :data:`~scai.inference.reliability.DEFAULT_ON_UNKNOWN`); also asked of the centre.
+        What a spectrum flagged unknown at a confident exit does: ``"deeper"`` (the default,
+        :data:`~scai.inference.reliability.DEFAULT_ON_UNKNOWN`) runs it on, and offloads it when
+        Bmax stops it; ``"answer"`` lets it leave flagged. Asked of the centre when given.
     sets : float, optional
         Confidence level of the conformal sets to return (one the model calibrated).
+    on_ambiguous : {"answer", "deeper"}, optional
+        ``"deeper"``: a spectrum whose set at ``sets`` holds more than one class at a confident
+        exit runs on (offloaded when Bmax stops it); needs ``sets``. Default ``"answer"``. Asked
+        of the centre when given.
     """
 
     def __init__(
@@ -214,6 +235,7 @@ class EdgeClient:
         offload_rows: int = 16,
         on_unknown: str | None = None,
         sets: float | None = None,
+        on_ambiguous: str | None = None,
     ) -> None:
         self.export_dir = Path(export_dir)
         self.manifest = load_manifest(self.export_dir, verify=verify)
@@ -252,6 +274,9 @@ class EdgeClient:
                 raise ConfigError("sets: the manifest holds no conformal calibration; export a model that stores one")
             self.reliability.conformal._level_index(float(sets))  # a level it calibrated, else a ConfigError
         self.sets = None if sets is None else float(sets)
+        self.on_ambiguous = on_ambiguous or DEFAULT_ON_AMBIGUOUS
+        self._asked_on_ambiguous = on_ambiguous  # sent to the centre only when asked for
+        self._ambiguity = self.reliability.ambiguity_hook(self.on_ambiguous, self.sets)  # checks on_ambiguous
         #: Counted preprocessing cost per spectrum (``.macs``, ``.counted``, per-step ``.steps``).
         self.preprocessing_cost = self._pipeline.cost(measure=False)
         # Loopback needs no proxy; elsewhere honour the environment's proxy settings.
@@ -376,7 +401,7 @@ class EdgeClient:
         rule = EdgeRule(self.thresholds.values, self.bmax, self.stage_macs)
         t_loop = (time.perf_counter() - t0) * 1e3
         res = run_exit_loop(_OnnxStages(self), Z, rule, temperatures=self.temperatures, batch_size=max(n, 1),
-                            unknown=self._hook)
+                            unknown=self._hook, ambiguous=self._ambiguity)
         domain = self.reliability.domain_reasons(Z, raw)
         results: list[EdgeResult | None] = [None] * n
         for i in np.flatnonzero(res.settled).tolist():
@@ -396,7 +421,8 @@ class EdgeClient:
         return done
 
     def _local_flags(self, r: EdgeResult, res: ExitResult, i: int) -> EdgeResult:
-        """The unknown flag and conformal set of an answer the edge made itself (exit ``r.exit``)."""
+        """The unknown flag, conformal set and hold of an answer the edge made itself (exit ``r.exit``)."""
+        r.held = _held(res.held[i])
         if self._hook is not None and r.exit == int(res.exit[i]) and np.isfinite(res.unknown_score[i]):
             r.unknown_score, r.unknown = float(res.unknown_score[i]), bool(res.unknown[i])
         if self.sets is not None and r.exit >= 0:
@@ -426,7 +452,8 @@ class EdgeClient:
         chunks = [(key, rows[s : s + self.offload_rows]) for key, rows in groups.items()
                   for s in range(0, len(rows), self.offload_rows)]
         for (kind, k), rows in chunks:
-            asks = {"on_unknown": self._asked_on_unknown, "sets": None if self.sets is None else f"{self.sets:g}"}
+            asks = {"on_unknown": self._asked_on_unknown, "sets": None if self.sets is None else f"{self.sets:g}",
+                    "on_ambiguous": self._asked_on_ambiguous}
             if kind == "raw":
                 body = encode_npy(raw[rows])
                 path, params = "/v1/predict", {"policy": self.centre_policy, **asks}
@@ -456,6 +483,7 @@ class EdgeClient:
                     r.unknown_score = None if score is None else float(score)
                     r.unknown = None if flag is None else bool(flag)
                     r.prediction_set = None if pset is None else [str(v) for v in pset]
+                    r.held = _held(res.held[i], rep.get("held"))
                     results[i] = r
                 continue
             for i in rows:

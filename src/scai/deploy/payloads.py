@@ -6,7 +6,7 @@ Two body formats travel between edge and centre:
   ``np.load(..., allow_pickle=False)`` only after its header has been checked, so an object
   array, a lying shape or an unexpected dtype is refused before any memory is allocated;
 * JSON ``{"spectra": [[...]], "axis": [...], "policy": ..., "budget": ..., "threshold": ...,
-  "on_unknown": ..., "sets": ...}``.
+  "on_unknown": ..., "on_ambiguous": ..., "sets": ...}``.
 
 Every malformed payload raises :class:`PayloadError` carrying the HTTP status the server answers
 with (400 bad request, 413 too large), and a one-line message naming the field, the bad value and
@@ -68,9 +68,13 @@ class RequestOptions:
         Only with ``threshold``; ``None`` means the model's calibrated thresholds.
     on_unknown : str or None
         ``"deeper"`` or ``"answer"`` (:data:`scai.inference.reliability.ON_UNKNOWN`); None: the
-        default.
+        default (``"deeper"``).
     sets : float or None
         Confidence level of the conformal sets to return (one the model calibrated).
+    on_ambiguous : str or None
+        ``"deeper"`` or ``"answer"`` (:data:`scai.inference.reliability.ON_AMBIGUOUS`): whether a
+        spectrum whose set has more than one class runs on; ``"deeper"`` needs ``sets``. None:
+        the default (``"answer"``).
     """
 
     policy: str = "full"
@@ -78,10 +82,11 @@ class RequestOptions:
     threshold: Thresholds | None = None
     on_unknown: str | None = None
     sets: float | None = None
+    on_ambiguous: str | None = None
 
     def key(self) -> tuple[Any, ...]:
         """Requests with equal keys can share one forward pass (micro-batching)."""
-        return (self.policy, self.budget, self.threshold, self.on_unknown, self.sets)
+        return (self.policy, self.budget, self.threshold, self.on_unknown, self.sets, self.on_ambiguous)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -316,10 +321,11 @@ def _kind(value: Any) -> str:
 
 def spectra_from_json(obj: dict[str, Any], *, max_rows: int) -> tuple[np.ndarray, np.ndarray | None]:
     """``{"spectra": [[...]], "axis": [...]?}`` -> (float32 (n, W) spectra, float64 axis or None)."""
-    unknown = set(obj) - {"spectra", "axis", "policy", "budget", "threshold", "on_unknown", "sets"}
+    unknown = set(obj) - {"spectra", "axis", "policy", "budget", "threshold", "on_unknown", "on_ambiguous", "sets"}
     if unknown:
         raise PayloadError(
-            f"unknown field(s) {sorted(unknown)}; allowed: spectra, axis, policy, budget, threshold, on_unknown, sets"
+            f"unknown field(s) {sorted(unknown)}; allowed: spectra, axis, policy, budget, threshold, on_unknown, "
+            "on_ambiguous, sets"
         )
     if "spectra" not in obj:
         raise PayloadError('JSON body lacks "spectra": a list of spectra (lists of numbers)')
@@ -341,7 +347,7 @@ def spectra_from_json(obj: dict[str, Any], *, max_rows: int) -> tuple[np.ndarray
 
 
 def parse_options(policy: Any, budget: Any, threshold: Any, *, n_exits: int, on_unknown: Any = None,
-                  sets: Any = None) -> RequestOptions:
+                  sets: Any = None, on_ambiguous: Any = None) -> RequestOptions:
     """Validate the policy options of a request (JSON fields or query parameters).
 
     ``policy`` defaults to ``"full"``; ``anytime`` and ``batch`` need a budget (``batch`` in
@@ -349,8 +355,9 @@ def parse_options(policy: Any, budget: Any, threshold: Any, *, n_exits: int, on_
     calibrated thresholds. An option the policy does not use is refused, not ignored. Budgets
     and thresholds are parsed by :func:`scai.inference.parse_budget` and
     :func:`scai.inference.parse_thresholds`; their errors become 400s here. ``on_unknown`` is
-    ``deeper`` or ``answer``; ``sets`` a confidence level in (0, 1) (whether the model
-    calibrated it is checked when the request runs).
+    ``deeper`` (the default) or ``answer``; ``sets`` a confidence level in (0, 1) (whether the
+    model calibrated it is checked when the request runs); ``on_ambiguous`` ``answer`` (the
+    default) or ``deeper``, which needs ``sets`` (a set of more than one class then runs on).
     """
     policy = "full" if policy in (None, "") else policy
     if not isinstance(policy, str) or policy not in POLICIES:
@@ -377,7 +384,7 @@ def parse_options(policy: Any, budget: Any, threshold: Any, *, n_exits: int, on_
             th = parse_thresholds(threshold, n_exits)
         except (ValueError, TypeError, OverflowError) as exc:
             raise PayloadError(one_line(exc)) from None
-    from scai.inference.reliability import ON_UNKNOWN
+    from scai.inference.reliability import ON_AMBIGUOUS, ON_UNKNOWN
 
     if on_unknown in (None, ""):
         on_unknown = None
@@ -391,7 +398,15 @@ def parse_options(policy: Any, budget: Any, threshold: Any, *, n_exits: int, on_
             level = float("nan")
         if not 0.0 < level < 1.0:
             raise PayloadError(f"sets={_show(sets)} is not allowed; use a confidence level in (0, 1) such as 0.95")
-    return RequestOptions(policy=policy, budget=parsed, threshold=th, on_unknown=on_unknown, sets=level)
+    if on_ambiguous in (None, ""):
+        on_ambiguous = None
+    elif not isinstance(on_ambiguous, str) or on_ambiguous not in ON_AMBIGUOUS:
+        raise PayloadError(f"on_ambiguous={_show(on_ambiguous)} is unknown; use one of {list(ON_AMBIGUOUS)}")
+    elif on_ambiguous == "deeper" and level is None:
+        raise PayloadError("on_ambiguous=deeper holds spectra whose conformal set has more than one class; "
+                           "it needs sets=LEVEL (e.g. sets=0.95)")
+    return RequestOptions(policy=policy, budget=parsed, threshold=th, on_unknown=on_unknown, sets=level,
+                          on_ambiguous=on_ambiguous)
 
 
 def parse_stage(value: Any, n_exits: int) -> int:

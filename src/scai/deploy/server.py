@@ -3,10 +3,12 @@
 Endpoints (all JSON replies; errors are ``{"detail": "..."}`` with a 4xx status):
 
 * ``POST /v1/predict`` -- raw spectra as JSON ``{"spectra": [[...]], "axis": [...]?, "policy":
-  ..., "budget": ..., "threshold": ..., "on_unknown": ..., "sets": ...}`` or as a ``.npy`` body
-  (``Content-Type: application/x-npy``, options as query parameters); every result carries the
-  unknown-class score and flag, the input-domain flag and reason, and with ``sets=LEVEL`` the
-  conformal set (``scai.inference.reliability``);
+  ..., "budget": ..., "threshold": ..., "on_unknown": ..., "on_ambiguous": ..., "sets": ...}`` or
+  as a ``.npy`` body (``Content-Type: application/x-npy``, options as query parameters); every
+  result carries the unknown-class score and flag, the input-domain flag and reason, ``held`` (why
+  it was kept from leaving early: ``on_unknown=deeper``, the default, holds an unknown spectrum;
+  ``on_ambiguous=deeper`` with ``sets`` one whose set has more than one class), and with
+  ``sets=LEVEL`` the conformal set (``scai.inference.reliability``);
 * ``POST /v1/continue?stage=k`` -- features of stage ``k`` as ``.npy`` (float32 or float16);
   the centre runs stages ``k+1 .. L-1``;
 * ``GET /v1/health``, ``GET /v1/model`` (the manifest), and FastAPI's ``/openapi.json`` and
@@ -63,7 +65,7 @@ from scai.deploy.payloads import (
 )
 from scai.deploy.service import Job, ModelService
 from scai.errors import ConfigError
-from scai.inference.reliability import ON_UNKNOWN
+from scai.inference.reliability import ON_AMBIGUOUS, ON_UNKNOWN
 
 __all__ = ["MODEL_HEADER", "ServerConfig", "create_app", "serve", "uvicorn_config", "read_token_file"]
 
@@ -71,8 +73,8 @@ log = logging.getLogger("scai.deploy.server")
 
 #: Query parameters each endpoint reads; any other is refused (a token in the URL included).
 QUERY_PARAMETERS: dict[str, tuple[str, ...]] = {
-    "/v1/predict": ("policy", "budget", "threshold", "on_unknown", "sets"),
-    "/v1/continue": ("stage", "policy", "budget", "threshold", "on_unknown", "sets"),
+    "/v1/predict": ("policy", "budget", "threshold", "on_unknown", "on_ambiguous", "sets"),
+    "/v1/continue": ("stage", "policy", "budget", "threshold", "on_unknown", "on_ambiguous", "sets"),
     "/v1/health": (),
     "/v1/model": (),
 }
@@ -128,6 +130,7 @@ class ExitResult(BaseModel):
     macs: float  # MACs spent by this server on the spectrum
     flagged: bool  # the policy's promise was broken (over budget, batch guard)
     reason: str  # why it left where it did (scai.inference.exit_loop.REASONS)
+    held: str = ""  # why it was kept from leaving early as confident: unknown, ambiguous, unknown+ambiguous ("" not held)
     probabilities: list[float]
     unknown_score: float | None = None  # unknown-class score at that exit (null: the model stores no detector)
     unknown: bool | None = None  # score above the exit's calibrated threshold
@@ -192,7 +195,7 @@ def _openapi(cfg: ServerConfig, service: ModelService) -> dict[str, dict[str, An
                     "description": "one confidence in [0, 1], or one per exit, comma-separated"}},
         {"name": "on_unknown", "in": "query", "required": False,
          "schema": {"type": "string", "enum": list(ON_UNKNOWN),
-                    "description": "a spectrum flagged unknown where it is confident: run it deeper, or answer flagged"}},
+                    "description": "a spectrum flagged unknown where it is confident: run it deeper (default), or answer flagged"}},
     ]
     conformal = service.reliability.conformal
     levels = [] if conformal is None else [float(c) for c in conformal.confidence_levels]
@@ -200,6 +203,10 @@ def _openapi(cfg: ServerConfig, service: ModelService) -> dict[str, dict[str, An
         options.append({"name": "sets", "in": "query", "required": False,
                         "schema": {"type": "string", "enum": [f"{c:g}" for c in levels],
                                    "description": "confidence level of the conformal prediction sets to return"}})
+        options.append({"name": "on_ambiguous", "in": "query", "required": False,
+                        "schema": {"type": "string", "enum": list(ON_AMBIGUOUS),
+                                   "description": "a spectrum whose set (needs sets) has more than one class where it is "
+                                                  "confident: answer (default), or run it deeper"}})
     # The byte limit is stated in words: a body over it gets 413, which a schema's maxLength cannot say.
     npy = {"schema": {"type": "string", "format": "binary"},
            "description": f".npy (numpy.save, allow_pickle=False), at most {cfg.max_body_bytes:,} bytes"}
@@ -216,7 +223,8 @@ def _openapi(cfg: ServerConfig, service: ModelService) -> dict[str, dict[str, An
             "budget": {"oneOf": [budget_text, {"type": "number", "exclusiveMinimum": 0}]},
             "threshold": threshold_json,
             "on_unknown": {"type": "string", "enum": list(ON_UNKNOWN)},
-            **({"sets": {"type": "number", "enum": levels}} if levels else {}),
+            **({"sets": {"type": "number", "enum": levels},
+                "on_ambiguous": {"type": "string", "enum": list(ON_AMBIGUOUS)}} if levels else {}),
         },
     }
     responses = {str(k): _ERROR for k in (400, 401, 408, 409, 413, 415, 503, 504)}
@@ -401,14 +409,16 @@ def create_app(
             X = X[None, :] if X.ndim == 1 else X
             check_rows(X.shape[0])
             options = parse_options(query.get("policy"), query.get("budget"), query.get("threshold"), n_exits=service.n_exits,
-                                    on_unknown=query.get("on_unknown"), sets=query.get("sets"))
+                                    on_unknown=query.get("on_unknown"), sets=query.get("sets"),
+                                    on_ambiguous=query.get("on_ambiguous"))
         elif ctype in ("application/json", ""):
             obj = parse_json_body(body)
             X, axis = spectra_from_json(obj, max_rows=cfg.max_rows)
             options = parse_options(obj.get("policy", query.get("policy")), obj.get("budget", query.get("budget")),
                                     obj.get("threshold", query.get("threshold")), n_exits=service.n_exits,
                                     on_unknown=obj.get("on_unknown", query.get("on_unknown")),
-                                    sets=obj.get("sets", query.get("sets")))
+                                    sets=obj.get("sets", query.get("sets")),
+                                    on_ambiguous=obj.get("on_ambiguous", query.get("on_ambiguous")))
         else:
             raise PayloadError(f"Content-Type {ctype[:60]!r} is not supported; use application/json or {NPY_CONTENT_TYPE}", status=415)
         return Job("predict", as_float32(X, "spectra"), options, axis=axis)
@@ -467,7 +477,7 @@ def create_app(
         q = request.query_params
         stage = parse_stage(q.get("stage"), service.n_exits)
         options = parse_options(q.get("policy"), q.get("budget"), q.get("threshold"), n_exits=service.n_exits,
-                                on_unknown=q.get("on_unknown"), sets=q.get("sets"))
+                                on_unknown=q.get("on_unknown"), sets=q.get("sets"), on_ambiguous=q.get("on_ambiguous"))
         body = await read_body(request)
         ctype = content_type(request)
         if ctype != NPY_CONTENT_TYPE:

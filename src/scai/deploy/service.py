@@ -8,7 +8,9 @@ group is one forward pass, and returns one result (or one exception) per job. Th
 Every answer carries the model's reliability flags (:mod:`scai.inference.reliability`): the
 unknown-class score and flag of the answering exit (from the exit loop), the input-domain check
 of raw spectra (``/v1/predict`` only: continued features have no spectrum; the edge checked it),
-and with ``sets=`` the conformal set.
+and with ``sets=`` the conformal set. ``held`` says why a spectrum was kept from leaving early as
+confident (flagged unknown, ``on_unknown=deeper`` by default; a set of more than one class with
+``on_ambiguous=deeper``).
 """
 
 from __future__ import annotations
@@ -216,19 +218,24 @@ class ModelService:
         return self._run(features, options, start_stage=stage + 1, prior_macs=float(self.exit_macs[stage]))
 
     def _run(self, data: np.ndarray, options: RequestOptions, *, start_stage: int, prior_macs: float = 0.0) -> dict[str, np.ndarray]:
-        from scai.inference.reliability import DEFAULT_ON_UNKNOWN
+        from scai.inference.reliability import DEFAULT_ON_AMBIGUOUS, DEFAULT_ON_UNKNOWN
 
         rule = self._rule(options, int(data.shape[0]))
         rel = self.reliability
         if options.sets is not None and rel.conformal is None:
             raise PayloadError("sets: this model stores no conformal calibration (trained before scai stored one)")
+        try:
+            ambiguity = rel.ambiguity_hook(options.on_ambiguous or DEFAULT_ON_AMBIGUOUS, options.sets)
+        except ValueError as exc:  # a level the model did not calibrate
+            raise PayloadError(f"sets: {one_line(exc)}") from None
         res = run_exit_loop(
             self.stages, data, rule, temperatures=self.predictor.temperatures,
             start_stage=start_stage, prior_macs=prior_macs, unknown=rel.hook(options.on_unknown or DEFAULT_ON_UNKNOWN),
+            ambiguous=ambiguity,
         )
         out = {
             "class_index": res.class_index, "exit": res.exit, "confidence": res.confidence,
-            "macs": res.macs, "flagged": res.flagged, "reason": res.reason,
+            "macs": res.macs, "flagged": res.flagged, "reason": res.reason, "held": res.held,
             "probabilities": res.probabilities,
         }
         if rel.detector is not None:
@@ -253,6 +260,7 @@ class ModelService:
                 "macs": float(res["macs"][j]),
                 "flagged": bool(res["flagged"][j]),
                 "reason": str(res["reason"][j]),
+                "held": str(res["held"][j]),
                 "probabilities": [float(v) for v in res["probabilities"][j]],
                 **self._flags(res, j),
             })

@@ -186,7 +186,7 @@ def predict_dataset(
         CSV files (and the other formats :func:`scai.data.iter_chunks` reads).
     out_dir : str or Path
         Folder of the output shards, one per piece: ``<file stem>-<hash>.<first row>.parquet``
-        with columns ``source, row, id, prediction, exit, confidence, macs, flagged, reason,
+        with columns ``source, row, id, prediction, exit, confidence, macs, flagged, reason, held,
         batch`` (``scai predict``'s CSV columns; ``row`` is the row's position in ``source``,
         ``batch`` names the budgeted batch it was predicted in).
     policy, budget, threshold

@@ -23,7 +23,8 @@ __all__ = ["OUTPUT_COLUMNS", "PID", "RSS", "BatchPredictor", "policy_kwargs", "r
 
 #: Columns of an output shard, in order (``scai predict``'s CSV columns, with ``source`` and
 #: ``row`` instead of ``index``, and ``batch`` naming the budgeted batch each row was in).
-OUTPUT_COLUMNS = ("source", "row", "id", "prediction", "exit", "confidence", "macs", "flagged", "reason", "batch")
+OUTPUT_COLUMNS = ("source", "row", "id", "prediction", "exit", "confidence", "macs", "flagged", "reason", "held",
+                  "batch")
 #: Diagnostics each result batch carries to the driver (not written): worker pid, its peak RSS
 #: (KiB; it includes the pages of Ray's shared-memory object store the worker has read blocks from)
 #: and its private resident memory now (``RssAnon``, KiB: what the worker itself holds).
@@ -65,7 +66,7 @@ def result_types(pa: Any) -> dict[str, Any]:
     """Arrow type of every column a result batch holds (the output columns, then diagnostics)."""
     s, i16, i32, i64, f64, b = pa.string(), pa.int16(), pa.int32(), pa.int64(), pa.float64(), pa.bool_()
     return {"source": s, "row": i64, "id": s, "prediction": s, "exit": i16, "confidence": f64, "macs": i64,
-            "flagged": b, "reason": s, "batch": s, PIECE: i32, END: b, PID: i64, RSS: i64, PRIVATE: i64}
+            "flagged": b, "reason": s, "held": s, "batch": s, PIECE: i32, END: b, PID: i64, RSS: i64, PRIVATE: i64}
 
 
 def _peak_rss_kib() -> int:
@@ -156,6 +157,7 @@ class BatchPredictor:
             "macs": pa.array(res.macs.astype(np.int64)),  # truncated, as scai predict writes them
             "flagged": pa.array(res.flagged.astype(bool)),
             "reason": pa.array([str(r) for r in res.reason], type=pa.string()),
+            "held": pa.array([str(h) for h in res.held], type=pa.string()),  # why it ran deeper (scai predict's held)
             "batch": pa.array([f"{self.pid}-{self.serial}"] * n, type=pa.string()),
             PIECE: batch.column(PIECE),
             END: batch.column(END),

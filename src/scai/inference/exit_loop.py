@@ -21,9 +21,14 @@ With an unknown-class hook (``unknown=``, :class:`scai.inference.reliability.Unk
 scores every exit a sample reaches and records, per sample, the score and ``unknown`` flag of the
 exit that answered. The hold is decided here, after the rule, so that every rule keeps its own
 logic: a sample the rule lets leave as ``confident`` stays when it is flagged unknown at that exit
-(``hold``), and runs on; one that reaches the last exit so answers with reason ``unknown``. Budget
-and guard exits are not held (the budget is the rule's promise); a skipped exit keeps the score
-and flag of the exit whose answer it repeats.
+(``hold``), and runs on; one that reaches the last exit so answers with reason ``unknown``. With an
+ambiguity hook (``ambiguous=``, :class:`scai.inference.reliability.AmbiguityHook`) a sample whose
+conformal set at that exit holds more than one class stays the same way (reason ``ambiguous`` at
+the last exit). Budget and guard exits are not held (the budget is the rule's promise): under the
+budgeted batch a held sample counts as staying, so the guard may still send it out (reason
+``guard``) to keep the batch within its budget. A skipped exit keeps the score and flag of the exit whose answer it repeats. Every result says why a sample
+was held (``held``: ``""``, ``"unknown"``, ``"ambiguous"`` or ``"unknown+ambiguous"``), wherever it
+then answered or stopped (an edge's Bmax stops a held sample unsettled: it is offloaded).
 
 This module imports NumPy only, so the edge runtime uses it without PyTorch.
 """
@@ -48,6 +53,7 @@ __all__ = [
     "PrecomputedStages",
     "run_exit_loop",
     "carry_forward",
+    "HELD",
 ]
 
 #: Why a sample left where it did.
@@ -57,8 +63,14 @@ __all__ = [
 #: the batch within its mean budget; ``unsettled``: the edge's Bmax stopped it before any exit was
 #: confident (it is offloaded or answered by the best local exit); ``not_run``: not even the
 #: first stage fitted Bmax; ``unknown``: confident enough to leave earlier but flagged unknown there,
-#: so it ran on to the last exit (an unknown-class hook with ``hold``).
-REASONS: tuple[str, ...] = ("confident", "last", "budget", "over_budget", "guard", "unsettled", "not_run", "unknown")
+#: so it ran on to the last exit (an unknown-class hook with ``hold``); ``ambiguous``: confident
+#: enough to leave earlier but its conformal set there held more than one class, so it ran on to
+#: the last exit (an ambiguity hook; ``unknown`` wins when it was held for both).
+REASONS: tuple[str, ...] = ("confident", "last", "budget", "over_budget", "guard", "unsettled", "not_run", "unknown",
+                            "ambiguous")
+#: Values of :attr:`ExitResult.held`: why a confident sample was kept from leaving at some exit
+#: (``""``: it never was).
+HELD: tuple[str, ...] = ("", "unknown", "ambiguous", "unknown+ambiguous")
 #: Reasons that break a policy's promise; a result with one of them has ``flagged=True``.
 FLAG_REASONS: frozenset[str] = frozenset({"over_budget", "guard", "unsettled", "not_run"})
 
@@ -110,6 +122,8 @@ class ExitRule(Protocol):
     def leaves(
         self, k: int, conf: np.ndarray, spent: np.ndarray, rows: np.ndarray, state: Any
     ) -> tuple[np.ndarray, np.ndarray]: ...
+    # A rule with ``guards_held = True`` (the budgeted batch) is asked again with
+    # ``held=`` (bool mask of the confident samples the loop holds) and decides with them staying.
 
     def final(self, spent: np.ndarray, rows: np.ndarray) -> np.ndarray: ...
 
@@ -150,6 +164,11 @@ class ExitResult:
         where nothing ran).
     unknown : ndarray of bool, shape (n,)
         Score above that exit's threshold (False without a hook).
+    held : ndarray of str, shape (n,)
+        Why the sample was kept from leaving as ``confident`` at an earlier exit and ran on
+        (:data:`HELD`): ``"unknown"`` (flagged unknown there), ``"ambiguous"`` (its conformal set
+        there held more than one class), both, or ``""`` (never held). A held sample that an
+        edge's Bmax then stopped is ``settled=False`` (offloaded).
     """
 
     class_index: np.ndarray
@@ -166,6 +185,7 @@ class ExitResult:
     wall_time_s: float = 0.0
     unknown_score: np.ndarray = field(default_factory=lambda: np.zeros(0))
     unknown: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    held: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=object))
 
     @property
     def flagged(self) -> np.ndarray:
@@ -239,6 +259,7 @@ def run_exit_loop(
     prior_macs: float = 0.0,
     prior_state: np.ndarray | None = None,
     unknown: Any = None,
+    ambiguous: Any = None,
 ) -> ExitResult:
     """Run ``stages`` on ``X`` batch by batch, letting each sample leave where ``rule`` says.
 
@@ -266,6 +287,10 @@ def run_exit_loop(
     unknown : UnknownHook, optional
         Unknown-class scores per exit (:class:`scai.inference.reliability.UnknownHook`: ``score``,
         ``thresholds``, ``needs_features``, ``hold``); see the module docstring.
+    ambiguous : AmbiguityHook, optional
+        Conformal sets per exit (:class:`scai.inference.reliability.AmbiguityHook`:
+        ``ambiguous(k, probs)`` is True where the set at exit ``k`` holds more than one class);
+        such a sample does not leave as ``confident`` there.
 
     Returns
     -------
@@ -291,7 +316,8 @@ def run_exit_loop(
         unknown=np.zeros(n, dtype=bool),
     )
     cur_score, cur_flag = np.full(n, np.nan), np.zeros(n, dtype=bool)  # of the last used exit
-    held_back = np.zeros(n, dtype=bool)  # a confident leave was refused as unknown
+    held_unknown = np.zeros(n, dtype=bool)  # a confident leave was refused as unknown
+    held_ambiguous = np.zeros(n, dtype=bool)  # ... as ambiguous (a conformal set of 2+ classes)
     best_conf = np.full(n, -1.0)
     uses = getattr(stages, "uses", None)
     used = np.ones(L, dtype=bool) if uses is None else np.asarray([bool(u) for u in uses], dtype=bool)
@@ -369,14 +395,26 @@ def run_exit_loop(
                 out.unknown_score[bi], out.unknown[bi] = s_k[better], flag_k[better]
             if k == L - 1:
                 leave, reason = np.ones(active.size, dtype=bool), rule.final(prior_macs + cost, active)
-                if unknown is not None:
-                    reason = np.where(held_back[active] & (reason == "last"), "unknown", reason).astype(object)
+                last = reason == "last"
+                reason = np.where(last & held_unknown[active], "unknown",
+                                  np.where(last & held_ambiguous[active], "ambiguous", reason)).astype(object)
             else:
                 leave, reason = rule.leaves(k, conf, prior_macs + cost, active, state)
+                confident = leave & (reason == "confident")
+                stay = np.zeros(active.size, dtype=bool)
                 if unknown is not None and unknown.hold:
-                    stay = leave & flag_k & (reason == "confident")
-                    held_back[active[stay]] = True
-                    leave = leave & ~stay
+                    stay_u = confident & flag_k
+                    held_unknown[active[stay_u]] = True
+                    stay |= stay_u
+                if ambiguous is not None and confident.any():
+                    stay_a = confident & np.asarray(ambiguous.ambiguous(k, p), dtype=bool)
+                    held_ambiguous[active[stay_a]] = True
+                    stay |= stay_a
+                if stay.any():
+                    if getattr(rule, "guards_held", False):  # the budgeted batch: its guard counts them as staying
+                        leave, reason = rule.leaves(k, conf, prior_macs + cost, active, state, held=stay)
+                    else:
+                        leave = leave & ~stay
             if leave.any():
                 idx = active[leave]
                 if unknown is not None:
@@ -391,5 +429,6 @@ def run_exit_loop(
                 keep = ~leave
                 feats, active, cost = stages.take(feats, keep), active[keep], cost[keep]
     out.class_index = np.where(out.exit >= 0, np.argmax(out.probabilities, axis=1), -1).astype(np.int64)
+    out.held = np.asarray(HELD, dtype=object)[held_unknown.astype(int) + 2 * held_ambiguous.astype(int)]
     out.wall_time_s = time.perf_counter() - t0
     return out

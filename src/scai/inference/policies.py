@@ -579,7 +579,14 @@ class _GuardState:
 
 
 class BatchRule(ThresholdRule):
-    """Budgeted batch: the calibration's thresholds plus :func:`batch_guard` per forward batch."""
+    """Budgeted batch: the calibration's thresholds plus :func:`batch_guard` per forward batch.
+
+    The exit loop holds some confident samples (unknown, or an ambiguous set); ``guards_held``
+    tells it to ask again with them as ``held``: they count as staying, so the guard may send
+    them out (reason ``guard``) to keep the batch within its budget, the policy's promise.
+    """
+
+    guards_held = True
 
     def __init__(self, calibration: BatchCalibration, n_exits: int) -> None:
         if np.asarray(calibration.exit_costs).shape != (n_exits,):
@@ -593,9 +600,12 @@ class BatchRule(ThresholdRule):
         return _GuardState(n_batch)
 
     def leaves(
-        self, k: int, conf: np.ndarray, spent: np.ndarray, rows: np.ndarray, state: _GuardState
+        self, k: int, conf: np.ndarray, spent: np.ndarray, rows: np.ndarray, state: _GuardState,
+        held: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         leave = conf >= self.thresholds[k]
+        if held is not None:  # confident but held by the exit loop: they stay, unless the guard says otherwise
+            leave &= ~np.asarray(held, dtype=bool)
         reason = np.full(conf.shape[0], "confident", dtype=object)
         stay = np.flatnonzero(~leave)
         forced = batch_guard(conf[stay], k, state.gone_macs + float(spent.sum()), state.n_batch, self.calibration)

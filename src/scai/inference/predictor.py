@@ -77,6 +77,11 @@ class PredictionBatch:
         milliseconds-to-MACs table).
     reason : ndarray of str, shape (n,)
         Why each sample left where it did (:data:`~scai.inference.exit_loop.REASONS`).
+    held : ndarray of str, shape (n,), or None
+        Why a sample was kept from leaving as confident at an earlier exit and ran deeper
+        (:data:`~scai.inference.exit_loop.HELD`): ``"unknown"`` (flagged unknown there, with
+        ``on_unknown="deeper"``), ``"ambiguous"`` (its conformal set there held more than one
+        class, with ``on_ambiguous="deeper"``), both, or ``""`` (not held).
     unknown_score : ndarray of float, shape (n,), or None
         Unknown-class score at the answering exit (higher = more unknown; see
         :mod:`scai.inference.ood`); None when the model stores no detector.
@@ -107,6 +112,7 @@ class PredictionBatch:
     budget_macs: np.ndarray | None = None
     budget_conversion: str = "none"
     reason: np.ndarray | None = None
+    held: np.ndarray | None = None
     unknown_score: np.ndarray | None = None
     unknown: np.ndarray | None = None
     out_of_domain: np.ndarray | None = None
@@ -519,6 +525,7 @@ class Predictor:
         on_unknown: str | None = None,
         confidence_level: float | None = None,
         raw: np.ndarray | None = None,
+        on_ambiguous: str | None = None,
     ) -> PredictionBatch:
         """Classify spectra, letting each sample leave at its exit.
 
@@ -545,18 +552,25 @@ class Predictor:
             For ``policy="batch"``; defaults to the one :meth:`calibrate` made.
         on_unknown : {"deeper", "answer"}, optional
             With a reliability record: what a sample flagged unknown at an exit where it is
-            confident does (:data:`scai.inference.reliability.ON_UNKNOWN`; default
-            :data:`~scai.inference.reliability.DEFAULT_ON_UNKNOWN`).
+            confident does (:data:`scai.inference.reliability.ON_UNKNOWN`): ``"deeper"`` (the
+            default, :data:`~scai.inference.reliability.DEFAULT_ON_UNKNOWN`) runs it on
+            (``held="unknown"``; reason ``"unknown"`` when it reaches the last exit),
+            ``"answer"`` lets it leave flagged.
         confidence_level : float, optional
             Also return the conformal set at this calibrated level (``prediction_set``).
         raw : ndarray, shape (n, W_raw), optional
             The raw spectra ``X`` was preprocessed from, for the raw domain checks.
+        on_ambiguous : {"answer", "deeper"}, optional
+            ``"deeper"``: a sample whose conformal set at ``confidence_level`` holds more than
+            one class at an exit where it is confident runs on (``held="ambiguous"``; reason
+            ``"ambiguous"`` at the last exit); needs ``confidence_level``. Default ``"answer"``
+            (:data:`~scai.inference.reliability.DEFAULT_ON_AMBIGUOUS`).
 
         Returns
         -------
         PredictionBatch
         """
-        from scai.inference.reliability import DEFAULT_ON_UNKNOWN
+        from scai.inference.reliability import DEFAULT_ON_AMBIGUOUS, DEFAULT_ON_UNKNOWN, Reliability
 
         X = self._check_X(X)
         batch_size = self._check_batch_size(batch_size)
@@ -567,9 +581,10 @@ class Predictor:
         hook = None if rel is None else rel.hook(on_unknown or DEFAULT_ON_UNKNOWN)
         if confidence_level is not None and (rel is None or rel.conformal is None):
             raise ConfigError("confidence_level needs a model with a conformal calibration; this one stores none")
+        ambiguity = (rel or Reliability()).ambiguity_hook(on_ambiguous or DEFAULT_ON_AMBIGUOUS, confidence_level)
         with self._torch_threads():
             res = run_exit_loop(TorchStages(self.network), X, rule, temperatures=self.temperatures, batch_size=batch_size,
-                                unknown=hook)
+                                unknown=hook, ambiguous=ambiguity)
         cls = res.class_index
         names = np.asarray(self.class_names)[cls] if self.class_names is not None else cls
         notes: list[str] = []
@@ -579,8 +594,6 @@ class Predictor:
             notes.append("no input-domain check stored with this model: only the raw checks ran")
         reasons = None
         if rel is not None or raw is not None:
-            from scai.inference.reliability import Reliability
-
             reasons = np.asarray((rel or Reliability()).domain_reasons(X, raw), dtype=str)
         sets = None if confidence_level is None else rel.sets(res.exit, res.probabilities, confidence_level)  # type: ignore[union-attr]
         return PredictionBatch(
@@ -597,6 +610,7 @@ class Predictor:
             budget_macs=budget_macs,
             budget_conversion=conversion,
             reason=res.reason.astype(str),
+            held=res.held.astype(str),
             unknown_score=res.unknown_score if hook is not None else None,
             unknown=res.unknown if hook is not None else None,
             out_of_domain=None if reasons is None else reasons != "",

@@ -38,7 +38,10 @@ from scai.inference.ood import (
 )
 
 __all__ = [
+    "AmbiguityHook",
+    "DEFAULT_ON_AMBIGUOUS",
     "DEFAULT_ON_UNKNOWN",
+    "ON_AMBIGUOUS",
     "ON_UNKNOWN",
     "OOD_CHOICES",
     "Reliability",
@@ -46,18 +49,27 @@ __all__ = [
     "fit_reliability",
     "pool_features",
     "pool_matrix",
+    "set_mask",
 ]
 
 #: ``ood=`` choices of the estimator: a score, "auto" (the measured default) or "none".
 OOD_CHOICES: tuple[str, ...] = ("auto", "mahalanobis", "energy", "msp", "none")
 #: What a policy does with a sample flagged unknown at an exit where it is confident enough to
-#: leave: ``"deeper"`` runs it on (the next exit decides again; at the last exit it answers with
-#: reason ``"unknown"``; on the edge, a sample Bmax then stops is offloaded), ``"answer"`` lets it
-#: leave with ``unknown=True``. The default is "answer" for now: "deeper" changes which exit
-#: answers, and the runtime-parity tests (tests/deploy/test_exit_parity.py) compare the decisions
-#: with a reference that does not model the hold; flipping it needs that reference updated.
+#: leave: ``"deeper"`` (the default) runs it on (the next exit decides again; at the last exit it
+#: answers with reason ``"unknown"``; on the edge, a sample Bmax then stops is offloaded), and
+#: every output says so (``held="unknown"``); ``"answer"`` lets it leave with ``unknown=True``.
+#: An unknown spectrum must not leave early as confident, so "deeper" is the default everywhere
+#: (Python, ``scai predict``, the server, the edge); tests/deploy/test_exit_parity.py checks the
+#: runtimes against a reference that models the hold by hand.
 ON_UNKNOWN: tuple[str, ...] = ("deeper", "answer")
-DEFAULT_ON_UNKNOWN = "answer"
+DEFAULT_ON_UNKNOWN = "deeper"
+#: What a policy does with a sample whose conformal set (at the requested ``confidence_level`` /
+#: ``sets``) holds more than one class at an exit where it is confident enough to leave:
+#: ``"deeper"`` runs it on like an unknown one (reason ``"ambiguous"`` at the last exit, offloaded
+#: by an edge whose Bmax stops it; ``held="ambiguous"``), ``"answer"`` (the default) lets it leave.
+#: "deeper" needs a confidence level: without sets there is no set to be ambiguous.
+ON_AMBIGUOUS: tuple[str, ...] = ("deeper", "answer")
+DEFAULT_ON_AMBIGUOUS = "answer"
 
 
 def pool_matrix(length: int, bins: int) -> np.ndarray:
@@ -86,13 +98,12 @@ def pool_features(features: Any, bins: int) -> np.ndarray:
 
 
 def exit_pooling(network: Any) -> list[int] | None:
-    """Per exit, the pooling of :func:`pool_features` its classifier applies; None when the
-    network has an exit whose features are not pooled stage features (a MiniRocket exit)."""
+    """Per exit, the pooling of :func:`pool_features` its classifier applies (0 for the exits
+    before the network, exit 0 and a MiniRocket exit, which see the spectrum itself); None when
+    an exit's features are not pooled stage features."""
     from scai.inference.ood import _exit_modules
     from scai.models.layers import ExitHead
 
-    if getattr(network, "rocket", None) is not None:
-        return None
     try:
         modules = _exit_modules(network)
     except (AttributeError, TypeError):
@@ -103,7 +114,7 @@ def exit_pooling(network: Any) -> list[int] | None:
     for k, m in enumerate(modules):
         if isinstance(m, ExitHead):
             out.append(max(int(m.bins), 1))
-        elif k == 0:
+        elif k < int(getattr(network, "net_start", 1)):
             out.append(0)
         else:
             return None
@@ -135,6 +146,29 @@ class UnknownHook:
 
     def score(self, k: int, features: Any, logits: np.ndarray, probs: np.ndarray) -> np.ndarray:
         return self.reliability.exit_score(k, features, logits, probs)
+
+
+def set_mask(probabilities: Any, quantile: Any) -> np.ndarray:
+    """Bool (n, C): the LAC conformal set, the classes whose score ``1 - p`` is within the
+    calibrated quantile (``quantile`` a scalar or one value per row)."""
+    P = np.asarray(probabilities, dtype=np.float64)
+    q = np.asarray(quantile, dtype=np.float64)
+    return (1.0 - P) - (q[:, None] if q.ndim == 1 else q) <= 1e-8
+
+
+@dataclass
+class AmbiguityHook:
+    """What :func:`~scai.inference.exit_loop.run_exit_loop` needs to hold ambiguous samples.
+
+    ``quantiles[k]`` is exit ``k``'s conformal quantile at the requested confidence level;
+    ``ambiguous(k, probs)`` is True where the set at exit ``k`` holds more than one class.
+    """
+
+    quantiles: np.ndarray
+    confidence_level: float
+
+    def ambiguous(self, k: int, probs: np.ndarray) -> np.ndarray:
+        return set_mask(probs, float(self.quantiles[k])).sum(axis=1) > 1
 
 
 @dataclass
@@ -178,6 +212,23 @@ class Reliability:
             raise ConfigError(f"on_unknown={on_unknown!r} is not allowed; use one of {ON_UNKNOWN}")
         return None if self.detector is None else UnknownHook(self, hold=on_unknown == "deeper")
 
+    def ambiguity_hook(self, on_ambiguous: str = DEFAULT_ON_AMBIGUOUS,
+                       confidence_level: float | None = None) -> AmbiguityHook | None:
+        """The exit loop's ``ambiguous=`` argument: None unless ``on_ambiguous="deeper"``, which
+        needs a ``confidence_level`` the model calibrated."""
+        if on_ambiguous not in ON_AMBIGUOUS:
+            raise ConfigError(f"on_ambiguous={on_ambiguous!r} is not allowed; use one of {ON_AMBIGUOUS}")
+        if on_ambiguous == "answer":
+            return None
+        if confidence_level is None:
+            raise ConfigError("on_ambiguous='deeper' holds samples whose conformal set has more than one class; "
+                              "it needs the sets' confidence level (confidence_level=0.95, --sets 0.95, sets=0.95)")
+        if self.conformal is None:
+            raise ConfigError("on_ambiguous='deeper': this model stores no conformal calibration; it was trained "
+                              "before scai stored one")
+        q = self.conformal.quantiles_[:, self.conformal._level_index(confidence_level)]
+        return AmbiguityHook(np.asarray(q, dtype=np.float64), float(confidence_level))
+
     def exit_score(self, k: int, features: Any, logits: np.ndarray, probs: np.ndarray) -> np.ndarray:
         """Unknown-class score of a batch at exit ``k`` (higher = more unknown)."""
         det = self.detector
@@ -211,8 +262,7 @@ class Reliability:
             raise ConfigError("this model stores no conformal calibration; it was trained before scai stored one")
         exit_ = np.asarray(exit_, dtype=np.int64)
         q = self.conformal.quantiles_[:, self.conformal._level_index(confidence_level)]
-        P = np.asarray(probabilities, dtype=np.float64)
-        return (1.0 - P) - q[np.clip(exit_, 0, None)][:, None] <= 1e-8
+        return set_mask(probabilities, q[np.clip(exit_, 0, None)])
 
     # ------------------------------------------------------------------ storage
     def to_config(self) -> dict[str, Any]:
