@@ -20,6 +20,16 @@ def _series(n=40, W=120, seed=0):
     return (np.sin(2 * np.pi * rng.uniform(1, 4, (n, 1)) * t) + 0.1 * rng.standard_normal((n, W))).astype(np.float32)
 
 
+def _by_frequency(n=60, W=128, seed=0):
+    """Three classes that differ only in a band's frequency at a random phase: a linear exit cannot
+    tell them apart, MiniRocket can."""
+    rng = np.random.default_rng(seed)
+    y = np.repeat([0, 1, 2], n // 3)
+    freq = np.array([0.05, 0.09, 0.14])[y]
+    X = np.sin(2 * np.pi * freq[:, None] * np.arange(W) + rng.uniform(0, 2 * np.pi, (n, 1))) + 0.1 * rng.standard_normal((n, W))
+    return X.astype(np.float32), y
+
+
 def test_kernels_are_minirockets_84_length_9_with_three_plus_twos():
     w = rocket_kernels()
     assert w.shape == (84, 1, 9) and len(set(KERNEL_TAPS)) == 84
@@ -74,8 +84,8 @@ def test_cascade_with_a_rocket_exit_round_trips_and_exports(tmp_path):
     from scai.deploy import export_onnx
     from scai.deploy.edge import EdgeClient
 
-    X = _series(n=36, W=96)
-    y = np.repeat(["a", "b", "c"], 12)
+    X, y = _by_frequency(n=36, W=96)
+    y = np.array(["a", "b", "c"])[y]
     est = SCAIClassifier(model="scai", model_config=TINY_SCAI, train_config={"max_epochs": 2, "min_epochs": 0},
                          preprocessing="none", rocket="auto", skip_exits=False, cross_fit=3, n_jobs=1).fit(X, y)
     net = est.network_
@@ -99,3 +109,76 @@ def test_cascade_with_a_rocket_exit_round_trips_and_exports(tmp_path):
         if comb is not None:
             logits = state = comb.step(k, state, logits)
         assert np.max(np.abs(softmax(logits, float(edge.temperatures[k])) - probs[k])) <= 1e-4, f"exit {k}"
+
+
+def test_input_affine_runs_the_features_on_the_unscaled_spectrum():
+    from scai.errors import ModelConfigError
+    from scai.models.cascade import CascadeSpec
+
+    rng = np.random.default_rng(1)
+    X = _series(n=8, W=100)
+    scale, mean = rng.uniform(0.5, 2.0, 100).astype(np.float32), rng.normal(size=100).astype(np.float32)
+    plain, affine = RocketExit(100, 3, [1, 4], [2, 1]), RocketExit(100, 3, [1, 4], [2, 1], input_affine=True)
+    biases, w, b = rng.normal(size=plain.n_features), rng.normal(size=(3, plain.n_features)), rng.normal(size=3)
+    plain.set_weights(biases, w, b)
+    affine.set_weights(biases, w, b, input_scale=scale, input_mean=mean)
+    with torch.inference_mode():
+        got = affine(torch.from_numpy((X - mean) / scale).unsqueeze(1)).numpy()
+        ref = plain(torch.from_numpy(X).unsqueeze(1)).numpy()
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4)
+    assert affine.macs == plain.macs + 100  # one multiply-add per point
+    spec = CascadeSpec.from_dict({"kind": "logistic", "rank": None, "rocket": affine.spec()})
+    assert spec.rocket == {"dilations": [1, 4], "features_per_dilation": [2, 1], "input_affine": True}
+    assert CascadeSpec.from_dict({"kind": "logistic", "rocket": plain.spec()}).rocket == plain.spec()
+    with pytest.raises(ModelConfigError, match="input_affine"):
+        plain.set_weights(biases, w, b, input_scale=scale, input_mean=mean)
+    with pytest.raises(ModelConfigError, match="input_affine"):
+        affine.set_weights(biases, w, b)
+
+
+def test_estimator_fits_the_rocket_exit_on_the_spectra_before_standardisation():
+    """On classes a linear exit cannot tell apart, the MiniRocket exit is used, on the
+    unstandardised spectra, and combined with exit 0 even though no network exit is trained."""
+    from scai import SCAIClassifier
+    from scai.inference.combination import log_softmax
+
+    X, y = _by_frequency()
+    est = SCAIClassifier(model="scai", model_config=TINY_SCAI, train_config={"max_epochs": 1, "min_epochs": 0},
+                         preprocessing="none", rocket="auto", cross_fit=3, n_jobs=1, random_state=0).fit(X, y)
+    net = est.network_
+    assert est.cross_fit_["rocket"]["used"] and net.rocket is not None and net.rocket.input_affine
+    std = est.pipeline_[len(est.pipeline_) - 1]
+    np.testing.assert_allclose(net.rocket.input_scale.numpy(), std.scale_, rtol=1e-6)
+    np.testing.assert_allclose(net.rocket.input_mean.numpy(), std.mean_, rtol=1e-6, atol=1e-6)
+    oof = est.cross_fit_["oof_accuracy"]
+    assert oof[1] > oof[0]  # the MiniRocket exit (combined with exit 0) beats exit 0 out of fold
+    assert net.combination is not None  # exit 1 answers a * exit 0 + b * log_softmax(own) + c
+    Z = torch.from_numpy(est.transform_input(X)).unsqueeze(1)
+    with torch.inference_mode():
+        z0, zr = net.exit0(Z).numpy().astype(np.float64), net.rocket(Z).numpy().astype(np.float64)
+    comb = net.combination
+    want = comb.a[1] * z0 + comb.b[1] * log_softmax(zr) + comb.c[1]
+    np.testing.assert_allclose(est.exit_logits(X)[1], want, rtol=1e-4, atol=1e-4)
+    assert np.mean(est.predict(X) == y) >= oof[1] - 0.05
+
+
+def test_a_minirocket_exit_that_adds_nothing_is_left_out_even_when_every_exit_is_kept(monkeypatch):
+    """A MiniRocket exit whose features carry nothing (all zero: its ridge head can only answer the
+    class prior) cannot beat exit 0 out of fold, and ``skip_exits=False`` (keep every network exit)
+    does not keep it either."""
+    from scai import SCAIClassifier
+
+    real = SCAIClassifier._fit_rocket
+
+    def blank(self, Z, y):
+        fit = real(self, Z, y)
+        fit.features[:] = 0.0
+        return fit
+
+    monkeypatch.setattr(SCAIClassifier, "_fit_rocket", blank)
+    X, y = _by_frequency(n=36, W=96)
+    est = SCAIClassifier(model="scai", model_config=TINY_SCAI, train_config={"max_epochs": 1, "min_epochs": 0},
+                         preprocessing="none", skip_exits=False, cross_fit=3, n_jobs=1).fit(X, y)
+    rec = est.cross_fit_["rocket"]
+    assert not rec["used"] and est.network_.rocket is None and est.network_.net_start == 1
+    assert rec["oof_accuracy"] <= est.cross_fit_["oof_accuracy"][0]

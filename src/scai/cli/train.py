@@ -93,6 +93,9 @@ def add_training_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--exit0", choices=["auto", "logistic", "pls", "none"], default=None,
                    help="exit 0, a linear chemometric classifier in front of the network: auto (default: logistic "
                         "regression or PLS-DA, chosen by inner cross-validation), logistic, pls, or none (the paper's network)")
+    p.add_argument("--rocket", choices=["auto", "none"], default=None,
+                   help="a MiniRocket exit after exit 0 (fixed random convolutions and a ridge head, needs the bench "
+                        "extra, aeon): auto (default: fitted, and kept only when it adds to exit 0 out of fold) or none")
     p.add_argument("--recipe", choices=["default", "paper"], default="default",
                    help="paper: the paper's exact recipe (no exit 0, the Raman pipeline, no input centring, "
                         "global-average-pooling exit heads without dropout, constant learning rate, no weight decay, "
@@ -124,7 +127,7 @@ def add_training_arguments(p: argparse.ArgumentParser) -> None:
 
 
 #: Sections of a ``--config`` file.
-CONFIG_SECTIONS = ("model", "model_config", "train", "preprocessing", "seed", "val_fraction", "exit0", "keep_exits", "folds")
+CONFIG_SECTIONS = ("model", "model_config", "train", "preprocessing", "seed", "val_fraction", "exit0", "rocket", "keep_exits", "folds")
 EXIT0_CHOICES = ("auto", "logistic", "pls", "none")
 #: ``--recipe paper``: what the paper trains (docs/training.md, "Default recipe").
 PAPER_RECIPE: dict[str, dict[str, Any]] = {
@@ -178,6 +181,7 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
         "verbose": not getattr(args, "quiet", False),
         "config_file": args.config,
         "exit0": getattr(args, "exit0", None) or _config_value(where, "exit0", cfg.get("exit0", "none" if paper else "auto"), _exit0_kind),
+        "rocket": getattr(args, "rocket", None) or _config_value(where, "rocket", cfg.get("rocket", "none" if paper else "auto"), _rocket_kind),
         "standardize": "none" if paper else "global",
         "skip_exits": not (getattr(args, "keep_exits", False) or bool(cfg.get("keep_exits", False))),
         "cross_fit": _folds(args, cfg, where, paper),
@@ -222,6 +226,12 @@ def _ponder_target(text: str) -> float | str:
     if not 0.0 < value <= 1.0:
         raise argparse.ArgumentTypeError(f"{text} is not allowed; use a share of the units in (0, 1], e.g. 0.5, or 'none'")
     return value
+
+
+def _rocket_kind(text: str) -> str:
+    if text not in ("auto", "none"):
+        raise argparse.ArgumentTypeError(f"unknown rocket {text!r}; use auto or none")
+    return text
 
 
 def _exit0_kind(text: str) -> str:
@@ -286,6 +296,7 @@ def train_on_spectra(
         train_config=settings["train"] or None,
         preprocessing=settings["preprocessing"],
         exit0=settings.get("exit0", "auto"),
+        rocket=settings.get("rocket", "auto"),
         standardize=settings.get("standardize", "global"),
         skip_exits=settings.get("skip_exits", True),
         val_fraction=settings["val_fraction"],
@@ -333,6 +344,11 @@ def describe_model(est: Any) -> None:
         cv = fit.get("cv_accuracy")
         print(f"exit 0: {fit['kind']} ({params}), {fit['macs']:,} MACs" + (f", inner-CV accuracy {cv:.3f}" if cv is not None else ""))
     cross = getattr(est, "cross_fit_", None)
+    rocket = (cross or {}).get("rocket")
+    if rocket:
+        print(f"MiniRocket exit: {rocket['n_features']:,} features, " + (
+            f"used (out of fold, with exit 0: {rocket['oof_accuracy']:.3f})" if rocket["used"]
+            else "fitted but left out: it added nothing to exit 0 out of fold"))
     if cross:
         parts = [f"cross-fitting: {cross['folds']} folds of {cross['n']} spectra ({cross['n_jobs']} at a time)"]
         if cross.get("fold_time_s"):

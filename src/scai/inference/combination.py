@@ -80,6 +80,16 @@ class ExitCombination:
         """Every exit answers for itself (``s_k = log_softmax(z_k)``, same classes and ranks)."""
         return cls(np.zeros(n_exits), np.ones(n_exits), np.zeros((n_exits, n_classes)))
 
+    def padded(self, n_exits: int) -> ExitCombination:
+        """The same weights followed by identity entries up to ``n_exits`` exits (exits after the
+        fitted ones answer for themselves)."""
+        pad = int(n_exits) - self.n_exits
+        if pad < 0:
+            raise DataValueError(f"cannot pad a combination of {self.n_exits} exits to {n_exits}")
+        ident = ExitCombination.identity(pad, self.n_classes)
+        return ExitCombination(np.concatenate([self.a, ident.a]), np.concatenate([self.b, ident.b]),
+                               np.concatenate([self.c, ident.c]))
+
     @property
     def is_identity(self) -> bool:
         return bool(np.all(self.a[1:] == 0) and np.all(self.b[1:] == 1) and np.all(self.c == 0))

@@ -124,7 +124,8 @@ class CascadeSpec:
             rocket = d.get("rocket")
             if rocket is not None:
                 rocket = {"dilations": [int(v) for v in rocket["dilations"]],
-                          "features_per_dilation": [int(v) for v in rocket["features_per_dilation"]]}
+                          "features_per_dilation": [int(v) for v in rocket["features_per_dilation"]],
+                          **({"input_affine": True} if rocket.get("input_affine") is True else {})}
             return cls(kind=str(d["kind"]), rank=None if d.get("rank") is None else int(d["rank"]), rocket=rocket)
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelConfigError(f"cascade spec {d!r} is not valid ({exc})") from None

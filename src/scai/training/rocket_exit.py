@@ -6,6 +6,9 @@ spectra's convolution outputs; no labels are used). The head is aeon's MiniRocke
 a ``RidgeClassifierCV`` (alphas 1e-3..1e3) on features scaled by their standard deviation; the
 scale is folded into the head's weights, so the exit is PPV features, one matrix product and a
 bias. Ridge scores are not probabilities; the estimator's temperature scaling calibrates them.
+
+``input_affine=(scale, mean)`` fits the exit on ``Z * scale + mean`` (the spectra before the
+pipeline's standardisation) and records the affine, which the exit then applies itself.
 """
 
 from __future__ import annotations
@@ -46,10 +49,22 @@ class RocketFit:
     alpha: float  # the ridge penalty RidgeClassifierCV chose
     fit_time_s: float
     features: np.ndarray = field(repr=False)  # (n, F) training features (for out-of-fold heads)
+    input_scale: np.ndarray | None = field(default=None, repr=False)  # (W,) the input affine, or None
+    input_mean: np.ndarray | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {"dilations": self.dilations, "features_per_dilation": self.features_per_dilation,
-                "n_features": int(self.biases.shape[0]), "alpha": self.alpha, "fit_time_s": self.fit_time_s}
+                "n_features": int(self.biases.shape[0]), "alpha": self.alpha, "fit_time_s": self.fit_time_s,
+                "input_affine": self.input_scale is not None}
+
+    def module(self, in_length: int, n_classes: int) -> Any:
+        """The fitted :class:`scai.models.rocket.RocketExit`."""
+        from scai.models.rocket import RocketExit
+
+        m = RocketExit(in_length, n_classes, self.dilations, self.features_per_dilation,
+                       input_affine=self.input_scale is not None)
+        m.set_weights(self.biases, self.weight, self.bias, self.input_scale, self.input_mean)
+        return m
 
 
 def fit_rocket_head(features: np.ndarray, y: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray, float]:
@@ -78,9 +93,14 @@ def fit_rocket_head(features: np.ndarray, y: np.ndarray, n_classes: int) -> tupl
 
 
 def fit_rocket_exit(
-    Z: np.ndarray, y: np.ndarray, n_classes: int, *, n_features: int = DEFAULT_ROCKET_FEATURES, seed: int = 0
+    Z: np.ndarray, y: np.ndarray, n_classes: int, *, n_features: int = DEFAULT_ROCKET_FEATURES, seed: int = 0,
+    input_affine: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> RocketFit:
-    """Fit the MiniRocket transform (aeon) on ``Z`` (n, W) and a ridge head on its features."""
+    """Fit the MiniRocket transform (aeon) on ``Z`` (n, W) and a ridge head on its features.
+
+    ``input_affine=(scale, mean)`` (per point, or scalars): fit on ``Z * scale + mean`` instead,
+    and record the affine for the exit to apply.
+    """
     if not rocket_available():
         raise ConfigError("the MiniRocket exit needs aeon; install it with `pip install scai[rocket]`, or pass rocket='none'")
     from aeon.transformations.collection.convolution_based import MiniRocket
@@ -89,6 +109,12 @@ def fit_rocket_exit(
 
     t0 = time.perf_counter()
     Z = np.ascontiguousarray(Z, dtype=np.float32)
+    scale = mean = None
+    if input_affine is not None:
+        W = Z.shape[1]
+        scale = np.ascontiguousarray(np.broadcast_to(np.asarray(input_affine[0], np.float32), (W,)))
+        mean = np.ascontiguousarray(np.broadcast_to(np.asarray(input_affine[1], np.float32), (W,)))
+        Z = np.ascontiguousarray(Z * scale + mean, dtype=np.float32)
     trf = MiniRocket(n_kernels=int(n_features), random_state=int(seed), n_jobs=1).fit(Z[:, None, :])
     _, _, dilations, per_dilation, biases = trf.parameters
     RocketExit(Z.shape[1], n_classes, dilations, per_dilation)  # checks that the exit can run them
@@ -97,4 +123,4 @@ def fit_rocket_exit(
     feats = np.asarray(trf.transform(Z[:, None, :]), dtype=np.float32)
     weight, bias, alpha = fit_rocket_head(feats, y, n_classes)
     return RocketFit([int(d) for d in dilations], [int(f) for f in per_dilation], np.asarray(biases, np.float32),
-                     weight, bias, alpha, time.perf_counter() - t0, feats)
+                     weight, bias, alpha, time.perf_counter() - t0, feats, scale, mean)
