@@ -23,7 +23,8 @@ from typing import Any
 from scai.cli._common import atomic_output
 from scai.errors import CliError
 
-__all__ = ["FORMATS", "STDOUT", "output_format", "table_output"]
+__all__ = ["FORMATS", "RELIABILITY_COLUMNS", "SET_COLUMN", "STDOUT", "arrow_type", "column_array", "output_format",
+           "reliability_columns", "reliability_values", "table_output"]
 
 #: ``--out`` value that means standard output (CSV).
 STDOUT = "-"
@@ -32,7 +33,50 @@ FORMATS: dict[str, str] = {".csv": "csv", ".tsv": "tsv", ".json": "json", ".parq
 #: Column kinds a table declares, so that every format stores the same types.
 KINDS = ("int", "float", "bool", "str")
 
+#: The reliability columns of every prediction table (``scai predict --out``, ``--engine ray``'s
+#: shards), in order: the answering exit's unknown-class score and whether it passes the threshold
+#: calibrated at training (0/1), whether the spectrum is out of the training domain (0/1) and why.
+RELIABILITY_COLUMNS: tuple[tuple[str, str], ...] = (("unknown_score", "float"), ("unknown", "int"),
+                                                    ("out_of_domain", "int"), ("domain_reason", "str"))
+#: With conformal sets asked for (``--sets``), last: the classes of the set joined with ``|``.
+SET_COLUMN: tuple[str, str] = ("prediction_set", "str")
+
 Rows = Sequence[Sequence[Any]]
+
+
+def reliability_columns(with_sets: bool) -> list[tuple[str, str]]:
+    """``(name, kind)`` of the reliability columns, with ``prediction_set`` when ``with_sets``."""
+    return [*RELIABILITY_COLUMNS, *([SET_COLUMN] if with_sets else [])]
+
+
+def reliability_values(res: Any, classes: Sequence[Any]) -> dict[str, list[Any]]:
+    """The reliability columns of a :class:`~scai.inference.PredictionBatch`, column by column
+    (``prediction_set`` only when the batch carries sets). ``None`` is an empty cell (CSV) or a null
+    (JSON, Parquet): the model stores no detector (or no domain check)."""
+    n = len(res.prediction)
+    empty = [None] * n
+    values: dict[str, list[Any]] = {
+        "unknown_score": empty if res.unknown_score is None else [float(v) for v in res.unknown_score.tolist()],
+        "unknown": empty if res.unknown is None else [int(v) for v in res.unknown.tolist()],
+        "out_of_domain": empty if res.out_of_domain is None else [int(v) for v in res.out_of_domain.tolist()],
+        "domain_reason": empty if res.domain_reason is None else [str(v) for v in res.domain_reason.tolist()],
+    }
+    if res.prediction_set is not None:
+        names = [str(c) for c in classes]
+        values["prediction_set"] = ["|".join(c for c, keep in zip(names, row) if keep)
+                                    for row in res.prediction_set.tolist()]
+    return values
+
+
+def arrow_type(pa: Any, kind: str) -> Any:
+    """The Arrow type a column of ``kind`` is stored as in Parquet (int64, float64, bool, string)."""
+    return {"int": pa.int64(), "float": pa.float64(), "bool": pa.bool_(), "str": pa.string()}[kind]
+
+
+def column_array(pa: Any, values: Sequence[Any], kind: str) -> Any:
+    """One column as ``--out x.parquet`` stores it: cells of ``kind``'s Arrow type, a non-finite
+    float or ``None`` as null."""
+    return pa.array([_cell(v, kind) for v in values], type=arrow_type(pa, kind))
 
 
 def output_format(path: str) -> str:
@@ -118,7 +162,7 @@ def _parquet(path: str, names: list[str], kinds: list[str]) -> Iterator[Callable
         import pyarrow.parquet as pq
     except ModuleNotFoundError:
         raise CliError(f"--out {path}: writing Parquet needs pyarrow (pip install pyarrow), or use .csv / .json") from None
-    types = {"int": pa.int64(), "float": pa.float64(), "bool": pa.bool_(), "str": pa.string()}
+    types = {k: arrow_type(pa, k) for k in KINDS}
     schema = pa.schema([(n, types[k]) for n, k in zip(names, kinds)])
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -133,8 +177,8 @@ def _parquet(path: str, names: list[str], kinds: list[str]) -> Iterator[Callable
             def write_parquet(rows: Rows) -> None:
                 if not rows:
                     return
-                cols = [[_cell(row[j], k) for row in rows] for j, k in enumerate(kinds)]
-                writer.write_table(pa.Table.from_arrays([pa.array(c, type=types[k]) for c, k in zip(cols, kinds)], schema=schema))
+                cols = [column_array(pa, [row[j] for row in rows], k) for j, k in enumerate(kinds)]
+                writer.write_table(pa.Table.from_arrays(cols, schema=schema))
 
             yield write_parquet
         os.replace(tmp, out)

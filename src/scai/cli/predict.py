@@ -20,7 +20,7 @@ from scai.cli._common import (
     positive_int,
     probability,
 )
-from scai.cli._output import STDOUT, output_format, table_output
+from scai.cli._output import STDOUT, output_format, reliability_columns, reliability_values, table_output
 from scai.distributed.cli import add_engine_arguments, wants_engine
 from scai.inference.budget import parse_budget
 
@@ -132,20 +132,6 @@ def _latency_table(args: argparse.Namespace, est: Any, predictor: Any) -> None:
         print(f"stage latencies measured and written to {path} (later runs read them)", file=sys.stderr)
 
 
-def _reliability_cells(res: Any, i: int, est: Any) -> list[Any]:
-    """unknown_score, unknown, out_of_domain, domain_reason (and the set) of row ``i``; empty cells
-    where the model stores no detector."""
-    cells: list[Any] = [  # None: an empty CSV cell, a JSON/Parquet null
-        None if res.unknown_score is None else float(res.unknown_score[i]),
-        None if res.unknown is None else int(res.unknown[i]),
-        None if res.out_of_domain is None else int(res.out_of_domain[i]),
-        None if res.domain_reason is None else str(res.domain_reason[i]),
-    ]
-    if res.prediction_set is not None:
-        cells.append("|".join(str(c) for c, keep in zip(est.classes_, res.prediction_set[i]) if keep))
-    return cells
-
-
 def _policy_kwargs(args: argparse.Namespace, est: Any) -> dict[str, Any]:
     if args.policy == "anytime":
         if args.budget is None:
@@ -206,8 +192,7 @@ def _run(args: argparse.Namespace) -> int:
     note_printed = False
     columns_out = [("index", "int"), *([("id", "str")] if with_ids else []), ("prediction", "str"), ("exit", "int"),
                    ("confidence", "float"), ("macs", "int"), ("flagged", "int"), ("reason", "str"),
-                   ("held", "str"), ("unknown_score", "float"), ("unknown", "int"), ("out_of_domain", "int"), ("domain_reason", "str"),
-                   *([("prediction_set", "str")] if args.sets is not None else [])]
+                   ("held", "str"), *reliability_columns(args.sets is not None)]
     with table_output(out, columns_out) as write, tqdm(desc="predict", unit="spectra", disable=None, file=sys.stderr) as bar:
         for chunk in iter_chunks(args.data, chunk_size=args.chunk_size, label_column=label, **columns):
             est.check_axis_unit(chunk.axis_unit, str(chunk.source))
@@ -218,8 +203,9 @@ def _run(args: argparse.Namespace) -> int:
                 print(f"latency budget converted to MACs with timings measured on this machine: {res.budget_conversion}", file=sys.stderr)
                 note_printed = True
             ids = [[v] for v in chunk.ids] if with_ids and chunk.ids is not None else [[]] * len(Z)
+            reliability = list(zip(*reliability_values(res, est.classes_).values()))  # None: an empty cell, a null
             write([[n_done + i, *ids[i], res.prediction[i], int(res.exit[i]), float(res.confidence[i]), int(res.macs[i]),
-                    int(res.flagged[i]), res.reason[i], res.held[i], *_reliability_cells(res, i, est)] for i in range(len(Z))])
+                    int(res.flagged[i]), res.reason[i], res.held[i], *reliability[i]] for i in range(len(Z))])
             if chunk.y is not None:
                 truth = np.asarray(chunk.class_names, dtype=object)[chunk.y]
                 correct += int(np.sum(np.asarray(res.prediction, dtype=object) == truth))

@@ -36,7 +36,11 @@ def wants_engine(args: argparse.Namespace) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run ``scai predict`` on Ray Data; print what it wrote."""
+    """Run ``scai predict`` on Ray Data; print what it wrote.
+
+    ``--on-unknown``, ``--sets``, ``--on-ambiguous`` and ``--reject-rate`` reach every worker's
+    predictor as they reach ``scai predict``'s, so the decisions and the reliability columns are the
+    same."""
     from scai.cli._common import apply_threads, column_options
 
     if args.engine == "local":
@@ -49,6 +53,13 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(f"--budget is used by --policy anytime or batch, not {args.policy}")
     if args.threshold is not None and args.policy != "threshold":
         raise CliError(f"--threshold is used by --policy threshold, not {args.policy}; add --policy threshold")
+    if args.on_ambiguous == "deeper" and args.sets is None:
+        raise CliError("--on-ambiguous deeper holds spectra whose conformal set has more than one class; "
+                       "give the sets' level, e.g. --sets 0.95")
+    if args.sets is not None and not 0.0 < args.sets < 1.0:
+        raise CliError(f"--sets {args.sets:g} is not allowed; give a level the model calibrated, e.g. --sets 0.95")
+    if args.reject_rate is not None and args.reject_rate >= 1.0:
+        raise CliError(f"--reject-rate {args.reject_rate:g} is not allowed; give a share in [0, 1), e.g. 0.05")
     from scai.distributed.predict import predict_dataset
 
     apply_threads(args.threads)
@@ -58,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
         read_options["label_column"] = int(label) if label.isdigit() else label
     summary = predict_dataset(
         args.model_dir, args.data, args.out, policy=args.policy, budget=args.budget, threshold=args.threshold,
+        on_unknown=args.on_unknown, confidence_level=args.sets, on_ambiguous=args.on_ambiguous, reject_rate=args.reject_rate,
         batch_size=args.batch_size, engine="ray", address=args.address, num_workers=args.workers,
         threads=args.threads or 1, block_rows=args.chunk_size, read_options=read_options, progress=sys.stderr.isatty(),
     )

@@ -27,7 +27,7 @@ import numpy as np
 
 from scai.datasets.archive import import_pyarrow
 from scai.distributed.shards import END, PIECE, Piece, Plan
-from scai.distributed.worker import OUTPUT_COLUMNS, PID, PRIVATE, RSS, result_types
+from scai.distributed.worker import PID, PRIVATE, RSS, output_columns, result_types
 from scai.errors import ConfigError, DataValueError
 
 __all__ = ["MANIFEST_FILE", "RUN_FILE", "Collector", "prepare_out_dir", "write_manifest"]
@@ -94,10 +94,12 @@ class _Open:
 
 
 class Collector:
-    """Assemble result batches into complete pieces and write each piece's shard once."""
+    """Assemble result batches into complete pieces and write each piece's shard once
+    (``with_sets``: the shards have a ``prediction_set`` column)."""
 
-    def __init__(self, plan: Plan, pieces: list[Piece], out_dir: Path) -> None:
+    def __init__(self, plan: Plan, pieces: list[Piece], out_dir: Path, with_sets: bool = False) -> None:
         self.pa = import_pyarrow()
+        self.with_sets = with_sets
         self.plan = plan
         self.out_dir = out_dir
         self.todo = {p.index: p for p in pieces}
@@ -112,8 +114,8 @@ class Collector:
         pa = self.pa
         table = pa.concat_tables(state.tables) if state.tables else None
         if table is None:
-            table = pa.table({c: pa.array([], type=t) for c, t in result_types(pa).items()})
-        table = table.sort_by("row").select(list(OUTPUT_COLUMNS))
+            table = pa.table({c: pa.array([], type=t) for c, t in result_types(pa, self.with_sets).items()})
+        table = table.sort_by("row").select(list(output_columns(self.with_sets)))
         final = self.out_dir / self.plan.output_name(piece)
         tmp = final.with_name(f".{final.name}.tmp")
         pa.parquet.write_table(table, tmp)

@@ -28,7 +28,7 @@ from typing import Any
 from scai.datasets.archive import import_pyarrow
 from scai.distributed.outputs import Collector, prepare_out_dir, write_manifest
 from scai.distributed.shards import Piece, Plan, plan_inputs, read_piece
-from scai.distributed.worker import BatchPredictor, policy_kwargs
+from scai.distributed.worker import BatchPredictor, output_columns, policy_kwargs, reliability_kwargs
 from scai.errors import ConfigError
 
 __all__ = ["ENGINES", "BatchEvent", "PredictSummary", "predict_dataset"]
@@ -100,12 +100,14 @@ class PredictSummary:
     manifest: dict[str, Any] = field(default_factory=dict)
 
 
-def _budget_macs(model_dir: str, policy: str, budget: Any, threshold: float | None) -> tuple[float | None, dict[str, Any]]:
-    """Check the policy options on the driver (so a bad one fails before any worker starts)."""
+def _budget_macs(model_dir: str, policy: str, budget: Any, threshold: float | None,
+                 reliability: dict[str, Any]) -> tuple[float | None, dict[str, Any]]:
+    """Check the policy and reliability options on the driver (so a bad one fails before any worker starts)."""
     import scai
     from scai.inference.budget import parse_budget
 
     est = scai.load(model_dir)
+    reliability_kwargs(est, **reliability)
     kwargs = policy_kwargs(est, policy, budget, threshold)
     value = None if budget is None else float(parse_budget(budget).to_macs(est.exit_macs_))
     info: dict[str, Any] = {}
@@ -164,6 +166,10 @@ def predict_dataset(
     policy: str = "full",
     budget: str | float | None = None,
     threshold: float | None = None,
+    on_unknown: str | None = None,
+    confidence_level: float | None = None,
+    on_ambiguous: str | None = None,
+    reject_rate: float | None = None,
     batch_size: int = 256,
     engine: str = "ray",
     address: str | None = None,
@@ -187,10 +193,25 @@ def predict_dataset(
     out_dir : str or Path
         Folder of the output shards, one per piece: ``<file stem>-<hash>.<first row>.parquet``
         with columns ``source, row, id, prediction, exit, confidence, macs, flagged, reason, held,
-        batch`` (``scai predict``'s CSV columns; ``row`` is the row's position in ``source``,
-        ``batch`` names the budgeted batch it was predicted in).
+        unknown_score, unknown, out_of_domain, domain_reason`` (with ``confidence_level``, then
+        ``prediction_set``) and ``batch``: ``scai predict``'s columns, the reliability ones with the
+        types ``scai predict --out x.parquet`` gives them; ``row`` is the row's position in
+        ``source``, ``batch`` names the budgeted batch it was predicted in.
     policy, budget, threshold
         As ``scai predict --policy/--budget/--threshold``; budgets in MACs or a share (``"25%"``).
+    on_unknown : {"deeper", "answer"}, optional
+        As ``scai predict --on-unknown``: a spectrum flagged unknown at an exit where it is
+        confident runs deeper (the default; ``held="unknown"``) or answers there flagged.
+    confidence_level : float, optional
+        As ``scai predict --sets``: also write ``prediction_set`` (the classes of the conformal set
+        at this calibrated level, joined with ``|``; empty = none plausible).
+    on_ambiguous : {"answer", "deeper"}, optional
+        As ``scai predict --on-ambiguous`` (needs ``confidence_level``): a spectrum whose set holds
+        more than one class at an exit where it is confident answers there (the default) or runs
+        deeper (``held="ambiguous"``).
+    reject_rate : float, optional
+        As ``scai predict --reject-rate``: the share of in-distribution spectra flagged unknown,
+        in [0, 1) (default: the model's); re-sets the stored thresholds, no retraining.
     batch_size : int
         Rows per Ray batch = per budgeted batch.
     engine : {"ray", "inline"}
@@ -223,7 +244,8 @@ def predict_dataset(
     DataFormatError, DataValueError, AxisError
         For bad inputs (no ``spectrum`` column, wrong length, NaN, ...), naming the file and row.
     ConfigError
-        For an ``out_dir`` holding another run's predictions, or Ray missing.
+        For an ``out_dir`` holding another run's predictions, Ray missing, or a reliability option
+        not allowed (checked before any worker starts).
     """
     t0 = time.perf_counter()
     if engine not in ENGINES:
@@ -237,22 +259,29 @@ def predict_dataset(
     if engine == "inline" and (address is not None or num_workers not in (None, 1)):
         raise ConfigError("engine='inline' runs one worker in this process; address and num_workers are for engine='ray'")
     model_dir = str(model_dir)
-    budget_macs, calibration = _budget_macs(model_dir, policy, budget, threshold)
+    reliability = {"on_unknown": on_unknown, "confidence_level": confidence_level, "on_ambiguous": on_ambiguous,
+                   "reject_rate": reject_rate}
+    budget_macs, calibration = _budget_macs(model_dir, policy, budget, threshold, reliability)
     plan = plan_inputs(inputs, piece_rows=piece_rows, read_options=read_options)
     out = Path(out_dir)
+    from scai.inference.reliability import DEFAULT_ON_AMBIGUOUS, DEFAULT_ON_UNKNOWN
     from scai.model_dir import ModelDir
 
     settings = {"model_weights_sha256": ModelDir(model_dir).weights_sha256, "policy": policy,
                 "budget": None if budget is None else str(budget), "threshold": threshold, "batch_size": batch_size,
+                # what the options do (None = the default's behaviour, so that a rerun naming the default resumes)
+                "on_unknown": on_unknown or DEFAULT_ON_UNKNOWN, "on_ambiguous": on_ambiguous or DEFAULT_ON_AMBIGUOUS,
+                "confidence_level": None if confidence_level is None else float(confidence_level),
+                "reject_rate": None if reject_rate is None else float(reject_rate),
                 "read_options": {k: v if isinstance(v, (str, int)) else list(v) for k, v in plan.read_options.items()}}
     todo = prepare_out_dir(out, plan, settings)
     skipped = len(plan.pieces) - len(todo)
-    collector = Collector(plan, todo, out)
+    collector = Collector(plan, todo, out, with_sets=confidence_level is not None)
     for piece in [p for p in todo if p.n_rows == 0]:
         collector.write_empty(piece)
     todo = [p for p in todo if p.n_rows != 0]
     total = None if any(p.n_rows is None for p in todo) else sum(int(p.n_rows or 0) for p in todo)
-    predictor_kwargs = {"policy": policy, "budget": budget, "threshold": threshold, "threads": threads}
+    predictor_kwargs = {"policy": policy, "budget": budget, "threshold": threshold, "threads": threads, **reliability}
     workers = 1
     started = False
     quiet = warnings.catch_warnings()
@@ -293,7 +322,8 @@ def predict_dataset(
         quiet.__exit__(None, None, None)
     collector.check_complete()
     extra = {"policy": policy, "budget": settings["budget"], "budget_macs": budget_macs, "batch_size": batch_size,
-             "calibration": calibration, "model_weights_sha256": settings["model_weights_sha256"]}
+             "calibration": calibration, "model_weights_sha256": settings["model_weights_sha256"],
+             **{k: settings[k] for k in reliability}, "columns": list(output_columns(confidence_level is not None))}
     manifest = write_manifest(out, plan, extra)
     return PredictSummary(
         out_dir=out, rows=int(manifest["rows"]), mean_macs=float(manifest["mean_macs"]), budget_macs=budget_macs,

@@ -15,16 +15,19 @@ from typing import Any
 
 import numpy as np
 
+from scai.cli._output import RELIABILITY_COLUMNS, SET_COLUMN, arrow_type, column_array, reliability_values
 from scai.datasets.archive import ID_COLUMN, SPECTRUM_COLUMN, import_pyarrow
 from scai.distributed.shards import END, PIECE, ROW, SOURCE, Plan
-from scai.errors import AxisError, BudgetError, DataValueError, LabelError
+from scai.errors import AxisError, BudgetError, ConfigError, DataValueError, LabelError
 
-__all__ = ["OUTPUT_COLUMNS", "PID", "RSS", "BatchPredictor", "policy_kwargs", "result_types"]
+__all__ = ["OUTPUT_COLUMNS", "PID", "RSS", "BatchPredictor", "output_columns", "policy_kwargs", "reliability_kwargs",
+           "result_types"]
 
-#: Columns of an output shard, in order (``scai predict``'s CSV columns, with ``source`` and
-#: ``row`` instead of ``index``, and ``batch`` naming the budgeted batch each row was in).
+#: Columns of an output shard, in order, without conformal sets (``scai predict``'s columns, with
+#: ``source`` and ``row`` instead of ``index``, and ``batch`` naming the budgeted batch each row was
+#: in); with sets, ``prediction_set`` comes before ``batch`` (:func:`output_columns`).
 OUTPUT_COLUMNS = ("source", "row", "id", "prediction", "exit", "confidence", "macs", "flagged", "reason", "held",
-                  "batch")
+                  *(name for name, _ in RELIABILITY_COLUMNS), "batch")
 #: Diagnostics each result batch carries to the driver (not written): worker pid, its peak RSS
 #: (KiB; it includes the pages of Ray's shared-memory object store the worker has read blocks from)
 #: and its private resident memory now (``RssAnon``, KiB: what the worker itself holds).
@@ -62,11 +65,78 @@ def policy_kwargs(est: Any, policy: str, budget: Any, threshold: float | None) -
     return {"policy": "full"}
 
 
-def result_types(pa: Any) -> dict[str, Any]:
-    """Arrow type of every column a result batch holds (the output columns, then diagnostics)."""
+def output_columns(with_sets: bool = False) -> tuple[str, ...]:
+    """Columns of an output shard, in order: :data:`OUTPUT_COLUMNS`, with ``prediction_set``
+    before ``batch`` when conformal sets were asked for."""
+    if not with_sets:
+        return OUTPUT_COLUMNS
+    return (*OUTPUT_COLUMNS[:-1], SET_COLUMN[0], OUTPUT_COLUMNS[-1])
+
+
+def result_types(pa: Any, with_sets: bool = False) -> dict[str, Any]:
+    """Arrow type of every column a result batch holds (the output columns, then diagnostics).
+
+    The reliability columns have the types ``scai predict --out x.parquet`` gives them
+    (``unknown_score`` float64, ``unknown`` / ``out_of_domain`` int64 0/1, ``domain_reason`` and
+    ``prediction_set`` strings), from the same column list."""
     s, i16, i32, i64, f64, b = pa.string(), pa.int16(), pa.int32(), pa.int64(), pa.float64(), pa.bool_()
+    reliability = RELIABILITY_COLUMNS + ((SET_COLUMN,) if with_sets else ())
     return {"source": s, "row": i64, "id": s, "prediction": s, "exit": i16, "confidence": f64, "macs": i64,
-            "flagged": b, "reason": s, "held": s, "batch": s, PIECE: i32, END: b, PID: i64, RSS: i64, PRIVATE: i64}
+            "flagged": b, "reason": s, "held": s, **{name: arrow_type(pa, kind) for name, kind in reliability},
+            "batch": s, PIECE: i32, END: b, PID: i64, RSS: i64, PRIVATE: i64}
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+
+
+def reliability_kwargs(est: Any, *, on_unknown: str | None = None, confidence_level: float | None = None,
+                       on_ambiguous: str | None = None, reject_rate: float | None = None) -> dict[str, Any]:
+    """``Predictor.predict`` keywords of the reliability options, as ``scai predict`` passes them
+    (``--on-unknown``, ``--sets``, ``--on-ambiguous``); ``reject_rate`` (``--reject-rate``) re-sets
+    ``est``'s unknown-class thresholds in place. Every value is checked here, so that the driver
+    refuses a bad one before any worker starts.
+
+    Raises
+    ------
+    ConfigError
+        For a value not allowed, a level the model did not calibrate, ``on_ambiguous="deeper"``
+        without ``confidence_level``, or an option the model stores nothing for.
+    """
+    from scai.inference.reliability import ON_AMBIGUOUS, ON_UNKNOWN
+
+    if on_unknown is not None and (not isinstance(on_unknown, str) or on_unknown not in ON_UNKNOWN):
+        raise ConfigError(f"on_unknown={on_unknown!r} is not allowed; use one of {list(ON_UNKNOWN)} (default 'deeper')")
+    if on_ambiguous is not None and (not isinstance(on_ambiguous, str) or on_ambiguous not in ON_AMBIGUOUS):
+        raise ConfigError(f"on_ambiguous={on_ambiguous!r} is not allowed; use one of {list(ON_AMBIGUOUS)} "
+                          "(default 'answer')")
+    if confidence_level is not None and (not _is_number(confidence_level) or not 0.0 < float(confidence_level) < 1.0):
+        raise ConfigError(f"confidence_level={confidence_level!r} is not allowed; use a calibrated level in (0, 1), "
+                          "e.g. 0.95")
+    if on_ambiguous == "deeper" and confidence_level is None:
+        raise ConfigError("on_ambiguous='deeper' holds samples whose conformal set has more than one class; it needs "
+                          "the sets' confidence level (confidence_level=0.95, --sets 0.95)")
+    if reject_rate is not None and (not _is_number(reject_rate) or not 0.0 <= float(reject_rate) < 1.0):
+        raise ConfigError(f"reject_rate={reject_rate!r} is not allowed; use a share of in-distribution spectra to flag "
+                          "unknown in [0, 1), e.g. 0.05")
+    rel = getattr(est, "reliability_", None)
+    if reject_rate is not None:
+        if rel is None or rel.detector is None:
+            raise ConfigError("reject_rate: the model stores no unknown-class detector (trained with ood='none' or by "
+                              "an older scai); retrain it to get one")
+        rel = est.reliability_ = rel.at_reject_rate(float(reject_rate))
+    if confidence_level is not None:
+        if rel is None or rel.conformal is None:
+            raise ConfigError("confidence_level needs a model with a conformal calibration; this one stores none")
+        rel.conformal._level_index(float(confidence_level))  # a level the model did not calibrate: ConfigError
+    kwargs: dict[str, Any] = {}
+    if on_unknown is not None:
+        kwargs["on_unknown"] = on_unknown
+    if confidence_level is not None:
+        kwargs["confidence_level"] = float(confidence_level)
+    if on_ambiguous is not None:
+        kwargs["on_ambiguous"] = on_ambiguous
+    return kwargs
 
 
 def _peak_rss_kib() -> int:
@@ -96,12 +166,17 @@ class BatchPredictor:
         The run's sources (their paths and axes name the rows and align them to the model).
     policy, budget, threshold
         As for ``scai predict``.
+    on_unknown, confidence_level, on_ambiguous, reject_rate
+        As ``scai predict --on-unknown / --sets / --on-ambiguous / --reject-rate``
+        (:func:`reliability_kwargs`).
     threads : int
         PyTorch threads of this worker (one per worker by default: workers are the parallelism).
     """
 
     def __init__(self, model_dir: str, plan: Plan, policy: str = "full", budget: Any = None,
-                 threshold: float | None = None, threads: int | None = 1) -> None:
+                 threshold: float | None = None, threads: int | None = 1, *, on_unknown: str | None = None,
+                 confidence_level: float | None = None, on_ambiguous: str | None = None,
+                 reject_rate: float | None = None) -> None:
         import torch
 
         import scai
@@ -111,15 +186,20 @@ class BatchPredictor:
         self.pa = import_pyarrow()
         self.est = scai.load(model_dir)
         self.kwargs = policy_kwargs(self.est, policy, budget, threshold)
+        self.kwargs.update(reliability_kwargs(self.est, on_unknown=on_unknown, confidence_level=confidence_level,
+                                              on_ambiguous=on_ambiguous, reject_rate=reject_rate))
+        self.with_sets = confidence_level is not None
+        self.classes = [str(c) for c in self.est.classes_]
         self.predictor = self.est.predictor()
         self.plan = plan
         self.pid = os.getpid()
         self.serial = 0
 
-    def _preprocess(self, X: np.ndarray, src_index: int, rows: np.ndarray) -> np.ndarray:
+    def _preprocess(self, X: np.ndarray, src_index: int, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(raw spectra on the model's axis, for the raw domain checks; the network's input)."""
         src = self.plan.sources[src_index]
         try:
-            return self.est.transform_input(X, None if src.axis is None else np.asarray(src.axis))
+            return self.est.prepare_input(X, None if src.axis is None else np.asarray(src.axis))
         except (AxisError, DataValueError, LabelError) as exc:
             raise type(exc)(f"{src.path}: rows {int(rows.min())}..{int(rows.max())}: {exc}") from exc
 
@@ -127,7 +207,7 @@ class BatchPredictor:
         pa = self.pa
         n = batch.num_rows
         if n == 0:
-            return self.pa.table({name: self.pa.array([], type=t) for name, t in result_types(self.pa).items()})
+            return pa.table({name: pa.array([], type=t) for name, t in result_types(pa, self.with_sets).items()})
         sources = batch.column(SOURCE).to_numpy()
         rows = batch.column(ROW).to_numpy()
         col = batch.column(SPECTRUM_COLUMN).combine_chunks()
@@ -135,18 +215,25 @@ class BatchPredictor:
         X = col.flatten().to_numpy(zero_copy_only=False).reshape(n, width)
         parts = {int(s): self._preprocess(X[sources == s], int(s), rows[sources == s]) for s in np.unique(sources)}
         if len(parts) == 1:
-            Z = next(iter(parts.values()))
+            raw, Z = next(iter(parts.values()))
         else:  # a batch may span files whose axes differ: each is aligned on its own
-            Z = np.empty((n, next(iter(parts.values())).shape[1]), dtype=np.float32)
-            for s, part in parts.items():
+            raw0, Z0 = next(iter(parts.values()))
+            raw, Z = np.empty((n, raw0.shape[1]), dtype=raw0.dtype), np.empty((n, Z0.shape[1]), dtype=np.float32)
+            for s, (raw_part, part) in parts.items():
+                raw[sources == s] = raw_part
                 Z[sources == s] = part
         try:
-            res = self.predictor.predict(Z, batch_size=max(n, 1), **self.kwargs)
+            res = self.predictor.predict(Z, batch_size=max(n, 1), raw=raw, **self.kwargs)
         except DataValueError as exc:  # e.g. a spectrum the preprocessing turned into NaN
             where = ", ".join(sorted({self.plan.sources[int(s)].path for s in np.unique(sources)}))
             raise DataValueError(f"{where}: rows {int(rows.min())}..{int(rows.max())}: {exc}") from exc
         self.serial += 1
         paths = np.asarray([src.path for src in self.plan.sources], dtype=object)[sources]
+        kinds = dict(RELIABILITY_COLUMNS + ((SET_COLUMN,) if self.with_sets else ()))
+        # unknown_score, unknown, out_of_domain, domain_reason (and prediction_set) as scai predict
+        # writes them: the same helper, the same Parquet types; nulls where the model stores no detector
+        reliability = {name: column_array(pa, values, kinds[name])
+                       for name, values in reliability_values(res, self.classes).items()}
         return pa.table({
             "source": pa.array(paths.tolist(), type=pa.string()),
             "row": pa.array(rows.astype(np.int64)),
@@ -158,6 +245,7 @@ class BatchPredictor:
             "flagged": pa.array(res.flagged.astype(bool)),
             "reason": pa.array([str(r) for r in res.reason], type=pa.string()),
             "held": pa.array([str(h) for h in res.held], type=pa.string()),  # why it ran deeper (scai predict's held)
+            **reliability,
             "batch": pa.array([f"{self.pid}-{self.serial}"] * n, type=pa.string()),
             PIECE: batch.column(PIECE),
             END: batch.column(END),
