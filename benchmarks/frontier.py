@@ -38,6 +38,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import platform
 import sys
 import time
@@ -73,6 +74,7 @@ def run_one(name: str, seed: int, data_dir: Path) -> dict[str, Any]:
     labels = np.asarray(spectra.class_names)[spectra.y]
     axis = spectra.axis
     fit_rows = np.sort(np.concatenate([tr, va]))  # the model cross-fits on train + val
+    load_start = os.getloadavg()[0]
     t0 = time.perf_counter()
     est = SCAIClassifier(random_state=seed)
     est.fit(spectra.X[fit_rows], labels[fit_rows], axis=axis, axis_unit=spectra.axis_unit)
@@ -107,6 +109,7 @@ def run_one(name: str, seed: int, data_dir: Path) -> dict[str, Any]:
         "epochs_run": len(est.history_.epochs),
         "cross_fit": est.cross_fit_,
         "fit_s": fit_s,
+        "load_average": [round(load_start, 2), round(os.getloadavg()[0], 2)],  # 1-min load at fit start and end
         "anchors_train_val": fair_anchors(spectra, seed),
     }
 
@@ -205,6 +208,7 @@ def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
             "fit_s_max": max(r["fit_s"] for r in rs),
             "epochs_mean": _mean([r["epochs_run"] for r in rs]),
             "network_trained": f"{sum(1 for r in rs if (r.get('cross_fit') or {}).get('network', '').startswith('trained'))}/{len(rs)}",
+            "rocket_used": f"{sum(1 for r in rs if ((r.get('cross_fit') or {}).get('rocket') or {}).get('used'))}/{len(rs)}",
             "cross_fit": [r.get("cross_fit") for r in rs],
         }
     eight = [n for n in sets if n != "chemotools_coffee"]
@@ -274,8 +278,8 @@ def report(records: list[dict[str, Any]], out: Path) -> str:
         "chemotools_coffee: the shared README's, seeds 0-4) and the same four refitted here on train + val "
         "(`+val`, the rows the model sees). The targets are checked against the better of the two.",
         "",
-        "| set | seeds | n test | exit 0 | exit 0 MACs | default model (full budget) | full MACs | exits kept | best anchor | logistic | PLS-DA | MiniRocket | MiniRocket +val | full ok | exit 0 ok | anytime max drop | fit s (max) | network trained |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| set | seeds | n test | exit 0 | exit 0 MACs | default model (full budget) | full MACs | exits kept | best anchor | logistic | PLS-DA | MiniRocket | MiniRocket +val | full ok | exit 0 ok | anytime max drop | fit s (max) | MiniRocket exit used | network trained |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, d in s["sets"].items():
         a = d["anchors"]
@@ -285,7 +289,7 @@ def report(records: list[dict[str, Any]], out: Path) -> str:
             f"| {a.get('logreg_snv', float('nan')):.3f} | {a.get('pls_da', float('nan')):.3f} | {a.get('minirocket', float('nan')):.3f} "
             f"| {d['anchors_train_val'].get('minirocket', float('nan')):.3f} "
             f"| {'yes' if d['full_ok'] else 'NO'} | {'yes' if d['exit0_ok'] else 'NO'} | {d['anytime_max_drop']:.3f} "
-            f"| {d['fit_s_mean']:.0f} ({d['fit_s_max']:.0f}) | {d['network_trained']} |"
+            f"| {d['fit_s_mean']:.0f} ({d['fit_s_max']:.0f}) | {d.get('rocket_used', '-')} | {d['network_trained']} |"
         )
     lines += ["", "Means:", ""]
     for label in ("eight", "nine"):
@@ -310,8 +314,8 @@ def report(records: list[dict[str, Any]], out: Path) -> str:
             f"{n} s{c['seed']}: {c['network']}" for n, d in s["sets"].items() for c in d["cross_fit"]
             if c and not c["network"].startswith("trained")),
         "",
-        "Combined exits (docs/models.md), per run with a trained network: out-of-fold accuracy per exit, "
-        "plain -> combined: " + ("; ".join(
+        "Combined exits (docs/models.md), per run with more than one exit: out-of-fold accuracy per exit, "
+        "plain -> combined (the combination judged on held-out folds): " + ("; ".join(
             f"{n} s{c['seed']}: {[round(v, 3) for v in c['combination']['oof_accuracy_plain']]} -> "
             f"{[round(v, 3) for v in c['oof_accuracy']]}"
             for n, d in s["sets"].items() for c in d["cross_fit"] if c and "combination" in c) or "none"),

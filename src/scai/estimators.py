@@ -441,8 +441,16 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
                 w, b, _ = fit_rocket_head(rocket_fit.features[tr], y[tr], C)
                 oof_r[va] = rocket_fit.features[va] @ w.T + b
             record["rocket_s"] = rocket_fit.fit_time_s
-        # what a network exit must beat: the best exit before it, out of fold
-        best_pre = None if hit0 is None else max(int(hit0.sum()), -1 if oof_r is None else int((oof_r.argmax(axis=1) == y).sum()))
+        # what a network exit must beat: the best exit before it, out of fold (with a MiniRocket
+        # exit, also its combination with exit 0, judged on held-out folds as _select_exits does)
+        hit_r = None
+        if oof_r is not None:
+            hit_r = oof_r.argmax(axis=1) == y
+            if self.combine_exits:
+                judged = self._select_exits(np.stack([oof0, oof_r]), y, folds)[0]  # type: ignore[list-item]
+                hit_c = judged[1].argmax(axis=1) == y
+                hit_r = hit_c if hit_c.sum() > hit_r.sum() else hit_r
+        best_pre = None if hit0 is None else max(int(hit0.sum()), -1 if hit_r is None else int(hit_r.sum()))
         if reason is None and self.skip_exits and best_pre == n:
             reason = "an exit before the network made no out-of-fold error, so no network exit can beat it"
         if reason is None:
@@ -453,9 +461,9 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
                 curve = oof_curve(done, y)
                 best_net = int(round(float(curve["acc"].max()) * len(rows)))
                 hits0 = int(hit0[rows].sum())  # type: ignore[index]
-                hits_r = int((oof_r[rows].argmax(axis=1) == y[rows]).sum()) if oof_r is not None else -1
+                hits_r = int(hit_r[rows].sum()) if hit_r is not None else -1
                 if best_net <= max(hits0, hits_r):
-                    before = f"exit 0 {hits0}/{len(rows)}" + (f", the MiniRocket exit {hits_r}/{len(rows)}" if oof_r is not None else "")
+                    before = f"exit 0 {hits0}/{len(rows)}" + (f", the MiniRocket exit {hits_r}/{len(rows)}" if hit_r is not None else "")
                     return (f"on the first {len(done)} folds the network's best exit at its best epoch got "
                             f"{best_net}/{len(rows)} right, {before}")
                 return None

@@ -40,9 +40,11 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory, milk: Any) -> Path:
     idx = np.concatenate([np.flatnonzero(milk.y == c)[:4] for c in range(len(milk.class_names))])
     labels = np.asarray(milk.class_names)[milk.y[idx]]
     # combine_exits=False: these tests cover offloading stage features to /v1/continue, which a model
-    # with combined exits refuses (tests/deploy/test_combination_parity.py covers that model)
+    # with combined exits refuses (tests/deploy/test_combination_parity.py covers that model);
+    # rocket="none": they cover the network's (PA) stages; a MiniRocket exit is covered by
+    # tests/deploy/test_exit_parity.py (the SCAI model) and tests/models/test_rocket.py
     est = SCAIClassifier(model="scai_plus", model_config=TINY, train_config={"max_epochs": 1}, skip_exits=False,
-                         preprocessing="raman", val_fraction=0.25, combine_exits=False)
+                         preprocessing="raman", val_fraction=0.25, combine_exits=False, rocket="none")
     est.fit(milk.X[idx], labels, axis=milk.axis)
     return est.save(tmp_path_factory.mktemp("model") / "milk_scai_plus")
 
