@@ -90,6 +90,8 @@ __all__ = ["SCAIClassifier", "load"]
 _POLICIES = ("full", "anytime", "threshold", "batch")
 EXIT0_KINDS = ("auto", "logistic", "pls", "none")
 ROCKET_KINDS = ("auto", "none")
+#: MiniRocket's kernels have 9 taps: shorter spectra get no MiniRocket exit.
+ROCKET_MIN_POINTS = 9
 #: What a user may pass as a budget (parsed by scai.inference.parse_budget) or a threshold
 #: (parsed by scai.inference.thresholds.parse_thresholds).
 BudgetLike = Union[str, float, int, Budget]
@@ -555,9 +557,11 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
         return history, time.perf_counter() - t1
 
     def _wants_rocket(self) -> bool:
+        """Whether to fit a MiniRocket exit: ``rocket="auto"``, aeon installed, and spectra of at
+        least 9 points (its kernels' length; shorter spectra simply get none)."""
         if self.rocket not in ROCKET_KINDS:
             raise ConfigError(f"rocket={self.rocket!r} is not allowed; use one of {ROCKET_KINDS}")
-        return self.rocket == "auto" and rocket_available()
+        return self.rocket == "auto" and self.network_.in_length >= ROCKET_MIN_POINTS and rocket_available()
 
     def _fit_rocket(self, Z: np.ndarray, y: np.ndarray) -> RocketFit:
         """The MiniRocket exit on the spectra before the pipeline's standardisation (it undoes it
