@@ -127,3 +127,47 @@ def test_config_and_cli_carry_the_target():
     args = parser.parse_args(["train", "data.csv", "--ponder-target", "none"])
     assert _settings(args)["train"]["ponder_target"] is None
     assert "ponder_target" not in _settings(parser.parse_args(["train", "data.csv"]))["train"]
+
+
+@pytest.mark.parametrize("units, target, expected", [(4, 0.25, 1), (4, 0.5, 2), (4, 0.6, 2), (4, 0.75, 3), (4, 1.0, 4), (3, 0.5, 2), (2, 0.3, 1)])
+def test_init_halting_starts_every_position_at_the_target(units, target, expected):
+    """With the heads' weights at zero, the initialised bias alone halts every position after
+    round(target * S) units: (N - 1) h < 1 - eps <= N h, counted by the dense path."""
+    net = one_block_net(0.5, units=units).eval()
+    block = net.blocks[0]
+    block.init_halting(target)
+    h = torch.sigmoid(block.halting[0].local.bias).item()
+    limit = 1 - block.eps
+    assert (expected - 1) * h < limit and (expected == units or expected * h >= limit)
+    with torch.no_grad():
+        x = torch.randn(3, 2, 16)
+        steps = block._forward_dense(x).units_executed
+    assert torch.equal(steps, torch.full_like(steps, float(expected)))
+
+
+def test_init_halting_refuses_a_target_outside_0_1():
+    block = one_block_net(0.5).blocks[0]
+    with pytest.raises(ConfigError, match="target"):
+        block.init_halting(0.0)
+
+
+def test_training_on_a_real_set_reaches_the_target(shared_datasets):
+    """ucr_meat (60 training spectra of 448 points, the UCR split), trained as a user would
+    (SCAIClassifier, its preprocessing and validation split; a small SCAI+, no exit 0): with
+    ponder_target 0.5 it runs within 0.05 of half its units on the test spectra. Before the
+    halting heads started at the target, 50 epochs left SCAI+ at 0.87 of its units there
+    (benchmarks/results/pa_target/meat-200)."""
+    from scai.estimators import SCAIClassifier
+
+    d = np.load(shared_datasets / "ucr_meat.npz")
+    X, y, axis = d["X"], d["y"], d["axis"]
+    tr, te = d["train_idx"], d["test_idx"]
+    est = SCAIClassifier(model="scai_plus", model_config={"channels": (8, 16), "units_per_block": 4},
+                         exit0="none", rocket="none", cross_fit=0, ood="none", confidence_levels=None,
+                         train_config={"max_epochs": 40, "ponder_target": 0.5, "progress": False, "threads": 1})
+    est.fit(X[tr], y[tr], axis=axis)
+    _, Z = est.prepare_input(X[te], axis)
+    with torch.inference_mode():
+        out = est.network_.eval().forward_detailed(torch.from_numpy(np.asarray(Z, np.float32)).unsqueeze(1))
+    assert abs(float(out.units_fraction.mean()) - 0.5) <= 0.05
+    assert float(np.mean(est.predict(X[te], axis=axis) == y[te])) > 0.6  # and it learnt the three classes (chance: 1/3)

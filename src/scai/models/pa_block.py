@@ -138,6 +138,33 @@ class PABlock(nn.Module):
         """Per-sample MACs from the number of active positions of each unit (list of (B,) int64)."""
         return macs_from_counts(self, n_active)
 
+    def init_halting(self, target: float) -> None:
+        """Set every halting head's bias so that an untrained position runs about ``target * S`` units.
+
+        With constant scores h, a position halts after N units where (N - 1) h < 1 - eps <= N h;
+        the bias puts sigmoid(b) in the middle of that interval for N = round(target * S)
+        (clamped to 1..S). The heads' conv and fc weights are left as they are, so positions still
+        differ. Used by the trainer when it trains to a compute target (``ponder_target``): the
+        heads then start at the target instead of having to walk there from sigmoid(-1), which a
+        set of 60 spectra (a few hundred optimiser steps) does not give them time for.
+        """
+        if not 0.0 < float(target) <= 1.0:
+            raise ModelConfigError(f"halting target must be in (0, 1]; got {target}")
+        n_units = len(self.units)
+        if n_units < 2:
+            return
+        n = min(max(round(float(target) * n_units), 1), n_units)
+        limit = 1.0 - self.eps
+        low = limit / n if n < n_units else 0.0
+        high = min(1.0, limit / (n - 1)) if n > 1 else 1.0
+        if n == n_units:
+            high = limit / (n_units - 1)
+        h = 0.5 * (low + high)
+        bias = float(torch.logit(torch.tensor(h, dtype=torch.float64)))
+        with torch.no_grad():
+            for head in self.halting:
+                head.local.bias.fill_(bias)
+
     # ---- forward -----------------------------------------------------------------------
     def halting_score(self, s: int, x: Tensor) -> Tensor:
         h = self.halting[s](x)

@@ -22,6 +22,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from scai.errors import ConfigError, ScaiTypeError
+from scai.models.pa_block import PABlock
 from scai.training import ddp
 from scai.training.augment import Augmentation
 from scai.training.losses import DISTILL_MODES, exit_losses
@@ -265,7 +266,9 @@ class Trainer:
         moving average) of the last one. ``val_logits``: a list that receives, per epoch, the
         validated weights' logits on the validation set, (n_exits, n_val, C) float32 -- the
         out-of-fold predictions cross-fitting chooses the epoch count on. Under a process group
-        every rank must call ``fit`` with the same arguments.
+        every rank must call ``fit`` with the same arguments. With a ``ponder_target`` the
+        halting heads of every PA block start at the target (``PABlock.init_halting``), so
+        ``fit`` is meant for an untrained network.
         """
         cfg = self.config
         fixed = X_val is None
@@ -283,6 +286,10 @@ class Trainer:
         gen = torch.Generator().manual_seed(cfg.seed)
         rng = np.random.default_rng(seed)
 
+        if cfg.ponder_target is not None:  # start the halting heads at the target (PABlock.init_halting)
+            for block in network.modules():
+                if isinstance(block, PABlock):
+                    block.init_halting(cfg.ponder_target)
         X_t = torch.from_numpy(np.ascontiguousarray(X_train, dtype=np.float32)).unsqueeze(1)
         y_t = torch.from_numpy(np.asarray(y_train, dtype=np.int64))
         batch_size = cfg.batch_size
