@@ -5,6 +5,7 @@ Run from the repository root (one thread; each network trains for ``--epochs`` e
     python benchmarks/pa_target.py                                   # default sets, writes benchmarks/results/pa_target/
     python benchmarks/pa_target.py --datasets ucr_meat --epochs 20 --out /tmp/pa_target   # quick look
     python benchmarks/pa_target.py --variants none,squared:0.5:10,hinge:0.5:10 --no-knob   # compare penalties
+    python benchmarks/pa_target.py --out OUT --summarize DIR_S0,DIR_S1   # seeds side by side: OUT/summary.md
 
 What is trained (seed ``--seed``, one validation split of 10 %, no exit 0, the default recipe
 otherwise): SCAI, and SCAI+ once per ``--variants`` entry. A variant is ``none`` (the paper: tau
@@ -140,6 +141,47 @@ def run_set(name: str, args: argparse.Namespace, variants: list[dict[str, Any]],
     return rec
 
 
+def on_or_above(upper: list[tuple[float, float]], lower: list[tuple[float, float]]) -> bool:
+    """True when ``upper`` reaches at least ``lower``'s accuracy at every MACs ``lower`` reaches
+    (best accuracy of ``upper`` at MACs <= m, for every frontier point (m, a) of ``lower``)."""
+    for m, a in frontier(lower):
+        reach = [acc for macs, acc in upper if macs <= m]
+        if not reach or max(reach) < a:
+            return False
+    return True
+
+
+def set_summary(rec: dict[str, Any]) -> dict[str, Any]:
+    """One set's figures the targets of issue 16 are judged on (last exits, units, frontiers)."""
+    out: dict[str, Any] = {"dataset": rec["dataset"], "scai_acc": rec["scai"]["acc"][-1]}
+    for r in rec["scai_plus"]:
+        key = "paper" if r["target"] is None else "target"
+        out[f"{key}_acc"], out[f"{key}_units"] = r["acc"][-1], r["units"]
+        if "knob" in r:
+            both = [(m, a) for k in r["knob"] for m, a in zip(k["macs"], k["acc"])]
+            out["frontier_on_or_above"] = on_or_above(both, list(zip(rec["scai"]["macs"], rec["scai"]["acc"])))
+    return out
+
+
+def summary(runs: list[tuple[int, list[dict[str, Any]]]]) -> list[str]:
+    """Markdown: per set and seed, then the means over every (set, seed) run."""
+    rows = [(seed, set_summary(rec)) for seed, records in runs for rec in records]
+    lines = ["| set | seed | SCAI acc | SCAI+ paper acc | units | SCAI+ target acc | units | knob x exits frontier on/above SCAI |",
+             "|---|---:|---:|---:|---:|---:|---:|---|"]
+    def f(v: Any) -> str:
+        return "-" if v is None else f"{v:.3f}"
+    for seed, r in rows:
+        lines.append(f"| {r['dataset']} | {seed} | {f(r['scai_acc'])} | {f(r.get('paper_acc'))} | {f(r.get('paper_units'))} | "
+                     f"{f(r.get('target_acc'))} | {f(r.get('target_units'))} | {r.get('frontier_on_or_above', '-')} |")
+    def mean(key: str) -> str:
+        vals = [r[key] for _, r in rows if r.get(key) is not None]
+        return f"{np.mean(vals):.3f}" if vals else "-"
+    above = [r["frontier_on_or_above"] for _, r in rows if "frontier_on_or_above" in r]
+    lines.append(f"| **mean of {len(rows)} runs** | | {mean('scai_acc')} | {mean('paper_acc')} | {mean('paper_units')} | "
+                 f"{mean('target_acc')} | {mean('target_units')} | {sum(above)} of {len(above)} |")
+    return lines
+
+
 def curves(rec: dict[str, Any]) -> dict[str, list[tuple[float, float]]]:
     """The accuracy-vs-MACs curves of one set (see the module docstring)."""
     out = {"SCAI exits": list(zip(rec["scai"]["macs"], rec["scai"]["acc"]))}
@@ -202,6 +244,10 @@ def report(records: list[dict[str, Any]], args: argparse.Namespace, out: Path) -
                 lines.append(f"| {k['scale']:g} | {k['units']:.3f} | {' '.join(f'{a:.3f}' for a in k['acc'])} | "
                              f"{' '.join(f'{m / 1e6:.3f}' for m in k['macs'])} |")
             lines.append("")
+    lines += ["## Against the targets of issue 16", "",
+              "Last-exit test accuracy, the share of units executed, and whether the SCAI+ knob x exits "
+              "frontier reaches SCAI's accuracy at every MACs SCAI's exits reach.", "",
+              *summary([(args.seed, records)]), ""]
     lines += ["![accuracy vs MACs](pa_target.png)", "",
               ("Single seed, short trainings: differences of a few test spectra are noise. The knob x exits "
                "frontier picks its points on the test split itself (an envelope of what the knob and the exits "
@@ -210,6 +256,11 @@ def report(records: list[dict[str, Any]], args: argparse.Namespace, out: Path) -
     text = "\n".join(lines) + "\n"
     (out / "report.md").write_text(text)
     return text
+
+
+def seed_of(command: str) -> int:
+    """The ``--seed`` a recorded command ran with (0, the default, when it names none)."""
+    return int(command.split("--seed")[1].split()[0]) if "--seed" in command else 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -224,6 +275,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--scales", default=DEFAULT_SCALES, help="compute-knob scales to sweep")
     ap.add_argument("--no-knob", action="store_true", help="skip the knob sweep")
     ap.add_argument("--out", default=str(RESULTS))
+    ap.add_argument("--summarize", default=None, metavar="DIR,DIR",
+                    help="write summary.md in --out from the results.json of these runs (e.g. one per seed)")
     ap.add_argument("--report-only", action="store_true", help="re-render report.md and the figure from --out/results.json")
     args = ap.parse_args(argv)
     args.command = "python benchmarks/pa_target.py " + " ".join(sys.argv[1:] if argv is None else argv)
@@ -232,9 +285,20 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.summarize:
+        runs = []
+        for d in args.summarize.split(","):
+            saved = json.loads((Path(d) / "results.json").read_text())
+            runs.append((seed_of(saved["command"]), saved["records"]))
+        text = "\n".join(["# SCAI+ with a compute target: seeds side by side", "",
+                          *[f"- `{json.loads((Path(d) / 'results.json').read_text())['command']}`" for d in args.summarize.split(",")],
+                          "", *summary(runs), ""])
+        (out / "summary.md").write_text(text)
+        print(text)
+        return 0
     if args.report_only:
         saved = json.loads((out / "results.json").read_text())
-        args.command = saved["command"]
+        args.command, args.seed = saved["command"], seed_of(saved["command"])
         if any("knob" in r for rec in saved["records"] for r in rec["scai_plus"]):
             figure(saved["records"], out / "pa_target.png")
         report(saved["records"], args, out)
