@@ -5,6 +5,7 @@ Run from the repository root::
     python benchmarks/pa_sparse.py                  # full run, writes benchmarks/results/pa_sparse.{json,md}
     python benchmarks/pa_sparse.py --quick          # fewer fractions and repeats (smoke test)
     python benchmarks/pa_sparse.py --threads 1      # pin the number of intra-op threads
+    python benchmarks/pa_sparse.py --trained milk_species --threads 1   # a compute-targeted SCAI+ trained here, its own halting
 
 What is measured: the default ``scai_plus`` network (in_length 1000, 4 blocks x 4 units, widths
 12/24/36/48) in eval mode, with the halting scores forced (``PABlock.forced_halting``) so that in
@@ -147,6 +148,115 @@ def measure(net, x: torch.Tensor, frac: float, repeats: int, modes: list[str]) -
     return rows
 
 
+def interleaved(fn, setups: dict, repeats: int) -> dict[str, list[float]]:
+    """Best (wall, CPU) seconds of ``fn`` under each setup, the setups interleaved per repeat."""
+    best = {v: [float("inf"), float("inf")] for v in setups}
+    with torch.inference_mode():
+        for setup in setups.values():  # warm-up
+            setup()
+            fn()
+        for _ in range(repeats):
+            for v, setup in setups.items():
+                setup()
+                wall, cpu = timed(fn)
+                best[v] = [min(best[v][0], wall), min(best[v][1], cpu)]
+    return best
+
+
+def train_targeted(name: str, target: float, epochs: int, seed: int = 0):
+    """A default SCAI+ (no exit 0, no cross-fitting) trained to ``ponder_target`` on a dev set,
+    and its preprocessed test spectra (the set's own split, else a stratified 75/25 one)."""
+    import numpy as np
+    from sklearn.model_selection import train_test_split
+
+    from scai.estimators import SCAIClassifier
+
+    d = np.load(Path(__file__).resolve().parents[2] / "shared" / "datasets" / f"{name}.npz", allow_pickle=False)
+    X, y, axis = np.asarray(d["X"], np.float64), np.asarray(d["y"]), np.asarray(d["axis"], np.float64)
+    if "train_idx" in d.files:
+        tr, te = d["train_idx"], d["test_idx"]
+    else:
+        tr, te = train_test_split(np.arange(len(y)), test_size=0.25, stratify=y, random_state=seed)
+    est = SCAIClassifier(model="scai_plus", exit0="none", rocket="none", cross_fit=0, random_state=seed,
+                         train_config={"max_epochs": epochs, "ponder_target": target, "threads": torch.get_num_threads(),
+                                       "progress": False, "seed": seed})
+    t0 = time.perf_counter()
+    est.fit(X[tr], y[tr], axis=axis)
+    fit_s = time.perf_counter() - t0
+    Z = torch.from_numpy(np.ascontiguousarray(est.transform_input(X[te]), dtype=np.float32)).unsqueeze(1)
+    acc = float(np.mean(est.predict(X[te], axis=axis) == y[te]))
+    return est.network_.eval(), Z, {"dataset": name, "ponder_target": target, "epochs": epochs, "fit_s": round(fit_s, 1),
+                                    "test_accuracy": acc, "n_test": len(te)}
+
+
+FULL_SCALE = 1e9  # compute knob that keeps every position running every unit (h / c ~ 0)
+
+
+def measure_trained(net, Z: torch.Tensor, batch: int, scale: float, repeats: int, modes: list[str]) -> list[dict]:
+    """The trained network's own halting (no forcing) at compute knob ``scale``, each path against
+    the same model's dense path at full compute (every unit at every position)."""
+    x = Z[:batch] if len(Z) >= batch else Z.repeat((batch + len(Z) - 1) // len(Z), 1, 1)[:batch]
+    with torch.inference_mode():
+        ref = net.set_compute(scale).set_execution("dense").forward_detailed(x)
+        diffs = {m: max((a - b).abs().max().item() for a, b in zip(ref.logits, net.set_execution(m).forward_detailed(x).logits))
+                 for m in modes}
+    macs_ratio = (ref.macs[:, -1].double().mean() / net.exit_macs()[-1]).item()
+    units = float(ref.units_fraction.mean())
+    setups = {"full": lambda: net.set_compute(FULL_SCALE).set_execution("dense")}
+    setups.update({m: (lambda m=m: net.set_compute(scale).set_execution(m)) for m in ["dense", *modes]})
+    best = interleaved(lambda: net(x), setups, repeats)
+    net.set_compute(1.0)
+    tf, cf = best["full"]
+    saving = 1 - macs_ratio
+    rows = []
+    for m in ["dense", *modes]:
+        ts, cs = best[m]
+        rows.append({"part": "network (trained)", "batch": batch, "compute_scale": scale, "units": units, "mode": m,
+                     "t_full_ms": 1e3 * tf, "t_mode_ms": 1e3 * ts, "time_ratio": ts / tf, "cpu_ratio": cs / cf,
+                     "macs_ratio": macs_ratio, "efficiency": (1 - ts / tf) / saving if saving > 0 else float("nan"),
+                     "cpu_efficiency": (1 - cs / cf) / saving if saving > 0 else float("nan"),
+                     "max_abs_diff": diffs.get(m, 0.0)})
+    return rows
+
+
+def main_trained(args) -> None:
+    """``--trained NAME``: measure a compute-targeted SCAI+ trained here, with its own halting."""
+    net, Z, meta = train_targeted(args.trained, args.target, args.epochs)
+    print(f"trained on {args.trained}: {meta}", flush=True)
+    rows = []
+    for batch in (32, 256):
+        for scale in args.scales:
+            for row in measure_trained(net, Z, batch, scale, args.repeats or 7, args.modes):
+                rows.append(row)
+                print("B={batch:<4d} scale={compute_scale:<5g} units {units:.3f} {mode:6s} full {t_full_ms:8.2f} ms  "
+                      "this {t_mode_ms:8.2f} ms  time {time_ratio:.2f}  macs {macs_ratio:.2f}  eff {efficiency:5.2f} "
+                      "(cpu {cpu_efficiency:5.2f})  diff {max_abs_diff:.1e}".format(**row), flush=True)
+    load = os.getloadavg() if hasattr(os, "getloadavg") else None
+    meta.update(torch=torch.__version__, threads=torch.get_num_threads(), load_average_at_end=load, in_length=int(Z.shape[-1]))
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "pa_sparse_trained.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+    command = (f"python benchmarks/pa_sparse.py --trained {args.trained} --target {args.target} --epochs {args.epochs}"
+               + (f" --threads {args.threads}" if args.threads else ""))
+    lines = ["# Sparse vs dense PA inference: a trained compute-targeted SCAI+", "",
+             f"`{command}` — default `scai_plus` (no exit 0) trained {meta['epochs']} epochs max with ponder_target "
+             f"{meta['ponder_target']} on {meta['dataset']} in {meta['fit_s']} s (test accuracy {meta['test_accuracy']:.3f}, "
+             f"n={meta['n_test']}); its own halting on the preprocessed test spectra ({meta['in_length']} points, repeated "
+             f"to fill the batch), at compute knob scales {', '.join(f'{s:g}' for s in args.scales)}. torch {meta['torch']}, "
+             f"{meta['threads']} thread(s), load average at end {tuple(round(v, 1) for v in load) if load else 'n/a'}. "
+             "Times: min over interleaved repeats. Reference (t full): the same model's masked dense path at full "
+             f"compute (knob {FULL_SCALE:g}: every unit at every position); mode dense = the masked dense path at the "
+             "scale (it skips a unit only when no position of the batch needs it), auto/sparse = the sparse path.", "",
+             "| batch | scale | units | mode | t full (ms) | t this (ms) | time ratio | MACs ratio | efficiency (wall) | efficiency (CPU) |",
+             "|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append("| {batch} | {compute_scale:g} | {units:.3f} | {mode} | {t_full_ms:.2f} | {t_mode_ms:.2f} | {time_ratio:.2f} | "
+                     "{macs_ratio:.2f} | {efficiency:.2f} | {cpu_efficiency:.2f} |".format(**r))
+    lines += ["", "efficiency = (1 - time ratio) / (1 - MACs ratio), whole network (stem, transitions, exit heads "
+              "included); issue 16's target: >= 0.8 at batch >= 32 whenever <= 50 % of the units run."]
+    (args.out / "pa_sparse_trained.md").write_text("\n".join(lines) + "\n")
+    print(f"wrote {args.out / 'pa_sparse_trained.md'}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="3 fractions, fewer repeats")
@@ -155,9 +265,17 @@ def main() -> None:
     ap.add_argument("--modes", nargs="+", default=["auto", "sparse"], choices=("sparse", "auto"))
     ap.add_argument("--in-length", type=int, default=1000)
     ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--trained", default=None, metavar="DATASET",
+                    help="train a compute-targeted SCAI+ on this dev set and time its own halting instead of forced scores")
+    ap.add_argument("--target", type=float, default=0.5, help="--trained: ponder_target (default 0.5)")
+    ap.add_argument("--epochs", type=int, default=50, help="--trained: maximum epochs (default 50)")
+    ap.add_argument("--scales", type=float, nargs="+", default=[0.6, 1.0], help="--trained: compute knob scales")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.trained:
+        main_trained(args)
+        return
     fracs = [0.1, 0.5, 1.0] if args.quick else [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0]
     torch.manual_seed(0)
     net = create_model("scai_plus", args.in_length, 5).eval()
