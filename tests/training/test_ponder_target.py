@@ -13,7 +13,7 @@ from scai.cli.train import _settings
 from scai.errors import ConfigError, ScaiTypeError
 from scai.models import create_model
 from scai.training import TrainConfig, Trainer
-from scai.training.losses import exit_losses, target_penalty
+from scai.training.losses import allocation_penalty, allocation_weights, exit_losses, target_penalty
 
 
 def one_block_net(h: float, units: int = 3) -> torch.nn.Module:
@@ -127,18 +127,26 @@ def test_config_and_cli_carry_the_target():
     args = parser.parse_args(["train", "data.csv", "--ponder-target", "none"])
     assert _settings(args)["train"]["ponder_target"] is None
     assert "ponder_target" not in _settings(parser.parse_args(["train", "data.csv"]))["train"]
+    args = parser.parse_args(["train", "data.csv", "--ponder-target", "0.5", "--ponder-allocation", "anova"])
+    assert _settings(args)["train"]["ponder_allocation"] == "anova"
+    assert TrainConfig.from_dict(_settings(args)["train"]).ponder_allocation == "anova"
 
 
-@pytest.mark.parametrize("units, target, expected", [(4, 0.25, 1), (4, 0.5, 2), (4, 0.6, 2), (4, 0.75, 3), (4, 1.0, 4), (3, 0.5, 2), (2, 0.3, 1)])
-def test_init_halting_starts_every_position_at_the_target(units, target, expected):
-    """With the heads' weights at zero, the initialised bias alone halts every position after
-    round(target * S) units: (N - 1) h < 1 - eps <= N h, counted by the dense path."""
+@pytest.mark.parametrize("units, target, n_star", [(4, 0.25, 1), (4, 0.5, 2), (4, 0.6, 2), (4, 0.75, 3), (4, 1.0, 4), (3, 0.5, 2), (2, 0.3, 1)])
+def test_init_halting_starts_every_position_at_the_target(units, target, n_star):
+    """With the heads' weights at zero, the initialised bias alone puts h -HALTING_INIT_MARGIN
+    logits above the boundary (1 - eps) / N* of N* = round(target * S): every position runs N*
+    units, counted by the dense path (S when N* = S)."""
+    from scai.models.pa_block import HALTING_INIT_MARGIN
+
     net = one_block_net(0.5, units=units).eval()
     block = net.blocks[0]
     block.init_halting(target)
-    h = torch.sigmoid(block.halting[0].local.bias).item()
+    bias = block.halting[0].local.bias.item()
     limit = 1 - block.eps
-    assert (expected - 1) * h < limit and (expected == units or expected * h >= limit)
+    expected = n_star
+    if n_star < units:
+        assert torch.sigmoid(torch.tensor(bias + HALTING_INIT_MARGIN)).item() == pytest.approx(limit / n_star)
     with torch.no_grad():
         x = torch.randn(3, 2, 16)
         steps = block._forward_dense(x).units_executed
@@ -154,8 +162,9 @@ def test_init_halting_refuses_a_target_outside_0_1():
 def test_training_on_a_real_set_reaches_the_target(shared_datasets):
     """ucr_meat (60 training spectra of 448 points, the UCR split), trained as a user would
     (SCAIClassifier, its preprocessing and validation split; a small SCAI+, no exit 0): with
-    ponder_target 0.5 it runs within 0.05 of half its units on the test spectra. Before the
-    halting heads started at the target, 50 epochs left SCAI+ at 0.87 of its units there
+    ponder_target 0.5 it runs within 0.05 of half its units on the test spectra, and its
+    positions do not all run the same number of units (it adapts). Before the halting heads
+    started next to the target, 50 epochs left SCAI+ at 0.87 of its units there
     (benchmarks/results/pa_target/meat-200)."""
     from scai.estimators import SCAIClassifier
 
@@ -170,4 +179,59 @@ def test_training_on_a_real_set_reaches_the_target(shared_datasets):
     with torch.inference_mode():
         out = est.network_.eval().forward_detailed(torch.from_numpy(np.asarray(Z, np.float32)).unsqueeze(1))
     assert abs(float(out.units_fraction.mean()) - 0.5) <= 0.05
+    assert any(len(torch.unique(u)) > 1 for u in out.units_executed)
     assert float(np.mean(est.predict(X[te], axis=axis) == y[te])) > 0.6  # and it learnt the three classes (chance: 1/3)
+
+
+def test_allocation_weights_rank_the_scores_and_centre_them():
+    """c = 0.5 - rank/(L-1), mapped onto each block by relative position, mean 0 per block."""
+    scores = np.array([0.0, 3.0, 1.0, 2.0, 4.0])  # ranks 0 3 1 2 4
+    full, half = allocation_weights(scores, [5, 3])
+    assert np.allclose(full.numpy(), [0.5, -0.25, 0.25, 0.0, -0.5])
+    assert np.allclose(half.numpy(), np.array([0.5, 0.25, -0.5]) - np.mean([0.5, 0.25, -0.5]))  # positions 0, 2, 4
+    assert abs(float(half.sum())) < 1e-6
+
+
+def test_allocation_penalty_moves_units_towards_informative_positions():
+    """Hand check on one block whose heads give h at every position: the penalty's gradient on
+    the halting conv's per-position output raises h (halt sooner) where c > 0 and lowers it where
+    c < 0; its value is the c-weighted mean of N / S, so zero when N is the same everywhere."""
+    net = one_block_net(0.3, units=3)  # N = 3 everywhere: h1 + h2 = 0.6 < 0.98
+    block = net.blocks[0]
+    width = net.stage_shapes()[0][1]
+    logit = torch.zeros(1, width, requires_grad=True)  # added to the first head's pre-sigmoid output
+    orig = block.halting[0].forward
+    block.halting[0].forward = lambda x: torch.sigmoid(orig(x).logit() + logit)
+    out = net.forward_detailed(torch.randn(2, 1, 32))
+    c = torch.linspace(0.5, -0.5, width)  # first half uninformative, second half informative
+    penalty = allocation_penalty(out.units_executed, [c], [3], weight=1.0)
+    assert float(penalty.detach()) == pytest.approx(0.0, abs=1e-6)  # N = 3 at every position
+    penalty.backward()
+    g = logit.grad[0]
+    # dP/dlogit_i = c_i d(N + R)_i/dh_i dh_i/dlogit_i = -c_i h (1 - h): negative where c > 0, so
+    # descent raises the logit (halts sooner) there and lowers it where c < 0
+    half = width // 2
+    assert bool((g[:half] < 0).all()) and bool((g[half:] > 0).all())
+
+
+def test_anova_allocation_trains_and_puts_units_on_the_band():
+    """The synthetic classes differ only at positions 30-70: with ponder_allocation="anova" the
+    trained network runs more units there than elsewhere, at the same mean target."""
+    X, y = synthetic()
+    torch.manual_seed(0)
+    net = create_model("scai_plus", 128, 2, channels=(4, 8), units_per_block=4, head_bins=4)
+    cfg = TrainConfig(max_epochs=30, batch_size=8, ponder_target=0.5, ponder_allocation="anova", ema_decay=0.0,
+                      progress=False, threads=1)
+    Trainer(cfg).fit(net, X, y, None, None, epochs=30)
+    with torch.inference_mode():
+        out = net.eval().forward_detailed(torch.from_numpy(X).unsqueeze(1))
+    gaps = []
+    for u in out.units_executed:
+        u = u.mean(0).numpy()
+        pos = np.linspace(0, 127, len(u))  # the block's positions spread over the input
+        band = (pos >= 30) & (pos <= 70)
+        gaps.append(u[band].mean() - u[~band].mean())
+    assert np.mean(gaps) > 0.3, gaps  # uniform allocation: ~0.07 (losses.ALLOCATION_WEIGHT)
+    assert abs(float(out.units_fraction.mean()) - 0.5) <= 0.05
+    with pytest.raises(ConfigError, match="ponder_allocation"):
+        TrainConfig(ponder_allocation="saliency")

@@ -83,6 +83,9 @@ def add_training_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ponder-target", type=_ponder_target, default=None,
                    help="SCAI+: share of the units each position runs on average, in (0, 1], e.g. 0.5; "
                         "'none' = the paper's tau-only ponder cost (default: none)")
+    p.add_argument("--ponder-allocation", choices=["uniform", "anova"], default=None,
+                   help="SCAI+ with --ponder-target: 'anova' moves units to the positions where the classes' ANOVA F "
+                        "is highest, at the same mean (default uniform)")
     p.add_argument("--seed", type=random_seed, default=None, help="random seed for split, init and shuffling, >= 0 (default 0)")
     p.add_argument("--threads", type=positive_int, default=None,
                    help="CPU threads for PyTorch, >= 1 (default: the cores that are idle now, at least 1; docs/inference.md, 'Threads')")
@@ -158,7 +161,7 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
             raise CliError(f"{where}: {section} must be a table/object of options; got {cfg[section]!r:.60}")
     paper = getattr(args, "recipe", "default") == "paper"
     train = {**(PAPER_RECIPE["train"] if paper else {}), **dict(cfg.get("train", {}))}
-    for arg, key in (("epochs", "max_epochs"), ("patience", "patience"), ("batch_size", "batch_size"), ("lr", "lr"), ("distill", "distill"), ("threads", "threads"), ("ponder_target", "ponder_target")):
+    for arg, key in (("epochs", "max_epochs"), ("patience", "patience"), ("batch_size", "batch_size"), ("lr", "lr"), ("distill", "distill"), ("threads", "threads"), ("ponder_target", "ponder_target"), ("ponder_allocation", "ponder_allocation")):
         value = getattr(args, arg, None)
         if value is not None:
             train[key] = None if value == "none" else value

@@ -107,7 +107,9 @@ class NetworkOutput:
     macs : Tensor
         int64 (B, n_exits): cumulative MACs actually spent per sample to reach each exit.
     units_executed : list of Tensor or None
-        PA networks: one float (B, W_block) tensor per block, units executed per position.
+        PA networks: one float (B, W_block) tensor per block, units executed per position. Its
+        value is N; its gradient is that of N + R (straight-through), for losses that weight
+        the compute spent at each position (``training.losses.allocation_penalty``).
     units_fraction : Tensor or None
         PA networks: (B,) share of the units run per sample, the mean over PA blocks of
         mean(N) / S. Its value counts units executed (N); its gradient is that of

@@ -180,7 +180,7 @@ class ScaiNetwork(MultiExitNetwork):
             r = self.blocks[i](x)
             n_units = len(self.blocks[i].units)
             # value: units executed; gradient: that of the ponder cost N + R (N has none)
-            fraction = r.units_executed.mean(dim=1) / n_units + (r.ponder - r.ponder.detach()) / n_units
+            fraction = r.units_executed.detach().mean(dim=1) / n_units + (r.ponder - r.ponder.detach()) / n_units
             return StageResult(r.features, self.exits[i](r.features), r.macs + entry_macs,
                                r.ponder, r.units_executed, fraction)
         x = self.blocks[i](x)

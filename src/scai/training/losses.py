@@ -16,13 +16,24 @@ from __future__ import annotations
 
 from typing import Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from scai.errors import ConfigError, DataValueError
 
-__all__ = ["DISTILL_MODES", "TARGET_PENALTIES", "TARGET_WEIGHT", "DistillMode", "exit_losses", "target_penalty"]
+__all__ = [
+    "ALLOCATION_WEIGHT",
+    "DISTILL_MODES",
+    "TARGET_PENALTIES",
+    "TARGET_WEIGHT",
+    "DistillMode",
+    "allocation_penalty",
+    "allocation_weights",
+    "exit_losses",
+    "target_penalty",
+]
 
 DistillMode = Literal["last", "next", "none"]
 DISTILL_MODES: tuple[str, ...] = ("last", "next", "none")
@@ -49,6 +60,51 @@ def target_penalty(units_fraction: Tensor, target: float, kind: str = "abs", wei
     if kind == "hinge":
         return weight * torch.relu(gap)
     return weight * gap.abs()
+
+
+#: Weight of the position-weighted allocation penalty (``allocation_penalty``). On the synthetic
+#: band set of tests/training/test_ponder_target.py (target 0.5) weights 1 and 5 moved almost no
+#: unit (band minus elsewhere, blocks 1/2: 0.13/0.01 and 0.39/0.12 units; uniform 0.12/0.02); 20
+#: moved them (0.49/0.81) at the same mean and accuracy.
+ALLOCATION_WEIGHT = 20.0
+
+
+def allocation_weights(scores: np.ndarray, lengths: list[int]) -> list[Tensor]:
+    """Per-position weights of each PA block from a per-input-position informativeness score.
+
+    ``scores`` (L,) is, for example, the classes' ANOVA F along the preprocessed spectrum. Its
+    ranks are scaled to [0, 1] and centred, ``c = 0.5 - rank / (L - 1)``: positive where the
+    spectrum says least about the class, negative where it says most. Each block of length W
+    gets them by relative position (the block's positions spread evenly over the input, as
+    ``scai.bench.allocation`` maps them back), re-centred to mean 0 there.
+    """
+    from scipy.stats import rankdata
+
+    s = np.nan_to_num(np.asarray(scores, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    if s.ndim != 1 or len(s) < 2:
+        raise DataValueError(f"allocation scores must be a 1-D array of >= 2 positions; got shape {s.shape}")
+    c = 0.5 - (rankdata(s) - 1) / (len(s) - 1)
+    grid = np.linspace(0.0, 1.0, len(s))
+    out = []
+    for w in lengths:
+        cw = np.interp(np.linspace(0.0, 1.0, int(w)), grid, c)
+        out.append(torch.from_numpy((cw - cw.mean()).astype(np.float32)))
+    return out
+
+
+def allocation_penalty(units_executed: list[Tensor], weights: list[Tensor], n_units: list[int],
+                       weight: float = ALLOCATION_WEIGHT) -> Tensor:
+    """``weight`` x mean over PA blocks of mean over (sample, position) of c_i N_i / S.
+
+    ``units_executed``: ``NetworkOutput.units_executed`` (value N, gradient of N + R per
+    position); ``weights``: :func:`allocation_weights` (mean 0 per block). As the weights sum to
+    zero the penalty only moves units between positions -- from where c > 0 (little class
+    information) to where c < 0 -- and leaves the mean to the compute target.
+    """
+    if not (len(units_executed) == len(weights) == len(n_units)):
+        raise DataValueError(f"allocation_penalty: {len(units_executed)} blocks of units, {len(weights)} of weights")
+    terms = [(u * c.to(u)).mean() / s for u, c, s in zip(units_executed, weights, n_units)]
+    return weight * torch.stack(terms).mean()
 
 
 def _kd(student: Tensor, teacher: Tensor, temperature: float) -> Tensor:

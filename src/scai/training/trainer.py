@@ -25,11 +25,12 @@ from scai.errors import ConfigError, ScaiTypeError
 from scai.models.pa_block import PABlock
 from scai.training import ddp
 from scai.training.augment import Augmentation
-from scai.training.losses import DISTILL_MODES, exit_losses
+from scai.training.losses import DISTILL_MODES, allocation_penalty, allocation_weights, exit_losses
 
 __all__ = ["LR_SCHEDULES", "History", "TrainConfig", "Trainer", "evaluate_exits"]
 
 LR_SCHEDULES = ("constant", "cosine", "plateau")
+PONDER_ALLOCATIONS = ("uniform", "anova")
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,7 @@ class TrainConfig:
     alpha: float = 0.0  # weight of an early exit's own cross-entropy mixed into its KD loss
     tau: float = 1e-5  # ponder-cost weight for PA blocks (paper: 1e-5)
     ponder_target: float | None = None  # share of the S units a PA position runs on average, in (0, 1]; None = tau only (paper)
+    ponder_allocation: str = "uniform"  # "uniform" (any position may halt) or "anova": PA units move to the positions whose ANOVA F is highest (losses.allocation_penalty)
     lr_schedule: str = "cosine"  # "cosine" (to 0 over max_epochs or max_time_s), "plateau", "constant" (paper)
     ema_decay: float = 0.99  # > 0: validate and keep an exponential moving average of the weights
     augment: Augmentation = field(default_factory=Augmentation)  # off by default
@@ -83,6 +85,8 @@ class TrainConfig:
             raise ConfigError(f"tau must be >= 0; got {self.tau}")
         if self.ponder_target is not None and not 0.0 < self.ponder_target <= 1.0:
             raise ConfigError(f"ponder_target must be in (0, 1] or None (tau only, the paper); got {self.ponder_target}")
+        if self.ponder_allocation not in PONDER_ALLOCATIONS:
+            raise ConfigError(f"ponder_allocation must be one of {PONDER_ALLOCATIONS}; got {self.ponder_allocation!r}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ConfigError(f"lr_schedule must be one of {LR_SCHEDULES}; got {self.lr_schedule!r}")
         if not 0.0 <= self.ema_decay < 1.0:
@@ -290,6 +294,7 @@ class Trainer:
             for block in network.modules():
                 if isinstance(block, PABlock):
                     block.init_halting(cfg.ponder_target)
+        allocation = _allocation(network, X_train, y_train) if cfg.ponder_allocation == "anova" else None
         X_t = torch.from_numpy(np.ascontiguousarray(X_train, dtype=np.float32)).unsqueeze(1)
         y_t = torch.from_numpy(np.asarray(y_train, dtype=np.int64))
         batch_size = cfg.batch_size
@@ -348,6 +353,9 @@ class Trainer:
                     ponder_target=cfg.ponder_target,
                     units_fraction=out.units_fraction,
                 )
+                if allocation is not None and out.units_executed is not None:
+                    losses["allocation"] = allocation_penalty(out.units_executed, *allocation)
+                    losses["total"] = losses["total"] + losses["allocation"]
                 optimizer.zero_grad(set_to_none=True)
                 losses["total"].backward()
                 optimizer.step()
@@ -477,6 +485,24 @@ def _cosine(progress: float) -> float:
 def _set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
     for group in optimizer.param_groups:
         group["lr"] = lr
+
+
+def _allocation(network: nn.Module, X: np.ndarray, y: np.ndarray) -> tuple[list[Tensor], list[int]] | None:
+    """Per-position weights and unit counts of the PA blocks for ``ponder_allocation="anova"``:
+    the classes' ANOVA F along the training spectra (``losses.allocation_weights``). None when
+    the network has no PA blocks or there is one class only."""
+    from sklearn.feature_selection import f_classif
+
+    blocks = getattr(network, "blocks", None)
+    shapes = network.stage_shapes() if hasattr(network, "stage_shapes") else None
+    if blocks is None or shapes is None or len(np.unique(y)) < 2:
+        return None
+    pa = [(b, w) for b, (_, w) in zip(blocks, shapes) if isinstance(b, PABlock)]
+    if not pa:
+        return None
+    with np.errstate(divide="ignore", invalid="ignore"):
+        f, _ = f_classif(np.asarray(X, dtype=np.float64), np.asarray(y))
+    return allocation_weights(f, [w for _, w in pa]), [len(b.units) for b, _ in pa]
 
 
 def _scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> Any:
