@@ -10,7 +10,11 @@ Run from the repository root (one thread; each network trains for ``--epochs`` e
 What is trained (seed ``--seed``, one validation split of 10 %, no exit 0, the default recipe
 otherwise): SCAI, and SCAI+ once per ``--variants`` entry. A variant is ``none`` (the paper: tau
 only) or ``PENALTY:TARGET:WEIGHT`` (``scai.training.losses.target_penalty``); the first variant
-with a target is the one whose knob is swept. Splits: a set's own ``train_idx``/``test_idx`` when
+with a target is the one whose knob is swept; ``PENALTY:TARGET:WEIGHT:anova`` adds the ANOVA-weighted
+allocation (``TrainConfig.ponder_allocation``). Claim (d) is measured per SCAI+ variant as the paper
+report does (``scai.bench.allocation``): Spearman of the mean units executed along the axis (test
+split) with the classes' ANOVA F (training spectra), and the overlap of the busiest 10 % positions
+with the 10 % most discriminative. Splits: a set's own ``train_idx``/``test_idx`` when
 it has them (UCR sets), otherwise a stratified 75/25 split with the seed.
 
 What is measured on the test split, per network and exit: accuracy and the mean MACs per sample
@@ -59,8 +63,10 @@ def load(name: str, data_dir: Path, seed: int) -> dict[str, np.ndarray]:
 def parse_variant(text: str) -> dict[str, Any]:
     if text == "none":
         return {"name": "paper (tau only)", "penalty": None, "target": None, "weight": None}
-    kind, target, weight = text.split(":")
-    return {"name": f"{kind} t={target} w={weight}", "penalty": kind, "target": float(target), "weight": float(weight)}
+    kind, target, weight, *rest = text.split(":")
+    allocation = rest[0] if rest else "uniform"
+    name = f"{kind} t={target} w={weight}" + ("" if allocation == "uniform" else f" {allocation}")
+    return {"name": name, "penalty": kind, "target": float(target), "weight": float(weight), "allocation": allocation}
 
 
 def train(model: str, data: dict[str, np.ndarray], variant: dict[str, Any] | None, epochs: int, seed: int) -> Any:
@@ -68,8 +74,9 @@ def train(model: str, data: dict[str, np.ndarray], variant: dict[str, Any] | Non
     from scai.training import losses
 
     cfg: dict[str, Any] = {"max_epochs": epochs, "seed": seed, "threads": 1, "progress": False}
-    if variant is not None and variant["target"] is not None:
+    if variant is not None:  # the paper's variant: tau only (TrainConfig's default target is 0.5)
         cfg["ponder_target"] = variant["target"]
+        cfg["ponder_allocation"] = variant.get("allocation", "uniform")
     est = SCAIClassifier(model=model, exit0="none", cross_fit=0, random_state=seed, train_config=cfg)
     # the penalty's form and weight are exit_losses arguments, fixed by the trainer to the
     # module defaults; a comparison run swaps those defaults for the duration of one fit
@@ -100,7 +107,19 @@ def score(est: Any, Z: np.ndarray, y: np.ndarray) -> dict[str, Any]:
     if out.units_fraction is not None:
         reply["units"] = float(out.units_fraction.mean())
         reply["units_per_block"] = [float(u.double().mean()) / len(b.units) for u, b in zip(out.units_executed, net.blocks)]
+        reply["units_per_position"] = [u.double().mean(0).tolist() for u in out.units_executed]
     return reply
+
+
+def claim_d(units: list[list[float]], Z_train: np.ndarray, y_train: np.ndarray) -> dict[str, Any]:
+    """Claim (d) as the paper report measures it: units executed along the axis (test split) against
+    the classes' ANOVA F on the preprocessed training spectra (``scai.bench.allocation``)."""
+    from scai.bench.allocation import allocation_vs_discriminability
+    from scai.bench.splits import discriminability
+
+    f = discriminability(Z_train, y_train)
+    got = allocation_vs_discriminability(units, f, np.arange(len(f), dtype=np.float64))
+    return {k: got[k] for k in ("spearman", "top_overlap", "chance", "holds")}
 
 
 def frontier(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
@@ -127,7 +146,9 @@ def run_set(name: str, args: argparse.Namespace, variants: list[dict[str, Any]],
         Z = est.transform_input(data["X_test"])
         r = {**v, **score(est, Z, data["y_test"]), "fit_time_s": est.fit_time_s_, "epochs_run": len(est.history_.epochs),
              "best_epoch": int(est.history_.best_epoch)}
-        r["train_units"] = float(score(est, est.transform_input(data["X_train"]), data["y_train"])["units"])
+        Z_train = est.transform_input(data["X_train"])
+        r["train_units"] = float(score(est, Z_train, data["y_train"])["units"])
+        r["claim_d"] = claim_d(r.pop("units_per_position"), Z_train, data["y_train"])
         if not args.no_knob and not knob_done and v["target"] is not None:
             r["knob"] = []
             for s in scales:
@@ -155,6 +176,8 @@ def set_summary(rec: dict[str, Any]) -> dict[str, Any]:
     """One set's figures the targets of issue 16 are judged on (last exits, units, frontiers)."""
     out: dict[str, Any] = {"dataset": rec["dataset"], "scai_acc": rec["scai"]["acc"][-1]}
     for r in rec["scai_plus"]:
+        if r.get("allocation", "uniform") != "uniform":
+            continue  # the summary compares the paper's SCAI+ with the default (uniform) target
         key = "paper" if r["target"] is None else "target"
         out[f"{key}_acc"], out[f"{key}_units"] = r["acc"][-1], r["units"]
         if "knob" in r:
@@ -225,14 +248,16 @@ def report(records: list[dict[str, Any]], args: argparse.Namespace, out: Path) -
               "(mean over the test split), preprocessing not included. units = share of the PA units executed "
               "(mean over blocks of mean N / S; 0.25 is the floor with S = 4)."), "",
              "## Final exit: SCAI vs SCAI+ variants", "",
-             "| set | network | acc (last exit) | units test | units train | MACs last exit | MACs / SCAI+ full | epochs |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| set | network | acc (last exit) | units test | units train | MACs last exit | MACs / SCAI+ full | epochs | claim (d): Spearman units vs F | top-10 % overlap |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for rec in records:
         s = rec["scai"]
-        lines.append(f"| {rec['dataset']} | SCAI | {s['acc'][-1]:.3f} | - | - | {s['macs'][-1] / 1e6:.3f} M | - | {s['epochs_run']} |")
+        lines.append(f"| {rec['dataset']} | SCAI | {s['acc'][-1]:.3f} | - | - | {s['macs'][-1] / 1e6:.3f} M | - | {s['epochs_run']} | - | - |")
         for r in rec["scai_plus"]:
             lines.append(f"| {rec['dataset']} | SCAI+ {r['name']} | {r['acc'][-1]:.3f} | {r['units']:.3f} | {r['train_units']:.3f} | "
-                         f"{r['macs'][-1] / 1e6:.3f} M | {r['macs'][-1] / r['full_macs'][-1]:.3f} | {r['epochs_run']} |")
+                         f"{r['macs'][-1] / 1e6:.3f} M | {r['macs'][-1] / r['full_macs'][-1]:.3f} | {r['epochs_run']} | "
+                         + (f"{r['claim_d']['spearman']:+.2f} | {r['claim_d']['top_overlap']:.2f} (chance {r['claim_d']['chance']:.2f}) |"
+                            if "claim_d" in r else "- | - |"))
     lines += ["", "## Compute knob (`set_compute(scale)`), the swept SCAI+ variant", ""]
     for rec in records:
         for r in rec["scai_plus"]:

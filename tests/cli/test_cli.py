@@ -205,6 +205,7 @@ def test_recipe_paper_is_one_option_away(tmp_path):
     assert cfg["cascade"] is None and cfg["preprocessing_selection"] is None
     assert cfg["model_config"]["head_bins"] == 1 and cfg["model_config"]["dropout"] == 0.0
     assert (cfg["train_config"]["lr_schedule"], cfg["train_config"]["weight_decay"], cfg["train_config"]["ema_decay"]) == ("constant", 0.0, 0.0)
+    assert cfg["train_config"]["ponder_target"] is None  # the paper's tau-only ponder cost (default 0.5)
     assert cfg["estimator_params"]["standardize"] == "none"
     assert [s["name"] for s in cfg["preprocessing"]["steps"]] == ["Despike", "BaselineCorrection", "SavitzkyGolay", "SNV"]
     assert cfg["cross_fit"] is None and cfg["estimator_params"]["cross_fit"] == 0  # one validation split

@@ -119,7 +119,7 @@ def test_config_refuses_bad_targets(bad, error):
 
 
 def test_config_and_cli_carry_the_target():
-    assert TrainConfig().ponder_target is None  # the paper's tau-only training is the default
+    assert TrainConfig().ponder_target == 0.5  # the default; None is the paper's tau-only training
     assert TrainConfig.from_dict(TrainConfig(ponder_target=0.5).to_dict()).ponder_target == 0.5
     parser = build_parser()
     args = parser.parse_args(["train", "data.csv", "--ponder-target", "0.6"])

@@ -77,8 +77,10 @@ def default_methods(depths: Sequence[int] = DEFAULT_DEPTHS, quick: bool = False)
     static_cfg = dict(QUICK_STATIC) if quick else {}
     methods = [
         MethodSpec("scai", "scai", "scai", model_config=scai_cfg),
-        MethodSpec("scai_plus", "scai_plus", "scai_plus", model_config=scai_cfg),
-        MethodSpec("scai_plus_nokd", "scai_plus_nokd", "scai_plus", model_config=scai_cfg, train_config={"distill": "none"}),
+        # the paper's SCAI+: tau-only ponder cost, no compute target (TrainConfig's default is 0.5)
+        MethodSpec("scai_plus", "scai_plus", "scai_plus", model_config=scai_cfg, train_config={"ponder_target": None}),
+        MethodSpec("scai_plus_nokd", "scai_plus_nokd", "scai_plus", model_config=scai_cfg,
+                   train_config={"distill": "none", "ponder_target": None}),
     ]
     for family in STATIC:
         for d in sorted(depths):

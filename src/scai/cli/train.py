@@ -82,7 +82,7 @@ def add_training_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--distill", choices=["last", "next", "none"], default=None, help="self-distillation mode (default last)")
     p.add_argument("--ponder-target", type=_ponder_target, default=None,
                    help="SCAI+: share of the units each position runs on average, in (0, 1], e.g. 0.5; "
-                        "'none' = the paper's tau-only ponder cost (default: none)")
+                        "'none' = the paper's tau-only ponder cost (default 0.5; --recipe paper: none)")
     p.add_argument("--ponder-allocation", choices=["uniform", "anova"], default=None,
                    help="SCAI+ with --ponder-target: 'anova' moves units to the positions where the classes' ANOVA F "
                         "is highest, at the same mean (default uniform)")
@@ -134,7 +134,7 @@ CONFIG_SECTIONS = ("model", "model_config", "train", "preprocessing", "seed", "v
 EXIT0_CHOICES = ("auto", "logistic", "pls", "none")
 #: ``--recipe paper``: what the paper trains (docs/training.md, "Default recipe").
 PAPER_RECIPE: dict[str, dict[str, Any]] = {
-    "train": {"lr_schedule": "constant", "weight_decay": 0.0, "ema_decay": 0.0},
+    "train": {"lr_schedule": "constant", "weight_decay": 0.0, "ema_decay": 0.0, "ponder_target": None},
     "model_config": {"head_bins": 1, "dropout": 0.0},
 }
 

@@ -50,7 +50,7 @@ class TrainConfig:
     temperature: float = 1.0  # distillation temperature T (KL scaled by T^2)
     alpha: float = 0.0  # weight of an early exit's own cross-entropy mixed into its KD loss
     tau: float = 1e-5  # ponder-cost weight for PA blocks (paper: 1e-5)
-    ponder_target: float | None = None  # share of the S units a PA position runs on average, in (0, 1]; None = tau only (paper)
+    ponder_target: float | None = 0.5  # share of the S units a PA position runs on average, in (0, 1]; None = tau only (the paper)
     ponder_allocation: str = "uniform"  # "uniform" (any position may halt) or "anova": PA units move to the positions whose ANOVA F is highest (losses.allocation_penalty)
     lr_schedule: str = "cosine"  # "cosine" (to 0 over max_epochs or max_time_s), "plateau", "constant" (paper)
     ema_decay: float = 0.99  # > 0: validate and keep an exponential moving average of the weights
