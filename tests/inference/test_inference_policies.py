@@ -288,6 +288,22 @@ def test_batch_guard_prices_the_work_ahead_with_planned_shares():
         batch_guard(np.ones(2), 2, 0.0, 2, cal)
 
 
+def test_batch_guard_with_exit_bounds_prices_the_next_stage_at_its_most():
+    # A PA network: mean costs 10 / 30 / 60 on calibration, but the full-compute bounds are
+    # 10 / 50 / 110, so the second-to-last exit's next stage may cost up to 60, not 30.
+    cal = _cal(40, [10, 30, 60], [0.2, 0.2, 0.6], [0.9, 0.9, 0.0])
+    bounds = np.array([10.0, 50.0, 110.0])
+    # left 100 at exit 2: planned price 30 lets 3 go on; the bound 60 lets 1 (floor(100 / 60))
+    forced = batch_guard(np.linspace(0.1, 0.5, 5), 1, 300.0, 10, cal, bounds)
+    np.testing.assert_array_equal(np.flatnonzero(forced), [1, 2, 3, 4])
+    # at exit 1 the planned 42.5 is above the next stage's bound 40: the plan decides, as without bounds
+    np.testing.assert_array_equal(batch_guard(np.linspace(0.1, 1.0, 10), 0, 100.0, 10, cal, bounds),
+                                  batch_guard(np.linspace(0.1, 1.0, 10), 0, 100.0, 10, cal))
+    # whatever the go-on samples then spend (at most the bound), the batch stays within 10 * 40
+    spent_after = 300.0 + (5 - forced.sum()) * 60.0
+    assert spent_after <= 10 * 40
+
+
 def test_budgeted_batch_hand_computed():
     # 2 exits, costs 100 / 300, threshold 0.75 from validation, budget 150 for a batch of 4.
     probs = _two_exit_probs([0.9, 0.8, 0.7, 0.6])

@@ -418,6 +418,7 @@ def batch_guard(
     batch_spent: float,
     n_batch: int,
     calibration: BatchCalibration,
+    exit_bounds: np.ndarray | None = None,
 ) -> np.ndarray:
     """Which still-running samples must leave at ``exit_index`` to keep the batch in budget.
 
@@ -429,7 +430,11 @@ def batch_guard(
     renormalised. When ``len(conf) * E`` exceeds what is left, the most confident samples leave
     until the rest fits. At the second-to-last exit ``E`` is exactly the cost of the last stage,
     so a batch's mean cost stays within the budget up to the per-sample variation of
-    position-adaptive stages.
+    position-adaptive stages. ``exit_bounds`` (the full-compute cumulative MACs of every exit, an
+    upper bound of what a sample can spend) removes that variation: a sample that goes on is
+    priced at no less than the most the next stage can cost it, so the batch never spends more
+    than its budget (a PA network trained to a compute target spends about half its full stage
+    cost, with more variation per sample).
 
     Parameters
     ----------
@@ -460,6 +465,9 @@ def batch_guard(
     ahead = c[k + 1 :] - c[k]
     w = shares / shares.sum() if shares.sum() > 0 else np.eye(ahead.size)[0]  # plan sends none: next exit
     per_sample = float(w @ ahead)
+    if exit_bounds is not None:
+        bounds = np.asarray(exit_bounds, dtype=np.float64)
+        per_sample = max(per_sample, float(bounds[k + 1] - bounds[k]))
     left = n_batch * calibration.budget - batch_spent
     if per_sample <= 0:
         return np.zeros(conf.shape[0], dtype=bool)
@@ -588,7 +596,10 @@ class BatchRule(ThresholdRule):
 
     guards_held = True
 
-    def __init__(self, calibration: BatchCalibration, n_exits: int) -> None:
+    def __init__(self, calibration: BatchCalibration, n_exits: int, exit_bounds: np.ndarray | None = None) -> None:
+        if exit_bounds is not None and np.asarray(exit_bounds).shape != (n_exits,):
+            raise BudgetError(f"exit_bounds has {np.asarray(exit_bounds).size} values; expected {n_exits}")
+        self.exit_bounds = None if exit_bounds is None else np.asarray(exit_bounds, dtype=np.float64)
         if np.asarray(calibration.exit_costs).shape != (n_exits,):
             raise BudgetError(
                 f"calibration has {np.asarray(calibration.exit_costs).size} exit costs; expected {n_exits}"
@@ -608,7 +619,8 @@ class BatchRule(ThresholdRule):
             leave &= ~np.asarray(held, dtype=bool)
         reason = np.full(conf.shape[0], "confident", dtype=object)
         stay = np.flatnonzero(~leave)
-        forced = batch_guard(conf[stay], k, state.gone_macs + float(spent.sum()), state.n_batch, self.calibration)
+        forced = batch_guard(conf[stay], k, state.gone_macs + float(spent.sum()), state.n_batch, self.calibration,
+                             self.exit_bounds)
         leave[stay[forced]] = True
         reason[stay[forced]] = "guard"
         return leave, reason

@@ -503,7 +503,7 @@ class Predictor:
                     "policy='batch' needs a calibration; call calibrate(X_val, y_val, budget) first "
                     "or pass calibration="
                 )
-            rule = BatchRule(cal, L)
+            rule = BatchRule(cal, L, exit_bounds=self.exit_macs)  # full-compute bounds: the budget holds per batch
             return rule, rule.thresholds, np.full(n, float(cal.budget)), "none"
         if budget is None:
             raise BudgetError("budget=None is not allowed with policy='anytime'; pass e.g. '150k', '25%' or '3ms'")
