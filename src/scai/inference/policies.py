@@ -479,7 +479,8 @@ def batch_guard(
     return forced
 
 
-def budgeted_batch(probs: np.ndarray, costs: np.ndarray, calibration: BatchCalibration) -> PolicyResult:
+def budgeted_batch(probs: np.ndarray, costs: np.ndarray, calibration: BatchCalibration,
+                   exit_bounds: np.ndarray | None = None) -> PolicyResult:
     """Budgeted batch inference over one batch: calibrated thresholds plus :func:`batch_guard`.
 
     Parameters
@@ -490,6 +491,8 @@ def budgeted_batch(probs: np.ndarray, costs: np.ndarray, calibration: BatchCalib
         The batch's cumulative MACs per exit.
     calibration : BatchCalibration
         From :func:`calibrate_budgeted_batch` on validation data.
+    exit_bounds : ndarray, shape (n_exits,), optional
+        Full-compute cumulative MACs per exit (see :func:`batch_guard`); ``Predictor`` passes them.
 
     Returns
     -------
@@ -499,7 +502,7 @@ def budgeted_batch(probs: np.ndarray, costs: np.ndarray, calibration: BatchCalib
     probs = _check_probs(probs)
     n_exits, n, _ = probs.shape
     costs = as_cost_matrix(costs, n_exits, n)
-    return _replay(probs, costs, BatchRule(calibration, n_exits))
+    return _replay(probs, costs, BatchRule(calibration, n_exits, exit_bounds))
 
 
 # ---------------------------------------------------------------------------------------------
