@@ -67,7 +67,7 @@ def test_policies_through_predict(fitted):
     from scai.inference import budgeted_batch
 
     probs, costs = est.exit_outputs(X, axis)
-    offline = budgeted_batch(probs, costs, est.calibrate_batch(budget)["calibration"])
+    offline = budgeted_batch(probs, costs, est.calibrate_batch(budget)["calibration"], exit_bounds=est.exit_macs_)
     np.testing.assert_array_equal(res.exit, offline.exit)
     np.testing.assert_array_equal(labels, est.classes_[offline.prediction])
     assert res.mean_macs <= budget + (est.exit_macs_[-1] - est.exit_macs_[0]) / len(X)
