@@ -189,6 +189,8 @@ def _by_hand(ref: dict[str, Any], policy: str, *, th: np.ndarray | None = None, 
             w = np.asarray(shares[k + 1 :], float)
             w = w / w.sum() if w.sum() > 0 else np.eye(w.size)[0]
             per = float(w @ (np.asarray(c[k + 1 :]) - c[k]))
+            if "bounds" in cal:  # a sample that goes on is priced at no less than its next stage's most
+                per = max(per, float(cal["bounds"][k + 1] - cal["bounds"][k]))
             may = max(int(math.floor((n * cal["budget"] - spent) / per + 1e-9)), 0) if per > 0 else len(stay)
             forced = sorted(stay, key=lambda i: -conf[k, i])[: max(len(stay) - may, 0)]
             for i in leave + forced:
@@ -324,7 +326,7 @@ def test_server_batch_policy_keeps_the_guard(
     budget = macs[0] + 0.15 * (macs[1] - macs[0])
     cal = estimator.calibrate_batch(budget)["calibration"]
     hand = {"thresholds": cal.thresholds, "exit_costs": cal.exit_costs, "exit_shares": cal.exit_shares,
-            "budget": cal.budget}
+            "budget": cal.budget, "bounds": np.asarray(estimator.exit_macs_, float)}
     want = _by_hand(ref, "batch", cal=hand)
     pred = _predictor(estimator, spectra, milk.axis, policy="batch", budget=budget)
     srv = _server(client, spectra, milk.axis, policy="batch", budget=budget)
@@ -357,7 +359,7 @@ def test_batch_guard_counts_held_spectra(model_dir: Path, estimator: Any, spectr
     cal = estimator.calibrate_batch(macs[0] + 0.3 * (macs[1] - macs[0]))["calibration"]
     loose = BatchCalibration(**{**cal.__dict__, "thresholds": np.zeros(len(macs))})
     hand = {"thresholds": loose.thresholds, "exit_costs": loose.exit_costs, "exit_shares": loose.exit_shares,
-            "budget": loose.budget}
+            "budget": loose.budget, "bounds": macs}
     Z = estimator.transform_input(spectra, milk.axis)
     for on_unknown in ("deeper", "answer"):
         want = _by_hand(ref, "batch", cal=hand, on_unknown=on_unknown)
