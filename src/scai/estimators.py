@@ -288,7 +288,29 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
         y_val: ArrayLike | None = None,
         axis_unit: str | None = None,
     ) -> SCAIClassifier:
-        """Fit on raw spectra ``X`` (n, W) with labels ``y``; returns ``self``."""
+        """Fit on raw spectra ``X`` (n, W) with labels ``y``; returns ``self``.
+
+        NumPy/SciPy BLAS runs on one thread meanwhile (``threadpoolctl``): the fit's linear algebra
+        is many small problems, where BLAS threads beside torch's cost more than they give.
+        ``fit_time_s_``: the whole fit's wall time."""
+        from threadpoolctl import threadpool_limits
+
+        t0 = time.perf_counter()
+        with threadpool_limits(limits=1, user_api="blas"):
+            self._fit(X, y, axis, X_val=X_val, y_val=y_val, axis_unit=axis_unit)
+        self.fit_time_s_ = time.perf_counter() - t0
+        return self
+
+    def _fit(
+        self,
+        X: ArrayLike,
+        y: ArrayLike,
+        axis: ArrayLike | None,
+        *,
+        X_val: ArrayLike | None,
+        y_val: ArrayLike | None,
+        axis_unit: str | None,
+    ) -> None:
         if y is None:
             raise LabelError(f"{type(self).__name__} requires y to be passed, but the target y is None")
         X, axis = frame_input(X, axis)
@@ -330,7 +352,13 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
         if self.exit0 not in EXIT0_KINDS:
             raise ConfigError(f"exit0={self.exit0!r} is not allowed; use one of {EXIT0_KINDS}")
         self.network_ = create_model(self.model, Z_tr.shape[1], len(self.classes_), **(self.model_config or {}))
-        self.train_config_ = train_cfg
+        # one epoch cap for every training of this fit (folds and refit share its schedule): the
+        # training budget on the spectra a network trains on (a fold's part under cross-fitting)
+        n_fit = len(Z_tr) - len(Z_tr) // folds if X_va_raw is None and folds >= 2 else len(Z_tr)
+        net_macs = int(self.network_.exit_macs()[-1])
+        self.train_config_ = train_cfg.resolved(n_fit, net_macs)
+        self.epoch_cap_ = {"max_epochs": train_cfg.max_epochs, "train_budget": train_cfg.train_budget,
+                           "n_train": int(n_fit), "net_macs": net_macs, "epochs": self.train_config_.max_epochs}
         self.exit0_: dict[str, Any] | None = None
         self.cross_fit_: dict[str, Any] | None = None
         if X_va_raw is None:
@@ -339,7 +367,7 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
             Z_va = Z_tr
         else:
             Z_va = np.asarray(self.pipeline_.transform(X_va_raw), dtype=np.float32)
-            self.history_ = Trainer(train_cfg).fit(self.network_, Z_tr, y_tr, Z_va, y_va)
+            self.history_ = Trainer(self.train_config_).fit(self.network_, Z_tr, y_tr, Z_va, y_va)
             self.network_.eval()
             if self._wants_exit0():
                 self.network_ = self._add_exit0(self.network_, Z_tr, y_tr, Z_va, y_va, exit0_fit)
@@ -367,7 +395,6 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
             self.default_budget_ = default_budget(self.exit_macs_)
             self.calibrate_batch(self.default_budget_)
         self._fit_reliability(Z_tr, y_tr, None if X_va_raw is None else Z_va, folds if X_va_raw is None else 0)
-        return self
 
     def _fit_reliability(self, Z_tr: np.ndarray, y_tr: np.ndarray, Z_va: np.ndarray | None, n_folds: int) -> None:
         """Unknown-class detector, input-domain check and conformal sets on held-out data
@@ -426,8 +453,12 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
             if exit0_fit is None:
                 exit0_fit = self._fit_exit0(Z, y, self.exit0)
             oof0 = np.zeros((n, C), dtype=np.float32)
-            for tr, va in folds:  # nested: each fold chooses exit 0's kind and C / k on its own part
-                oof0[va] = self._fit_exit0(Z[tr], y[tr], self.exit0).logits(Z[va])
+            # nested: each fold fits exit 0 of the kind the full fit chose, its C / k by inner CV on the
+            # fold's part. One kind keeps the out-of-fold logits on one scale, as the final exit's are
+            # (a fold that flipped to the other kind on a one-spectrum tie put logistic decision values
+            # beside PLS scores and spoilt the exit combination fitted on them).
+            for tr, va in folds:
+                oof0[va] = self._fit_exit0(Z[tr], y[tr], exit0_fit.kind, capped=self.exit0 == "auto").logits(Z[va])
         hit0 = None if oof0 is None else oof0.argmax(axis=1) == y
         outputs: list[FoldOutput] = []
         reason = None
@@ -608,13 +639,14 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
         spec = CascadeSpec(kind=fit.kind, rank=rank, rocket=None if rocket is None else rocket.spec())
         return Cascade(network, head, spec, rocket=rocket).eval()
 
-    def _fit_exit0(self, Z: np.ndarray, y: np.ndarray, kind: str) -> LinearExitFit:
-        """Exit 0 by inner CV. Under ``kind="auto"`` PLS-DA may use at most as many components as
-        keep it within twice the MACs of logistic regression on standardised input, the classical
-        anchor (W*(C+1): scaling and weights): W*k + k*C <= 2*W*(C+1). Exit 0 so stays the cheap
-        end of the curve; ``"pls"`` asked for explicitly keeps the usual range."""
+    def _fit_exit0(self, Z: np.ndarray, y: np.ndarray, kind: str, capped: bool | None = None) -> LinearExitFit:
+        """Exit 0 by inner CV. Under ``kind="auto"`` (or ``capped=True``) PLS-DA may use at most as
+        many components as keep it within twice the MACs of logistic regression on standardised
+        input, the classical anchor (W*(C+1): scaling and weights): W*k + k*C <= 2*W*(C+1). Exit 0 so
+        stays the cheap end of the curve; ``"pls"`` asked for explicitly keeps the usual range."""
         W, C = Z.shape[1], len(self.classes_)
-        cap = max(1, (2 * W * (C + 1) - C) // (W + C)) if kind == "auto" else PLS_MAX_COMPONENTS
+        capped = kind == "auto" if capped is None else capped
+        cap = max(1, (2 * W * (C + 1) - C) // (W + C)) if capped else PLS_MAX_COMPONENTS
         try:
             return fit_linear_exit(Z, y, kind=kind, seed=self.random_state, n_classes=C,
                                    max_components=min(PLS_MAX_COMPONENTS, cap))
@@ -982,6 +1014,8 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
                 "best_epoch": self.history_.best_epoch,
                 "epochs_run": len(self.history_.epochs),
                 "fit_time_s": self.history_.fit_time_s,
+                "epoch_cap": getattr(self, "epoch_cap_", None),
+                "estimator_fit_s": getattr(self, "fit_time_s_", None),
             },
         }
         files = ModelFiles(config=config, state_dict=self.network_.state_dict(), validation=self.validation_)
@@ -1051,6 +1085,8 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
         est.thresholds_ = dict(c.get("thresholds", {}))
         est.default_budget_ = c.get("default_budget")
         est.train_config_ = TrainConfig.from_dict(c.get("train_config", {}))
+        summary = c.get("history_summary") or {}
+        est.epoch_cap_, est.fit_time_s_ = summary.get("epoch_cap"), summary.get("estimator_fit_s")
         history = mdir.history()
         est.history_ = History.from_dict(history) if history is not None else History()
         est.validation_ = {k: np.asarray(v) for k, v in files.validation.items()}

@@ -74,7 +74,9 @@ thresholds          object     budgeted-batch calibrations, one per budget: {"<m
 default_budget      number     the budget (MACs) whose calibration is the model's default thresholds
 train_config        object     scai.training.TrainConfig as a dict
 estimator_params    object     SCAIClassifier parameters
-history_summary     object     best_epoch, epochs_run, fit_time_s
+history_summary     object     best_epoch, epochs_run, fit_time_s (the network's training), epoch_cap (the
+                               training budget's epoch cap: max_epochs, train_budget, n_train, net_macs,
+                               epochs), estimator_fit_s (the whole fit)
 weights_sha256*     str        SHA-256 of model.safetensors (required: without it the weights could not be checked)
 validation_sha256   str        SHA-256 of validation.safetensors (when present)
 ==================  =========  ===============================================================

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import csv
 import json
 from pathlib import Path
@@ -206,6 +207,7 @@ def test_recipe_paper_is_one_option_away(tmp_path):
     assert cfg["model_config"]["head_bins"] == 1 and cfg["model_config"]["dropout"] == 0.0
     assert (cfg["train_config"]["lr_schedule"], cfg["train_config"]["weight_decay"], cfg["train_config"]["ema_decay"]) == ("constant", 0.0, 0.0)
     assert cfg["train_config"]["ponder_target"] is None  # the paper's tau-only ponder cost (default 0.5)
+    assert cfg["history_summary"]["epoch_cap"]["train_budget"] is None  # no training budget either (default 2e11)
     assert cfg["estimator_params"]["standardize"] == "none"
     assert [s["name"] for s in cfg["preprocessing"]["steps"]] == ["Despike", "BaselineCorrection", "SavitzkyGolay", "SNV"]
     assert cfg["cross_fit"] is None and cfg["estimator_params"]["cross_fit"] == 0  # one validation split
@@ -285,3 +287,22 @@ def test_threads_option_on_predict_and_evaluate(trained, tmp_path):
         assert main(["predict", str(out), str(test), "--out", str(tmp_path / "q.csv"), "--threads", "0"]) == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_train_budget_flag_parses_macs_and_none_and_refuses_the_rest(tmp_path, capsys):
+    from scai.cli.train import _train_budget
+
+    assert _train_budget("200G") == 2e11 and _train_budget("2e11") == 2e11 and _train_budget("None") == "none"
+    for bad in ("25%", "3ms", "lots", "-5"):
+        with pytest.raises(argparse.ArgumentTypeError, match="not a number of MACs"):
+            _train_budget(bad)
+    X, y, axis = make_peaks(n_per_class=8)
+    data = _write_csv(tmp_path / "train.csv", X, y, axis)
+    assert main(["train", str(data), "--model", "scai", "--exit0", "none", "--single-split", "--epochs", "30",
+                 "--patience", "30", "--train-budget", "1", "--out", str(tmp_path / "m")]) == 0
+    out = capsys.readouterr().out
+    assert "epochs: at most 10 (of --epochs 30): the training budget of 1 MACs" in out  # floor: min_epochs 10
+    cfg = json.loads((tmp_path / "m" / "config.json").read_text())
+    cap = cfg["history_summary"]["epoch_cap"]
+    assert cap["train_budget"] == 1.0 and cap["max_epochs"] == 30 and cap["epochs"] == 10
+    assert cfg["train_config"]["max_epochs"] == 10 and cfg["history_summary"]["epochs_run"] <= 10

@@ -182,3 +182,19 @@ def test_a_minirocket_exit_that_adds_nothing_is_left_out_even_when_every_exit_is
     rec = est.cross_fit_["rocket"]
     assert not rec["used"] and est.network_.rocket is None and est.network_.net_start == 1
     assert rec["oof_accuracy"] <= est.cross_fit_["oof_accuracy"][0]
+
+
+def test_chunked_transform_equals_the_whole_batch():
+    """Eager mode runs the batch in chunks of CHUNK spectra; it is the one-batch transform exactly."""
+    from aeon.transformations.collection.convolution_based import MiniRocket
+
+    from scai.models.rocket import CHUNK
+
+    X = _series(n=3 * CHUNK + 5)
+    trf = MiniRocket(n_kernels=840, random_state=1, n_jobs=1).fit(X[:, None, :])
+    _, _, dil, per, biases = trf.parameters
+    m = RocketExit(X.shape[1], 2, dil, per)
+    m.set_weights(biases, np.zeros((2, m.n_features)), np.zeros(2))
+    with torch.inference_mode():
+        x = torch.from_numpy(X).unsqueeze(1)
+        np.testing.assert_array_equal(m.features(x).numpy(), m._features(x).numpy())

@@ -186,3 +186,45 @@ def test_last_fold_trains_for_the_chosen_epochs_beside_the_refit():
     assert V["logits"].shape[1] == len(X) and np.isfinite(V["logits"]).all()
     # the epoch count is the pooled choice of the first two folds, not of all three
     assert rec["network"] == "trained on all spectra"
+
+
+def test_the_training_budget_caps_every_fold_and_the_refit_at_one_epoch_count(monkeypatch):
+    """The cap is set once, on a fold's training part (n - n / K spectra), and the folds and the
+    refit all train under it; the record says what capped them."""
+    import scai.estimators as E
+
+    X, y, axis = make_peaks(n_per_class=10)  # 30 spectra, 3 folds: folds train on 20
+    from scai.models import create_model
+
+    macs = create_model("scai", X.shape[1], 3, **TINY_SCAI).exit_macs()[-1]
+    budget = 4.5 * 20 * macs  # 4 epochs on a fold's 20 spectra
+    seen: list[int] = []
+    real = E.Trainer.fit
+
+    def spy(self, network, X_train, *args, **kwargs):
+        seen.append(self.config.max_epochs)
+        return real(self, network, X_train, *args, **kwargs)
+
+    monkeypatch.setattr(E.Trainer, "fit", spy)
+    cfg = {**FAST, "max_epochs": 30, "patience": 30, "train_budget": budget}
+    est = SCAIClassifier(model="scai", model_config=TINY_SCAI, train_config=cfg, preprocessing="snv",
+                         skip_exits=False, cross_fit=3, n_jobs=1).fit(X, y, axis=axis)
+    assert est.epoch_cap_ == {"max_epochs": 30, "train_budget": budget, "n_train": 20, "net_macs": macs, "epochs": 4}
+    assert est.train_config_.max_epochs == 4 and est.train_config_.train_budget is None
+    assert est.cross_fit_["fold_epochs"] == [4, 4, 4]  # early stopping (patience 30) never ends them sooner
+    assert seen == [4, 4, 4, 4] and len(est.history_.epochs) <= 4  # 3 folds (in this process) and the refit
+
+
+def test_nested_exit0_folds_keep_the_kind_the_full_fit_chose(monkeypatch):
+    X, y, axis = make_peaks(n_per_class=10)
+    kinds: list[str] = []
+    real = SCAIClassifier._fit_exit0
+
+    def spy(self, Z, yy, kind, capped=None):
+        kinds.append(kind)
+        return real(self, Z, yy, kind, capped)
+
+    monkeypatch.setattr(SCAIClassifier, "_fit_exit0", spy)
+    est = SCAIClassifier(model="scai", model_config=TINY_SCAI, train_config=FAST, preprocessing="snv",
+                         exit0="auto", rocket="none", cross_fit=3, n_jobs=1).fit(X, y, axis=axis)
+    assert kinds[0] == "auto" and kinds[1:] == [est.exit0_["kind"]] * 3

@@ -185,3 +185,37 @@ def test_metadata_round_trips_through_json_without_weights():
         LinearExitFit.from_dict(meta, weight=fit.weight[:, :-1], bias=fit.bias)
     with pytest.raises(ModelFileError, match="lacks"):
         LinearExitFit.from_dict({"kind": "pls"})
+
+
+def test_logistic_in_the_row_space_is_the_full_fit():
+    """Fewer spectra than points: the fit on Xs @ V (row-space basis) maps back to the weights a plain
+    scikit-learn fit on all W points finds (L2 optimum lies in the row space), and the warm-started C
+    path gives each C's cold-fit decisions."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    from scai.training.linear_exit import _logistic_fold, _row_space
+
+    X, y = _spectra(8, 3, width=150, noise=0.4)  # n = 24 < W = 150
+    fit = fit_linear_exit(X, y, kind="logistic", cv=3)
+    c = fit.params["C"]
+    scaler = StandardScaler().fit(X)
+    ref = LogisticRegression(C=c, max_iter=20000, tol=1e-10).fit(scaler.transform(X), y)
+    w_ref = ref.coef_ / scaler.scale_
+    b_ref = ref.intercept_ - w_ref @ scaler.mean_
+    Xd = X.astype(np.float64)
+    ours, theirs = Xd @ fit.weight.T.astype(np.float64) + fit.bias, Xd @ w_ref.T + b_ref
+    np.testing.assert_array_equal(ours.argmax(1), theirs.argmax(1))
+    np.testing.assert_allclose(ours, theirs, atol=2e-3 * np.abs(theirs).max())
+    Xs = scaler.transform(X).astype(np.float64)
+    V = _row_space(Xs)  # centred columns: rank n - 1 (a float32 rounding direction may stay)
+    assert V is not None and V.shape[0] == 150 and V.shape[1] in (23, 24)
+    np.testing.assert_allclose(V.T @ V, np.eye(V.shape[1]), atol=1e-10)
+    np.testing.assert_allclose(Xs @ V @ V.T, Xs, atol=1e-9)  # V spans every training spectrum
+    assert _row_space(Xs[:, :20]) is None  # n >= W: nothing to reduce
+    tr, te = np.arange(0, 24, 2), np.arange(1, 24, 2)
+    grid = (1e-3, 1e-1, 10.0)
+    s = StandardScaler().fit(X[tr])
+    cold = [int((LogisticRegression(C=g, max_iter=20000, tol=1e-10).fit(s.transform(X[tr]), y[tr])
+                 .predict(s.transform(X[te])) == y[te]).sum()) for g in grid]
+    assert _logistic_fold(X, y, tr, te, grid, 3) == cold

@@ -181,3 +181,27 @@ def test_config_round_trip_and_unknown_keys():
         TrainConfig.from_dict({"learning_rate": 1e-3})
     with pytest.raises(ConfigError, match=r"unknown augment option\(s\) \['noise'\]; valid options: .*noise_std"):
         TrainConfig.from_dict({"augment": {"noise": 0.1}})
+
+
+def test_epoch_cap_is_the_training_budget_by_hand():
+    cfg = TrainConfig(max_epochs=200, min_epochs=10, train_budget=1e9)
+    assert cfg.epoch_cap(100, 1e6) == 10  # 1e9 / (100 spectra x 1e6 MACs)
+    assert cfg.epoch_cap(40, 1e6) == 25  # floor(1e9 / 4e7)
+    assert cfg.epoch_cap(1000, 1e6) == 10  # never below min_epochs
+    assert cfg.epoch_cap(10, 1e3) == 200  # never above max_epochs
+    assert TrainConfig(train_budget=None).epoch_cap(10**6, 1e9) == 200
+    assert TrainConfig(min_epochs=0, train_budget=1.0).epoch_cap(10, 1e6) == 1
+    r = cfg.resolved(40, 1e6)
+    assert (r.max_epochs, r.train_budget) == (25, None) and r.resolved(10**6, 1e9) == r  # spent: stays
+    assert TrainConfig().train_budget == 2e11
+
+
+def test_trainer_stops_at_the_budgets_epoch_cap_and_anneals_over_it(data):
+    net = _net()
+    per_epoch = len(data[0]) * net.exit_macs()[-1]
+    _, history = _fit(data, max_epochs=50, min_epochs=1, lr_schedule="cosine", train_budget=3.5 * per_epoch)
+    assert len(history.epochs) == 3
+    lrs = [e["lr"] for e in history.epochs]
+    np.testing.assert_allclose(lrs, [3e-3 * 0.5 * (1 + math.cos(math.pi * t / 3)) for t in range(3)], rtol=1e-6)
+    with pytest.raises(ConfigError, match="train_budget must be > 0"):
+        TrainConfig(train_budget=0.0)

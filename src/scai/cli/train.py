@@ -76,6 +76,11 @@ def add_training_arguments(p: argparse.ArgumentParser) -> None:
                         "instrument files and .npz do); stored with the model, which then refuses spectra in another unit")
     p.add_argument("--model", type=model_name, default=None, help="network: scai_plus (default), scai, resnet1d, drsn_cs, drsn_cw, ... (see docs/models.md)")
     p.add_argument("--epochs", type=positive_int, default=None, help="maximum epochs, >= 1 (default 200)")
+    p.add_argument("--train-budget", type=_train_budget, default=None, metavar="MACS",
+                   help="training compute cap: epochs x training spectra x the network's MACs per spectrum may not "
+                        "exceed it, so the epoch cap falls on large sets of long spectra (training time is about "
+                        "proportional; 200G is ~150 s per fold on one core). Default 200G; 'none' = --epochs only "
+                        "(--recipe paper: none). The cap that ran is printed and stored with the model")
     p.add_argument("--patience", type=non_negative_int, default=None, help="early-stopping patience in epochs, >= 0 (default 30; paper: 50)")
     p.add_argument("--batch-size", type=positive_int, default=None, help="mini-batch size, >= 1 (default 32)")
     p.add_argument("--lr", type=positive_float, default=None, help="Adam learning rate, > 0 (default 1e-3)")
@@ -134,7 +139,7 @@ CONFIG_SECTIONS = ("model", "model_config", "train", "preprocessing", "seed", "v
 EXIT0_CHOICES = ("auto", "logistic", "pls", "none")
 #: ``--recipe paper``: what the paper trains (docs/training.md, "Default recipe").
 PAPER_RECIPE: dict[str, dict[str, Any]] = {
-    "train": {"lr_schedule": "constant", "weight_decay": 0.0, "ema_decay": 0.0, "ponder_target": None},
+    "train": {"lr_schedule": "constant", "weight_decay": 0.0, "ema_decay": 0.0, "ponder_target": None, "train_budget": None},
     "model_config": {"head_bins": 1, "dropout": 0.0},
 }
 
@@ -161,7 +166,7 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
             raise CliError(f"{where}: {section} must be a table/object of options; got {cfg[section]!r:.60}")
     paper = getattr(args, "recipe", "default") == "paper"
     train = {**(PAPER_RECIPE["train"] if paper else {}), **dict(cfg.get("train", {}))}
-    for arg, key in (("epochs", "max_epochs"), ("patience", "patience"), ("batch_size", "batch_size"), ("lr", "lr"), ("distill", "distill"), ("threads", "threads"), ("ponder_target", "ponder_target"), ("ponder_allocation", "ponder_allocation")):
+    for arg, key in (("epochs", "max_epochs"), ("patience", "patience"), ("batch_size", "batch_size"), ("lr", "lr"), ("distill", "distill"), ("threads", "threads"), ("ponder_target", "ponder_target"), ("ponder_allocation", "ponder_allocation"), ("train_budget", "train_budget")):
         value = getattr(args, arg, None)
         if value is not None:
             train[key] = None if value == "none" else value
@@ -229,6 +234,22 @@ def _ponder_target(text: str) -> float | str:
     if not 0.0 < value <= 1.0:
         raise argparse.ArgumentTypeError(f"{text} is not allowed; use a share of the units in (0, 1], e.g. 0.5, or 'none'")
     return value
+
+
+def _train_budget(text: str) -> float | str:
+    """``--train-budget``: forward MACs a fit may spend on training ("200G", "2e11"), or "none"."""
+    from scai.errors import BudgetError
+    from scai.inference.budget import parse_budget
+
+    if text.strip().lower() == "none":
+        return "none"
+    try:
+        budget = parse_budget(text)
+    except BudgetError:
+        budget = None
+    if budget is None or budget.unit != "macs":
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of MACs; use e.g. 200G, 2e11 or 'none' (no cap)")
+    return float(budget.value)
 
 
 def _rocket_kind(text: str) -> str:
@@ -352,6 +373,11 @@ def describe_model(est: Any) -> None:
         print(f"MiniRocket exit: {rocket['n_features']:,} features, " + (
             f"used (out of fold, with exit 0: {rocket['oof_accuracy']:.3f})" if rocket["used"]
             else "fitted but left out: it added nothing to exit 0 out of fold"))
+    cap = getattr(est, "epoch_cap_", None)
+    if cap and cap["epochs"] < cap["max_epochs"]:
+        print(f"epochs: at most {cap['epochs']} (of --epochs {cap['max_epochs']}): the training budget of "
+              f"{cap['train_budget']:.3g} MACs over {cap['n_train']} spectra x {cap['net_macs']:,} MACs of the network "
+              "(--train-budget none lifts it)")
     if cross:
         parts = [f"cross-fitting: {cross['folds']} folds of {cross['n']} spectra ({cross['n_jobs']} at a time)"]
         if cross.get("fold_time_s"):
@@ -504,7 +530,7 @@ def _run(args: argparse.Namespace) -> int:
     if h.epochs:
         print(f"trained {settings['model']} for {len(h.epochs)} epochs (best epoch {h.best_epoch}) in {h.fit_time_s:.1f} s")
     else:
-        print(f"fitted in {h.fit_time_s:.1f} s; the {settings['model']} network was not needed (see below)")
+        print(f"fitted in {getattr(est, 'fit_time_s_', None) or h.fit_time_s:.1f} s; the {settings['model']} network was not needed (see below)")
     describe_model(est)
     if test is not None:
         with naming_file(test.source):

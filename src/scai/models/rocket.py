@@ -40,12 +40,26 @@ __all__ = ["KERNEL_TAPS", "RocketExit", "rocket_kernels"]
 KERNEL_TAPS: tuple[tuple[int, int, int], ...] = tuple(combinations(range(9), 3))
 
 
+#: Spectra per chunk of the eager-mode transform (a chunk's 84 x W convolution output stays in cache;
+#: 8 x 84 x 1738 floats are 4.7 MB; measured 2x faster PPV pooling than whole batches of 256).
+CHUNK = 8
+
+
 def rocket_kernels() -> Tensor:
     """The (84, 1, 9) weights: -1 everywhere, +2 at each kernel's three taps."""
     w = -torch.ones(len(KERNEL_TAPS), 1, 9)
     for k, taps in enumerate(KERNEL_TAPS):
         w[k, 0, list(taps)] = 2.0
     return w
+
+
+def _dilated_conv(x: Tensor, kernels: Tensor, d: int, W: int) -> Tensor:
+    """``conv1d(x, kernels, padding=4d, dilation=d)`` for (B, 1, W) input and (84, 1, 9) kernels as one
+    matrix product over the 9 shifted copies of the zero-padded input (about 2x faster on CPU than
+    oneDNN's conv for a single input channel; the same sums in the same order)."""
+    xp = F.pad(x[:, 0], (4 * d, 4 * d))
+    shifted = torch.stack([xp[:, i * d : i * d + W] for i in range(9)], dim=1)  # (B, 9, W)
+    return torch.matmul(kernels[:, 0], shifted)
 
 
 class RocketExit(nn.Module):
@@ -122,26 +136,38 @@ class RocketExit(nn.Module):
                     param.copy_(torch.from_numpy(np.array(np.broadcast_to(np.asarray(value, np.float32), (self.in_length,)))))
 
     def features(self, x: Tensor) -> Tensor:
-        """(B, 1, W) -> (B, F) PPV features in aeon's order (dilation, kernel, bias)."""
+        """(B, 1, W) -> (B, F) PPV features in aeon's order (dilation, kernel, bias).
+
+        In eager mode the batch runs in chunks of :data:`CHUNK` spectra so that a chunk's
+        convolution output (CHUNK x 84 x W floats) stays in cache while its biases are compared;
+        traced for ONNX it runs as one batch (the graph keeps a dynamic batch dimension).
+        """
         x = x.reshape(x.shape[0], 1, -1).float()
         if self.input_affine:
             x = torch.addcmul(self.input_mean, x, self.input_scale)
+        if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or x.shape[0] <= CHUNK:
+            return self._features(x)
+        return torch.cat([self._features(part) for part in x.split(CHUNK)], dim=0)
+
+    def _features(self, x: Tensor) -> Tensor:
         K = len(KERNEL_TAPS)
-        parity = torch.arange(K).reshape(K, 1)
         out: list[Tensor] = []
         start = 0
         for j, (d, nf) in enumerate(zip(self.dilations, self.features_per_dilation)):
-            C = F.conv1d(x, self.kernels, padding=4 * d, dilation=d)  # (B, 84, W), zero padded
+            C = _dilated_conv(x, self.kernels, d, self.in_length)  # (B, 84, W), zero padded
             b = self.biases[start : start + K * nf].reshape(K, nf)
             start += K * nf
-            mid = C[:, :, 4 * d : self.in_length - 4 * d]  # the unpadded middle
+            # MiniRocket alternates: kernel k at dilation j pools every position when j + k is even,
+            # else only the unpadded middle. Each kernel is compared on the positions it pools only.
+            full_k, part_k = (0, 1) if j % 2 == 0 else (1, 0)
+            full, part = C[:, full_k::2], C[:, part_k::2, 4 * d : self.in_length - 4 * d]
+            b_full, b_part = b[full_k::2], b[part_k::2]
             pooled = []
             for f in range(nf):  # one bias at a time keeps memory at B x 84 x W
-                bf = b[:, f : f + 1]
-                full = (C > bf).float().mean(dim=2)  # every position
-                part = (mid > bf).float().mean(dim=2)
-                # MiniRocket alternates: kernel k at dilation j pools all positions when j + k is even
-                pooled.append(torch.where((parity[:, 0] + j) % 2 == 0, full, part))
+                pf = (full > b_full[:, f : f + 1]).float().mean(dim=2)  # (B, 42)
+                pp = (part > b_part[:, f : f + 1]).float().mean(dim=2)
+                pair = (pf, pp) if full_k == 0 else (pp, pf)  # back to kernel order 0, 1, 2, ...
+                pooled.append(torch.stack(pair, dim=2).reshape(x.shape[0], K))
             out.append(torch.stack(pooled, dim=2).reshape(x.shape[0], K * nf))
         return torch.cat(out, dim=1)
 

@@ -31,6 +31,7 @@ its unsupervised statistics (the global mean/scale) are shared by the folds, the
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 import warnings
@@ -250,22 +251,48 @@ def _scores_all_classes(model: Any, X: np.ndarray, C: int) -> np.ndarray:
     return out
 
 
-def _logistic_fold(
-    Z: np.ndarray, y: np.ndarray, tr: np.ndarray, te: np.ndarray, grid: tuple[float, ...], C: int
-) -> list[int]:
-    """Correct test predictions of the fold for every C of the grid."""
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.preprocessing import StandardScaler
+def _row_space(Xs: np.ndarray) -> np.ndarray | None:
+    """Orthonormal basis V (W, r) of the row space of standardised training spectra ``Xs`` (n, W),
+    or None when n >= W (no reduction).
 
-    scaler = StandardScaler().fit(Z[tr])
-    Xtr, Xte = scaler.transform(Z[tr]), scaler.transform(Z[te])
-    correct = []
+    L2-regularised logistic regression with an unpenalised intercept has its weights in that row
+    space (at the optimum w = C * Xs' r for the residuals r), so fitting it on ``Xs @ V`` (n, r)
+    and mapping back with ``w = beta @ V'`` is the same optimum at r / W of the cost per solver
+    iteration; on 360 spectra x 1738 points that is about 5x faster.
+    """
+    n, W = Xs.shape
+    if n >= W:
+        return None
+    _, s, vt = np.linalg.svd(Xs, full_matrices=False)
+    keep = s > s[0] * max(n, W) * np.finfo(np.float64).eps if s.size and s[0] > 0 else np.zeros(s.size, bool)
+    return np.ascontiguousarray(vt[keep].T) if keep.any() else None
+
+
+def _logistic_path(Xtr: np.ndarray, ytr: np.ndarray, grid: tuple[float, ...]) -> Any:
+    """Fitted logistic regressions for each C of the ascending ``grid`` (one model object refitted
+    with warm starts: each C starts from the previous optimum); yields (c, model) in order."""
+    from sklearn.exceptions import ConvergenceWarning
+
+    model = _logistic(grid[0])
+    model.set_params(warm_start=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         for c in grid:
-            m = _logistic(c).fit(Xtr, y[tr])
-            correct.append(int((_scores_all_classes(m, Xte, C).argmax(1) == y[te]).sum()))
-    return correct
+            yield c, model.set_params(C=float(c)).fit(Xtr, ytr)
+
+
+def _logistic_fold(
+    Z: np.ndarray, y: np.ndarray, tr: np.ndarray, te: np.ndarray, grid: tuple[float, ...], C: int
+) -> list[int]:
+    """Correct test predictions of the fold for every C of the grid (row-space reduced, warm-started)."""
+    from sklearn.preprocessing import StandardScaler
+
+    scaler = StandardScaler().fit(Z[tr])
+    Xtr, Xte = scaler.transform(Z[tr]).astype(np.float64), scaler.transform(Z[te]).astype(np.float64)
+    V = _row_space(Xtr)
+    if V is not None:
+        Xtr, Xte = Xtr @ V, Xte @ V
+    return [int((_scores_all_classes(m, Xte, C).argmax(1) == y[te]).sum()) for _, m in _logistic_path(Xtr, y[tr], grid)]
 
 
 def _pls_factors(pls: Any, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -316,17 +343,25 @@ def _run_folds(fn: Any, folds: list[tuple[np.ndarray, np.ndarray]], n_jobs: int)
 
 
 def _fit_logistic(Z: np.ndarray, y: np.ndarray, C: int, c: float) -> tuple[np.ndarray, np.ndarray, Any]:
+    """Logistic regression at ``c`` on per-point standardised ``Z`` (fitted in the row space, see
+    :func:`_row_space`); (weight (C, W), bias (C,), the sklearn pipeline that predicts the same)."""
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
+    from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
-    est = make_pipeline(StandardScaler(), _logistic(c))
+    scaler = StandardScaler().fit(Z)
+    Xs = scaler.transform(Z).astype(np.float64)
+    V = _row_space(Xs)
+    lr = _logistic(c)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        est.fit(Z, y)
-    scaler, lr = est[0], est[-1]
+        lr.fit(Xs if V is None else Xs @ V, y)
     coef = np.asarray(lr.coef_, dtype=np.float64)
     icpt = np.asarray(lr.intercept_, dtype=np.float64)
+    project = FunctionTransformer(None if V is None else (lambda X, V=V: np.asarray(X, np.float64) @ V))
+    est = make_pipeline(scaler, project, lr)
+    if V is not None:
+        coef = coef @ V.T  # back to the W points
     if coef.shape[0] == 1:  # binary: decision d -> logits [-d/2, d/2], softmax = predict_proba
         coef, icpt = np.vstack([-0.5 * coef, 0.5 * coef]), np.array([-0.5 * icpt[0], 0.5 * icpt[0]])
     if coef.shape[0] != C or not np.array_equal(lr.classes_, np.arange(C)):
@@ -347,6 +382,22 @@ def _fit_pls(Z: np.ndarray, y: np.ndarray, C: int, k: int) -> tuple[np.ndarray, 
     return P[keep], H[:, keep], b, int(keep.size), est
 
 
+def _one_blas_thread(fn: Any) -> Any:
+    """Run ``fn`` with BLAS limited to one thread: these are small problems (hundreds of spectra),
+    where OpenBLAS threads beside torch's OpenMP pool cost more than they give (5 logistic C x 5
+    folds on 400 x 1738 spectra: 39 s with 2 threads, 7 s with one, on 2 cores)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(limits=1, user_api="blas"):
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
+@_one_blas_thread
 def fit_linear_exit(
     Z: Any,
     y: Any,

@@ -12,7 +12,7 @@ import csv
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,12 @@ from scai.training.losses import DISTILL_MODES, allocation_penalty, allocation_w
 __all__ = ["LR_SCHEDULES", "History", "TrainConfig", "Trainer", "evaluate_exits"]
 
 LR_SCHEDULES = ("constant", "cosine", "plateau")
+#: Default training compute cap, in forward MACs (epochs x training spectra x the network's full-path
+#: MACs). Training time is close to proportional to it: about 1.3 GMAC/s per core for the default
+#: SCAI+ (forward + backward + validation; milk_adulteration folds, benchmarks/results/train_time.md),
+#: so 2e11 is ~150 s per fold, e.g. 41 epochs for 400 spectra of 1738 points. Small sets (the
+#: common case: tens to a few hundred short spectra) stay at max_epochs.
+TRAIN_BUDGET = 2e11
 PONDER_ALLOCATIONS = ("uniform", "anova")
 
 
@@ -44,6 +50,7 @@ class TrainConfig:
     patience: int = 30  # epochs without validation improvement before stopping (paper: 50)
     min_epochs: int = 10  # never stop before this many epochs
     max_time_s: float | None = None  # optional wall-clock cap for the whole fit
+    train_budget: float | None = TRAIN_BUDGET  # forward MACs a fit may spend: epochs x training spectra x full-path MACs caps max_epochs; None = no cap
     seed: int = 0  # seeds weight init, shuffling and augmentation
     threads: int | None = None  # torch intra-op threads; None keeps torch's default
     distill: str = "last"  # "last" (paper), "next" (step-by-step), "none" (w/o KD ablation)
@@ -75,6 +82,8 @@ class TrainConfig:
             raise ConfigError(f"weight_decay must be >= 0; got {self.weight_decay}")
         if self.threads is not None and self.threads < 1:
             raise ConfigError(f"threads must be >= 1 or None (torch's default); got {self.threads}")
+        if self.train_budget is not None and not self.train_budget > 0:
+            raise ConfigError(f"train_budget must be > 0 MACs or None (no cap); got {self.train_budget}")
         if self.max_time_s is not None and not self.max_time_s >= 0:
             raise ConfigError(f"max_time_s must be >= 0 or None (no cap); got {self.max_time_s}")
         if not self.temperature > 0:
@@ -103,6 +112,7 @@ class TrainConfig:
             if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
                 raise ScaiTypeError(f"{name} must be a number; got {value!r} ({type(value).__name__})")
         for name, kinds in (("threads", (int, np.integer)), ("max_time_s", (int, float, np.integer, np.floating)),
+                            ("train_budget", (int, float, np.integer, np.floating)),
                             ("ponder_target", (int, float, np.integer, np.floating))):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, kinds)):
@@ -114,6 +124,19 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def epoch_cap(self, n_train: int, full_macs: float) -> int:
+        """Most epochs a fit on ``n_train`` spectra of a network costing ``full_macs`` per spectrum may
+        run: ``max_epochs``, lowered to fit ``train_budget`` (never below ``min_epochs`` or 1)."""
+        if self.train_budget is None or n_train < 1 or not full_macs > 0:
+            return self.max_epochs
+        fits = int(self.train_budget // (float(n_train) * float(full_macs)))
+        return int(min(self.max_epochs, max(fits, self.min_epochs, 1)))
+
+    def resolved(self, n_train: int, full_macs: float) -> TrainConfig:
+        """This config with ``max_epochs`` set to :meth:`epoch_cap` and the budget spent (None), so
+        that several fits (cross-fitting folds, the refit) share one epoch count and one schedule."""
+        return replace(self, max_epochs=self.epoch_cap(n_train, full_macs), train_budget=None)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
@@ -274,7 +297,7 @@ class Trainer:
         halting heads of every PA block start at the target (``PABlock.init_halting``), so
         ``fit`` is meant for an untrained network.
         """
-        cfg = self.config
+        cfg = self.config.resolved(len(X_train), _full_macs(network))
         fixed = X_val is None
         if fixed and (epochs is None or epochs < 1):
             raise ConfigError("Trainer.fit without a validation set needs epochs >= 1 (the epoch count to train)")
@@ -468,6 +491,12 @@ def _validated_on_rank0(
     if with_logits:
         reply["logits"] = group.broadcast(val["logits"] if val is not None else None)
     return reply
+
+
+def _full_macs(network: nn.Module) -> float:
+    """MACs per spectrum of the network's full path (0 when it does not count them)."""
+    exit_macs = getattr(network, "exit_macs", None)
+    return float(exit_macs()[-1]) if callable(exit_macs) else 0.0
 
 
 def _progress(epoch: int, elapsed_s: float, cfg: TrainConfig) -> float:
