@@ -436,6 +436,8 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
     def _fit_cross(self, Z: np.ndarray, y: np.ndarray, exit0_fit: LinearExitFit | None, n_folds: int) -> np.ndarray:
         """Cross-fitting (see ``cross_fit``); sets ``network_``, ``history_``, ``exit0_``,
         ``cross_fit_`` and returns the out-of-fold logits (n_exits, n, C) of the final model."""
+        from tqdm.auto import tqdm
+
         t0 = time.perf_counter()
         n, C = len(y), len(self.classes_)
         folds = stratified_folds(y, n_folds, self.random_state)
@@ -457,7 +459,7 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
             # fold's part. One kind keeps the out-of-fold logits on one scale, as the final exit's are
             # (a fold that flipped to the other kind on a one-spectrum tie put logistic decision values
             # beside PLS scores and spoilt the exit combination fitted on them).
-            for tr, va in folds:
+            for tr, va in tqdm(folds, desc="exit 0 out of fold", unit="fold", disable=not self.verbose, leave=False):
                 oof0[va] = self._fit_exit0(Z[tr], y[tr], exit0_fit.kind, capped=self.exit0 == "auto").logits(Z[va])
         hit0 = None if oof0 is None else oof0.argmax(axis=1) == y
         outputs: list[FoldOutput] = []
@@ -671,7 +673,10 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
         kind = self.exit0 if self.exit0 != "none" else "auto"
         scores: dict[str, float | None] = {}
         best: tuple[float, str, Pipeline, np.ndarray, LinearExitFit] | None = None
-        for name in order:
+        from tqdm.auto import tqdm
+
+        for name in tqdm(order, desc="choosing preprocessing (exit 0's inner CV)", unit="pipeline",
+                         disable=not self.verbose, leave=False):
             pipe = self._make_pipeline(name)
             try:
                 Z = np.asarray(pipe.fit_transform(X_tr, axis=self.axis_), dtype=np.float32)
