@@ -32,36 +32,31 @@ DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 PHASES = ("_auto_pipeline", "_fit_exit0", "_fit_rocket", "_fit_cross", "_detailed", "_fit_reliability", "_refit")
 
 
+def _wrap(owner: Any, name: str, times: dict[str, list[float]]) -> None:
+    """Replace ``owner.name`` by a wrapper that appends each call's wall seconds to ``times[name]``."""
+    fn = getattr(owner, name)
+    times[name] = []
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        t0 = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            times[name].append(time.perf_counter() - t0)
+
+    setattr(owner, name, wrapper)
+
+
 def timed_phases(est_cls: Any, names: tuple[str, ...]) -> dict[str, list[float]]:
-    """Wrap ``est_cls``'s methods ``names`` so that each call's wall seconds land in the returned dict."""
-    times: dict[str, list[float]] = {n: [] for n in names}
-    for name in names:
-        fn = getattr(est_cls, name)
-
-        @functools.wraps(fn)
-        def wrapper(*args: Any, _fn: Any = fn, _name: str = name, **kwargs: Any) -> Any:
-            t0 = time.perf_counter()
-            try:
-                return _fn(*args, **kwargs)
-            finally:
-                times[_name].append(time.perf_counter() - t0)
-
-        setattr(est_cls, name, wrapper)
+    """Time ``est_cls``'s methods ``names`` and the estimator module's fold runners; {name: seconds per call}."""
     import scai.estimators as E
 
+    times: dict[str, list[float]] = {}
+    for name in names:
+        _wrap(est_cls, name, times)
     for name in ("run_folds", "start_folds"):
-        fn = getattr(E, name)
-        times[name] = []
-
-        @functools.wraps(fn)
-        def wrapper2(*args: Any, _fn: Any = fn, _name: str = name, **kwargs: Any) -> Any:
-            t0 = time.perf_counter()
-            try:
-                return _fn(*args, **kwargs)
-            finally:
-                times[_name].append(time.perf_counter() - t0)
-
-        setattr(E, name, wrapper2)
+        _wrap(E, name, times)
     return times
 
 
