@@ -36,8 +36,10 @@ def scai_dir(tmp_path_factory: pytest.TempPathFactory, milk: Any) -> Path:
 
     torch.manual_seed(1)
     idx = np.concatenate([np.flatnonzero(milk.y == c)[:4] for c in range(len(milk.class_names))])
+    # random_state=1: on these 40 spectra whether the MiniRocket exit helps out of fold is a one-spectrum
+    # call; with seed 1 the defaults keep it, so the edge's MiniRocket stage is covered (asserted below)
     est = SCAIClassifier(model="scai", model_config=TINY, train_config={"max_epochs": 1}, val_fraction=0.25,
-                         skip_exits=False)
+                         skip_exits=False, random_state=1)
     est.fit(milk.X[idx], np.asarray(milk.class_names)[milk.y[idx]], axis=milk.axis)
     return est.save(tmp_path_factory.mktemp("scai") / "milk_scai")
 

@@ -41,9 +41,11 @@ def liquor_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.manual_seed(0)
     s = synthetic_liquor(200, n_classes=4, n_points=N_POINTS, seed=11)
     # ponder_target None (the paper's tau only): the reliability tests need spectra of this model held
-    # as unknown and as ambiguous, which the 3-epoch model trained to the default target 0.5 gave none of
+    # as unknown and as ambiguous, which the 3-epoch model trained to the default target 0.5 gave none of;
+    # random_state=3: of seeds 0-3 the one whose model holds spectra both ways with --sets 0.95 (after exit
+    # 0's logistic fit moved to the row space, seed 0 held 83 of 256 as unknown and none as ambiguous)
     est = SCAIClassifier(model="scai_plus", model_config=TINY_SCAI, train_config={"max_epochs": 3, "ponder_target": None},
-                         skip_exits=False,
+                         skip_exits=False, random_state=3,
                          cross_fit=0, preprocessing="snv", val_fraction=0.25)
     est.fit(s.X, np.asarray(s.class_names)[s.y], axis=s.axis)
     return est.save(tmp_path_factory.mktemp("model") / "liquor")
