@@ -54,7 +54,12 @@ def band_importance(
         for start in range(0, len(Z), batch_size):
             xb = torch.from_numpy(np.ascontiguousarray(Z[start : start + batch_size], dtype=np.float32)).unsqueeze(1)
             xb.requires_grad_(True)
-            logits = net.forward_exits(xb, stop_at=k)[k]
+            outs = net.forward_exits(xb, stop_at=k)[: k + 1]
+            # a MiniRocket exit's logits are piecewise constant in the input (PPV counts): no gradient.
+            # Then the latest exit before it that has one answers for the saliency (exit 0 at worst).
+            logits = next((z for z in reversed(outs) if z.requires_grad), None)
+            if logits is None:
+                continue
             yb = torch.as_tensor(y_idx[start : start + batch_size], dtype=torch.long)
             logits.gather(1, yb[:, None]).sum().backward()
             total += xb.grad.detach().abs().sum(dim=(0, 1)).double().numpy()
