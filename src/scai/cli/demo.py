@@ -81,7 +81,8 @@ def estimate_epoch_seconds(model: str, n_points: int, n_classes: int, n_train: i
     return 1.1 * per_step * math.ceil(n_train / batch_size)
 
 
-def training_cut_short(history: Any, epochs: int, max_time_s: float | None = None) -> str | None:
+def training_cut_short(history: Any, epochs: int, max_time_s: float | None = None,
+                       budget_epochs: int | None = None) -> str | None:
     """Which cap ended training before early stopping did ("--epochs N" / "--max-time S s"), or None.
 
     Early stopping ends a run whose validation accuracy stopped improving; a run that used every
@@ -90,6 +91,9 @@ def training_cut_short(history: Any, epochs: int, max_time_s: float | None = Non
     """
     if max_time_s is not None and history.stopped_early and history.fit_time_s >= max_time_s:
         return f"--max-time {max_time_s:g} s"
+    if (budget_epochs is not None and budget_epochs < epochs and not history.stopped_early
+            and len(history.epochs) >= budget_epochs):
+        return f"the training budget ({budget_epochs} epochs; scai train --train-budget none lifts it)"
     if not history.stopped_early and len(history.epochs) >= epochs and epochs < RECIPE_EPOCHS:
         return f"--epochs {epochs}"
     return None
@@ -132,7 +136,7 @@ def _run(args: argparse.Namespace) -> int:
     model_dir = est.save(out / "model")
     h = est.history_
     print(f"split: {split['protocol']} (seed {args.seed}): {split['n_train']} train / {split['n_val']} val / {split['n_test']} test")
-    cap = training_cut_short(h, args.epochs, args.max_time)
+    cap = training_cut_short(h, args.epochs, args.max_time, (getattr(est, "epoch_cap_", None) or {}).get("epochs"))
     how = f" (stopped by {cap})" if cap else " (early stopping)" if h.stopped_early else ""
     print(f"trained {args.model} for {len(h.epochs)} epochs{how} (best {h.best_epoch}) in {h.fit_time_s:.1f} s")
     describe_model(est)
