@@ -17,6 +17,7 @@ from typing import Any, Union
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 from numpy.typing import ArrayLike
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.model_selection import train_test_split
@@ -436,8 +437,6 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
     def _fit_cross(self, Z: np.ndarray, y: np.ndarray, exit0_fit: LinearExitFit | None, n_folds: int) -> np.ndarray:
         """Cross-fitting (see ``cross_fit``); sets ``network_``, ``history_``, ``exit0_``,
         ``cross_fit_`` and returns the out-of-fold logits (n_exits, n, C) of the final model."""
-        from tqdm.auto import tqdm
-
         t0 = time.perf_counter()
         n, C = len(y), len(self.classes_)
         folds = stratified_folds(y, n_folds, self.random_state)
@@ -673,8 +672,6 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
         kind = self.exit0 if self.exit0 != "none" else "auto"
         scores: dict[str, float | None] = {}
         best: tuple[float, str, Pipeline, np.ndarray, LinearExitFit] | None = None
-        from tqdm.auto import tqdm
-
         for name in tqdm(order, desc="choosing preprocessing (exit 0's inner CV)", unit="pipeline",
                          disable=not self.verbose, leave=False):
             pipe = self._make_pipeline(name)
