@@ -12,12 +12,13 @@ package's failures into errors that name the file.
   from the spectrum titles.
 - Bruker OPUS ``.0``, ``.1``, ...: ``brukeropus`` (MIT); the result spectrum (absorbance,
   transmittance, ..., else the single channel), one row per spectrum of a series.
-- PerkinElmer ``.sp``: refused; the one maintained reader needs all of SpectroChemPy. Checked:
-  ``spectrochempy-perkinelmer`` 0.1.6 (CeCILL-B) requires SpectroChemPy 1.1 (IPython, pint, dill,
-  ...), which writes its configuration under the home folder and, outside pytest, asks PyPI for
-  updates from a thread at start-up (a network call at run time); its parser comes from ``specio``
-  0.1.0 (BSD-3-Clause, 2018, sdist only, unmaintained; the fork ``specio-py310`` 0.1.0.post2 has
-  one release and ships no ``.sp`` file).
+- PerkinElmer ``.sp``: refused; no reader fits (docs/data.md lists the packages checked).
+  ``spectrochempy-perkinelmer`` 0.1.6 (CeCILL-B) needs SpectroChemPy 1.1 (IPython, pint, dill,
+  ...), which writes its preferences under the home folder and, outside pytest, asks PyPI for
+  updates from a thread when its application starts, with no documented setting that turns this
+  off; its wheel ships no ``.sp`` file. ``specio`` 0.1.0 (BSD-3-Clause) is a 2018 sdist, unmaintained
+  (the fork ``specio-py310`` has one release and no ``.sp`` file); ``orange-spectroscopy``
+  (GPL-3.0+) needs Orange3 and Qt.
 """
 
 from __future__ import annotations
@@ -227,7 +228,8 @@ def _opus(path: Path) -> VendorSpectra:
 def _perkinelmer(path: Path) -> VendorSpectra:
     raise DataFormatError(
         f"{path}: PerkinElmer .sp files are not read: no maintained, lightweight reader exists "
-        "(the one maintained reader, spectrochempy-perkinelmer, needs all of SpectroChemPy). "
+        "(spectrochempy-perkinelmer needs all of SpectroChemPy, which asks PyPI for updates at start; "
+        "orange-spectroscopy needs Orange3 and Qt). "
         "Export the spectrum from PerkinElmer Spectrum as CSV or JCAMP-DX (.dx) and read that"
     )
 
