@@ -3,7 +3,8 @@
 ``python -m torch.distributed.run --standalone --nproc_per_node=2 _ddp_worker.py OUT_DIR`` writes
 ``OUT_DIR/rank{R}.json``: per case (network), the state digest of the trained weights, (SCAI+) a second
 fit's digest with the same seed, the per-epoch training loss and ponder cost, and the most units
-a PA position ran before training; plus whether a check between ranks refused differing values.
+a PA position ran before training; plus whether a check between ranks refused differing values, and
+the process group's threads still alive once the group was destroyed (there must be none).
 """
 
 from __future__ import annotations
@@ -84,6 +85,7 @@ def main(out: Path) -> None:
             record["mismatch_refused"] = False
         except ddp.ReplicaMismatchError as exc:
             record["mismatch_refused"] = str(exc)
+    record["threads_after"] = ddp.group_threads()  # the group's threads must end with it
     (out / f"rank{env.rank}.json").write_text(json.dumps(record))
 
 

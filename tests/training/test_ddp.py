@@ -93,6 +93,48 @@ def test_state_digest_sees_every_value():
     assert ddp.state_digest(net) != before
 
 
+# ---- the backend: gloo on CPU, nccl for CUDA tensors (no GPU here: the selection logic alone) --------
+
+def test_default_backend_is_gloo_without_cuda_and_adds_nccl_with_it(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert ddp.default_backend() == "gloo"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert ddp.default_backend() == "cpu:gloo,cuda:nccl"  # CPU tensors still go through gloo
+
+
+@pytest.mark.parametrize("cuda, backend, device", [(False, "gloo", None), (True, "cpu:gloo,cuda:nccl", 1)])
+def test_process_group_starts_the_chosen_backend_on_the_local_gpu(no_launch, monkeypatch, cuda, backend, device):
+    for key, value in {"RANK": "3", "WORLD_SIZE": "4", "LOCAL_RANK": "1"}.items():
+        no_launch.setenv(key, value)
+    calls: list[tuple] = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda d: calls.append(("set_device", d)))
+    monkeypatch.setattr(dist, "is_initialized", lambda: False)
+    monkeypatch.setattr(dist, "init_process_group", lambda **kw: calls.append(("init", kw)))
+    monkeypatch.setattr(dist, "barrier", lambda: calls.append(("barrier",)))
+    monkeypatch.setattr(dist, "destroy_process_group", lambda: calls.append(("destroy",)))
+    with ddp.process_group() as env:
+        assert (env.rank, env.world_size, env.local_rank) == (3, 4, 1)
+    expected = [("set_device", device)] if device is not None else []
+    expected += [("init", {"backend": backend, "rank": 3, "world_size": 4}), ("barrier",), ("destroy",)]
+    assert calls == expected
+    calls.clear()
+    with pytest.raises(RuntimeError, match="boom"), ddp.process_group("gloo"):
+        raise RuntimeError("boom")
+    assert calls == [("init", {"backend": "gloo", "rank": 3, "world_size": 4}), ("destroy",)]  # no barrier a rank may never reach
+
+
+@pytest.mark.parametrize("backend, device", [("gloo", "cpu"), ("cpu:gloo,cuda:nccl", "cuda:2"), ("nccl", "cuda:2")])
+def test_current_trains_on_the_gpu_only_under_nccl(monkeypatch, backend, device):
+    monkeypatch.setattr(dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(dist, "get_backend", lambda: backend)
+    monkeypatch.setattr(dist, "get_rank", lambda: 1)
+    monkeypatch.setattr(dist, "get_world_size", lambda: 4)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 2)
+    group = ddp.current()
+    assert (group.rank, group.world_size, str(group.device), group.is_main) == (1, 4, device, False)
+
+
 def test_outside_torchrun_ddp_is_refused(no_launch, tmp_path, capsys):
     with pytest.raises(ConfigError, match="torchrun"), ddp.process_group():
         pass
@@ -122,6 +164,7 @@ def test_a_one_process_group_trains_and_folds_run_in_turn(no_launch):
         history = Trainer(cfg).fit(net, X, codes, None, None, epochs=4)
         ddp.check_same(ddp.state_digest(net), "model")  # one rank agrees with itself
     assert not dist.is_initialized()
+    assert ddp.group_threads() == []  # the gloo worker threads and TCP loop ended with the group
     assert default_n_jobs(64) == cores
     losses = [e["train_loss"] for e in history.epochs]
     assert len(losses) == 4 and losses[-1] < losses[0]
@@ -151,6 +194,8 @@ def test_two_ranks_train_alike_and_learn(tmp_path):
     est = [r["estimator"] for r in ranks]
     assert est[0] == est[1], est
     assert est[0]["network"] == "trained on all spectra" and est[0]["preprocessing"] and est[0]["exit0"]
+    # no thread of the group runs on into interpreter exit (where a live gloo thread can abort the rank)
+    assert [r["threads_after"] for r in ranks] == [[], []]
     halted = ranks[0]["cases"]["scai_plus_halted"]
     assert halted["units_max_before"] == 1.0 < halted["units_per_block"]  # units were skipped
 

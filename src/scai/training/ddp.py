@@ -28,6 +28,7 @@ shards the epochs differently and gives a different (equally valid) model.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import math
 import os
 from collections.abc import Iterator, Mapping
@@ -49,7 +50,9 @@ __all__ = [
     "ReplicaMismatchError",
     "check_same",
     "current",
+    "default_backend",
     "epoch_order",
+    "group_threads",
     "is_main",
     "launch_env",
     "process_group",
@@ -113,8 +116,10 @@ def default_backend() -> str:
 def process_group(backend: str | None = None) -> Iterator[LaunchEnv]:
     """Initialise the process group of this ``torchrun`` launch for the block, then destroy it.
 
-    Yields the :class:`LaunchEnv`. A group that is already initialised (by the caller) is used
-    and left alone.
+    Yields the :class:`LaunchEnv`. When the block ends normally the ranks meet at a barrier
+    before the group is destroyed, and no thread of the group outlives it
+    (:func:`group_threads`); when it raises, the group is destroyed at once. A group that is
+    already initialised (by the caller) is used and left alone.
 
     Raises
     ------
@@ -131,11 +136,40 @@ def process_group(backend: str | None = None) -> Iterator[LaunchEnv]:
     backend = backend or default_backend()
     if "nccl" in backend:
         torch.cuda.set_device(env.local_rank)
+    # DistributedDataParallel imports torch._dynamo on first use; imported while a group exists,
+    # it keeps that group alive after destroy_process_group (torch 2.13, measured): its gloo
+    # worker threads, TCP loop and store thread then run on into interpreter exit, where a
+    # rank can abort ("terminate called without an active exception"). Imported before the
+    # group, nothing holds the group and destroying it ends every one of those threads.
+    importlib.import_module("torch._dynamo")
     dist.init_process_group(backend=backend, rank=env.rank, world_size=env.world_size)
     try:
         yield env
-    finally:
-        dist.destroy_process_group()
+    except BaseException:
+        dist.destroy_process_group()  # no barrier: another rank may never reach it
+        raise
+    dist.barrier()  # every rank is done with every collective before any rank tears down
+    dist.destroy_process_group()
+
+
+def group_threads() -> list[str]:
+    """Names of this process's threads that belong to a process group (gloo workers and TCP
+    loop, nccl watchdogs, the store client): none should be left once :func:`process_group`
+    ended. Empty where ``/proc/self/task`` is not there (not on Linux)."""
+    names = []
+    try:
+        tasks = os.listdir("/proc/self/task")
+    except OSError:
+        return []
+    for task in tasks:
+        try:
+            with open(f"/proc/self/task/{task}/comm") as fh:
+                name = fh.read().strip()
+        except OSError:  # the thread ended meanwhile
+            continue
+        if any(key in name for key in ("gloo", "nccl", "tcpstore", "c10d")):
+            names.append(name)
+    return sorted(names)
 
 
 def is_main() -> bool:
@@ -245,7 +279,9 @@ class Distributed:
 
     def sum(self, values: np.ndarray) -> np.ndarray:
         """``values`` (float) summed over all ranks."""
-        t = torch.as_tensor(np.asarray(values, dtype=np.float64), device=self._comm_device())
+        # a copy the tensor owns (as_tensor would share the array's memory, and freeing such a
+        # tensor needs the interpreter's lock, which a gloo worker thread should never wait for)
+        t = torch.tensor(np.asarray(values, dtype=np.float64), device=self._comm_device())
         dist.all_reduce(t)
         return t.cpu().numpy()
 
@@ -264,7 +300,7 @@ class Distributed:
         ndim, wide = int(head[0]), bool(head[1])
         shape = tuple(int(s) for s in head[2 : 2 + ndim])
         dtype = torch.float64 if wide else torch.float32
-        t = torch.from_numpy(arr).to(dev) if self.rank == src else torch.empty(shape, dtype=dtype, device=dev)
+        t = torch.tensor(arr, device=dev) if self.rank == src else torch.empty(shape, dtype=dtype, device=dev)
         dist.broadcast(t, src)
         return t.cpu().numpy()
 
