@@ -37,7 +37,7 @@ def test_fit_stores_the_default_calibration_and_deploy_uses_it(fitted: Any, tmp_
     assert cfg["default_budget"] == default_budget(cfg["exit_macs"])
     stored = cfg["thresholds"][f"{cfg['default_budget']:g}"]
     assert len(stored["thresholds"]) == len(cfg["exit_macs"]) and stored["thresholds"][-1] == 0.0  # one per exit
-    th, source = default_thresholds(__import__("scai").load(d))
+    th, source, _ = default_thresholds(__import__("scai").load(d))
     assert source.startswith("stored budgeted-batch calibration")
     assert th == stored["thresholds"]
 

@@ -37,7 +37,6 @@ from scai.errors import (
     ScaiTypeError,
 )
 from scai.inference import (
-    calibrate_budgeted_batch,
     fit_temperatures,
     parse_budget,
     softmax,
@@ -45,6 +44,7 @@ from scai.inference import (
 from scai.inference.budget import Budget
 from scai.inference.combination import ExitCombination, fit_combination
 from scai.inference.exit_loop import carry_forward
+from scai.inference.knob import solve_budget
 from scai.inference.policies import default_budget
 from scai.inference.predictor import PredictionBatch, Predictor
 from scai.inference.thresholds import Thresholds, parse_thresholds
@@ -58,6 +58,7 @@ from scai.model_dir import (
 )
 from scai.models import MultiExitNetwork, create_model
 from scai.models.cascade import Cascade, CascadeSpec, LinearExit
+from scai.models.knob import compute_scale, knob_scales
 from scai.models.rocket import RocketExit
 from scai.preprocessing import (
     AUTO_CANDIDATES,
@@ -362,8 +363,9 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
                            "n_train": int(n_fit), "net_macs": net_macs, "epochs": self.train_config_.max_epochs}
         self.exit0_: dict[str, Any] | None = None
         self.cross_fit_: dict[str, Any] | None = None
+        knob_va: dict[float, np.ndarray] | None = None  # held-out logits per compute-knob scale
         if X_va_raw is None:
-            logits_va: np.ndarray | None = self._fit_cross(Z_tr, y_tr, exit0_fit, folds)
+            logits_va, knob_va = self._fit_cross(Z_tr, y_tr, exit0_fit, folds)
             y_va = y_tr
             Z_va = Z_tr
         else:
@@ -384,6 +386,7 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
             "logits": np.asarray(logits_va, dtype=np.float32),
             "macs": macs_va,
         }
+        self.validation_.update(self._knob_outputs(Z_va, knob_va))
         self.temperatures_ = (
             np.asarray(fit_temperatures(self.validation_["logits"], self.validation_["y"]), dtype=np.float64)
             if self.calibrate else np.ones(len(self.exit_macs_))
@@ -434,9 +437,13 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
     def _wants_exit0(self) -> bool:
         return self.exit0 != "none" and self.network_.n_exits > 1
 
-    def _fit_cross(self, Z: np.ndarray, y: np.ndarray, exit0_fit: LinearExitFit | None, n_folds: int) -> np.ndarray:
+    def _fit_cross(
+        self, Z: np.ndarray, y: np.ndarray, exit0_fit: LinearExitFit | None, n_folds: int
+    ) -> tuple[np.ndarray, dict[float, np.ndarray]]:
         """Cross-fitting (see ``cross_fit``); sets ``network_``, ``history_``, ``exit0_``,
-        ``cross_fit_`` and returns the out-of-fold logits (n_exits, n, C) of the final model."""
+        ``cross_fit_`` and returns the out-of-fold logits (n_exits, n, C) of the final model, and
+        per compute-knob scale (:data:`scai.models.knob.KNOB_SCALES`, when the network has PA
+        blocks and is used) the same logits with its PA blocks at that scale."""
         t0 = time.perf_counter()
         n, C = len(y), len(self.classes_)
         folds = stratified_folds(y, n_folds, self.random_state)
@@ -523,21 +530,25 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
         if refit is None:
             epoch = choose_epoch(outputs, y) if trained else 0
         net_oof = oof_logits(outputs, n, epoch) if trained else np.zeros((0, n, C), np.float32)
+        # the network's out-of-fold logits at each compute-knob scale (its folds kept them per epoch)
+        net_knob = {s: oof_logits(outputs, n, epoch, s) for s in (outputs[0].scales if trained else ())}
         pre = [] if oof0 is None else [oof0] + ([oof_r] if oof_r is not None else [])
         oof = np.concatenate([np.stack(pre), net_oof]) if pre else net_oof
+        knob = {s: np.concatenate([np.stack(pre), z]) if pre else z for s, z in net_knob.items()}
         acc = [float(np.mean(z.argmax(axis=1) == y)) for z in oof]
         uses = None
         combination = None
         if with_exit0:
             assert exit0_fit is not None
-            plain = oof
-            oof, acc, uses, combination = self._select_exits(plain, y, folds)
+            plain, plain_knob = oof, knob
+            oof, acc, uses, combination, knob = self._select_exits(plain, y, folds, plain_knob)
             if rocket_fit is not None:  # never run a MiniRocket exit that adds nothing (skip_exits or not)
                 keep = acc[1] > acc[0]
                 record["rocket"] = {**rocket_fit.to_dict(), "oof_accuracy": acc[1], "used": keep}
                 if not keep:
                     rocket_fit, plain = None, np.delete(plain, 1, axis=0)
-                    oof, acc, uses, combination = self._select_exits(plain, y, folds)
+                    plain_knob = {s: np.delete(z, 1, axis=0) for s, z in plain_knob.items()}
+                    oof, acc, uses, combination, knob = self._select_exits(plain, y, folds, plain_knob)
             n_pre = 1 + (rocket_fit is not None)
             if combination is not None:
                 record["combination"] = {**combination.to_dict(),
@@ -564,6 +575,12 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
             self.exit0_ = {**exit0_fit.to_dict(), "validation_accuracy": acc, "validation": "out-of-fold",
                            "uses": cascade.uses, "network_trained": reason is None}
             oof = oof[: cascade.n_exits]
+            knob = {s: z[: cascade.n_exits] for s, z in knob.items()} if any(cascade.uses[n_pre:]) else {}
+        if reason is not None:
+            knob = {}
+        if knob:
+            record["knob_oof_accuracy"] = {f"{s:g}": [float(np.mean(z.argmax(axis=1) == y)) for z in v]
+                                           for s, v in knob.items()}
         record.update(
             epochs=epoch or None,
             oof_accuracy=acc,
@@ -574,7 +591,7 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
         self.history_.fit_time_s = record["wall_s"]
         self.history_.best_epoch = epoch if reason is None else -1
         self.cross_fit_ = record
-        return oof
+        return oof, knob
 
     def _refit(self, Z: np.ndarray, y: np.ndarray, epochs: int, threads: int | None = None) -> tuple[History, float]:
         """Train ``network_`` on all spectra for ``epochs`` epochs; (history, seconds).
@@ -603,25 +620,33 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
         return fit_rocket_exit(Z, y, len(self.classes_), seed=self.random_state, input_affine=affine)
 
     def _select_exits(
-        self, oof: np.ndarray, y: np.ndarray, folds: list[tuple[np.ndarray, np.ndarray]]
-    ) -> tuple[np.ndarray, list[float], list[bool], ExitCombination | None]:
+        self, oof: np.ndarray, y: np.ndarray, folds: list[tuple[np.ndarray, np.ndarray]],
+        knob: dict[float, np.ndarray] | None = None,
+    ) -> tuple[np.ndarray, list[float], list[bool], ExitCombination | None, dict[float, np.ndarray]]:
         """Which exits to use, from the out-of-fold logits ``(n_exits, n, C)``.
 
         With ``combine_exits`` and more than one exit, the exit combination is fitted on all of
         them (the model's), and judged on held-out data: on each of ``folds`` it is refitted on
         the other folds' logits and applied to that fold's, so that its few weights cannot make
-        an exit look better than it is (on 30 spectra they would). Returns (held-out logits,
-        their accuracy per exit, uses, combination or None).
+        an exit look better than it is (on 30 spectra they would). ``knob``: the same logits with
+        the network at other compute-knob scales; each fold's combination (fitted on the other
+        folds' logits at the trained scale, as the model's is) is applied to them too. Returns
+        (held-out logits, their accuracy per exit, uses, combination or None, held-out knob logits).
         """
         combination = None
+        knob = dict(knob or {})
         if self.combine_exits and len(oof) > 1:
             combination = fit_combination(oof, y)
             judged = np.empty(oof.shape, dtype=np.float32)
+            judged_knob = {s: np.empty(z.shape, dtype=np.float32) for s, z in knob.items()}
             for tr, va in folds:
-                judged[:, va] = fit_combination(oof[:, tr], y[tr]).apply(oof[:, va])
-            oof = judged
+                fold_comb = fit_combination(oof[:, tr], y[tr])
+                judged[:, va] = fold_comb.apply(oof[:, va])
+                for s, z in knob.items():
+                    judged_knob[s][:, va] = fold_comb.apply(z[:, va])
+            oof, knob = judged, judged_knob
         acc = [float(np.mean(z.argmax(axis=1) == y)) for z in oof]
-        return oof, acc, self._uses(acc), combination
+        return oof, acc, self._uses(acc), combination, knob
 
     def _uses(self, acc: list[float]) -> list[bool]:
         """Per exit, whether its held-out accuracy is strictly above every earlier exit's (or all,
@@ -926,17 +951,21 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
         """Budgeted-batch thresholds for a mean per-spectrum budget, calibrated on the stored validation split.
 
         ``budget`` is MACs (``"200k"``, ``2e5``, a :class:`~scai.inference.Budget`) or a share of
-        the full path (``"25%"``). Returns ``{"budget_macs", "thresholds", "expected_mean_macs",
-        "calibration"}``; the :class:`~scai.inference.BatchCalibration` is what
-        ``Predictor.predict(policy="batch")`` takes to keep each batch within the budget.
+        the full path (``"25%"``). On a network with PA blocks the compute knob is solved for
+        together with the thresholds (:func:`scai.inference.knob.solve_budget`): the setting
+        whose calibration answers the held-out spectra best within the budget. Returns
+        ``{"budget_macs", "thresholds", "expected_mean_macs", "compute_scale", "calibration",
+        "knob"}`` (``knob``: the solver's row per setting); the :class:`~scai.inference.BatchCalibration`
+        is what ``Predictor.predict(policy="batch")`` takes to keep each batch within the budget,
+        and it runs the network at the chosen setting.
         """
         self._check_fitted()
         b = parse_budget(budget)
         if b.unit == "ms":
             raise BudgetError(f"budgeted batch takes a budget in MACs (e.g. '200k') or a share ('25%'), not {b}")
         value = b.to_macs(self.exit_macs_)
-        probs, costs = self.validation_outputs()
-        cal = calibrate_budgeted_batch(probs, costs, value)
+        cal, table = solve_budget(self.knob_outputs(), self.validation_["y"], value,
+                                  exit_bounds=np.asarray(self.exit_macs_, dtype=np.float64))
         thresholds = np.asarray(cal.thresholds, dtype=np.float64)
         # inf = "nobody leaves at this exit"; JSON has no inf, so the stored copy uses null.
         if store:  # kept in config.json on save; a server asking per request passes store=False
@@ -944,12 +973,15 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
                 "budget_macs": value,
                 "thresholds": Thresholds(thresholds).to_json(),
                 "expected_mean_macs": float(cal.expected_mean_cost),
+                "compute_scale": float(cal.compute_scale),
             }
         return {
             "budget_macs": value,
             "thresholds": thresholds,
             "expected_mean_macs": float(cal.expected_mean_cost),
+            "compute_scale": float(cal.compute_scale),
             "calibration": cal,
+            "knob": table,
         }
 
     def validation_outputs(self) -> tuple[np.ndarray, np.ndarray]:
@@ -958,6 +990,35 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
         self._check_fitted()
         probs = np.stack([softmax(z, t) for z, t in zip(self.validation_["logits"], self.temperatures_)])
         return carry_forward(probs, getattr(self.network_, "uses", None)), np.asarray(self.validation_["macs"])
+
+    def knob_outputs(self) -> list[tuple[float, np.ndarray, np.ndarray]]:
+        """(scale, per-exit probabilities, per-sample cumulative MACs) on the held-out spectra at
+        every compute-knob setting kept at fit time, the trained one (1.0) first."""
+        probs, costs = self.validation_outputs()
+        outputs = [(1.0, probs, costs)]
+        uses = getattr(self.network_, "uses", None)
+        v = self.validation_
+        for i, s in enumerate(np.asarray(v.get("knob_scales", []), dtype=np.float64)):
+            p = np.stack([softmax(z, t) for z, t in zip(v["knob_logits"][i], self.temperatures_)])
+            outputs.append((float(s), carry_forward(p, uses), np.asarray(v["knob_macs"][i])))
+        return outputs
+
+    def _knob_outputs(self, Z_va: np.ndarray, knob_oof: dict[float, np.ndarray] | None) -> dict[str, np.ndarray]:
+        """``validation_`` entries at each compute-knob setting: ``knob_scales`` (S,),
+        ``knob_logits`` (S, n_exits, n, C) -- ``knob_oof`` under cross-fitting, else the final
+        model's on ``Z_va`` -- and the final model's per-sample MACs ``knob_macs`` (S, n, n_exits).
+        Empty without PA blocks."""
+        scales = tuple(knob_oof) if knob_oof is not None else knob_scales(self.network_)
+        if not scales:
+            return {}
+        logits, macs = [], []
+        for s in scales:
+            with compute_scale(self.network_, s):
+                z, m = self._detailed(Z_va)
+            logits.append(knob_oof[s] if knob_oof is not None else z)
+            macs.append(m)
+        return {"knob_scales": np.asarray(scales, dtype=np.float64),
+                "knob_logits": np.stack(logits).astype(np.float32), "knob_macs": np.stack(macs)}
 
     def predict_proba(self, X: ArrayLike, axis: ArrayLike | None = None) -> np.ndarray:
         """Final-exit class probabilities (temperature-scaled)."""

@@ -22,6 +22,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+from scai.models.knob import compute_scale
+
 from .conftest import TINY
 
 N = 16  # the live server's max_rows
@@ -105,9 +107,9 @@ def _ambiguous_by_hand(ref: dict[str, Any], level: float | None) -> np.ndarray:
     return ((1.0 - probs) - q[:, None, None] <= 1e-8).sum(axis=2) > 1
 
 
-def _reference(model_dir: Path, X: np.ndarray, axis: np.ndarray) -> dict[str, Any]:
+def _reference(model_dir: Path, X: np.ndarray, axis: np.ndarray, compute_scale: float = 1.0) -> dict[str, Any]:
     """Per-exit probabilities (n_exits, n, C), cumulative MACs (n, n_exits) and unknown flags
-    (n_exits, n), computed independently."""
+    (n_exits, n), computed independently; ``compute_scale``: with the PA blocks at that knob."""
     import torch
 
     import scai
@@ -116,6 +118,9 @@ def _reference(model_dir: Path, X: np.ndarray, axis: np.ndarray) -> dict[str, An
     cfg = json.loads((model_dir / "config.json").read_text())
     temps = np.asarray(cfg["temperatures"], dtype=np.float64)
     Z = est.transform_input(X, axis)
+    for m in est.network_.modules():  # the knob by hand: every PA block's halting scale
+        if hasattr(m, "compute_scale") and hasattr(m, "halting"):
+            m.compute_scale = float(compute_scale)
     with torch.no_grad():
         out = est.network_.forward_detailed(torch.from_numpy(Z).unsqueeze(1))
     probs, logits = [], []
@@ -293,7 +298,9 @@ def test_predictor_and_server_agree_with_the_reference_under_every_policy(
     cases: list[tuple[dict[str, Any], dict[str, np.ndarray]]] = [
         ({"policy": "full"}, _by_hand(ref, "full")),
         ({"policy": "threshold", "threshold": t}, _by_hand(ref, "threshold", th=th_(t))),
-        ({"policy": "threshold"}, _by_hand(ref, "threshold", th=th)),  # the model's calibrated default
+        # the model's calibrated default, at the compute knob it was calibrated at
+        ({"policy": "threshold"}, _by_hand(_reference(model_dir, spectra, milk.axis, service.default_scale), "threshold",
+                                           th=th)),
         ({"policy": "anytime", "budget": b}, _by_hand(ref, "anytime", budget=b)),
         ({"policy": "threshold", "threshold": 0.0}, _by_hand(ref, "threshold", th=th_(0.0))),
         ({"policy": "threshold", "threshold": 0.0, "on_unknown": "answer"},
@@ -313,9 +320,11 @@ def test_predictor_and_server_agree_with_the_reference_under_every_policy(
     for options, want in cases:
         server_opts = dict(options)
         pred_opts = {("confidence_level" if k == "sets" else k): v for k, v in options.items()}
+        scale = 1.0
         if options["policy"] == "threshold" and "threshold" not in options:
-            pred_opts["threshold"] = th
-        _check(_predictor(estimator, spectra, milk.axis, **pred_opts), want, f"predictor {options}")
+            pred_opts["threshold"], scale = th, service.default_scale
+        with compute_scale(estimator.network_, scale):
+            _check(_predictor(estimator, spectra, milk.axis, **pred_opts), want, f"predictor {options}")
         _check(_server(client, spectra, milk.axis, **server_opts), want, f"server {options}")
 
 
@@ -323,10 +332,10 @@ def test_server_batch_policy_keeps_the_guard(
     model_dir: Path, estimator: Any, client: Any, spectra: np.ndarray, milk: Any
 ) -> None:
     """A tight mean budget: the guard must send spectra out early on the server as in scai predict."""
-    ref = _reference(model_dir, spectra, milk.axis)
     macs = estimator.exit_macs_
     budget = macs[0] + 0.15 * (macs[1] - macs[0])
     cal = estimator.calibrate_batch(budget)["calibration"]
+    ref = _reference(model_dir, spectra, milk.axis, cal.compute_scale)  # the knob the solver chose
     hand = {"thresholds": cal.thresholds, "exit_costs": cal.exit_costs, "exit_shares": cal.exit_shares,
             "budget": cal.budget, "bounds": np.asarray(estimator.exit_macs_, float)}
     want = _by_hand(ref, "batch", cal=hand)
@@ -356,9 +365,9 @@ def test_batch_guard_counts_held_spectra(model_dir: Path, estimator: Any, spectr
     and count against the batch's budget, so the guard sends the most confident of them out."""
     from scai.inference import BatchCalibration
 
-    ref = _reference(model_dir, spectra, milk.axis)
     macs = np.asarray(estimator.exit_macs_, float)
     cal = estimator.calibrate_batch(macs[0] + 0.3 * (macs[1] - macs[0]))["calibration"]
+    ref = _reference(model_dir, spectra, milk.axis, cal.compute_scale)
     loose = BatchCalibration(**{**cal.__dict__, "thresholds": np.zeros(len(macs))})
     hand = {"thresholds": loose.thresholds, "exit_costs": loose.exit_costs, "exit_shares": loose.exit_shares,
             "budget": loose.budget, "bounds": macs}

@@ -66,8 +66,12 @@ def test_policies_through_predict(fitted):
     # the same decisions as the offline policy on every exit's stored output, and within budget
     from scai.inference import budgeted_batch
 
-    probs, costs = est.exit_outputs(X, axis)
-    offline = budgeted_batch(probs, costs, est.calibrate_batch(budget)["calibration"], exit_bounds=est.exit_macs_)
+    from scai.models.knob import compute_scale
+
+    cal = est.calibrate_batch(budget)["calibration"]
+    with compute_scale(est.network_, cal.compute_scale):  # the knob the solver chose with the thresholds
+        probs, costs = est.exit_outputs(X, axis)
+    offline = budgeted_batch(probs, costs, cal, exit_bounds=est.exit_macs_)
     np.testing.assert_array_equal(res.exit, offline.exit)
     np.testing.assert_array_equal(labels, est.classes_[offline.prediction])
     assert res.mean_macs <= budget + (est.exit_macs_[-1] - est.exit_macs_[0]) / len(X)

@@ -219,7 +219,8 @@ def render(card: dict[str, Any]) -> str:
               f"  default budget  {_v(cal['default_budget'], '{:,.0f} MACs')}"]
     for budget, rec in (cal["thresholds"] or {}).items():
         th = ", ".join("never" if t is None else f"{t:.3g}" for t in rec.get("thresholds", []))
-        lines.append(f"  thresholds @ {budget} MACs: {th} (expected mean {rec.get('expected_mean_macs', 0):,.0f} MACs)")
+        knob = "" if rec.get("compute_scale", 1.0) == 1.0 else f", PA compute knob {rec['compute_scale']:g}"
+        lines.append(f"  thresholds @ {budget} MACs: {th}{knob} (expected mean {rec.get('expected_mean_macs', 0):,.0f} MACs)")
     if not cal["thresholds"]:
         lines.append(f"  thresholds      {NOT_RECORDED}")
     labels = {"ood": "unknown-class", "domain": "input domain", "conformal": "conformal sets"}

@@ -147,7 +147,9 @@ def _policy_kwargs(args: argparse.Namespace, est: Any) -> dict[str, Any]:
         if parse_budget(args.budget).unit == "ms":
             raise CliError(f"--policy batch: --budget {args.budget} is a latency; give mean MACs per spectrum (e.g. 200k) or a share (25%)")
         cal = est.calibrate_batch(args.budget)
-        print(f"budgeted batch: thresholds {np.round(cal['thresholds'], 4).tolist()} (expected mean {cal['expected_mean_macs']:,.0f} MACs on validation)", file=sys.stderr)
+        knob = "" if cal["compute_scale"] == 1.0 else f", PA compute knob {cal['compute_scale']:g}"
+        print(f"budgeted batch: thresholds {np.round(cal['thresholds'], 4).tolist()}{knob} (expected mean "
+              f"{cal['expected_mean_macs']:,.0f} MACs on validation)", file=sys.stderr)
         return {"policy": "batch", "calibration": cal["calibration"]}
     return {"policy": "full"}
 

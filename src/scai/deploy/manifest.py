@@ -70,7 +70,7 @@ def _finite_or_none(values: Sequence[float]) -> list[float | None]:
     return [float(v) if math.isfinite(float(v)) else None for v in values]
 
 
-def default_thresholds(estimator: Any, budget: Any = None) -> tuple[list[float | None], str]:
+def default_thresholds(estimator: Any, budget: Any = None) -> tuple[list[float | None], str, float]:
     """Exit thresholds an edge device uses when none is given on its command line.
 
     Order of preference: budgeted-batch calibration for ``budget`` (mean MACs per spectrum);
@@ -85,17 +85,22 @@ def default_thresholds(estimator: Any, budget: Any = None) -> tuple[list[float |
     thresholds : list of float or None, length n_exits (the last is 0)
     source : str
         How they were obtained (stored in the manifest).
+    compute_scale : float
+        The PA blocks' compute knob the calibration chose with them (:mod:`scai.inference.knob`;
+        1.0 = as trained): the stages must run at it for the thresholds to mean what they were
+        calibrated for.
     """
     macs = [float(m) for m in estimator.exit_macs_]
     if len(macs) == 1:
-        return [0.0], "single exit: it always answers"
+        return [0.0], "single exit: it always answers", 1.0
     stored = dict(getattr(estimator, "thresholds_", None) or {})
     if budget is None and stored:
         default = getattr(estimator, "default_budget_", None)
         records = sorted(stored.values(), key=lambda r: float(r.get("budget_macs", math.inf)))
         chosen = next((r for r in records if default is not None and float(r["budget_macs"]) == float(default)), records[0])
         th = [math.inf if t is None else float(t) for t in chosen["thresholds"]]
-        return _finite_or_none(th), f"stored budgeted-batch calibration at {float(chosen['budget_macs']):,.0f} MACs"
+        return (_finite_or_none(th), f"stored budgeted-batch calibration at {float(chosen['budget_macs']):,.0f} MACs",
+                float(chosen.get("compute_scale", 1.0)))
     if budget is None:
         budget = default_budget(macs)
         source = f"budgeted-batch calibration at the midpoint budget {budget:,.0f} MACs (validation split)"
@@ -103,7 +108,7 @@ def default_thresholds(estimator: Any, budget: Any = None) -> tuple[list[float |
         source = f"budgeted-batch calibration at {budget} (validation split)"
     result = estimator.calibrate_batch(budget)
     th = [math.inf if t is None else float(t) for t in result["thresholds"]]
-    return _finite_or_none(th), source
+    return _finite_or_none(th), source, float(result.get("compute_scale", 1.0))
 
 
 def build_manifest(
@@ -115,6 +120,7 @@ def build_manifest(
     stage_files: Sequence[tuple[str, str]] | None = None,
     opset: int | None = None,
     execution: str = "dense",
+    compute_scale: float = 1.0,
 ) -> dict[str, Any]:
     """The manifest dictionary of a fitted estimator.
 
@@ -132,6 +138,9 @@ def build_manifest(
         ONNX opset the graphs use.
     execution : str
         How PA blocks run in the graphs (``"dense"``: masked, every unit at every position).
+    compute_scale : float
+        The PA blocks' compute knob the graphs (and the thresholds) are at (from
+        :func:`default_thresholds`; 1.0 = as trained).
     """
     net = estimator.network_
     n_exits = int(net.n_exits)
@@ -182,6 +191,7 @@ def build_manifest(
         "thresholds": list(thresholds),
         "threshold_source": threshold_source,
         "execution": execution,
+        "compute_scale": float(compute_scale),
         "opset": opset,
         "stages": stages,
     }

@@ -39,6 +39,7 @@ from scai.estimators import load as load_estimator
 from scai.inference.thresholds import parse_thresholds
 from scai.model_dir import ModelDir
 from scai.models import MultiExitNetwork
+from scai.models.knob import compute_scale, current_scale
 
 __all__ = ["export_onnx", "DEFAULT_OPSET"]
 
@@ -115,9 +116,9 @@ def export_onnx(
     n_exits = int(net.n_exits)
     if thresholds is not None:
         th: list[float | None] = parse_thresholds(thresholds, n_exits, name="thresholds").to_json()
-        source = "given at export"
+        source, scale = "given at export", current_scale(net)
     else:
-        th, source = default_thresholds(est, budget)
+        th, source, scale = default_thresholds(est, budget)
     th[-1] = 0.0
 
     previous_mode = getattr(net, "execution", "dense")
@@ -125,8 +126,8 @@ def export_onnx(
     if hasattr(net, "set_execution"):
         net.set_execution("dense")
     files: list[tuple[str, str]] = []
-    try:
-        with torch.inference_mode(False), torch.no_grad():
+    try:  # the graphs bake in the compute knob the thresholds were calibrated at
+        with torch.inference_mode(False), torch.no_grad(), compute_scale(net, scale):
             x = torch.randn(2, 1, int(net.in_length), generator=torch.Generator().manual_seed(0))
             for k in range(n_exits):
                 module = _stage_module(net, k)
@@ -158,7 +159,7 @@ def export_onnx(
             net.set_execution(previous_mode)
     manifest = build_manifest(
         est, thresholds=th, threshold_source=source, weights_sha256=weights_sha,
-        stage_files=files, opset=int(opset), execution="dense",
+        stage_files=files, opset=int(opset), execution="dense", compute_scale=scale,
     )
     (out / MANIFEST).write_text(json.dumps(manifest, indent=1, allow_nan=False))
     return out

@@ -91,11 +91,13 @@ class ModelService:
         self.n_exits = int(self.network.n_exits)
         self.shapes = [(int(c), int(w)) for c, w in self.network.stage_shapes()]
         self.exit_macs = np.asarray(self.estimator.exit_macs_, dtype=np.float64)
-        th, source = default_thresholds(self.estimator)
+        th, source, scale = default_thresholds(self.estimator)
         self.manifest = build_manifest(
             self.estimator, thresholds=th, threshold_source=source,
             weights_sha256=ModelDir(self.model_dir).weights_sha256, stage_files=None, opset=None, execution=self.predictor.execution_mode,
+            compute_scale=scale,
         )
+        self.default_scale = scale  # the knob the default thresholds were calibrated at
         self.default_thresholds = as_thresholds(self.manifest["thresholds"], self.n_exits)
         self._calibrations: OrderedDict[str, BatchCalibration] = OrderedDict()
         self.stages = TorchStages(self.network)
@@ -130,7 +132,10 @@ class ModelService:
             return self.predictor.rule("batch", n, calibration=self.calibration_for(options.budget))[0]
         if options.policy == "anytime":
             return self.predictor.rule("anytime", n, budget=options.budget)[0]
-        return self.predictor.rule(options.policy, n, thresholds=self.thresholds_for(options))[0]
+        rule = self.predictor.rule(options.policy, n, thresholds=self.thresholds_for(options))[0]
+        if options.policy == "threshold" and options.threshold is None:
+            rule.compute_scale = self.default_scale  # the model's thresholds, at the knob they were calibrated at
+        return rule
 
     # ------------------------------------------------------------------ batches
     def process(self, jobs: list[Job]) -> list[Any]:

@@ -292,10 +292,28 @@ def run_exit_loop(
         ``ambiguous(k, probs)`` is True where the set at exit ``k`` holds more than one class);
         such a sample does not leave as ``confident`` there.
 
+    The compute knob: a rule with a ``compute_scale`` (a budgeted-batch calibration's) runs a
+    stage runner that has ``compute(scale)`` (a context manager: :class:`~scai.inference.predictor.TorchStages`)
+    at that setting of the PA blocks; runners without one run as they are.
+
     Returns
     -------
     ExitResult
     """
+    knob = getattr(stages, "compute", None)
+    scale = getattr(rule, "compute_scale", None)
+    args = (stages, X, rule, temperatures, batch_size, start_stage, prior_macs, prior_state, unknown, ambiguous)
+    if knob is None or scale is None:
+        return _loop(*args)
+    with knob(scale):
+        return _loop(*args)
+
+
+def _loop(
+    stages: StageRunner, X: np.ndarray, rule: ExitRule, temperatures: np.ndarray | None, batch_size: int,
+    start_stage: int, prior_macs: float, prior_state: np.ndarray | None, unknown: Any, ambiguous: Any,
+) -> ExitResult:
+    """The body of :func:`run_exit_loop`, with the network's knob already set."""
     n = int(np.shape(X)[0])
     L, C = int(stages.n_exits), int(stages.n_classes)
     if not 0 <= start_stage < L:

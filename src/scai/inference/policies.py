@@ -130,6 +130,10 @@ class BatchCalibration:
     exit_costs : ndarray, shape (n_exits,)
         Mean cumulative cost ``C_l`` of each exit on validation (what the solve used); the
         batch guard prices the work still ahead with it.
+    compute_scale : float
+        The PA blocks' compute knob (:mod:`scai.models.knob`) the thresholds were calibrated at
+        and the exit loop runs the network at; 1.0 = as trained (:func:`scai.inference.knob.solve_budget`
+        chooses it together with the thresholds).
     """
 
     thresholds: np.ndarray
@@ -141,6 +145,7 @@ class BatchCalibration:
     feasible: bool = True
     val_exit_shares: np.ndarray = field(default_factory=lambda: np.zeros(0))
     exit_costs: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    compute_scale: float = 1.0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary; infinite thresholds ("nobody leaves here") become ``None``."""
@@ -154,6 +159,7 @@ class BatchCalibration:
             "val_exit_shares": [float(s) for s in self.val_exit_shares],
             "exit_costs": [float(c) for c in self.exit_costs],
             "feasible": bool(self.feasible),
+            "compute_scale": float(self.compute_scale),
         }
 
     @classmethod
@@ -170,6 +176,7 @@ class BatchCalibration:
             feasible=bool(d.get("feasible", True)),
             val_exit_shares=np.asarray(d.get("val_exit_shares", []), dtype=np.float64),
             exit_costs=np.asarray(d.get("exit_costs", []), dtype=np.float64),
+            compute_scale=float(d.get("compute_scale", 1.0)),
         )
 
 
@@ -517,6 +524,9 @@ class FullRule:
     """Every sample runs to the last exit (the static network's answer)."""
 
     holds_features = False
+    #: The compute knob the exit loop runs the network at (:mod:`scai.models.knob`); None leaves
+    #: it as it is set. A rule calibrated at a knob setting (budgeted batch) carries its own.
+    compute_scale: float | None = None
 
     def start(self, n_batch: int) -> Any:
         return None
@@ -545,8 +555,9 @@ class ThresholdRule(FullRule):
         From :func:`~scai.inference.thresholds.parse_thresholds` (``inf`` = never leave there).
     """
 
-    def __init__(self, thresholds: np.ndarray) -> None:
+    def __init__(self, thresholds: np.ndarray, compute_scale: float | None = None) -> None:
         self.thresholds = np.asarray(thresholds, dtype=np.float64)
+        self.compute_scale = compute_scale
 
     def leaves(
         self, k: int, conf: np.ndarray, spent: np.ndarray, rows: np.ndarray, state: Any
@@ -609,6 +620,7 @@ class BatchRule(ThresholdRule):
             )
         super().__init__(_as_vector(calibration.thresholds, n_exits))
         self.calibration = calibration
+        self.compute_scale = float(calibration.compute_scale)
 
     def start(self, n_batch: int) -> _GuardState:
         return _GuardState(n_batch)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Iterator, Literal, Sequence
 
 import numpy as np
@@ -37,6 +37,7 @@ from scai.inference.policies import (
     calibrate_budgeted_batch,
 )
 from scai.inference.thresholds import as_thresholds
+from scai.models.knob import compute_scale, current_scale
 
 __all__ = ["Predictor", "PredictionBatch", "TorchStages"]
 
@@ -163,6 +164,10 @@ class TorchStages:
         z = logits.detach().to("cpu").double().numpy()
         m = macs.detach().to("cpu").double().numpy() if isinstance(macs, torch.Tensor) else np.asarray(macs, float)
         return features, z, np.broadcast_to(m, (z.shape[0],)).astype(np.float64)
+
+    def compute(self, scale: float) -> Any:
+        """Context manager: the network's PA blocks at compute-knob ``scale`` (:mod:`scai.models.knob`)."""
+        return compute_scale(self.network, scale)
 
     def take(self, features: Any, keep: np.ndarray) -> Any:
         idx = torch.from_numpy(np.flatnonzero(keep))
@@ -370,7 +375,8 @@ class Predictor:
         b = parse_budget(budget)
         budget_macs, _ = self.budget_to_macs(b, batch_size=batch_size)
         probs = softmax(logits, self.temperatures)
-        cal = calibrate_budgeted_batch(probs, costs, float(budget_macs))
+        # calibrated at the knob the network is set to (set_compute), so the loop runs it there
+        cal = replace(calibrate_budgeted_batch(probs, costs, float(budget_macs)), compute_scale=current_scale(self.network))
         self.thresholds = cal.thresholds
         self.calibration_ = cal
         return cal

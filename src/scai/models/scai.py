@@ -39,7 +39,8 @@ from torch import Tensor, nn
 from scai.models._registry import register_model
 from scai.models.base import ModelConfigError, MultiExitNetwork, StageResult, check_backbone_config, constant_macs
 from scai.models.layers import ConvBN, ExitHead, ResidualUnit
-from scai.models.pa_block import PABlock, check_compute_scale
+from scai.models.knob import current_scale, set_compute_scale
+from scai.models.pa_block import PABlock
 
 __all__ = ["ScaiConfig", "ScaiPlusConfig", "ResidualBlock", "ScaiNetwork"]
 
@@ -148,18 +149,13 @@ class ScaiNetwork(MultiExitNetwork):
         ``exit_macs()`` stays the full-compute bound. It is runtime state, not saved. SCAI (no PA
         blocks) accepts only 1.0.
         """
-        value = check_compute_scale(scale)
-        if not self.adaptive and value != 1.0:
-            raise ModelConfigError(f"{self.name} has no position-adaptive blocks; compute scale must be 1.0, got {scale}")
-        for block in self.blocks:
-            if isinstance(block, PABlock):
-                block.compute_scale = value
+        set_compute_scale(self, scale)
         return self
 
     @property
     def compute_scale(self) -> float:
         """The compute knob set by ``set_compute`` (1.0 = as trained)."""
-        return next((b.compute_scale for b in self.blocks if isinstance(b, PABlock)), 1.0)
+        return current_scale(self)
 
     def _entry(self, i: int) -> ConvBN:
         return self.stem if i == 0 else self.transitions[i - 1]

@@ -65,6 +65,10 @@ class FoldOutput:
     logits: np.ndarray  # (E, n_exits, n_val, C) float32, one entry per epoch run
     best_epoch: int  # the fold's own early-stopping choice (1-based)
     fit_time_s: float
+    #: compute-knob scales (scai.models.knob.KNOB_SCALES; empty without PA blocks) and, per epoch
+    #: and scale, the same held-out logits with the PA blocks at that scale: (E, S, n_exits, n_val, C)
+    scales: tuple[float, ...] = ()
+    knob_logits: np.ndarray | None = None
 
     @property
     def epochs_run(self) -> int:
@@ -124,6 +128,7 @@ def _train_fold(
     import torch
 
     from scai.models import create_model
+    from scai.models.knob import knob_scales
     from scai.training.trainer import TrainConfig, Trainer
 
     torch.set_num_threads(1)
@@ -131,14 +136,20 @@ def _train_fold(
     torch.manual_seed(cfg.seed)
     network = create_model(spec.name, spec.in_length, spec.n_classes, **spec.config)
     per_epoch: list[np.ndarray] = []
+    scales = knob_scales(network)
+    per_scale: dict[float, list[np.ndarray]] = {s: [] for s in scales}
     t0 = time.perf_counter()
-    history = Trainer(cfg).fit(network, Z[tr], y[tr], Z[va], y[va], val_logits=per_epoch, epochs=epochs)
+    history = Trainer(cfg).fit(network, Z[tr], y[tr], Z[va], y[va], val_logits=per_epoch, knob_logits=per_scale,
+                               epochs=epochs)
+    knob = np.stack([np.stack(per_scale[s]) for s in scales], axis=1).astype(np.float32) if scales else None
     return FoldOutput(
         fold=fold,
         val_idx=va,
         logits=np.stack(per_epoch).astype(np.float32),
         best_epoch=int(history.best_epoch),
         fit_time_s=time.perf_counter() - t0,
+        scales=scales,
+        knob_logits=knob,
     )
 
 
@@ -279,9 +290,10 @@ def _parallel(batch: list[Any], Z: np.ndarray, y: np.ndarray, n_jobs: int) -> li
         return None
 
 
-def _padded(output: FoldOutput, epochs: int) -> np.ndarray:
-    """The fold's per-epoch logits for ``epochs`` epochs, its last epoch repeated after it stopped."""
-    L = output.logits
+def _padded(output: FoldOutput, epochs: int, logits: np.ndarray | None = None) -> np.ndarray:
+    """The fold's per-epoch logits (or ``logits``, per epoch like them) for ``epochs`` epochs, its
+    last epoch repeated after it stopped."""
+    L = output.logits if logits is None else logits
     if L.shape[0] >= epochs:
         return L[:epochs]
     return np.concatenate([L, np.repeat(L[-1:], epochs - L.shape[0], axis=0)])
@@ -319,12 +331,20 @@ def choose_epoch(outputs: list[FoldOutput], y: np.ndarray) -> int:
     return int(max(range(len(keys)), key=lambda e: keys[e])) + 1
 
 
-def oof_logits(outputs: list[FoldOutput], n: int, epoch: int) -> np.ndarray:
-    """Out-of-fold logits (n_exits, n, C) at ``epoch`` (1-based), every row from the fold that held it out."""
+def oof_logits(outputs: list[FoldOutput], n: int, epoch: int, scale: float | None = None) -> np.ndarray:
+    """Out-of-fold logits (n_exits, n, C) at ``epoch`` (1-based), every row from the fold that held it out.
+
+    ``scale``: the logits with the PA blocks at that compute-knob scale (one of the folds'
+    ``scales``) instead of the trained setting."""
     first = outputs[0].logits
     out = np.full((first.shape[1], n, first.shape[3]), np.nan, dtype=np.float32)
     for o in outputs:
-        out[:, o.val_idx] = _padded(o, epoch)[epoch - 1]
+        if scale is None:
+            out[:, o.val_idx] = _padded(o, epoch)[epoch - 1]
+            continue
+        if scale not in o.scales or o.knob_logits is None:
+            raise ConfigError(f"oof_logits: fold {o.fold} kept no logits at compute scale {scale} (it has {list(o.scales)})")
+        out[:, o.val_idx] = _padded(o, epoch, o.knob_logits[:, o.scales.index(scale)])[epoch - 1]
     if np.isnan(out).any():
         raise ConfigError("oof_logits: the folds do not cover every row (pass the outputs of all folds)")
     return out

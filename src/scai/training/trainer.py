@@ -22,6 +22,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from scai.errors import ConfigError, ScaiTypeError
+from scai.models.knob import compute_scale
 from scai.models.pa_block import PABlock
 from scai.training import ddp
 from scai.training.augment import Augmentation
@@ -284,6 +285,7 @@ class Trainer:
         *,
         epochs: int | None = None,
         val_logits: list[np.ndarray] | None = None,
+        knob_logits: dict[float, list[np.ndarray]] | None = None,
     ) -> History:
         """Train ``network`` in place; returns the per-epoch history.
 
@@ -292,7 +294,9 @@ class Trainer:
         by cross-fitting) with the same learning-rate schedule and keeps the weights (or their
         moving average) of the last one. ``val_logits``: a list that receives, per epoch, the
         validated weights' logits on the validation set, (n_exits, n_val, C) float32 -- the
-        out-of-fold predictions cross-fitting chooses the epoch count on. Under a process group
+        out-of-fold predictions cross-fitting chooses the epoch count on. ``knob_logits``: per
+        compute-knob scale (:mod:`scai.models.knob`), a list that receives the same logits with
+        the PA blocks at that scale (what the budget solver weighs the knob on). Under a process group
         every rank must call ``fit`` with the same arguments. With a ``ponder_target`` the
         halting heads of every PA block start at the target (``PABlock.init_halting``), so
         ``fit`` is meant for an untrained network.
@@ -413,6 +417,11 @@ class Trainer:
                 val = _validated_on_rank0(group, scored, X_val, y_val, cfg.eval_batch_size, val_logits is not None)
             if val_logits is not None:
                 val_logits.append(val.pop("logits"))
+            for scale, kept in (knob_logits or {}).items():
+                with compute_scale(scored, scale):
+                    at = (evaluate_exits(scored, X_val, y_val, cfg.eval_batch_size, return_logits=True) if group is None
+                          else _validated_on_rank0(group, scored, X_val, y_val, cfg.eval_batch_size, True))
+                kept.append(at["logits"])
             if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
                 scheduler.step(val["loss"][-1])
 
