@@ -338,6 +338,19 @@ def _ucr_label(cell: str) -> str:
     return str(int(v)) if np.isfinite(v) and v == round(v) and abs(v) < 1e15 else cell
 
 
+def _metadata_hint(layout: Layout, idx: int) -> str:
+    """For a text cell under a header that is no axis value: how to say the column is ids or metadata."""
+    if layout.columns is None:
+        return ""
+    name = layout.columns[idx].strip()
+    try:
+        float(name.replace(",", ".") if layout.decimal == "," else name)
+    except ValueError:
+        return (f"; if column {name!r} holds sample ids or metadata, name it: --id-column {name!r} or "
+                f"--ignore-columns {name!r} (Python: id_column=, ignore_columns=)")
+    return ""
+
+
 def parse_block(
     layout: Layout, block: list[tuple[int, list[str]]], row_offset: int, last_is_eof: bool
 ) -> tuple[np.ndarray, list[str] | None, list[str] | None, list[str] | None]:
@@ -374,6 +387,7 @@ def parse_block(
                     what = "empty cell" if not cell.strip() else f"non-numeric cell {original!r}"
                     raise DataFormatError(
                         f"{row_text(src, row_offset + k + 1, block[k][0])}, {layout.column_text(int(fi[j]))}: {what}"
+                        + _metadata_hint(layout, int(fi[j]))
                     ) from None
         raise  # pragma: no cover - numpy refused something float() accepts
     if X.ndim != 2:
