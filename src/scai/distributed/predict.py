@@ -28,7 +28,7 @@ from typing import Any
 from scai.datasets.archive import import_pyarrow
 from scai.distributed.outputs import Collector, prepare_out_dir, write_manifest
 from scai.distributed.shards import Piece, Plan, plan_inputs, read_piece
-from scai.distributed.worker import BatchPredictor, output_columns, policy_kwargs, reliability_kwargs
+from scai.distributed.worker import BatchPredictor, bound_onednn_cache, output_columns, policy_kwargs, reliability_kwargs
 from scai.errors import ConfigError
 
 __all__ = ["ENGINES", "BatchEvent", "PredictSummary", "predict_dataset"]
@@ -248,6 +248,7 @@ def predict_dataset(
         not allowed (checked before any worker starts).
     """
     t0 = time.perf_counter()
+    bound_onednn_cache()  # the inline worker's memory, where this process has run no convolution yet
     if engine not in ENGINES:
         raise ConfigError(f"engine={engine!r} is not allowed; use one of {ENGINES}")
     for name, value in (("batch_size", batch_size), ("piece_rows", piece_rows), ("block_rows", block_rows),

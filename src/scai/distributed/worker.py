@@ -20,8 +20,8 @@ from scai.datasets.archive import ID_COLUMN, SPECTRUM_COLUMN, import_pyarrow
 from scai.distributed.shards import END, PIECE, ROW, SOURCE, Plan
 from scai.errors import AxisError, BudgetError, ConfigError, DataValueError, LabelError
 
-__all__ = ["OUTPUT_COLUMNS", "PID", "RSS", "BatchPredictor", "output_columns", "policy_kwargs", "reliability_kwargs",
-           "result_types"]
+__all__ = ["ONEDNN_CACHE_CAPACITY", "OUTPUT_COLUMNS", "PID", "RSS", "BatchPredictor", "bound_onednn_cache",
+           "output_columns", "policy_kwargs", "reliability_kwargs", "result_types"]
 
 #: Columns of an output shard, in order, without conformal sets (``scai predict``'s columns, with
 #: ``source`` and ``row`` instead of ``index``, and ``batch`` naming the budgeted batch each row was
@@ -32,6 +32,22 @@ OUTPUT_COLUMNS = ("source", "row", "id", "prediction", "exit", "confidence", "ma
 #: (KiB; it includes the pages of Ray's shared-memory object store the worker has read blocks from)
 #: and its private resident memory now (``RssAnon``, KiB: what the worker itself holds).
 PID, RSS, PRIVATE = "_pid", "_rss_kib", "_private_kib"
+
+#: oneDNN (PyTorch's CPU convolutions) caches one compiled primitive per input shape, up to 1024
+#: of them by default. A budgeted batch sends a different number of spectra into each deeper stage
+#: every batch, so a worker meets a new shape nearly every batch, and its private memory grew by
+#: ~3.5 MiB per batch until the cache was full (about 400 -> 1000 MiB, measured). 64 keeps the
+#: shapes that recur (the whole batch at the first stages) and bounds the rest (a probe with a
+#: cap of 8 was flat at ~760 MiB and no slower per batch). Set before the worker's first
+#: convolution; a value already in the environment is kept.
+ONEDNN_CACHE_ENV, ONEDNN_CACHE_CAPACITY = "ONEDNN_PRIMITIVE_CACHE_CAPACITY", 64
+
+
+def bound_onednn_cache() -> None:
+    """Cap oneDNN's primitive cache at :data:`ONEDNN_CACHE_CAPACITY` (unless the environment sets
+    it). oneDNN reads the setting at its first primitive, so this takes effect only in a process
+    that has not run a convolution yet (a fresh Ray worker; the driver before its first model)."""
+    os.environ.setdefault(ONEDNN_CACHE_ENV, str(ONEDNN_CACHE_CAPACITY))
 
 
 def policy_kwargs(est: Any, policy: str, budget: Any, threshold: float | None) -> dict[str, Any]:
@@ -177,6 +193,7 @@ class BatchPredictor:
                  threshold: float | None = None, threads: int | None = 1, *, on_unknown: str | None = None,
                  confidence_level: float | None = None, on_ambiguous: str | None = None,
                  reject_rate: float | None = None) -> None:
+        bound_onednn_cache()  # before torch runs anything in this process
         import torch
 
         import scai
