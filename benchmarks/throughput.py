@@ -169,6 +169,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--batch-size", type=int, default=256, help="network forward batch")
+    ap.add_argument("--ponder-target", default=None,
+                    help="the model's compute target (TrainConfig.ponder_target): a share in (0, 1], or 'none' for the "
+                         "tau-only cost of the paper; default: TrainConfig's")
     ap.add_argument("--coarsen", type=int, nargs="*", default=[4], help="further coarse asls variants timed (dev suite: "
                     "compared with exact; 2, the shipped default, is always among them there)")
     ap.add_argument("--dev-suite", action="store_true", help="measure coarsen's accuracy on the dev sets instead")
@@ -181,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from scai.estimators import SCAIClassifier
+    from scai.training import TrainConfig
 
     torch.set_num_threads(1)
     load_start = os.getloadavg()
@@ -188,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     tr, te = _split(d, args.seed)
     X, y, axis = np.asarray(d["X"], dtype=np.float32), np.asarray(d["y"]), np.asarray(d["axis"], dtype=np.float64)
     cfg = {"max_epochs": args.epochs, "seed": args.seed, "threads": 1, "progress": False}
+    if args.ponder_target is not None:
+        cfg["ponder_target"] = None if args.ponder_target.lower() == "none" else float(args.ponder_target)
     clf = SCAIClassifier(model="scai_plus", cross_fit=0, exit0="none", preprocessing=args.preprocessing,
                          random_state=args.seed, train_config=cfg)
     t0 = time.perf_counter()
@@ -268,6 +274,7 @@ def main(argv: list[str] | None = None) -> int:
         "n_spectra": n,
         "n_points": int(X.shape[1]),
         "epochs": args.epochs,
+        "ponder_target": cfg.get("ponder_target", TrainConfig().ponder_target),
         "seed": args.seed,
         "repeats": args.repeats,
         "batch_size": args.batch_size,
@@ -320,6 +327,7 @@ def _report(r: dict[str, Any], cost_table: str) -> str:
         "",
         f"Command: `{r['command']}`  ",
         (f"Model: scai_plus trained here ({r['epochs']} epochs max, seed {r['seed']}, cross_fit=0, exit0='none', "
+        f"ponder_target {r.get('ponder_target', 'TrainConfig default')}, "
         f"preprocessing '{r['preprocessing']}': {' -> '.join(r['pipeline'])}); {r['fit_seconds']:.0f} s to train.  "),
         f"Timings: median of {r['repeats']} rounds, variants alternating within a round; network batch {r['batch_size']}.  ",
         (f"Machine: {r['machine']}; load average {r['load_average']['start'][0]:.1f} at start, "
