@@ -59,8 +59,9 @@ README_COFFEE = {"svm_rbf": 1.0, "pls_da": 1.0, "logreg_snv": 1.0, "minirocket":
 VAL_FRACTION, TEST_FRACTION = 0.1, 0.1
 
 
-def run_one(name: str, seed: int, data_dir: Path) -> dict[str, Any]:
-    """Train the default model on one (set, seed) split and score its test part."""
+def run_one(name: str, seed: int, data_dir: Path, model: str | None = None) -> dict[str, Any]:
+    """Train the default model (or ``model`` with every other default) on one (set, seed) split and
+    score its test part."""
     import torch
 
     from scai import SCAIClassifier
@@ -76,7 +77,7 @@ def run_one(name: str, seed: int, data_dir: Path) -> dict[str, Any]:
     fit_rows = np.sort(np.concatenate([tr, va]))  # the model cross-fits on train + val
     load_start = os.getloadavg()[0]
     t0 = time.perf_counter()
-    est = SCAIClassifier(random_state=seed)
+    est = SCAIClassifier(random_state=seed) if model is None else SCAIClassifier(model=model, random_state=seed)
     est.fit(spectra.X[fit_rows], labels[fit_rows], axis=axis, axis_unit=spectra.axis_unit)
     fit_s = time.perf_counter() - t0
     probs, costs = est.exit_outputs(spectra.X[te], axis)
@@ -91,6 +92,7 @@ def run_one(name: str, seed: int, data_dir: Path) -> dict[str, Any]:
     return {
         "dataset": name,
         "seed": seed,
+        "model": est.model,
         "protocol": protocol,
         "n_train": len(tr),
         "n_val": len(va),
@@ -337,6 +339,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--part", action="store_true", help="write results-s<seeds>[-<tag>].json (parallel runs)")
     p.add_argument("--tag", default="", help="suffix of a --part file (two runs of one seed on other sets)")
     p.add_argument("--report-only", action="store_true")
+    p.add_argument("--model", default=None, help="another registered network with every other default (e.g. scai, "
+                   "for SCAI+ against SCAI under the same recipe; use its own --out)")
     args = p.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -351,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
                 if (name, seed) in done:
                     continue
                 t0 = time.perf_counter()
-                rec = run_one(name, seed, Path(args.data_dir))
+                rec = run_one(name, seed, Path(args.data_dir), args.model)
                 records.append(rec)
                 target.write_text(json.dumps({"records": records}, indent=1))  # resumable
                 print(f"{name} seed {seed}: exit0 {rec['exit_accuracy'][0]:.3f} final {rec['final_accuracy']:.3f} "

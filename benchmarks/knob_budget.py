@@ -93,6 +93,38 @@ def run_set(name: str, seed: int, epochs: int) -> dict[str, Any]:
     return rec
 
 
+def overhead(name: str, epochs: int, repeats: int = 2) -> dict[str, Any]:
+    """Training time of one cross-fitting fold with and without the knob's extra validation passes
+    (same data, seed and epochs; interleaved, min over ``repeats``)."""
+    import torch
+
+    from scai.models import create_model
+    from scai.models.knob import KNOB_SCALES
+    from scai.preprocessing import default_pipeline
+    from scai.training.trainer import TrainConfig, Trainer
+
+    torch.set_num_threads(1)
+    data = load(name, 0)
+    y_idx = np.unique(data["y_train"], return_inverse=True)[1]
+    Z = default_pipeline("raman").fit_transform(data["X_train"], axis=data["axis"])
+    Z = np.asarray(Z, dtype=np.float32)
+    n_val = len(Z) // 5
+    times: dict[str, list[float]] = {"plain": [], "knob": []}
+    for _ in range(repeats):
+        for mode in times:
+            torch.manual_seed(0)
+            net = create_model("scai_plus", Z.shape[1], int(y_idx.max()) + 1)
+            knob = {s: [] for s in KNOB_SCALES} if mode == "knob" else None
+            cfg = TrainConfig.from_dict({"max_epochs": epochs, "patience": epochs, "threads": 1, "progress": False,
+                                         "train_budget": None})
+            t0 = time.perf_counter()
+            Trainer(cfg).fit(net, Z[n_val:], y_idx[n_val:], Z[:n_val], y_idx[:n_val], val_logits=[], knob_logits=knob)
+            times[mode].append(time.perf_counter() - t0)
+    t = {k: min(v) for k, v in times.items()}
+    return {"set": name, "epochs": epochs, "n_train": len(Z) - n_val, "n_val": n_val, "plain_s": t["plain"],
+            "knob_s": t["knob"], "ratio": t["knob"] / t["plain"], "load_end": list(os.getloadavg())}
+
+
 def report(records: list[dict[str, Any]]) -> str:
     lines = ["# Budgets met by the compute knob, the exits, or both (issue 16, item 2)", "",
              "Protocol: see the docstring of `benchmarks/knob_budget.py` (default SCAI+ alone, 20 % validation split for",
@@ -152,7 +184,16 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=50)
     ap.add_argument("--out", type=Path, default=RESULTS)
     ap.add_argument("--report-only", action="store_true")
+    ap.add_argument("--overhead", metavar="SET", help="only time one fold's training with / without the knob's "
+                    "validation passes on SET (written to overhead.json)")
     args = ap.parse_args()
+    if args.overhead:
+        args.out.mkdir(parents=True, exist_ok=True)
+        got = overhead(args.overhead, args.epochs)
+        got["command"] = f"python benchmarks/knob_budget.py --overhead {args.overhead} --epochs {args.epochs}"
+        (args.out / "overhead.json").write_text(json.dumps(got, indent=1))
+        print(got)
+        return
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / "records.jsonl"
     if not args.report_only:
