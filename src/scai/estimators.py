@@ -386,7 +386,7 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
             "logits": np.asarray(logits_va, dtype=np.float32),
             "macs": macs_va,
         }
-        self.validation_.update(self._knob_outputs(Z_va, knob_va))
+        self.validation_.update(self._knob_outputs(Z_va, knob_va, macs_va))
         self.temperatures_ = (
             np.asarray(fit_temperatures(self.validation_["logits"], self.validation_["y"]), dtype=np.float64)
             if self.calibrate else np.ones(len(self.exit_macs_))
@@ -1003,19 +1003,32 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
             outputs.append((float(s), carry_forward(p, uses), np.asarray(v["knob_macs"][i])))
         return outputs
 
-    def _knob_outputs(self, Z_va: np.ndarray, knob_oof: dict[float, np.ndarray] | None) -> dict[str, np.ndarray]:
+    def _knob_outputs(
+        self, Z_va: np.ndarray, knob_oof: dict[float, np.ndarray] | None, macs_va: np.ndarray
+    ) -> dict[str, np.ndarray]:
         """``validation_`` entries at each compute-knob setting: ``knob_scales`` (S,),
         ``knob_logits`` (S, n_exits, n, C) -- ``knob_oof`` under cross-fitting, else the final
         model's on ``Z_va`` -- and the final model's per-sample MACs ``knob_macs`` (S, n, n_exits).
-        Empty without PA blocks."""
+        Empty without PA blocks. ``macs_va``: the MACs at the trained setting; the exits before a
+        cascade's network cost the same at every setting, so with out-of-fold logits only the
+        network runs again (not exit 0 or the MiniRocket exit)."""
         scales = tuple(knob_oof) if knob_oof is not None else knob_scales(self.network_)
         if not scales:
             return {}
         logits, macs = [], []
         for s in scales:
-            with compute_scale(self.network_, s):
-                z, m = self._detailed(Z_va)
-            logits.append(knob_oof[s] if knob_oof is not None else z)
+            if knob_oof is not None and isinstance(self.network_, Cascade):
+                k0, net = self.network_.net_start, self.network_.network
+                with torch.inference_mode(), compute_scale(net, s):
+                    m_net = np.concatenate([net.forward_detailed(torch.from_numpy(Z_va[i : i + 512]).unsqueeze(1)).macs
+                                            .double().numpy() for i in range(0, len(Z_va), 512)])
+                m = macs_va.copy()
+                m[:, k0:] = macs_va[:, k0 - 1 : k0] + m_net[:, : m.shape[1] - k0]
+                logits.append(knob_oof[s])
+            else:
+                with compute_scale(self.network_, s):
+                    z, m = self._detailed(Z_va)
+                logits.append(knob_oof[s] if knob_oof is not None else z)
             macs.append(m)
         return {"knob_scales": np.asarray(scales, dtype=np.float64),
                 "knob_logits": np.stack(logits).astype(np.float32), "knob_macs": np.stack(macs)}

@@ -125,3 +125,16 @@ def test_export_bakes_the_calibrated_knob_into_the_stages(knobbed, tmp_path):
     est.network_.set_compute(1.0)
     assert not np.allclose(at[0.4], at[1.0], atol=1e-4)  # the knob changes stage 0 of this model
     np.testing.assert_allclose(onnx_logits, at[0.4], atol=1e-4)
+
+
+def test_a_cascades_knob_costs_are_its_own_at_each_setting():
+    """With exit 0 in front, the knob's MACs are computed from the network alone (the exits before it
+    cost the same at every setting); they must equal the whole cascade's pass at that setting."""
+    X, y, axis = make_peaks()
+    est = SCAIClassifier(model="scai_plus", model_config=TINY_SCAI, train_config={**FAST, "max_epochs": 6},
+                         preprocessing="snv", skip_exits=False, rocket="none", n_jobs=1).fit(X, y, axis=axis)
+    assert est.network_.net_start == 1 and len(est.exit_macs_) == 4
+    np.testing.assert_array_equal(est.validation_["knob_scales"], KNOB_SCALES)
+    Z = est.transform_input(X, axis)
+    for i, s in enumerate(est.validation_["knob_scales"]):
+        np.testing.assert_allclose(est.validation_["knob_macs"][i], _dense(est, Z, float(s))[1], rtol=1e-9)
