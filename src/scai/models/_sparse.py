@@ -1,28 +1,33 @@
 """Sparse inference path of ``PABlock``: run each unit only where it is needed.
 
 Layout. The block works channels-last on one long sequence of shape (rows, C): every sample
-padded with ``halo`` zero rows on each side and the samples laid end to end. A unit's convs are
-then single oneDNN calls on a batch-1 sequence (``_conv``) and the zero pad rows give each sample
-its own zero padding.
+padded with ``halo`` zero rows on each side (halo = 2r for kernel 2r + 1, at least 1) and the
+samples laid end to end. The feature map ``x`` and the weighted sum ``out`` stay this size for
+the whole block; the rows of a sample's pad stay zero, so they are each sample's zero padding.
 
-Working set. Positions only ever halt, never restart. Before each unit the working set shrinks
-to D = dilate(active, 2r) (r = kernel // 2, so a halo of 2 for conv3 -> conv3): the rows the
-active outputs depend on. The next unit runs on those rows only, exactly like the dense masked
-step (compute, keep where active, update the halting state). Inside D the neighbours of an
-active row are its true neighbours (all of a-2r..a+2r are in D and consecutive); rows at the
-edge of a run, whose packed neighbours belong to another run, are computed but never used, and
-conv1 outputs on pad rows are zeroed as conv2's zero padding requires. Rows that leave the set
-are finished: their block output, N and R are stored then. With the usual contiguous bands the
-halo adds a few rows per band, and shrinking happens once or twice per block, so the per-unit
-work is close to the active MACs and there is no per-unit gather/scatter.
+Active list. Positions only ever halt, never restart, and a position active before unit s has
+run exactly units 1..s-1. So the per-position state is a sorted list ``A`` of the active rows
+with their summed halting scores and remainders; halted rows leave it and their N and R are
+stored then. Each unit is one of two steps, chosen per unit:
 
-Halting. The 3-tap conv of the halting head needs x_s at a-1..a+1, which lie in D as well; the
-global average pool is a running per-sample sum updated with the residuals (zero where nothing
-changed), so it sees the whole (partially copied) map without a full pass.
+* full step (many rows active, e.g. unit 1, where every position runs): the unit's two convs
+  run on every row as single oneDNN calls (conv2d of height 1 in ``channels_last`` format, BN
+  folded into the weights) and the residual is kept at the active rows;
+* gather step (few rows active): conv1 runs only on the rows conv2 reads, D = dilate(A, r), and
+  conv2 only on A, each as one GEMM (``addmm``) on taps gathered with ``index_select`` (im2col:
+  (rows, k*C) x (k*C, C)); the residuals are added into ``x`` at A by ``index_add_``. Its MACs
+  are |D| + |A| rows of a conv instead of 2 x all rows, and it touches no other row.
 
-Batch norm is folded into the unit convs (eval mode), so a unit is conv-bias-ReLU-conv-bias.
-Shrinking costs a gather, so "auto" shrinks only when at least 10 % of the rows can go
-(``AUTO_SHRINK``) and leaves tiny batches to the dense path (``AUTO_MIN_ROWS``).
+"auto" takes the gather step when ``GATHER_COST`` * (|D| + |A|) < 2 * rows (measured: per row,
+a gathered GEMM costs about that much more than a full-map conv); "sparse" takes it whenever any
+position has halted, so that tests reach it. The halting head's 3-tap conv needs x at a-1..a+1
+(taken from the full map, inactive neighbours included, as the dense path sees them); the global
+average pool is a running per-sample sum updated with the residuals. Bookkeeping (summed scores,
+remainders, ``out``) touches the active rows only in gather steps.
+
+Nothing here changes what is computed: the same units at the same positions as the dense masked
+path (results equal to float rounding, tested <= 1e-5), and MACs are counted from the units
+that ran, not from the rows this path computes.
 """
 
 from __future__ import annotations
@@ -34,23 +39,24 @@ from torch import Tensor
 from scai.models._pa_common import PABlockLike, PAResult, apply_compute_scale, macs_from_counts
 from scai.models.layers import ResidualUnit
 
-__all__ = ["pa_block_sparse", "AUTO_SHRINK", "SPARSE_SHRINK", "AUTO_MIN_ROWS"]
+__all__ = ["pa_block_sparse", "AUTO_MIN_ROWS", "GATHER_COST"]
 
-#: "auto" drops finished rows from the working set once the rows still needed are at most this
-#: fraction of it (measured break-even, see benchmarks/pa_sparse.py); "sparse" uses SPARSE_SHRINK.
-AUTO_SHRINK = 0.9
-SPARSE_SHRINK = 1.0
 #: "auto" runs the dense path when a block has fewer rows (batch x length) than this: there the
 #: cost is per-operation overhead, which the sparse path has more of (measured at batch 1).
 AUTO_MIN_ROWS = 1024
+#: Cost of one row of a gathered GEMM relative to one row of a full-map conv (benchmarks/pa_sparse.py
+#: --trained, one thread): "auto" gathers when GATHER_COST * (|D| + |A|) < 2 * rows.
+GATHER_COST = 1.5
 
 
 def _dilate(mask: Tensor, radius: int) -> Tensor:
-    """Boolean (N,) mask grown by ``radius`` positions on each side."""
-    if radius == 0:
-        return mask
-    m = mask.view(1, 1, -1).to(torch.float32)
-    return F.max_pool1d(m, 2 * radius + 1, stride=1, padding=radius).view(-1) > 0
+    """Boolean (N,) mask grown by ``radius`` positions on each side (shifted ORs: 4x faster than
+    a max pool on the float mask at these sizes)."""
+    grown = mask.clone()
+    for d in range(1, radius + 1):
+        grown[d:] |= mask[:-d]
+        grown[:-d] |= mask[d:]
+    return grown
 
 
 def _conv(rows: Tensor, weight4: Tensor, bias: Tensor | None, pad: int) -> Tensor:
@@ -65,59 +71,86 @@ def _conv(rows: Tensor, weight4: Tensor, bias: Tensor | None, pad: int) -> Tenso
     return y4.permute(0, 2, 3, 1).reshape(T, -1)  # a view when oneDNN kept channels_last
 
 
-def _folded(unit: ResidualUnit) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """BN-folded conv weights of ``unit`` as channels_last (C, C, 1, k) tensors, plus biases.
+def _gathered(rows: Tensor, centres: Tensor, taps: Tensor) -> Tensor:
+    """im2col: (n, k*C) rows ``rows[centres + t]`` for the k taps t, tap-major within a row."""
+    idx = (centres.unsqueeze(1) + taps).view(-1)
+    return rows.index_select(0, idx).view(centres.numel(), -1)
 
-    Cached on the unit and recomputed when any parameter or buffer changed (version counters).
-    """
-    tensors = list(unit.parameters()) + list(unit.buffers())
-    key = tuple((id(t), t._version) for t in tensors)
-    cached = getattr(unit, "_sparse_cache", None)
-    if cached is None or cached[0] != key:
-        w1, b1, w2, b2 = unit.folded()
-        w1, w2 = (w.unsqueeze(2).contiguous(memory_format=torch.channels_last) for w in (w1, w2))
-        cached = (key, (w1, b1, w2, b2))
-        object.__setattr__(unit, "_sparse_cache", cached)  # plain attribute: not a buffer
+
+def _as_matrix(w: Tensor) -> Tensor:
+    """(C_out, C_in, k) conv weight -> (k*C_in, C_out) GEMM matrix matching ``_gathered`` rows."""
+    return w.permute(2, 1, 0).reshape(-1, w.shape[0]).contiguous()
+
+
+def _unit_weights(unit: ResidualUnit) -> tuple[Tensor, ...]:
+    """BN-folded weights of ``unit``: channels_last (C, C, 1, k) conv weights, biases and the
+    (k*C, C) GEMM matrices of the gather step: (w1, b1, w2, b2, m1, m2)."""
+    w1, b1, w2, b2 = (t.detach() for t in unit.folded())
+    c1, c2 = (w.unsqueeze(2).contiguous(memory_format=torch.channels_last) for w in (w1, w2))
+    return c1, b1, c2, b2, _as_matrix(w1), _as_matrix(w2)
+
+
+#: The halting head's full-map conv runs with its one output channel padded by zero channels to
+#: this many: oneDNN is 25-30 % faster at 8 outputs than at 1 (C = 12/24, batch 32 and 256).
+HEAD_CONV_OUT = 8
+
+
+def _head_weights(head: torch.nn.Module) -> tuple[Tensor, ...]:
+    """A halting head's local conv as a channels_last (HEAD_CONV_OUT, C, 1, 3) weight (channel 0
+    the head's, the others zero) with its bias, as a (3C,) vector, its bias (1,), and the global
+    fc's (C,) weight."""
+    w, b = head.local.weight.detach(), head.local.bias.detach()
+    w8 = torch.zeros(HEAD_CONV_OUT, *w.shape[1:], dtype=w.dtype, device=w.device)
+    w8[0] = w[0]
+    b8 = torch.zeros(HEAD_CONV_OUT, dtype=b.dtype, device=b.device)
+    b8[0] = b[0]
+    return (w8.unsqueeze(2).contiguous(memory_format=torch.channels_last), b8, _as_matrix(w).view(-1), b,
+            head.glob.weight.detach()[0])
+
+
+def _state(module: torch.nn.Module) -> list[tuple[dict, str, object, int]]:
+    """(dict, name, object, version) for every submodule, parameter and buffer below ``module``:
+    what ``_fresh`` compares to tell that the cached weights still describe the module."""
+    entries = []
+    for m in module.modules():
+        for d in (m._modules, m._parameters, m._buffers):
+            entries += [(d, n, o, o._version if isinstance(o, Tensor) else 0) for n, o in d.items()]
+    return entries
+
+
+def _fresh(entries: list[tuple[dict, str, object, int]]) -> bool:
+    """True while no recorded submodule/tensor was replaced and no tensor was written in place."""
+    return all(d.get(n) is o and (not isinstance(o, Tensor) or o._version == v) for d, n, o, v in entries)
+
+
+def _weights(block: PABlockLike) -> tuple[list[tuple[Tensor, ...]], list[tuple[Tensor, ...]]]:
+    """Per-unit and per-head weights of ``block`` in this path's layouts, cached on the block and
+    rebuilt when any of its submodules, parameters or buffers was replaced or changed (version
+    counters). One check per block call: ~15 us, where keying on ``parameters()`` per unit took
+    10 % of a batch-32 forward."""
+    module: torch.nn.Module = block  # type: ignore[assignment]
+    cached = getattr(module, "_sparse_weights", None)
+    if cached is None or not _fresh(cached[0]):
+        weights = ([_unit_weights(u) for u in block.units], [_head_weights(h) for h in block.halting])
+        cached = (_state(module), weights)
+        object.__setattr__(module, "_sparse_weights", cached)  # plain attribute: not a buffer
     return cached[1]
-
-
-def _halting_weight(conv: torch.nn.Conv1d) -> Tensor:
-    """The (1, C, 3) weight of a halting head's local conv as a channels_last (1, C, 1, 3) tensor (cached)."""
-    key = (id(conv.weight), conv.weight._version)
-    cached = getattr(conv, "_sparse_cache", None)
-    if cached is None or cached[0] != key:
-        w = conv.weight.detach().unsqueeze(2).contiguous(memory_format=torch.channels_last)
-        cached = (key, w)
-        object.__setattr__(conv, "_sparse_cache", cached)
-    return cached[1]
-
-
-def _per_sample_sum(rows: Tensor, B: int, lengths: Tensor | None) -> Tensor:
-    """Sum (T, C) working rows per sample -> (B, C); rows are grouped by sample, in order.
-
-    Before the first shrink every sample has the same number of rows and a reshape does it;
-    after, a segment sum (3x faster than ``index_add_`` on CPU, which was 10 % of a block).
-    """
-    if lengths is None:
-        return rows.view(B, -1, rows.shape[1]).sum(dim=1)
-    return torch.segment_reduce(rows, "sum", lengths=lengths)
 
 
 @torch.no_grad()
 def pa_block_sparse(block: PABlockLike, x0: Tensor, mode: str = "sparse") -> PAResult:
-    """Eval-mode forward of ``block`` computing units only on a shrinking working set of rows.
+    """Eval-mode forward of ``block`` computing each unit only where its outputs are used.
 
     Parameters
     ----------
     block : PABlock
-        Any ``PABlockLike`` (units, halting heads, eps, forced_halting).
+        Any ``PABlockLike`` (units, halting heads, eps, forced_halting, compute_scale).
     x0 : Tensor (B, C, W)
         Block input.
     mode : {"sparse", "auto"}
-        When to drop finished rows from the working set: "sparse" whenever any can go
-        (``SPARSE_SHRINK``), "auto" only when at least ``1 - AUTO_SHRINK`` of them can (below
-        that a gather costs more than it saves). ``PABlock`` sends "auto" blocks with fewer than
-        ``AUTO_MIN_ROWS`` rows to the dense path before calling this.
+        When a unit takes the gather step (module docstring): "sparse" as soon as any position
+        has halted, "auto" when it is cheaper by ``GATHER_COST``. ``PABlock`` sends "auto"
+        blocks with fewer than ``AUTO_MIN_ROWS`` rows to the dense path before calling this.
 
     Returns
     -------
@@ -127,113 +160,110 @@ def pa_block_sparse(block: PABlockLike, x0: Tensor, mode: str = "sparse") -> PAR
     B, C, W = x0.shape
     n_units = len(block.units)
     r = block.units[0].conv1.kernel_size[0] // 2
-    halo = max(2 * r, 1)  # the halting conv needs one neighbour even for kernel 1
+    halo = max(2 * r, 1)  # conv1 -> conv2 reach 2r; the halting conv needs one neighbour
     Wp = W + 2 * halo
     N = B * Wp
     dev, dt = x0.device, x0.dtype
-    shrink_at = SPARSE_SHRINK if mode == "sparse" else AUTO_SHRINK
+    taps = torch.arange(-r, r + 1, device=dev)
+    taps_halting = torch.arange(-1, 2, device=dev)
+    limit = 1.0 - block.eps
 
-    # Working set: rows (positions) still needed, in order; it starts as every row of every
-    # sample and only shrinks. All state below is indexed by working-set row.
-    rows = torch.arange(N, device=dev)
-    x = F.pad(x0, (halo, halo)).permute(0, 2, 1).reshape(N, C)  # a copy: x_s, channels-last
+    x = torch.zeros(B, Wp, C, dtype=dt, device=dev)  # x_s, channels-last, zero pad rows
+    x[:, halo : halo + W].copy_(x0.transpose(1, 2))
+    x = x.view(N, C)
     real = torch.zeros(B, Wp, dtype=torch.bool, device=dev)
     real[:, halo : halo + W] = True
-    real = real.view(N, 1).to(dt)  # 0 on the zero pad rows, 1 on real positions
-    pad_rows = torch.nonzero(real.view(N) == 0).squeeze(1)  # ~1 % of rows: zeroed by index, not by a full multiply
-    sample = torch.arange(B, device=dev).repeat_interleave(Wp)
-    active = real.view(N) > 0
-    cum = torch.zeros(N, dtype=dt, device=dev)  # sum of halting scores so far
-    rem = torch.ones(N, dtype=dt, device=dev)  # R: starts at 1 (DESIGN fix of Algorithm 1)
-    rem_at_halt = torch.zeros(N, dtype=dt, device=dev)
-    steps = torch.zeros(N, dtype=dt, device=dev)  # N, units run so far
+    real = real.view(N)
+    pad_rows = torch.nonzero(~real).squeeze(1)
+    real_f = real.to(dt)
+    act = torch.nonzero(real).squeeze(1)  # the active rows A, sorted (grouped by sample)
+    n_real = act.numel()
+    cum = torch.zeros(n_real, dtype=dt, device=dev)  # per active row: sum of halting scores so far
+    rem = torch.ones(n_real, dtype=dt, device=dev)  # R: starts at 1 (DESIGN fix of Algorithm 1)
     out = torch.zeros(N, C, dtype=dt, device=dev)  # sum_s p_s x_s
+    steps_rows = torch.zeros(N, dtype=dt, device=dev)  # N of each row, stored when it halts
+    rem_rows = torch.zeros(N, dtype=dt, device=dev)  # R of each row at its halt
     forced = None
     if block.forced_halting is not None:
         forced = F.pad(block.forced_halting.to(dt), (halo, halo)).reshape(n_units - 1, N)
     gsum = x0.sum(dim=-1)  # (B, C) running sum for the halting heads' global average pool
-    per_sample: Tensor | None = None  # working rows per sample, once the set has shrunk
+    scale = block.compute_scale
+    unit_w, head_w = _weights(block)
 
-    # Final per-position results of rows that left the working set (every row leaves once).
-    final_out = torch.empty(N, C, dtype=dt, device=dev)
-    final_steps = torch.empty(N, dtype=dt, device=dev)
-    final_rem = torch.empty(N, dtype=dt, device=dev)
-
-    def retire(idx: Tensor) -> None:  # store the finished results of working rows idx
-        final_out.index_copy_(0, rows[idx], out[idx])
-        final_steps.index_copy_(0, rows[idx], steps[idx])
-        final_rem.index_copy_(0, rows[idx], rem_at_halt[idx])
-
-    for s, unit in enumerate(block.units):
-        if not bool(active.any()):
+    for s in range(n_units):
+        n_act = act.numel()
+        if n_act == 0:
             break
-        # Shrink to the rows the active outputs depend on: dilate(active, 2r). Working rows are
-        # true neighbours wherever it matters (the set always contains these neighbourhoods).
-        needed = _dilate(active, halo)
-        n_needed = int(needed.sum())
-        if n_needed < rows.numel() and n_needed <= shrink_at * rows.numel():
-            retire(torch.nonzero(~needed).squeeze(1))
-            keep = torch.nonzero(needed).squeeze(1)
-            rows, x, real, sample, active = rows[keep], x[keep], real[keep], sample[keep], active[keep]
-            pad_rows = torch.nonzero(real.view(-1) == 0).squeeze(1)
-            cum, rem, rem_at_halt, steps, out = cum[keep], rem[keep], rem_at_halt[keep], steps[keep], out[keep]
-            if forced is not None:
-                forced = forced[:, keep]
-            per_sample = torch.bincount(sample, minlength=B)  # rows stay grouped by sample
-        act = active.to(dt)
-        n_active = int(active.sum())
+        w1, b1, w2, b2, m1, m2 = unit_w[s]
+        last = s == n_units - 1
+        gather = False
+        if n_act < n_real:
+            mask = torch.zeros(N, dtype=torch.bool, device=dev).index_fill_(0, act, True)
+            near = _dilate(mask, r)  # the rows conv2 reads at A: where conv1 must run
+            near_rows = torch.nonzero(near).squeeze(1)
+            gather = mode == "sparse" or GATHER_COST * (near_rows.numel() + n_act) < 2 * N
+        sample = torch.div(act, Wp, rounding_mode="floor")  # the sample of each active row
 
-        # The unit, on every working row (conv-bias-ReLU-conv-bias, BN folded), kept where active.
-        w1, b1, w2, b2 = _folded(unit)
-        z = _conv(x, w1, b1, r).relu_().index_fill_(0, pad_rows, 0.0)  # conv2 sees zero padding
-        res = _conv(z, w2, b2, r)
-        # keep the residual only where the unit runs: zero the few idle rows by index, or
-        # multiply by the mask when many are idle
-        if 4 * n_active >= 3 * act.numel():
-            res.index_fill_(0, torch.nonzero(~active).squeeze(1), 0.0)
+        if gather:
+            # conv1 at D = dilate(A, r), conv2 at A, each one GEMM on gathered taps
+            z = torch.addmm(b1, _gathered(x, near_rows, taps), m1).relu_()
+            z.mul_(real_f.index_select(0, near_rows).unsqueeze(1))  # zero on pad rows: conv2's padding
+            # place of row a in z is cumsum(near)[a] - 1, and a-r..a+r are consecutive there
+            res = torch.addmm(b2, _gathered(z, torch.cumsum(near, 0).index_select(0, act), taps - 1), m2)
+            x.index_add_(0, act, res)
+            if not last:
+                gsum.index_add_(0, sample, res)
         else:
-            res.mul_(act.unsqueeze(1))
-        x = x.add_(res)
-
-        if s < n_units - 1:
-            head = block.halting[s]
-            # the halting head's 3-tap conv over the packed rows: the neighbours of an active row
-            # are its true neighbours; other rows' values are never used (2x faster than x @ W)
-            local = _conv(x, _halting_weight(head.local), head.local.bias, 1).view(-1)
-            gsum += _per_sample_sum(res, B, per_sample)  # res is zero where nothing changed
-            glob = (gsum / W) @ head.glob.weight[0]  # (B,)
-            if forced is not None:
-                h = forced[s]
-            elif per_sample is None:  # every sample still has its Wp rows: broadcast, no gather
-                h = torch.sigmoid((local.view(B, Wp) + glob.view(B, 1)).view(-1))
+            z = _conv(x, w1, b1, r).relu_().index_fill_(0, pad_rows, 0.0)  # conv2 sees zero padding
+            res = _conv(z, w2, b2, r)
+            if n_act == n_real:
+                res.index_fill_(0, pad_rows, 0.0)  # pad rows stay zero
             else:
-                h = torch.sigmoid(local + glob[sample])
-            h = apply_compute_scale(h, block.compute_scale)  # as PABlock.halting_score does
-        else:
-            h = torch.ones_like(cum)
+                res.mul_(mask.unsqueeze(1).to(dt))  # kept only where the unit runs
+            x.add_(res)
+            if not last:
+                gsum += res.view(B, Wp, C).sum(dim=1)
 
-        # Halting bookkeeping: the dense path's step, restricted to the working rows.
-        h = h * act
+        if last:
+            h = torch.ones(n_act, dtype=dt, device=dev)  # the last unit halts every position
+        else:  # the head runs even under forced scores, so that timings stay honest
+            wl8, bl8, wl, bl, wg = head_w[s]
+            if gather:  # the 3-tap conv at A only: x at a-1..a+1 from the full map
+                local = torch.mv(_gathered(x, act, taps_halting), wl) + bl
+            else:
+                local = _conv(x, wl8, bl8, 1)[:, 0].index_select(0, act)
+            glob = (gsum / W) @ wg  # (B,)
+            h = torch.sigmoid(local + glob.index_select(0, sample))
+            if forced is not None:
+                h = forced[s].index_select(0, act)
+            h = apply_compute_scale(h, scale)  # as PABlock.halting_score does
+
+        # Halting bookkeeping: the dense path's step on the active rows.
         cum = cum + h
-        halt = active & (cum >= 1.0 - block.eps)
-        out.addcmul_(x, torch.where(halt, rem, h).unsqueeze(1))
-        rem_at_halt = torch.where(halt, rem, rem_at_halt)
+        halt = cum >= limit
+        p = torch.where(halt, rem, h)
+        if gather:
+            out.index_add_(0, act, x.index_select(0, act) * p.unsqueeze(1))
+        else:
+            out.addcmul_(x, torch.zeros(N, dtype=dt, device=dev).index_copy_(0, act, p).unsqueeze(1))
+        rem_halt = rem
         rem = rem - h
-        steps = steps + act
-        active = active & ~halt
-
-    if per_sample is None:  # the set never shrank: the working rows are every row, in order
-        final_out, final_steps, final_rem = out, steps, rem_at_halt
-    else:  # store the rows still in the set (all of them: no gathers of the working state)
-        final_out.index_copy_(0, rows, out)
-        final_steps.index_copy_(0, rows, steps)
-        final_rem.index_copy_(0, rows, rem_at_halt)
+        halted = torch.nonzero(halt).squeeze(1)
+        if halted.numel():
+            done = act.index_select(0, halted)
+            steps_rows.index_fill_(0, done, float(s + 1))
+            rem_rows.index_copy_(0, done, rem_halt.index_select(0, halted))
+            if halted.numel() < n_act:
+                going = torch.nonzero(~halt).squeeze(1)
+                act, cum, rem = act.index_select(0, going), cum.index_select(0, going), rem.index_select(0, going)
+            else:
+                act = act[:0]
 
     def unflat(t: Tensor) -> Tensor:  # (B*Wp, ...) -> (B, W, ...) without the pad rows
         return t.view(B, Wp, *t.shape[1:])[:, halo : halo + W]
 
-    features = unflat(final_out).permute(0, 2, 1) + x0
-    steps_bw = unflat(final_steps).contiguous()
-    ponder = (steps_bw + unflat(final_rem)).mean(dim=1)
+    features = unflat(out).permute(0, 2, 1) + x0
+    steps_bw = unflat(steps_rows).contiguous()
+    ponder = (steps_bw + unflat(rem_rows)).mean(dim=1)
     n_active = [(steps_bw > u).sum(dim=1) for u in range(n_units)]  # unit u ran where N > u
     return PAResult(features, ponder, steps_bw, macs_from_counts(block, n_active))
