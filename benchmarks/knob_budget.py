@@ -41,15 +41,10 @@ SHARES = (0.3, 0.4, 0.5, 0.6, 0.7, 0.85, 1.0)
 
 
 def load(name: str, seed: int) -> dict[str, np.ndarray]:
-    from sklearn.model_selection import train_test_split
+    """The split of ``benchmarks/pa_target.py`` (official for UCR sets, else stratified 75/25)."""
+    from pa_target import load as split  # benchmarks/ is on sys.path when run as a script
 
-    d = np.load(DATA / f"{name}.npz", allow_pickle=False)
-    X, y = np.asarray(d["X"], np.float64), np.asarray(d["y"])
-    if "train_idx" in d.files:
-        tr, te = d["train_idx"], d["test_idx"]
-    else:
-        tr, te = train_test_split(np.arange(len(y)), test_size=0.25, stratify=y, random_state=seed)
-    return {"X_train": X[tr], "y_train": y[tr], "X_test": X[te], "y_test": y[te], "axis": np.asarray(d["axis"], np.float64)}
+    return split(name, DATA, seed)
 
 
 def knob_alone(est: Any, budget: float) -> float:
