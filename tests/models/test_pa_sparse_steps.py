@@ -96,29 +96,19 @@ def test_gather_and_full_steps_in_one_block(kernel_size, steps):
 
 
 @pytest.mark.parametrize("mode", ["sparse", "auto"])
+@pytest.mark.parametrize("halting, units", [(1.0, 1), (0.0, 4)], ids=["all-halt-after-unit-1", "none-halts-early"])
 @torch.no_grad()
-def test_every_position_halts_after_one_unit(mode, steps):
+def test_blocks_where_all_or_none_of_the_positions_halt(mode, halting, units, steps):
+    """All halt after unit 1 (nothing left to run) or none halts early (every unit on the full
+    map): either way no gather step runs and the answer is the dense path's."""
     B, C, W = 32, 8, 33
     block = make_block(C)
-    block.forced_halting = torch.ones(3, B, W)
+    block.forced_halting = torch.full((3, B, W), halting)
     x = torch.randn(B, C, W)
     assert_same(block, x, mode)
     r = block(x)
-    assert torch.all(r.units_executed == 1)
-    assert steps["gathered"] == 0  # nothing left to run after unit 1
-
-
-@pytest.mark.parametrize("mode", ["sparse", "auto"])
-@torch.no_grad()
-def test_no_position_halts_early(mode, steps):
-    B, C, W = 32, 8, 33
-    block = make_block(C)
-    block.forced_halting = torch.zeros(3, B, W)
-    x = torch.randn(B, C, W)
-    assert_same(block, x, mode)
-    r = block(x)
-    assert torch.all(r.units_executed == 4)
-    assert steps["gathered"] == 0  # every unit on the full map
+    assert torch.all(r.units_executed == units)
+    assert steps["gathered"] == 0
 
 
 @torch.no_grad()
