@@ -827,14 +827,16 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
         X = self._aligned(_as_2d_float(X), axis)
         return np.asarray(self.pipeline_.transform(X), dtype=np.float32)
 
-    def _detailed(self, Z: np.ndarray, batch_size: int = 512) -> tuple[np.ndarray, np.ndarray]:
-        """Dense pass over preprocessed input: per-exit logits (n_exits, n, C) and MACs (n, n_exits)."""
+    def _detailed(self, Z: np.ndarray, batch_size: int = 512, network: Any = None) -> tuple[np.ndarray, np.ndarray]:
+        """Dense pass over preprocessed input: per-exit logits (n_exits, n, C) and MACs (n, n_exits)
+        of ``network_`` (or of ``network``, e.g. a cascade's own network)."""
+        net = self.network_ if network is None else network
         logits: list[np.ndarray] = []
         macs: list[np.ndarray] = []
         with torch.inference_mode():
             for start in range(0, len(Z), batch_size):
                 xb = torch.from_numpy(np.ascontiguousarray(Z[start : start + batch_size], dtype=np.float32)).unsqueeze(1)
-                out = self.network_.forward_detailed(xb)
+                out = net.forward_detailed(xb)
                 logits.append(np.stack([t.numpy() for t in out.logits]))
                 macs.append(out.macs.double().numpy())
         return np.concatenate(logits, axis=1), np.concatenate(macs, axis=0)
@@ -1019,9 +1021,8 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
         for s in scales:
             if knob_oof is not None and isinstance(self.network_, Cascade):
                 k0, net = self.network_.net_start, self.network_.network
-                with torch.inference_mode(), compute_scale(net, s):
-                    m_net = np.concatenate([net.forward_detailed(torch.from_numpy(Z_va[i : i + 512]).unsqueeze(1)).macs
-                                            .double().numpy() for i in range(0, len(Z_va), 512)])
+                with compute_scale(net, s):
+                    m_net = self._detailed(Z_va, network=net)[1]
                 m = macs_va.copy()
                 m[:, k0:] = macs_va[:, k0 - 1 : k0] + m_net[:, : m.shape[1] - k0]
                 logits.append(knob_oof[s])
