@@ -7,8 +7,9 @@ train/test with 10 % of train for validation):
 * **Leave-one-class-out** (sets with >= 3 classes): train without class k (train and validation
   parts), score the test part of the other classes (in-distribution) and *every* spectrum of class
   k (none was trained on) as unknown. Scores per exit: max-softmax (``msp``), ``energy``,
-  Mahalanobis on the exit head's pooled features (``maha``: Ledoit-Wolf, 32 principal components)
-  and on globally averaged features (``maha_gap``). Reported: AUROC per exit; the detection rate
+  Mahalanobis on the exit head's pooled features (``maha``) and on globally averaged features
+  (``maha_gap``), and the relative Mahalanobis distance on the same two (``rmd``, the library's
+  default, and ``rmd_gap``); both with the library's settings (OAS, 64 principal components). Reported: AUROC per exit; the detection rate
   at a 5 % false-reject rate with the threshold set on the validation split (what a user gets)
   and the false-reject rate that threshold has on the test split; the detection rate at 5 %
   false-reject on the test split itself (TPR at 5 % FPR). Also the domain check's detection rate.
@@ -51,7 +52,12 @@ DATASETS = ("milk_adulteration", "milk_species", "cheese_brands", "raspberry_ori
 RAMAN = {"milk_adulteration", "milk_species", "cheese_brands", "raspberry_origin", "astragalus_origin",
          "liquor_vintage"}
 TRAIN_CONFIG = {"max_epochs": 20, "threads": 1}
-SCORES = ("msp", "energy", "maha", "maha_gap")
+SCORES = ("msp", "energy", "maha", "maha_gap", "rmd", "rmd_gap", "maha_anchor", "rmd_anchor")
+#: Exploratory: these scores again, each exit's plus exit 0's (standardised on the validation split).
+ANCHORED = ("maha", "rmd")
+#: The library's default score (``ood="auto"``): what the cross-domain flags and false rejects use.
+DEFAULT = "rmd"
+FEATURE = {"maha": "mahalanobis", "rmd": "relative_mahalanobis"}
 REJECT_RATE = 0.05
 LEVELS = (0.9, 0.95)
 MAX_CROSS = 200
@@ -80,11 +86,36 @@ def _detectors(est: Any, Xtr: np.ndarray, ytr: np.ndarray, Xva: np.ndarray) -> d
     out: dict[str, Any] = {}
     for pooling in ("head", "gap"):
         btr, bva = exit_batch(est, Xtr, pooling=pooling), exit_batch(est, Xva, pooling=pooling)
-        names = ("msp", "energy", "maha") if pooling == "head" else ("maha_gap",)
+        names = ("msp", "energy", "maha", "rmd") if pooling == "head" else ("maha_gap", "rmd_gap")
         for name in names:
-            score = "mahalanobis" if name.startswith("maha") else name
+            score = FEATURE.get(name.removesuffix("_gap"), name)
             out[name] = (pooling, UnknownDetector(score=score, reject_rate=REJECT_RATE).fit(btr, est._encode(ytr, "y"), bva))
+    for name in ANCHORED:  # exploratory: each exit's score plus exit 0's, standardised on validation
+        pooling, det = out[name]
+        val = det.score(exit_batch(est, Xva, pooling=pooling))
+        mu, sd = val.mean(axis=1), np.maximum(val.std(axis=1), 1e-12)
+        comb = _anchor(val, mu, sd)
+        out[f"{name}_anchor"] = (pooling, _Anchored(det, mu, sd, np.array([np.quantile(c, 1 - REJECT_RATE, method="higher")
+                                                                          for c in comb])))
     return out
+
+
+def _anchor(raw: np.ndarray, mu: np.ndarray, sd: np.ndarray) -> np.ndarray:
+    z = (raw - mu[:, None]) / sd[:, None]
+    return z + z[:1]
+
+
+class _Anchored:
+    """Exit k's standardised score plus exit 0's (every spectrum passes exit 0 first)."""
+
+    def __init__(self, det: Any, mu: np.ndarray, sd: np.ndarray, thresholds: np.ndarray) -> None:
+        self.det, self.mu, self.sd, self.thresholds_ = det, mu, sd, thresholds
+
+    def score(self, batch: Any) -> np.ndarray:
+        return _anchor(self.det.score(batch), self.mu, self.sd)
+
+    def flag(self, batch: Any) -> np.ndarray:
+        return self.score(batch) > self.thresholds_[:, None]
 
 
 def _domain(est: Any, Xtr: np.ndarray, Xva: np.ndarray) -> dict[str, Any]:
@@ -134,7 +165,7 @@ def loco(sp: Any, idx: tuple[np.ndarray, ...], seed: int, k: int) -> dict[str, A
     s_id, s_unk = _score_all(dets, est, sp.X[keep(te)]), _score_all(dets, est, sp.X[unk])
     rec: dict[str, Any] = {"class": int(k), "class_name": str(sp.class_names[k]), "n_id": len(keep(te)),
                            "n_unknown": len(unk), "exit_macs": [int(m) for m in est.exit_macs_],
-                           "first_exit_number": est.first_exit_number, "scores": {}}
+                           "first_exit_number": est.first_exit_number, "n_pre_exits": _n_pre_exits(est), "scores": {}}
     for name in SCORES:
         (a, fa), (b, fb) = s_id[name], s_unk[name]
         oracle = [float(np.mean(bb > np.quantile(aa, 1 - REJECT_RATE, method="higher"))) for aa, bb in zip(a, b)]
@@ -178,6 +209,7 @@ def full_model(sp: Any, name: str, idx: tuple[np.ndarray, ...], seed: int, other
     y_te = est._encode(sp.y[te], "y")
     probs_te = est.exit_proba(sp.X[te])
     rec: dict[str, Any] = {"exit_macs": [int(m) for m in est.exit_macs_], "first_exit_number": est.first_exit_number,
+                           "n_pre_exits": _n_pre_exits(est),
                            "exit_accuracy": [float(np.mean(p.argmax(1) == y_te)) for p in probs_te],
                            "preprocessing": (est.preprocessing_selection_ or {}).get("chosen")}
     # in-distribution false rejects of every flag on the test split
@@ -230,18 +262,26 @@ def _flag_rates(est: Any, dets: dict[str, Any], dom: dict[str, Any], X: np.ndarr
         if ok.any():
             f[ok] |= c.out_of_domain(Z[ok])
         out[f"domain_{kind}"] = float(f.mean())
-    unknown_last = ~ok.copy()
-    if ok.any():
-        s = _score_all(dets, est, X[ok])
-        _, flags = s["maha"]
-        unknown_last[ok] = flags[-1]
-        out["unknown_first_maha"] = float(np.r_[flags[0], np.ones((~ok).sum())].mean())
-    out["unknown_last_maha"] = float(unknown_last.mean())
+    s = _score_all(dets, est, X[ok]) if ok.any() else {}
+    last: dict[str, np.ndarray] = {}
+    for name in ("maha", "rmd"):
+        last[name] = ~ok.copy()
+        if ok.any():
+            _, flags = s[name]
+            last[name][ok] = flags[-1]
+            out[f"unknown_first_{name}"] = float(np.r_[flags[0], np.ones((~ok).sum())].mean())
+        out[f"unknown_last_{name}"] = float(last[name].mean())
     f = ~ok.copy()
     if ok.any():
         f[ok] |= dom["heldout"].out_of_domain(Z[ok])
-    out["either"] = float((f | unknown_last).mean())
+    out["either"] = float((f | last[DEFAULT]).mean())
     return out
+
+
+def _n_pre_exits(est: Any) -> int:
+    """Exits in front of the network: exit 0, and the MiniRocket exit when there is one."""
+    net = est.network_
+    return 1 + int(getattr(net, "rocket", None) is not None) if hasattr(net, "exit0") else 0
 
 
 def run_pair(name: str, seed: int, data_dir: Path) -> dict[str, Any]:
@@ -266,6 +306,14 @@ def _mean(v: list[float]) -> float | None:
     return float(np.mean(v)) if v else None
 
 
+def _aligned(r: dict[str, Any], v: Any) -> Any:
+    """A per-exit list as exit 0 then the network exits: a MiniRocket exit (exit 1 where the
+    cascade kept one, ``n_pre_exits`` 2) is dropped so that runs with and without one line up."""
+    if not isinstance(v, list) or r.get("n_pre_exits", 1) != 2:
+        return v
+    return [v[0], *v[2:]]
+
+
 def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
     sets = sorted({r["dataset"] for r in records}, key=DATASETS.index)
     out: dict[str, Any] = {"datasets": {}, "seeds": sorted({r["seed"] for r in records})}
@@ -275,19 +323,24 @@ def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
         loco_recs = [c for r in rs for c in r["loco"]]
         if loco_recs:
             for name in SCORES:
-                au = np.array([c["scores"][name]["auroc"] for c in loco_recs])
-                det = np.array([c["scores"][name]["detected_val_threshold"] for c in loco_recs])
-                det5 = np.array([c["scores"][name]["detected_at_5pct_test"] for c in loco_recs])
-                frr = np.array([c["scores"][name]["false_reject_test"] for c in loco_recs])
+                have = [c for c in loco_recs if name in c["scores"]]  # scores added after a run have no entry there
+                if not have:
+                    continue
+                get = lambda key: np.array([_aligned(c, c["scores"][name][key]) for c in have])  # noqa: E731
+                au, det, det5, frr = (get(k) for k in ("auroc", "detected_val_threshold", "detected_at_5pct_test",
+                                                       "false_reject_test"))
                 s[name] = {"auroc": au.mean(0).tolist(), "detected_val_threshold": det.mean(0).tolist(),
-                           "detected_at_5pct_test": det5.mean(0).tolist(), "false_reject_test": frr.mean(0).tolist()}
+                           "detected_at_5pct_test": det5.mean(0).tolist(), "false_reject_test": frr.mean(0).tolist(),
+                           "auroc_rocket": _mean([c["scores"][name]["auroc"][1] for c in have
+                                                  if c.get("n_pre_exits", 1) == 2]),
+                           "runs_with_rocket": sum(c.get("n_pre_exits", 1) == 2 for c in have), "runs": len(have)}
             s["domain_loco"] = {k: {m: _mean([c["domain"][k][m] for c in loco_recs]) for m in ("detected", "false_reject_test")}
                                 for k in ("theory", "heldout")}
         full = [r["full"] for r in rs]
-        s["exit_accuracy"] = np.mean([f["exit_accuracy"] for f in full], axis=0).tolist()
-        s["id_false_reject"] = {k: np.mean([f["id_false_reject"][k] for f in full], axis=0).tolist()
+        s["exit_accuracy"] = np.mean([_aligned(f, f["exit_accuracy"]) for f in full], axis=0).tolist()
+        s["id_false_reject"] = {k: np.mean([_aligned(f, f["id_false_reject"][k]) for f in full], axis=0).tolist()
                                 for k in full[0]["id_false_reject"]}
-        s["conformal"] = {str(l): {m: np.mean([f["conformal"][str(l)][m] for f in full], axis=0).tolist()
+        s["conformal"] = {str(l): {m: np.mean([_aligned(f, f["conformal"][str(l)][m]) for f in full], axis=0).tolist()
                                    for m in ("coverage", "mean_size", "empty")} for l in LEVELS}
         s["conformal"]["n_calibration"] = [f["conformal"]["n_calibration"] for f in full]
         cross: dict[str, Any] = {}
@@ -301,15 +354,19 @@ def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
         out["datasets"][d] = s
     # headline numbers
     loco_sets = [d for d in sets if "maha" in out["datasets"][d]]
+    first_net = {d: 1 for d in loco_sets}  # after _aligned: exit 0, then the network exits
     head: dict[str, Any] = {}
     for name in SCORES:
-        if loco_sets:
+        ls = [d for d in loco_sets if name in out["datasets"][d]]
+        if ls:
             head[name] = {
-                "auroc_last": _mean([out["datasets"][d][name]["auroc"][-1] for d in loco_sets]),
-                "auroc_first_network_exit": _mean([out["datasets"][d][name]["auroc"][1] for d in loco_sets]),
-                "auroc_exit0": _mean([out["datasets"][d][name]["auroc"][0] for d in loco_sets]),
-                "detected_val_threshold_last": _mean([out["datasets"][d][name]["detected_val_threshold"][-1] for d in loco_sets]),
-                "detected_at_5pct_test_last": _mean([out["datasets"][d][name]["detected_at_5pct_test"][-1] for d in loco_sets]),
+                "auroc_last": _mean([out["datasets"][d][name]["auroc"][-1] for d in ls]),
+                "auroc_first_network_exit": _mean([out["datasets"][d][name]["auroc"][first_net[d]] for d in ls
+                                                    if first_net[d] < len(out["datasets"][d][name]["auroc"])]),
+                "auroc_exit0": _mean([out["datasets"][d][name]["auroc"][0] for d in ls]),
+                "detected_val_threshold_last": _mean([out["datasets"][d][name]["detected_val_threshold"][-1] for d in ls]),
+                "detected_at_5pct_test_last": _mean([out["datasets"][d][name]["detected_at_5pct_test"][-1] for d in ls]),
+                "sets": len(ls), "runs": sum(out["datasets"][d][name]["runs"] for d in ls),
             }
     xs = [v for d in sets for k, v in out["datasets"][d]["cross"].items() if k.startswith("set:")]
     js = [v for d in sets for k, v in out["datasets"][d]["cross"].items() if k.startswith("junk:")]
@@ -318,9 +375,14 @@ def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
     head["junk_either"] = _mean([v["either"] for v in js])
     head["junk_domain_heldout"] = _mean([v["domain_heldout"] for v in js])
     for l in LEVELS:
+        # sets whose calibration split is large enough for a set smaller than every class at this
+        # level (MAPIE's rule n >= 1/alpha - 1; below it the set is all classes, coverage 1)
+        enough = [d for d in sets if not any(l in r["full"]["conformal"]["too_few"] for r in records if r["dataset"] == d)]
+        head[f"sets_enough_{l}"] = enough
         for tag, e in (("exit0", 0), ("last", -1)):
             head[f"coverage_{l}_{tag}"] = _mean([out["datasets"][d]["conformal"][str(l)]["coverage"][e] for d in sets])
             head[f"size_{l}_{tag}"] = _mean([out["datasets"][d]["conformal"][str(l)]["mean_size"][e] for d in sets])
+            head[f"coverage_{l}_{tag}_enough"] = _mean([out["datasets"][d]["conformal"][str(l)]["coverage"][e] for d in enough])
     out["headline"] = head
     return out
 
@@ -335,45 +397,48 @@ def report(summary: dict[str, Any], command: str) -> str:
              f"Command: `{command}`  ", (f"Seeds: {summary['seeds']}; training {TRAIN_CONFIG}, skip_exits=False; "
                                         "protocol in the docstring of benchmarks/ood.py."), "",
              "## Leave-one-class-out (sets with >= 3 classes), mean over held-out classes and seeds", "",
-             "| score | AUROC exit 0 | AUROC first network exit | AUROC last exit | detected @ val threshold (last) | detected @ 5% FRR on test (last) |",
-             "|---|---|---|---|---|---|"]
+             "| score | AUROC exit 0 | AUROC first network exit | AUROC last exit | detected @ val threshold (last) | detected @ 5% FRR on test (last) | sets / runs |",
+             "|---|---|---|---|---|---|---|"]
     for name in SCORES:
         if name in h:
             v = h[name]
             lines.append(f"| {name} | {_f(v['auroc_exit0'])} | {_f(v['auroc_first_network_exit'])} | {_f(v['auroc_last'])} | "
-                         f"{_f(v['detected_val_threshold_last'])} | {_f(v['detected_at_5pct_test_last'])} |")
-    lines += ["", "AUROC per exit (exit 0 = linear exit, then network exits 1..L):", "",
+                         f"{_f(v['detected_val_threshold_last'])} | {_f(v['detected_at_5pct_test_last'])} | {v['sets']} / {v['runs']} |")
+    lines += ["", "AUROC per exit (exit 0 = linear exit, then the MiniRocket exit where there is one, then the network exits):", "",
               "| dataset | " + " | ".join(SCORES) + " | domain det. (held-out limits) | domain FRR |", "|---|" + "---|" * (len(SCORES) + 2)]
     for d, s in summary["datasets"].items():
         if "maha" not in s:
             continue
-        cells = [" ".join(f"{a:.2f}" for a in s[n]["auroc"]) for n in SCORES]
+        cells = [" ".join(f"{a:.2f}" for a in s[n]["auroc"]) if n in s else "-" for n in SCORES]
         dl = s["domain_loco"]["heldout"]
         lines.append(f"| {d} | " + " | ".join(cells) + f" | {_f(dl['detected'])} | {_f(dl['false_reject_test'])} |")
-    lines += ["", "False-reject rate on in-distribution test spectra, threshold from validation (target 0.05), maha per exit:", "",
-              "| dataset | maha per exit | domain (theory limits) | domain (held-out limits) | accuracy per exit |", "|---|---|---|---|---|"]
+    lines += ["", f"False-reject rate on in-distribution test spectra, threshold from validation (target 0.05), {DEFAULT} per exit:", "",
+              f"| dataset | {DEFAULT} per exit | domain (theory limits) | domain (held-out limits) | accuracy per exit |", "|---|---|---|---|---|"]
     for d, s in summary["datasets"].items():
         fr = s["id_false_reject"]
-        lines.append(f"| {d} | {' '.join(f'{a:.2f}' for a in fr['maha'])} | {_f(fr['domain_theory'][0] if isinstance(fr['domain_theory'], list) else fr['domain_theory'])} | "
+        lines.append(f"| {d} | {' '.join(f'{a:.2f}' for a in fr.get(DEFAULT, fr['maha']))} | {_f(fr['domain_theory'][0] if isinstance(fr['domain_theory'], list) else fr['domain_theory'])} | "
                      f"{_f(fr['domain_heldout'][0] if isinstance(fr['domain_heldout'], list) else fr['domain_heldout'])} | "
                      f"{' '.join(f'{a:.2f}' for a in s['exit_accuracy'])} |")
     lines += ["", "## Cross-domain and junk spectra (share flagged; refused = 1)", "",
               (f"Mean over model sets: other sets, flagged by domain check or unknown at the last exit: {_f(h['cross_domain_either'])} "
                f"(domain check alone {_f(h['cross_domain_domain_heldout'])}); junk spectra {_f(h['junk_either'])} "
                f"(domain check alone {_f(h['junk_domain_heldout'])})."), "",
-              "| model set | source | refused | domain (theory) | domain (held-out) | unknown last exit | either |", "|---|---|---|---|---|---|---|"]
+              f"| model set | source | refused | domain (theory) | domain (held-out) | unknown last exit ({DEFAULT}) | either |", "|---|---|---|---|---|---|---|"]
     for d, s in summary["datasets"].items():
         for src, v in s["cross"].items():
             if "refused" in v:
                 lines.append(f"| {d} | {src} | yes ({v['refused'][:40]}) | 1 | 1 | 1 | 1 |")
             else:
-                lines.append(f"| {d} | {src} | no | {_f(v['domain_theory'])} | {_f(v['domain_heldout'])} | {_f(v['unknown_last_maha'])} | {_f(v['either'])} |")
+                lines.append(f"| {d} | {src} | no | {_f(v['domain_theory'])} | {_f(v['domain_heldout'])} | {_f(v.get(f'unknown_last_{DEFAULT}', v['unknown_last_maha']))} | {_f(v['either'])} |")
     lines += ["", "## Conformal prediction sets (MAPIE, LAC, calibrated on the validation split)", "",
               (f"Mean coverage at 0.9: exit 0 {_f(h['coverage_0.9_exit0'])} (mean set size {_f(h['size_0.9_exit0'])}), "
                f"last exit {_f(h['coverage_0.9_last'])} (size {_f(h['size_0.9_last'])}); at 0.95: exit 0 "
                f"{_f(h['coverage_0.95_exit0'])} (size {_f(h['size_0.95_exit0'])}), last exit {_f(h['coverage_0.95_last'])} "
                f"(size {_f(h['size_0.95_last'])}). With fewer than 20 calibration spectra the 0.95 level puts every class "
                "in the set (MAPIE's sample-size rule)."), "",
+              *[(f"On the sets whose calibration split is large enough at {l} ({', '.join(h[f'sets_enough_{l}'])}): "
+                 f"coverage exit 0 {_f(h[f'coverage_{l}_exit0_enough'])}, last exit {_f(h[f'coverage_{l}_last_enough'])}.  ")
+                for l in LEVELS], "",
               "| dataset | n calib | exit | cov 0.9 | size 0.9 | empty 0.9 | cov 0.95 | size 0.95 | empty 0.95 |",
               "|---|---|---|---|---|---|---|---|---|"]
     for d, s in summary["datasets"].items():

@@ -191,9 +191,9 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
         answers for itself.
     ood
         Unknown-class detector fitted at the end of ``fit`` (:mod:`scai.inference.ood`):
-        ``"auto"`` (default: Mahalanobis distance of each exit's pooled features, measured best in
-        docs/ood.md; a MiniRocket exit is scored like exit 0, on the spectrum), ``"mahalanobis"``,
-        ``"energy"``, ``"msp"``, or ``"none"``. Every prediction then carries ``unknown_score`` and
+        ``"auto"`` (default: the relative Mahalanobis distance of each exit's pooled features,
+        measured best in docs/ood.md; a MiniRocket exit is scored like exit 0, on the spectrum),
+        ``"relative_mahalanobis"``, ``"mahalanobis"``, ``"energy"``, ``"msp"``, or ``"none"``. Every prediction then carries ``unknown_score`` and
         ``unknown``; how it is calibrated: :func:`scai.inference.reliability.fit_reliability`.
         A spectrum flagged unknown at an exit where it is confident does not leave there: it runs
         deeper (``predict_detailed(on_unknown="deeper")``, the default; ``held="unknown"``).
@@ -404,7 +404,7 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
         """Unknown-class detector, input-domain check and conformal sets on held-out data
         (``reliability_``; see :func:`scai.inference.reliability.fit_reliability`). Under
         cross-fitting the folds are those of the network's cross-fitting (same seed)."""
-        from scai.inference.ood import exit_batch
+        from scai.inference.ood import FEATURE_SCORES, exit_batch
         from scai.inference.reliability import exit_pooling, fit_reliability
 
         if self.ood == "none" and self.domain_confidence is None and not self.confidence_levels:
@@ -412,7 +412,7 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
             return
         probs_va, _ = self.validation_outputs()
         pooling = exit_pooling(self.network_)
-        wants_features = self.ood in ("auto", "mahalanobis") and pooling is not None
+        wants_features = self.ood in ("auto", *FEATURE_SCORES) and pooling is not None
         train_f = held_f = None
         if wants_features:
             train_f = exit_batch(self, Z_tr, preprocessed=True).features

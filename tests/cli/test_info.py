@@ -42,7 +42,7 @@ def test_card_holds_what_the_directory_stores(model_dir):
     assert card["exits"][0]["validation_accuracy"] == est.exit0_["validation_accuracy"][0]
     assert card["calibration"]["temperatures"] == pytest.approx(list(est.temperatures_))
     # fitted by default at training (docs/ood.md): the card summarises what config.json stores
-    assert card["calibration"]["ood"]["score"] == cfg["ood"]["score"] == "mahalanobis"
+    assert card["calibration"]["ood"]["score"] == cfg["ood"]["score"] == "relative_mahalanobis"
     assert card["calibration"]["ood"]["thresholds"] == pytest.approx(cfg["ood"]["thresholds"])
     assert card["calibration"]["conformal"] is not None
     assert card["preprocessing_cost"] == cfg["preprocessing_cost"] and cfg["preprocessing_cost"]["macs"] > 0

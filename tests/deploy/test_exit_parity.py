@@ -88,11 +88,17 @@ def _unknown_by_hand(cfg: dict[str, Any], est: Any, Z: np.ndarray, probs: np.nda
         score = -(m[..., 0] + np.log(np.exp(logits - m).sum(axis=2)))
     else:
         rows = []
-        for f, sc in zip(_exit_features(est, Z), ood["scorers"]):
+        scorers = ood["scorers"]
+        for f, sc in zip(_exit_features(est, Z), scorers):
+            sc = scorers[sc["same_as"]] if "same_as" in sc else sc  # stored once for equal exits
             if sc["pca_components"] is not None:
                 f = (f - np.asarray(sc["pca_mean"])) @ np.asarray(sc["pca_components"]).T
             d = f[:, None, :] - np.asarray(sc["means"])[None]
-            rows.append(np.einsum("ncd,de,nce->nc", d, np.asarray(sc["precision"]), d).min(axis=1))
+            row = np.einsum("ncd,de,nce->nc", d, np.asarray(sc["precision"]), d).min(axis=1)
+            if sc.get("relative"):  # minus the distance to the background Gaussian
+                e = f - np.asarray(sc["global_mean"])
+                row = row - np.einsum("nd,de,ne->n", e, np.asarray(sc["global_precision"]), e)
+            rows.append(row)
         score = np.stack(rows)
     return score > np.asarray(ood["thresholds"])[:, None]
 

@@ -37,7 +37,7 @@ def test_mahalanobis_matches_scipy_on_a_hand_covariance():
     np.testing.assert_allclose(scorer.score(X), expected.min(axis=1), rtol=1e-10)
 
 
-def test_fitted_precision_is_ledoit_wolf_of_class_centred_features_and_invertible_when_d_exceeds_n():
+def test_fitted_precision_is_the_shrunk_covariance_of_class_centred_features_and_invertible_when_d_exceeds_n():
     from sklearn.covariance import OAS, LedoitWolf
 
     rng = np.random.default_rng(1)
@@ -51,6 +51,58 @@ def test_fitted_precision_is_ledoit_wolf_of_class_centred_features_and_invertibl
         assert np.all(np.linalg.eigvalsh(s.precision_) > 0)
     # a far-away point scores higher than training points
     assert s.score(X[:1] + 50).item() > s.score(X).max()
+
+
+def test_relative_mahalanobis_matches_scipy_minus_the_background_distance():
+    scorer, cov, means = _hand_scorer()
+    bg_cov = np.array([[4.0, 1.0, 0.5], [1.0, 2.0, 0.0], [0.5, 0.0, 3.0]])
+    bg_mean = np.array([1.5, -0.5, 1.0])
+    d = scorer.to_dict() | {"relative": True, "global_mean": bg_mean.tolist(),
+                            "global_precision": np.linalg.inv(bg_cov).tolist()}
+    rel = MahalanobisScorer.from_dict(json.loads(json.dumps(d)))
+    X = np.random.default_rng(10).normal(size=(9, 3)) * 2
+    VI, VI0 = np.linalg.inv(cov), np.linalg.inv(bg_cov)
+    expected = np.array([min(mahalanobis(x, m, VI) ** 2 for m in means) - mahalanobis(x, bg_mean, VI0) ** 2 for x in X])
+    np.testing.assert_allclose(rel.score(X), expected, rtol=1e-10)
+    np.testing.assert_allclose(rel.distances(X), scorer.distances(X))  # per-class distances unchanged
+    with pytest.raises(ModelFileError, match="background"):
+        MahalanobisScorer.from_dict(d | {"global_mean": [0.0, 1.0]})
+
+
+def test_relative_background_is_the_same_estimator_on_all_features():
+    from sklearn.covariance import OAS, LedoitWolf
+
+    rng = np.random.default_rng(11)
+    X = rng.normal(size=(40, 60))
+    y = np.repeat([0, 1], 20)
+    X[y == 1, :5] += 3.0
+    for kind, cls in (("oas", OAS), ("ledoit_wolf", LedoitWolf)):
+        s = MahalanobisScorer(shrinkage=kind, relative=True).fit(X, y)
+        ref = cls().fit(X)
+        np.testing.assert_allclose(s.global_mean_, X.mean(0), rtol=1e-12)
+        np.testing.assert_allclose(s.global_precision_, ref.precision_, rtol=1e-8)
+    assert MahalanobisScorer(shrinkage="oas").fit(X, y).global_precision_ is None
+
+
+def test_relative_mahalanobis_sees_a_near_unknown_the_plain_distance_misses():
+    """A new class between two known ones, in 30 dimensions of class-free noise: the plain
+    distance's chi-square spread over the noise hides it; the background term cancels that
+    spread (Ren et al., 2021)."""
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(12)
+
+    def cloud(n: int, centre: float) -> np.ndarray:
+        X = rng.normal(size=(n, 31))
+        X[:, 0] += centre
+        return X
+
+    X, y = np.vstack([cloud(500, -3.0), cloud(500, 3.0)]), np.repeat([0, 1], 500)
+    test = np.vstack([cloud(200, -3.0), cloud(200, 3.0), cloud(400, 0.0)])
+    truth = np.r_[np.zeros(400), np.ones(400)]
+    plain = roc_auc_score(truth, MahalanobisScorer(relative=False).fit(X, y).score(test))
+    relative = roc_auc_score(truth, MahalanobisScorer(relative=True).fit(X, y).score(test))
+    assert relative > 0.88 and plain < 0.72, (plain, relative)
 
 
 def test_msp_and_energy_against_direct_formulas():
@@ -86,7 +138,7 @@ def _batches(rng, n, shift=0.0, n_exits=2):
     return ExitBatch(logits=logits, probs=probs, features=feats), y
 
 
-@pytest.mark.parametrize("score", ["msp", "energy", "mahalanobis"])
+@pytest.mark.parametrize("score", ["msp", "energy", "mahalanobis", "relative_mahalanobis"])
 def test_detector_calibrates_and_round_trips(score):
     rng = np.random.default_rng(3)
     train, y = _batches(rng, 400)
@@ -111,6 +163,22 @@ def test_mahalanobis_finds_unknowns_that_softmax_misses():
     msp = UnknownDetector(score="msp").fit(None, None, held)
     assert maha.flag(far).mean() > 0.99
     assert msp.flag(far).mean() < 0.2
+
+
+def test_equal_scorers_are_stored_once_and_load_back():
+    """A cascade's exit 0 and MiniRocket exit score the same features: one stored scorer."""
+    rng = np.random.default_rng(13)
+    train, y = _batches(rng, 200, n_exits=3)
+    held, _ = _batches(rng, 100, n_exits=3)
+    train.features[1], held.features[1] = train.features[0], held.features[0]
+    det = UnknownDetector(n_components=4).fit(train, y, held)
+    d = json.loads(json.dumps(det.to_dict()))
+    assert d["scorers"][1] == {"same_as": 0} and "means" in d["scorers"][2]
+    back = UnknownDetector.from_dict(d)
+    np.testing.assert_allclose(back.score(held), det.score(held))
+    for bad in ({"same_as": 2}, {"same_as": 1}, {"same_as": "0"}):
+        with pytest.raises(ModelFileError, match="refers to"):
+            UnknownDetector.from_dict(d | {"scorers": [d["scorers"][0], bad, d["scorers"][2]]})
 
 
 def test_detector_errors():

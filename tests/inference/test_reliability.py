@@ -53,7 +53,7 @@ def saved(est: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_fit_stores_all_three_components(est: Any) -> None:
     rel = est.reliability_
-    assert rel.detector is not None and rel.detector.score_name == "mahalanobis"  # ood="auto"
+    assert rel.detector is not None and rel.detector.score_name == "relative_mahalanobis"  # ood="auto"
     assert rel.detector.thresholds_.shape == (len(est.exit_macs_),)
     assert rel.domain is not None and rel.conformal is not None
     assert rel.conformal.quantiles_.shape == (len(est.exit_macs_), 2)
@@ -67,7 +67,10 @@ def test_a_held_out_class_is_flagged_more_than_known_ones(est: Any, data: dict[s
     known = est.predict_detailed(m.X[data["te"]], m.axis)
     unknown = est.predict_detailed(m.X[data["un"]], m.axis)
     assert known.unknown is not None and unknown.unknown is not None
-    assert unknown.unknown.mean() > known.unknown.mean() + 0.3
+    # At the last exit of this 4-epoch network (the full policy answers there) the relative
+    # distance flags about a third of the unseen class (plain Mahalanobis about a half; on trained
+    # networks the relative one is ahead, benchmarks/results/ood): well above known spectra.
+    assert unknown.unknown.mean() > max(5 * known.unknown.mean(), 0.2)
     labels = np.r_[np.zeros(len(data["te"])), np.ones(len(data["un"]))]
     assert roc_auc_score(labels, np.r_[known.unknown_score, unknown.unknown_score]) > 0.8
 
@@ -144,7 +147,7 @@ def test_save_and_load_round_trip_the_calibration(est: Any, saved: Path, data: d
     import scai
 
     config = json.loads((saved / "config.json").read_text())
-    assert config["ood"]["score"] == "mahalanobis" and config["domain"] and config["conformal"]
+    assert config["ood"]["score"] == "relative_mahalanobis" and config["domain"] and config["conformal"]
     back = scai.load(saved)
     m = data["m"]
     X = np.concatenate([m.X[data["un"][:10]], m.X[data["te"][:10]]])

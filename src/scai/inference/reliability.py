@@ -30,7 +30,7 @@ from scai.errors import ConfigError, DataValueError, ModelFileError
 from scai.inference.conformal import ConformalSets
 from scai.inference.domain import DomainCheck, raw_reasons
 from scai.inference.ood import (
-    MahalanobisScorer,
+    FEATURE_SCORES,
     UnknownDetector,
     calibrate_threshold,
     energy_score,
@@ -53,7 +53,7 @@ __all__ = [
 ]
 
 #: ``ood=`` choices of the estimator: a score, "auto" (the measured default) or "none".
-OOD_CHOICES: tuple[str, ...] = ("auto", "mahalanobis", "energy", "msp", "none")
+OOD_CHOICES: tuple[str, ...] = ("auto", "relative_mahalanobis", "mahalanobis", "energy", "msp", "none")
 #: What a policy does with a sample flagged unknown at an exit where it is confident enough to
 #: leave: ``"deeper"`` (the default) runs it on (the next exit decides again; at the last exit it
 #: answers with reason ``"unknown"``; on the edge, a sample Bmax then stops is offloaded), and
@@ -142,7 +142,7 @@ class UnknownHook:
 
     @property
     def needs_features(self) -> bool:
-        return self.reliability.score == "mahalanobis"
+        return self.reliability.score in FEATURE_SCORES
 
     def score(self, k: int, features: Any, logits: np.ndarray, probs: np.ndarray) -> np.ndarray:
         return self.reliability.exit_score(k, features, logits, probs)
@@ -285,7 +285,7 @@ class Reliability:
             if config.get("ood"):
                 det = UnknownDetector.from_dict(config["ood"])
                 pooling = config["ood"].get("pooling")
-                if det.score_name == "mahalanobis" and (pooling is None or len(pooling) != det.n_exits_):
+                if det.score_name in FEATURE_SCORES and (pooling is None or len(pooling) != det.n_exits_):
                     raise ModelFileError(f"pooling {pooling!r} does not give one entry per exit ({det.n_exits_})")
                 record["ood"] = {"calibration": config["ood"].get("calibration")}
                 if config["ood"].get("heldout_scores") is not None:
@@ -352,17 +352,16 @@ def fit_reliability(
     held: np.ndarray | None = None
     score = ood
     if ood == "auto":
-        score = "mahalanobis" if pooling is not None else "energy"
-    if score == "mahalanobis" and (pooling is None or train_features is None):
-        raise ConfigError("ood='mahalanobis' needs exit features this network does not expose (a MiniRocket exit); "
+        score = "relative_mahalanobis" if pooling is not None else "energy"
+    if score in FEATURE_SCORES and (pooling is None or train_features is None):
+        raise ConfigError(f"ood={score!r} needs exit features this network does not expose (a MiniRocket exit); "
                           "use ood='energy' or 'msp'")
     if score != "none":
         det = UnknownDetector(score=score, reject_rate=reject_rate)
         det._check_params()
-        if score == "mahalanobis":
+        if score in FEATURE_SCORES:
             assert train_features is not None
-            det.scorers_ = [MahalanobisScorer(shrinkage=det.shrinkage, n_components=det.n_components).fit(f, y_train)
-                            for f in train_features]
+            det.scorers_ = [det.new_scorer().fit(f, y_train) for f in train_features]
             if heldout_features is not None:  # a validation split: the final model's features of it
                 held = np.stack([s.score(f) for s, f in zip(det.scorers_, heldout_features)])
                 how = f"scorer fitted on the training part's features, thresholds on the validation split ({held.shape[1]})"
@@ -371,7 +370,7 @@ def fit_reliability(
                 held = np.zeros((n_exits, len(y_train)))
                 for tr, va in folds:
                     for k, f in enumerate(train_features):
-                        s = MahalanobisScorer(shrinkage=det.shrinkage, n_components=det.n_components).fit(f[tr], y_train[tr])
+                        s = det.new_scorer().fit(f[tr], y_train[tr])
                         held[k, va] = s.score(f[va])
                 how = (f"scorer fitted on the final network's features of every training spectrum; thresholds on "
                        f"{len(folds)}-fold held-out scores of those features (the scorer held out, the network not)")
@@ -409,7 +408,7 @@ def fit_reliability(
             record["conformal"] = {"calibration": f"{conformal.n_calibration_} held-out spectra", "too_few": conformal.too_few_}
         except ImportError as exc:  # MAPIE is the 'conformal' extra
             record["conformal"] = {"not_fitted": f"MAPIE is not installed ({exc}); pip install 'scai[conformal]'"}
-    return Reliability(det, pooling if score == "mahalanobis" else None, rel_domain, conformal, record, held)
+    return Reliability(det, pooling if score in FEATURE_SCORES else None, rel_domain, conformal, record, held)
 
 
 def _carry(scores: np.ndarray, uses: Sequence[bool] | None) -> np.ndarray:
