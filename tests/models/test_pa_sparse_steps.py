@@ -138,3 +138,33 @@ def test_auto_keeps_the_dense_path_for_small_blocks():
             assert calls
     finally:
         sparse.pa_block_sparse = original
+
+
+@pytest.mark.parametrize("mode", ["sparse", "auto"])
+@torch.no_grad()
+def test_features_are_contiguous_and_the_input_is_left_alone(mode, steps):
+    """The block output is a contiguous (B, C, W) map (the next stage's conv and the exit loop's
+    row gathers read it as such) and the input is not written, though unit 1 reuses a copy of it."""
+    block = make_block(8)
+    x = torch.randn(16, 8, 37)
+    before = x.clone()
+    block.execution = mode
+    r = block(x)
+    assert r.features.shape == (16, 8, 37) and r.features.is_contiguous()
+    assert torch.equal(x, before)
+
+
+@torch.no_grad()
+def test_single_unit_blocks_and_empty_batches(steps):
+    """A one-unit block (unit 1 is also the last: every position halts there with R = 1) and a
+    batch of no spectra take the sparse path's edge cases; both answer as the dense path."""
+    torch.manual_seed(0)
+    one = PABlock(6, 1).eval()
+    x = torch.randn(3, 6, 19)
+    assert_same(one, x, "sparse")
+    assert torch.all(one(x).units_executed == 1)
+    assert torch.allclose(one(x).ponder, torch.full((3,), 2.0))  # N + R = 1 + 1
+    block = make_block(6)
+    block.execution = "sparse"
+    empty = block(torch.randn(0, 6, 19))
+    assert empty.features.shape == (0, 6, 19) and empty.units_executed.shape == (0, 19) and empty.macs.shape == (0,)
