@@ -264,7 +264,7 @@ def _flag_rates(est: Any, dets: dict[str, Any], dom: dict[str, Any], X: np.ndarr
         out[f"domain_{kind}"] = float(f.mean())
     s = _score_all(dets, est, X[ok]) if ok.any() else {}
     last: dict[str, np.ndarray] = {}
-    for name in ("maha", "rmd"):
+    for name in ("maha", "rmd", "rmd_anchor"):
         last[name] = ~ok.copy()
         if ok.any():
             _, flags = s[name]
@@ -275,6 +275,7 @@ def _flag_rates(est: Any, dets: dict[str, Any], dom: dict[str, Any], X: np.ndarr
     if ok.any():
         f[ok] |= dom["heldout"].out_of_domain(Z[ok])
     out["either"] = float((f | last[DEFAULT]).mean())
+    out["either_rmd_anchor"] = float((f | last["rmd_anchor"]).mean())
     return out
 
 
@@ -309,9 +310,15 @@ def _mean(v: list[float]) -> float | None:
 def _aligned(r: dict[str, Any], v: Any) -> Any:
     """A per-exit list as exit 0 then the network exits: a MiniRocket exit (exit 1 where the
     cascade kept one, ``n_pre_exits`` 2) is dropped so that runs with and without one line up."""
-    if not isinstance(v, list) or r.get("n_pre_exits", 1) != 2:
+    if not isinstance(v, list) or _n_pre(r) != 2:
         return v
     return [v[0], *v[2:]]
+
+
+def _n_pre(r: dict[str, Any]) -> int:
+    """Exits before the network; records written before it was stored: the default SCAI+ has 4
+    network exits, so it follows from the number of exits."""
+    return int(r["n_pre_exits"]) if "n_pre_exits" in r else len(r["exit_macs"]) - 4
 
 
 def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
@@ -331,9 +338,8 @@ def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
                                                        "false_reject_test"))
                 s[name] = {"auroc": au.mean(0).tolist(), "detected_val_threshold": det.mean(0).tolist(),
                            "detected_at_5pct_test": det5.mean(0).tolist(), "false_reject_test": frr.mean(0).tolist(),
-                           "auroc_rocket": _mean([c["scores"][name]["auroc"][1] for c in have
-                                                  if c.get("n_pre_exits", 1) == 2]),
-                           "runs_with_rocket": sum(c.get("n_pre_exits", 1) == 2 for c in have), "runs": len(have)}
+                           "auroc_rocket": _mean([c["scores"][name]["auroc"][1] for c in have if _n_pre(c) == 2]),
+                           "runs_with_rocket": sum(_n_pre(c) == 2 for c in have), "runs": len(have)}
             s["domain_loco"] = {k: {m: _mean([c["domain"][k][m] for c in loco_recs]) for m in ("detected", "false_reject_test")}
                                 for k in ("theory", "heldout")}
         full = [r["full"] for r in rs]
@@ -349,7 +355,8 @@ def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
             if "refused" in vals[0]:
                 cross[src] = {"refused": vals[0]["refused"], "either": 1.0, "domain_heldout": 1.0, "domain_theory": 1.0}
             else:
-                cross[src] = {k: _mean([v[k] for v in vals]) for k in vals[0] if k != "n"}
+                keys = dict.fromkeys(k for v in vals for k in v if k != "n")  # later runs may record more
+                cross[src] = {k: _mean([v[k] for v in vals if k in v]) for k in keys}
         s["cross"] = cross
         out["datasets"][d] = s
     # headline numbers
@@ -371,6 +378,7 @@ def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
     xs = [v for d in sets for k, v in out["datasets"][d]["cross"].items() if k.startswith("set:")]
     js = [v for d in sets for k, v in out["datasets"][d]["cross"].items() if k.startswith("junk:")]
     head["cross_domain_either"] = _mean([v["either"] for v in xs])
+    head["cross_domain_either_rmd_anchor"] = _mean([v["either_rmd_anchor"] for v in xs if "either_rmd_anchor" in v])
     head["cross_domain_domain_heldout"] = _mean([v["domain_heldout"] for v in xs])
     head["junk_either"] = _mean([v["either"] for v in js])
     head["junk_domain_heldout"] = _mean([v["domain_heldout"] for v in js])
@@ -421,7 +429,8 @@ def report(summary: dict[str, Any], command: str) -> str:
                      f"{' '.join(f'{a:.2f}' for a in s['exit_accuracy'])} |")
     lines += ["", "## Cross-domain and junk spectra (share flagged; refused = 1)", "",
               (f"Mean over model sets: other sets, flagged by domain check or unknown at the last exit: {_f(h['cross_domain_either'])} "
-               f"(domain check alone {_f(h['cross_domain_domain_heldout'])}); junk spectra {_f(h['junk_either'])} "
+               f"(domain check alone {_f(h['cross_domain_domain_heldout'])}; with rmd_anchor at the last exit "
+               f"{_f(h['cross_domain_either_rmd_anchor'])}, runs that recorded it); junk spectra {_f(h['junk_either'])} "
                f"(domain check alone {_f(h['junk_domain_heldout'])})."), "",
               f"| model set | source | refused | domain (theory) | domain (held-out) | unknown last exit ({DEFAULT}) | either |", "|---|---|---|---|---|---|---|"]
     for d, s in summary["datasets"].items():

@@ -426,6 +426,7 @@ class SCAIClassifier(ClassifierMixin, BaseEstimator):
             heldout_probs=probs_va, heldout_y=self.validation_["y"], Z_train=Z_tr, train_features=train_f,
             y_train=y_tr, pooling=pooling if wants_features else None, Z_heldout=Z_va, heldout_features=held_f,
             folds=folds, uses=getattr(self.network_, "uses", None),
+            anchor=getattr(self.network_, "combination", None) is not None,
         )
 
     def _n_folds(self) -> int:

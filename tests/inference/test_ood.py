@@ -181,6 +181,48 @@ def test_equal_scorers_are_stored_once_and_load_back():
             UnknownDetector.from_dict(d | {"scorers": [d["scorers"][0], bad, d["scorers"][2]]})
 
 
+def test_anchored_score_adds_exit_0s_standardised_score():
+    """Exit 1's features carry nothing about the unseen class; exit 0's do. Anchored, exit 1's
+    score keeps exit 0's evidence; the formula is checked by hand and survives a round trip."""
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(14)
+
+    def batch(n: int, unseen: bool) -> tuple[ExitBatch, np.ndarray]:
+        y = rng.integers(0, 2, size=n)
+        f0 = rng.normal(size=(n, 6)) + 4.0 * y[:, None] + (8.0 if unseen else 0.0)
+        f1 = rng.normal(size=(n, 6)) + 4.0 * y[:, None]  # the unseen class looks known here
+        logits = np.zeros((2, n, 2))
+        return ExitBatch(logits=logits, probs=np.full((2, n, 2), 0.5), features=[f0, f1]), y
+
+    train, y = batch(400, False)
+    held, _ = batch(300, False)
+    known, unseen = batch(200, False)[0], batch(200, True)[0]
+    plain = UnknownDetector(n_components=None).fit(train, y, held)
+    anch = UnknownDetector(n_components=None, anchored=True).fit(train, y, held)
+    raw_held = plain.score(held)
+    np.testing.assert_allclose(anch.anchor_mean_, raw_held.mean(1))
+    np.testing.assert_allclose(anch.anchor_std_, raw_held.std(1))
+    raw = plain.score(unseen)
+    z = (raw - raw_held.mean(1)[:, None]) / raw_held.std(1)[:, None]
+    np.testing.assert_allclose(anch.score(unseen), z + z[0], rtol=1e-10)
+    np.testing.assert_allclose(anch.combine_exit(1, raw[1], raw[0]), z[1] + z[0], rtol=1e-10)
+    truth = np.r_[np.zeros(200), np.ones(200)]
+    auc = lambda det: roc_auc_score(truth, np.r_[det.score(known)[1], det.score(unseen)[1]])  # noqa: E731
+    assert auc(plain) < 0.7 and auc(anch) > 0.99
+    assert abs(anch.flag(batch(2000, False)[0]).mean(axis=1) - 0.05).max() < 0.03  # still 5 % false rejects
+    d = json.loads(json.dumps(anch.to_dict()))
+    np.testing.assert_allclose(UnknownDetector.from_dict(d).score(unseen), anch.score(unseen))
+    old = dict(d)
+    for key in ("anchored", "anchor_mean", "anchor_std"):
+        old.pop(key)
+    assert not UnknownDetector.from_dict(old).anchored  # a record written before the anchor
+    with pytest.raises(ModelFileError, match="anchor"):
+        UnknownDetector.from_dict(d | {"anchor_std": [1.0, 0.0]})
+    with pytest.raises(ModelFileError, match="anchor"):
+        UnknownDetector.from_dict(d | {"anchor_mean": [1.0]})
+
+
 def test_detector_errors():
     rng = np.random.default_rng(5)
     held, y = _batches(rng, 50)

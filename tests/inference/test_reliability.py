@@ -58,6 +58,25 @@ def test_fit_stores_all_three_components(est: Any) -> None:
     assert rel.domain is not None and rel.conformal is not None
     assert rel.conformal.quantiles_.shape == (len(est.exit_macs_), 2)
     assert "held-out" in rel.record["ood"]["calibration"] and "fold" in rel.record["domain"]["calibration"]
+    # a network with an exit combination: every exit's score adds exit 0's, standardised on the
+    # same held-out scores the thresholds were set on
+    assert est.network_.combination is not None and rel.detector.anchored
+    raw = (rel.heldout_scores[0] / 2) * rel.detector.anchor_std_[0] + rel.detector.anchor_mean_[0]
+    assert abs(raw.mean() - rel.detector.anchor_mean_[0]) < 1e-9 * max(1.0, abs(raw.mean()))
+
+
+def test_an_anchored_detector_refuses_to_continue_from_stage_features(est: Any, data: dict[str, Any]) -> None:
+    from scai.errors import DataValueError
+    from scai.inference.exit_loop import run_exit_loop
+    from scai.inference.policies import FullRule
+    from scai.inference.predictor import TorchStages
+
+    hook = est.reliability_.hook()
+    assert hook is not None and hook.anchored
+    feats = np.zeros((2, 4, 8), dtype=np.float32)
+    with pytest.raises(DataValueError, match="exit 0's unknown-class score"):
+        run_exit_loop(TorchStages(est.network_), feats, FullRule(), temperatures=est.temperatures_, start_stage=1,
+                      unknown=hook)
 
 
 def test_a_held_out_class_is_flagged_more_than_known_ones(est: Any, data: dict[str, Any]) -> None:
@@ -97,7 +116,8 @@ def test_scores_in_the_loop_are_those_of_exit_batch(est: Any, data: dict[str, An
     batch = exit_batch(est, X, m.axis)
     want = est.reliability_.detector.score(batch)  # (n_exits, n)
     got = est.predict_detailed(X, m.axis)
-    np.testing.assert_allclose(got.unknown_score, want[-1], rtol=1e-6)
+    # anchored scores are standardised (O(1), some near 0): float32 features give ~1e-7 absolute
+    np.testing.assert_allclose(got.unknown_score, want[-1], rtol=1e-6, atol=1e-6)
     np.testing.assert_array_equal(got.unknown, want[-1] > est.reliability_.detector.thresholds_[-1])
 
 

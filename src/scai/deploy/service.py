@@ -220,6 +220,12 @@ class ModelService:
                 "this model's exits combine the earlier exits' logits, which stage features do not carry; "
                 "send the raw spectra to /v1/predict instead (the edge client does)"
             )
+        det = self.reliability.detector
+        if det is not None and det.anchored:  # fitted only with a combination (above); a hand-made model
+            raise PayloadError(
+                "this model's unknown-class score adds exit 0's at every exit, which stage features do not carry; "
+                "send the raw spectra to /v1/predict instead (the edge client does)"
+            )
         return self._run(features, options, start_stage=stage + 1, prior_macs=float(self.exit_macs[stage]))
 
     def _run(self, data: np.ndarray, options: RequestOptions, *, start_stage: int, prior_macs: float = 0.0) -> dict[str, np.ndarray]:

@@ -285,7 +285,7 @@ def run_exit_loop(
         With an exit combination and ``start_stage > 0``: each sample's combined logits of stage
         ``start_stage - 1`` (the edge's ``held_state``).
     unknown : UnknownHook, optional
-        Unknown-class scores per exit (:class:`scai.inference.reliability.UnknownHook`: ``score``,
+        Unknown-class scores per exit (:class:`scai.inference.reliability.UnknownHook`: ``raw``, ``final``, ``anchored``,
         ``thresholds``, ``needs_features``, ``hold``); see the module docstring.
     ambiguous : AmbiguityHook, optional
         Conformal sets per exit (:class:`scai.inference.reliability.AmbiguityHook`:
@@ -334,6 +334,12 @@ def _loop(
         unknown=np.zeros(n, dtype=bool),
     )
     cur_score, cur_flag = np.full(n, np.nan), np.zeros(n, dtype=bool)  # of the last used exit
+    first_raw = np.full(n, np.nan)  # exit 0's raw unknown-class score: an anchored detector adds it
+    if unknown is not None and getattr(unknown, "anchored", False) and start_stage > 0:
+        raise DataValueError(
+            f"continuing at stage {start_stage} needs exit 0's unknown-class score, which stage features do not "
+            "carry (this model's detector adds it at every exit); run from the spectrum instead"
+        )
     held_unknown = np.zeros(n, dtype=bool)  # a confident leave was refused as unknown
     held_ambiguous = np.zeros(n, dtype=bool)  # ... as ambiguous (a conformal set of 2+ classes)
     best_conf = np.full(n, -1.0)
@@ -396,7 +402,10 @@ def _loop(
             if unknown is not None:
                 if used[k] or not has_current[active].all():
                     f_np = stages.rows(feats, np.ones(active.size, dtype=bool)) if unknown.needs_features else None
-                    s_k = np.asarray(unknown.score(k, f_np, np.asarray(z, dtype=np.float64), p), dtype=np.float64)
+                    r_k = np.asarray(unknown.raw(k, f_np, np.asarray(z, dtype=np.float64), p), dtype=np.float64)
+                    if k == 0:
+                        first_raw[active] = r_k
+                    s_k = np.asarray(unknown.final(k, r_k, first_raw[active]), dtype=np.float64)
                     flag_k = s_k > float(unknown.thresholds[k])
                     if not used[k]:  # carried where an earlier used exit answered
                         c_ = has_current[active]

@@ -125,11 +125,13 @@ def exit_pooling(network: Any) -> list[int] | None:
 class UnknownHook:
     """What :func:`~scai.inference.exit_loop.run_exit_loop` needs to score unknowns at each exit.
 
-    ``score(k, features, logits, probs)`` returns the score of a batch at exit ``k``: ``features``
-    the stage's features as NumPy (only when ``needs_features``), ``logits`` the exit's
-    (combined) logits, ``probs`` its temperature-scaled probabilities. A sample is flagged
-    unknown when its score is above ``thresholds[k]``; ``hold`` keeps flagged samples from
-    leaving as confident.
+    ``raw(k, features, logits, probs)`` returns the raw score of a batch at exit ``k``:
+    ``features`` the stage's features as NumPy (only when ``needs_features``), ``logits`` the
+    exit's (combined) logits, ``probs`` its temperature-scaled probabilities; ``final(k, raw_k,
+    raw_0)`` the score the threshold applies to, which for an anchored detector adds exit 0's raw
+    score of the same spectra (``anchored``: the loop keeps it from stage 0 on). A sample is
+    flagged unknown when its score is above ``thresholds[k]``; ``hold`` keeps flagged samples
+    from leaving as confident.
     """
 
     reliability: Reliability
@@ -144,8 +146,16 @@ class UnknownHook:
     def needs_features(self) -> bool:
         return self.reliability.score in FEATURE_SCORES
 
-    def score(self, k: int, features: Any, logits: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    @property
+    def anchored(self) -> bool:
+        return bool(self.reliability.detector is not None and self.reliability.detector.anchored)
+
+    def raw(self, k: int, features: Any, logits: np.ndarray, probs: np.ndarray) -> np.ndarray:
         return self.reliability.exit_score(k, features, logits, probs)
+
+    def final(self, k: int, raw_k: np.ndarray, raw_0: np.ndarray) -> np.ndarray:
+        assert self.reliability.detector is not None
+        return self.reliability.detector.combine_exit(k, raw_k, raw_0)
 
 
 def set_mask(probabilities: Any, quantile: Any) -> np.ndarray:
@@ -230,7 +240,8 @@ class Reliability:
         return AmbiguityHook(np.asarray(q, dtype=np.float64), float(confidence_level))
 
     def exit_score(self, k: int, features: Any, logits: np.ndarray, probs: np.ndarray) -> np.ndarray:
-        """Unknown-class score of a batch at exit ``k`` (higher = more unknown)."""
+        """Raw unknown-class score of a batch at exit ``k`` (higher = more unknown); an anchored
+        detector's thresholds apply to :meth:`UnknownDetector.combine_exit` of it."""
         det = self.detector
         if det is None:
             raise ConfigError("this model stores no unknown-class detector")
@@ -327,6 +338,7 @@ def fit_reliability(
     heldout_features: list[np.ndarray] | None = None,
     folds: list[tuple[np.ndarray, np.ndarray]] | None = None,
     uses: Sequence[bool] | None = None,
+    anchor: bool = False,
 ) -> Reliability:
     """Fit the three components on what ``SCAIClassifier.fit`` has at its end.
 
@@ -343,6 +355,12 @@ def fit_reliability(
       final check is fitted on every spectrum, its limits raised to those held-out quantiles.
 
     Logit scores (energy, msp) and the conformal quantiles use the held-out logits directly.
+
+    ``anchor``: a feature score adds exit 0's standardised score at every exit
+    (:meth:`UnknownDetector.set_anchor`). The estimator asks for it where the network has an exit
+    combination: its exits already build on exit 0, and its stage features are never continued
+    elsewhere (the server refuses them; the edge offloads raw spectra), so every exit loop that
+    scores a spectrum has run exit 0 on it.
     """
     if ood not in OOD_CHOICES:
         raise ConfigError(f"ood={ood!r} is not allowed; use one of {OOD_CHOICES}")
@@ -379,6 +397,10 @@ def fit_reliability(
             how = f"thresholds on the {'out-of-fold' if folds is not None else 'validation-split'} logits ({held.shape[1]})"
         held = _carry(held, uses)
         det.n_exits_ = n_exits
+        if anchor and score in FEATURE_SCORES and n_exits > 1:  # exit k's score adds exit 0's (docs/ood.md)
+            det.set_anchor(held)
+            held = det.combine(held)
+            how += "; every exit's score adds exit 0's, standardised on the same held-out scores"
         det.thresholds_ = np.array([calibrate_threshold(s, reject_rate) for s in held])
         record["ood"] = {"calibration": how, "heldout_reject_rate": [float(np.mean(s > t)) for s, t in zip(held, det.thresholds_)]}
     rel_domain: DomainCheck | None = None
