@@ -23,7 +23,10 @@ a gathered GEMM costs about that much more than a full-map conv); "sparse" takes
 position has halted, so that tests reach it. The halting head's 3-tap conv needs x at a-1..a+1
 (taken from the full map, inactive neighbours included, as the dense path sees them); the global
 average pool is a running per-sample sum updated with the residuals. Bookkeeping (summed scores,
-remainders, ``out``) touches the active rows only in gather steps.
+remainders, ``out``) touches the active rows only in gather steps. Unit 1 (every position runs)
+does its halting step on the whole map and starts ``out`` as x0 in x0's own buffer, so the
+active list is built once, after it, and the block-level residual costs no extra pass; the block
+returns a contiguous (B, C, W) map.
 
 Nothing here changes what is computed: the same units at the same positions as the dense masked
 path (results equal to float rounding, tested <= 1e-5), and MACs are counted from the units
