@@ -52,15 +52,20 @@ DATASETS = ("milk_adulteration", "milk_species", "cheese_brands", "raspberry_ori
 RAMAN = {"milk_adulteration", "milk_species", "cheese_brands", "raspberry_origin", "astragalus_origin",
          "liquor_vintage"}
 TRAIN_CONFIG = {"max_epochs": 20, "threads": 1}
-SCORES = ("msp", "energy", "maha", "maha_gap", "rmd", "rmd_gap", "maha_anchor", "rmd_anchor")
-#: Exploratory: these scores again, each exit's plus exit 0's (standardised on the validation split).
+SCORES = ("msp", "energy", "maha", "maha_gap", "rmd", "rmd_gap", "maha_anchor", "rmd_anchor", "rmd_anchor_w2")
+#: These scores again as the library's anchored detector (``UnknownDetector(anchored=True)``):
+#: each exit's standardised score plus ``anchor_weight`` x exit 0's, standardised on validation.
 ANCHORED = ("maha", "rmd")
+#: name suffix -> anchor_weight (the library's default is 1; "_w2" only for the rmd score)
+ANCHOR_WEIGHTS = {"": 1.0, "_w2": 2.0}
 #: The library's default score (``ood="auto"``): what the cross-domain flags and false rejects use.
 DEFAULT = "rmd"
 FEATURE = {"maha": "mahalanobis", "rmd": "relative_mahalanobis"}
 REJECT_RATE = 0.05
 LEVELS = (0.9, 0.95)
 MAX_CROSS = 200
+#: ``--dump DIR`` (None: off)
+DUMP: Path | None = None
 OUT = Path(__file__).resolve().parent / "results" / "ood"
 
 
@@ -90,32 +95,16 @@ def _detectors(est: Any, Xtr: np.ndarray, ytr: np.ndarray, Xva: np.ndarray) -> d
         for name in names:
             score = FEATURE.get(name.removesuffix("_gap"), name)
             out[name] = (pooling, UnknownDetector(score=score, reject_rate=REJECT_RATE).fit(btr, est._encode(ytr, "y"), bva))
-    for name in ANCHORED:  # exploratory: each exit's score plus exit 0's, standardised on validation
-        pooling, det = out[name]
-        val = det.score(exit_batch(est, Xva, pooling=pooling))
-        mu, sd = val.mean(axis=1), np.maximum(val.std(axis=1), 1e-12)
-        comb = _anchor(val, mu, sd)
-        out[f"{name}_anchor"] = (pooling, _Anchored(det, mu, sd, np.array([np.quantile(c, 1 - REJECT_RATE, method="higher")
-                                                                          for c in comb])))
+        if pooling == "head":
+            btr_head, bva_head = btr, bva
+    for name in ANCHORED:  # each exit's score plus exit 0's (the library's anchored detector)
+        pooling, _ = out[name]
+        for tag, w in ANCHOR_WEIGHTS.items():
+            if tag and name != DEFAULT:
+                continue
+            det = UnknownDetector(score=FEATURE[name], reject_rate=REJECT_RATE, anchored=True, anchor_weight=w)
+            out[f"{name}_anchor{tag}"] = (pooling, det.fit(btr_head, est._encode(ytr, "y"), bva_head))
     return out
-
-
-def _anchor(raw: np.ndarray, mu: np.ndarray, sd: np.ndarray) -> np.ndarray:
-    z = (raw - mu[:, None]) / sd[:, None]
-    return z + z[:1]
-
-
-class _Anchored:
-    """Exit k's standardised score plus exit 0's (every spectrum passes exit 0 first)."""
-
-    def __init__(self, det: Any, mu: np.ndarray, sd: np.ndarray, thresholds: np.ndarray) -> None:
-        self.det, self.mu, self.sd, self.thresholds_ = det, mu, sd, thresholds
-
-    def score(self, batch: Any) -> np.ndarray:
-        return _anchor(self.det.score(batch), self.mu, self.sd)
-
-    def flag(self, batch: Any) -> np.ndarray:
-        return self.score(batch) > self.thresholds_[:, None]
 
 
 def _domain(est: Any, Xtr: np.ndarray, Xva: np.ndarray) -> dict[str, Any]:
@@ -154,7 +143,14 @@ def _score_all(dets: dict[str, Any], est: Any, X: np.ndarray) -> dict[str, tuple
     return {name: (det.score(batches[p]), det.flag(batches[p])) for name, (p, det) in dets.items()}
 
 
-def loco(sp: Any, idx: tuple[np.ndarray, ...], seed: int, k: int) -> dict[str, Any]:
+def _dump(tag: str, **arrays: Any) -> None:
+    """With ``--dump DIR``: the raw (unanchored) rmd scores per exit behind a record, for offline study."""
+    if DUMP is not None:
+        DUMP.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(DUMP / f"{tag}.npz", **arrays)
+
+
+def loco(sp: Any, idx: tuple[np.ndarray, ...], seed: int, k: int, name: str = "") -> dict[str, Any]:
     tr, va, te = idx
     keep = lambda ix: ix[sp.y[ix] != k]
     t0 = time.perf_counter()
@@ -163,6 +159,9 @@ def loco(sp: Any, idx: tuple[np.ndarray, ...], seed: int, k: int) -> dict[str, A
     dom = _domain(est, sp.X[keep(tr)], sp.X[keep(va)])
     unk = np.flatnonzero(sp.y == k)
     s_id, s_unk = _score_all(dets, est, sp.X[keep(te)]), _score_all(dets, est, sp.X[unk])
+    if DUMP is not None:
+        _dump(f"loco_{name}_{seed}_{k}", val=_score_all(dets, est, sp.X[keep(va)])[DEFAULT][0],
+              id=s_id[DEFAULT][0], unk=s_unk[DEFAULT][0], n_pre=_n_pre_exits(est))
     rec: dict[str, Any] = {"class": int(k), "class_name": str(sp.class_names[k]), "n_id": len(keep(te)),
                            "n_unknown": len(unk), "exit_macs": [int(m) for m in est.exit_macs_],
                            "first_exit_number": est.first_exit_number, "n_pre_exits": _n_pre_exits(est), "scores": {}}
@@ -214,6 +213,9 @@ def full_model(sp: Any, name: str, idx: tuple[np.ndarray, ...], seed: int, other
                            "preprocessing": (est.preprocessing_selection_ or {}).get("chosen")}
     # in-distribution false rejects of every flag on the test split
     s_te = _score_all(dets, est, sp.X[te])
+    if DUMP is not None:
+        _dump(f"full_{name}_{seed}", val=_score_all(dets, est, sp.X[va])[DEFAULT][0], id=s_te[DEFAULT][0],
+              n_pre=_n_pre_exits(est))
     rec["id_false_reject"] = {n: f.mean(axis=1).tolist() for n, (_, f) in s_te.items()}
     rec["id_false_reject"].update({f"domain_{k}": float(_domain_flags(c, est, sp.X[te]).mean()) for k, c in dom.items()})
     # conformal
@@ -240,15 +242,17 @@ def full_model(sp: Any, name: str, idx: tuple[np.ndarray, ...], seed: int, other
         except AxisError as exc:
             cross[src] = {"n": int(pick.size), "refused": str(exc)[:120]}
             continue
-        cross[src] = _flag_rates(est, dets, dom, X)
+        cross[src] = _flag_rates(est, dets, dom, X, np.asarray(osp.class_names)[osp.y[pick]], f"{name}_{seed}_{src[4:]}")
     for kind, X in _junk(sp, te, tr, seed).items():
-        cross[f"junk:{kind}"] = _flag_rates(est, dets, dom, X)
+        cross[f"junk:{kind}"] = _flag_rates(est, dets, dom, X, tag=f"{name}_{seed}_junk_{kind}")
     rec["cross"] = cross
     rec["fit_s"] = time.perf_counter() - t0
     return rec
 
 
-def _flag_rates(est: Any, dets: dict[str, Any], dom: dict[str, Any], X: np.ndarray) -> dict[str, Any]:
+def _flag_rates(est: Any, dets: dict[str, Any], dom: dict[str, Any], X: np.ndarray,
+                labels: np.ndarray | None = None, tag: str = "") -> dict[str, Any]:
+    """Shares of ``X`` flagged; with ``labels`` (the source set's class names) also per source class."""
     from scai.inference.domain import raw_reasons
 
     out: dict[str, Any] = {"n": len(X)}
@@ -264,7 +268,7 @@ def _flag_rates(est: Any, dets: dict[str, Any], dom: dict[str, Any], X: np.ndarr
         out[f"domain_{kind}"] = float(f.mean())
     s = _score_all(dets, est, X[ok]) if ok.any() else {}
     last: dict[str, np.ndarray] = {}
-    for name in ("maha", "rmd", "rmd_anchor"):
+    for name in ("maha", "rmd", "rmd_anchor", "rmd_anchor_w2"):
         last[name] = ~ok.copy()
         if ok.any():
             _, flags = s[name]
@@ -274,8 +278,14 @@ def _flag_rates(est: Any, dets: dict[str, Any], dom: dict[str, Any], X: np.ndarr
     f = ~ok.copy()
     if ok.any():
         f[ok] |= dom["heldout"].out_of_domain(Z[ok])
-    out["either"] = float((f | last[DEFAULT]).mean())
-    out["either_rmd_anchor"] = float((f | last["rmd_anchor"]).mean())
+    for name in ("rmd", "rmd_anchor", "rmd_anchor_w2"):
+        out["either" if name == DEFAULT else f"either_{name}"] = float((f | last[name]).mean())
+    if labels is not None:
+        either = f | last["rmd_anchor"]
+        out["either_rmd_anchor_by_class"] = {str(c): float(either[labels == c].mean()) for c in np.unique(labels)}
+        out["domain_heldout_by_class"] = {str(c): float(f[labels == c].mean()) for c in np.unique(labels)}
+    if DUMP is not None and ok.any():
+        _dump(f"cross_{tag}", rmd=s[DEFAULT][0], ok=ok, domain=f, labels=np.asarray(labels if labels is not None else []).astype(str))
     return out
 
 
@@ -297,7 +307,7 @@ def run_pair(name: str, seed: int, data_dir: Path) -> dict[str, Any]:
     rec: dict[str, Any] = {"dataset": name, "seed": seed, "protocol": protocol, "n_classes": int(sp.n_classes),
                            "axis_unit": sp.axis_unit}
     rec["full"] = full_model(sp, name, idx, seed, others)
-    rec["loco"] = [loco(sp, idx, seed, k) for k in range(sp.n_classes)] if sp.n_classes >= 3 else []
+    rec["loco"] = [loco(sp, idx, seed, k, name) for k in range(sp.n_classes)] if sp.n_classes >= 3 else []
     return rec
 
 
@@ -354,10 +364,14 @@ def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
             vals = [f["cross"][src] for f in full]
             if "refused" in vals[0]:
                 cross[src] = {"refused": vals[0]["refused"], "either": 1.0, "either_rmd_anchor": 1.0,
-                              "domain_heldout": 1.0, "domain_theory": 1.0}
+                              "either_rmd_anchor_w2": 1.0, "domain_heldout": 1.0, "domain_theory": 1.0}
             else:
                 keys = dict.fromkeys(k for v in vals for k in v if k != "n")  # later runs may record more
-                cross[src] = {k: _mean([v[k] for v in vals if k in v]) for k in keys}
+                cross[src] = {}
+                for k in keys:
+                    have = [v[k] for v in vals if k in v]
+                    cross[src][k] = ({c: _mean([h[c] for h in have]) for c in have[0]} if isinstance(have[0], dict)
+                                     else _mean(have))
         s["cross"] = cross
         out["datasets"][d] = s
     # headline numbers
@@ -379,9 +393,11 @@ def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
     xs = [v for d in sets for k, v in out["datasets"][d]["cross"].items() if k.startswith("set:")]
     js = [v for d in sets for k, v in out["datasets"][d]["cross"].items() if k.startswith("junk:")]
     head["cross_domain_either"] = _mean([v["either"] for v in xs])
-    xa = [v for v in xs if "either_rmd_anchor" in v]  # model sets whose runs recorded it (and refused pairs)
-    head["cross_domain_either_rmd_anchor"] = _mean([v["either_rmd_anchor"] for v in xa])
-    head["cross_domain_either_same_pairs"] = _mean([v["either"] for v in xa])
+    for name in ("rmd_anchor", "rmd_anchor_w2"):
+        xa = [v for v in xs if f"either_{name}" in v]  # pairs whose runs recorded it (and refused pairs)
+        head[f"cross_domain_either_{name}"] = _mean([v[f"either_{name}"] for v in xa])
+        head[f"cross_domain_either_{name}_pairs"] = len(xa)
+    head["cross_domain_pairs"] = len(xs)
     head["cross_domain_domain_heldout"] = _mean([v["domain_heldout"] for v in xs])
     head["junk_either"] = _mean([v["either"] for v in js])
     head["junk_domain_heldout"] = _mean([v["domain_heldout"] for v in js])
@@ -431,19 +447,30 @@ def report(summary: dict[str, Any], command: str) -> str:
                      f"{_f(fr['domain_heldout'][0] if isinstance(fr['domain_heldout'], list) else fr['domain_heldout'])} | "
                      f"{' '.join(f'{a:.2f}' for a in s['exit_accuracy'])} |")
     lines += ["", "## Cross-domain and junk spectra (share flagged; refused = 1)", "",
-              (f"Mean over model sets: other sets, flagged by domain check or unknown at the last exit: {_f(h['cross_domain_either'])} "
-               f"(domain check alone {_f(h['cross_domain_domain_heldout'])}); with rmd_anchor at the last exit "
-               f"{_f(h['cross_domain_either_rmd_anchor'])} against {_f(h['cross_domain_either_same_pairs'])} with rmd on "
-               f"the same (model set, source) pairs (rmd_anchor averaged over the seeds that recorded it, rmd over "
-               f"all); junk spectra {_f(h['junk_either'])} "
-               f"(domain check alone {_f(h['junk_domain_heldout'])})."), "",
-              f"| model set | source | refused | domain (theory) | domain (held-out) | unknown last exit ({DEFAULT}) | either |", "|---|---|---|---|---|---|---|"]
+              (f"Mean over the {h['cross_domain_pairs']} (model set, other set) pairs, share flagged by the domain check "
+               f"or unknown at the last exit: {_f(h['cross_domain_either_rmd_anchor'])} with the library's anchored score "
+               f"(rmd_anchor), {_f(h['cross_domain_either'])} with rmd alone, {_f(h['cross_domain_either_rmd_anchor_w2'])} "
+               f"with rmd_anchor_w2; the domain check alone {_f(h['cross_domain_domain_heldout'])}. Junk spectra "
+               f"{_f(h['junk_either'])} (domain check alone {_f(h['junk_domain_heldout'])})."), "",
+              f"| model set | source | refused | domain (theory) | domain (held-out) | unknown last exit ({DEFAULT}) | either ({DEFAULT}) | either (rmd_anchor) |",
+              "|---|---|---|---|---|---|---|---|"]
+    partial = []
     for d, s in summary["datasets"].items():
         for src, v in s["cross"].items():
             if "refused" in v:
-                lines.append(f"| {d} | {src} | yes ({v['refused'][:40]}) | 1 | 1 | 1 | 1 |")
-            else:
-                lines.append(f"| {d} | {src} | no | {_f(v['domain_theory'])} | {_f(v['domain_heldout'])} | {_f(v.get(f'unknown_last_{DEFAULT}', v['unknown_last_maha']))} | {_f(v['either'])} |")
+                lines.append(f"| {d} | {src} | yes ({v['refused'][:40]}) | 1 | 1 | 1 | 1 | 1 |")
+                continue
+            lines.append(f"| {d} | {src} | no | {_f(v['domain_theory'])} | {_f(v['domain_heldout'])} | "
+                         f"{_f(v.get(f'unknown_last_{DEFAULT}', v['unknown_last_maha']))} | {_f(v['either'])} | "
+                         f"{_f(v.get('either_rmd_anchor'))} |")
+            if "either_rmd_anchor_by_class" in v and (v.get("either_rmd_anchor") or 0.0) < 0.99:
+                partial.append((d, src, v))
+    if partial:
+        lines += ["", "Pairs flagged below 0.99 (rmd_anchor), per class of the source set (domain check held-out limits / "
+                  "either):", ""]
+        for d, src, v in partial:
+            cls = ", ".join(f"{c} {_f(v['domain_heldout_by_class'][c])} / {_f(e)}" for c, e in v["either_rmd_anchor_by_class"].items())
+            lines.append(f"- {d} model, {src}: {cls}")
     lines += ["", "## Conformal prediction sets (MAPIE, LAC, calibrated on the validation split)", "",
               (f"Mean coverage at 0.9: exit 0 {_f(h['coverage_0.9_exit0'])} (mean set size {_f(h['size_0.9_exit0'])}), "
                f"last exit {_f(h['coverage_0.9_last'])} (size {_f(h['size_0.9_last'])}); at 0.95: exit 0 "
@@ -471,7 +498,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--out", type=Path, default=OUT)
     p.add_argument("--report-only", action="store_true")
+    p.add_argument("--dump", type=Path, default=None, help="also save the raw rmd scores behind each record here (npz)")
     args = p.parse_args(argv)
+    global DUMP
+    DUMP = args.dump
     args.out.mkdir(parents=True, exist_ok=True)
     jsonl = args.out / "records.jsonl"
     records = [json.loads(line) for line in jsonl.read_text().splitlines() if line.strip()] if jsonl.is_file() else []

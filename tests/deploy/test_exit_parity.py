@@ -100,9 +100,9 @@ def _unknown_by_hand(cfg: dict[str, Any], est: Any, Z: np.ndarray, probs: np.nda
                 row = row - np.einsum("nd,de,ne->n", e, np.asarray(sc["global_precision"]), e)
             rows.append(row)
         score = np.stack(rows)
-    if ood.get("anchored"):  # exit k's standardised score plus exit 0's
+    if ood.get("anchored"):  # exit k's standardised score plus exit 0's, weighted
         z = (score - np.asarray(ood["anchor_mean"])[:, None]) / np.asarray(ood["anchor_std"])[:, None]
-        score = z + z[0]
+        score = z + ood.get("anchor_weight", 1.0) * z[0]
     return score > np.asarray(ood["thresholds"])[:, None]
 
 

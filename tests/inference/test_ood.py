@@ -221,6 +221,20 @@ def test_anchored_score_adds_exit_0s_standardised_score():
         UnknownDetector.from_dict(d | {"anchor_std": [1.0, 0.0]})
     with pytest.raises(ModelFileError, match="anchor"):
         UnknownDetector.from_dict(d | {"anchor_mean": [1.0]})
+    # a weighted anchor: z_k + w z_0, stored; records without the weight read as 1
+    w3 = UnknownDetector(n_components=None, anchored=True, anchor_weight=3.0).fit(train, y, held)
+    np.testing.assert_allclose(w3.score(unseen), z + 3.0 * z[0], rtol=1e-10)
+    d3 = json.loads(json.dumps(w3.to_dict()))
+    assert d3["anchor_weight"] == 3.0
+    np.testing.assert_allclose(UnknownDetector.from_dict(d3).score(unseen), w3.score(unseen))
+    no_w = dict(d3)
+    no_w.pop("anchor_weight")
+    np.testing.assert_allclose(UnknownDetector.from_dict(no_w).score(unseen), anch.score(unseen), rtol=1e-10)
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(ConfigError, match="anchor_weight"):
+            UnknownDetector(anchored=True, anchor_weight=bad).fit(train, y, held)
+        with pytest.raises(ConfigError, match="anchor_weight"):
+            UnknownDetector.from_dict(d3 | {"anchor_weight": bad})
 
 
 def test_detector_errors():

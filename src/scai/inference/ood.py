@@ -290,6 +290,11 @@ class UnknownDetector:
         Of the :class:`MahalanobisScorer` (the feature scores only). OAS with 64 principal
         components by measurement (``benchmarks/ood_exit0.py``); models saved with other values
         keep them.
+    anchored : bool
+        Add exit 0's standardised score to every exit's (module docstring); the anchor is set
+        by :meth:`fit` on ``heldout``, or by :meth:`set_anchor`.
+    anchor_weight : float
+        The weight of exit 0's standardised score in an anchored exit's score (> 0).
 
     Examples
     --------
@@ -305,18 +310,23 @@ class UnknownDetector:
         shrinkage: str = "oas",
         n_components: int | None = 64,
         anchored: bool = False,
+        anchor_weight: float = 1.0,
     ) -> None:
         self.score_name = score
         self.reject_rate = reject_rate
         self.shrinkage = shrinkage
         self.n_components = n_components
         self.anchored = anchored
+        self.anchor_weight = anchor_weight
 
     def _check_params(self) -> None:
         if self.score_name not in OOD_SCORES:
             raise ConfigError(f"score={self.score_name!r} is not allowed; use one of {OOD_SCORES}")
         if not 0.0 <= float(self.reject_rate) < 1.0:
             raise ConfigError(f"reject_rate must be in [0, 1); got {self.reject_rate}")
+        w = float(self.anchor_weight)
+        if not (np.isfinite(w) and w > 0):
+            raise ConfigError(f"anchor_weight must be a finite number > 0; got {self.anchor_weight}")
 
     def new_scorer(self) -> MahalanobisScorer:
         """An unfitted scorer with this detector's settings (a feature score only)."""
@@ -333,17 +343,20 @@ class UnknownDetector:
                 raise DataValueError(f"score={self.score_name!r} needs the training spectra's per-exit features")
             self.scorers_ = [self.new_scorer().fit(f, y_train) for f in train.features]
         self.n_exits_ = heldout.n_exits
+        raw = self._raw_scores(heldout)  # scored once: the anchor and the thresholds share it
         if self.anchored:
-            self.set_anchor(self._raw_scores(heldout))
-        self.thresholds_ = self.recalibrate(heldout, self.reject_rate)
+            self.set_anchor(raw)
+        self._set_thresholds(raw, self.reject_rate)
         return self
 
     def recalibrate(self, heldout: ExitBatch, reject_rate: float) -> np.ndarray:
         """Thresholds (n_exits,) for another false-reject rate on ``heldout``; stored and returned."""
+        return self._set_thresholds(self._raw_scores(heldout), reject_rate)
+
+    def _set_thresholds(self, raw: np.ndarray, reject_rate: float) -> np.ndarray:
         self.reject_rate = reject_rate
         self._check_params()
-        scores = self.combine(self._raw_scores(heldout))
-        self.thresholds_ = np.array([calibrate_threshold(s, reject_rate) for s in scores])
+        self.thresholds_ = np.array([calibrate_threshold(s, reject_rate) for s in self.combine(raw)])
         return self.thresholds_
 
     # ------------------------------------------------------------------ the anchor (exit 0's score)
@@ -358,13 +371,14 @@ class UnknownDetector:
         self.anchor_std_ = np.maximum(raw.std(axis=1), 1e-12 * np.maximum(np.abs(self.anchor_mean_), 1.0))
 
     def combine_exit(self, k: int, raw_k: Any, raw_0: Any) -> np.ndarray:
-        """Exit ``k``'s score from its raw score and exit 0's raw score of the same spectra: the
-        sum of the two standardised scores when anchored (exit 0: twice its own), else ``raw_k``."""
+        """Exit ``k``'s score from its raw score and exit 0's raw score of the same spectra: its
+        standardised score plus ``anchor_weight`` times exit 0's when anchored (exit 0:
+        ``1 + anchor_weight`` times its own), else ``raw_k``."""
         raw_k = np.asarray(raw_k, dtype=np.float64)
         if not self.anchored:
             return raw_k
         z0 = (np.asarray(raw_0, dtype=np.float64) - self.anchor_mean_[0]) / self.anchor_std_[0]
-        return (raw_k - self.anchor_mean_[k]) / self.anchor_std_[k] + z0
+        return (raw_k - self.anchor_mean_[k]) / self.anchor_std_[k] + float(self.anchor_weight) * z0
 
     def combine(self, raw: np.ndarray) -> np.ndarray:
         """:meth:`combine_exit` for every exit of a (n_exits, n) array of raw scores."""
@@ -408,6 +422,7 @@ class UnknownDetector:
             "anchored": bool(self.anchored),
             "anchor_mean": self.anchor_mean_.tolist() if self.anchored else None,
             "anchor_std": self.anchor_std_.tolist() if self.anchored else None,
+            "anchor_weight": float(self.anchor_weight),
         }
 
     @classmethod
@@ -421,6 +436,7 @@ class UnknownDetector:
                 det.anchored = True
                 det.anchor_mean_ = np.asarray(d["anchor_mean"], dtype=np.float64)
                 det.anchor_std_ = np.asarray(d["anchor_std"], dtype=np.float64)
+            det.anchor_weight = float(d.get("anchor_weight", 1.0))  # records before the weight: 1
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelFileError(f"stored unknown-class detector is not valid ({exc})") from None
         det._check_params()
