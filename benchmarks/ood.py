@@ -9,7 +9,10 @@ train/test with 10 % of train for validation):
   k (none was trained on) as unknown. Scores per exit: max-softmax (``msp``), ``energy``,
   Mahalanobis on the exit head's pooled features (``maha``) and on globally averaged features
   (``maha_gap``), and the relative Mahalanobis distance on the same two (``rmd``, the library's
-  default, and ``rmd_gap``); both with the library's settings (OAS, 64 principal components). Reported: AUROC per exit; the detection rate
+  default, and ``rmd_gap``); both with the library's settings (OAS, 64 principal components);
+  and ``rmd`` / ``maha`` anchored on exit 0 as the library fits them (``UnknownDetector(anchored=True,
+  anchor_weight=w)``, standardised on validation): ``rmd_anchor`` (w = 1), ``rmd_anchor_w2`` (w = 2,
+  the library's default), ``maha_anchor`` (w = 1). Reported: AUROC per exit; the detection rate
   at a 5 % false-reject rate with the threshold set on the validation split (what a user gets)
   and the false-reject rate that threshold has on the test split; the detection rate at 5 %
   false-reject on the test split itself (TPR at 5 % FPR). Also the domain check's detection rate.
@@ -29,6 +32,7 @@ Usage::
 
     OMP_NUM_THREADS=1 python benchmarks/ood.py --seeds 0 1 2          # resumes finished (set, seed) pairs
     python benchmarks/ood.py --report-only                          # rewrite results.json + report.md
+    OMP_NUM_THREADS=1 python benchmarks/ood.py --seeds 0 1 2 --dump /tmp/ood-dump   # + raw scores (ood_anchor_weights.py)
 
 Writes ``benchmarks/results/ood/records.jsonl`` (one line per set and seed), ``results.json``
 (records + summary) and ``report.md``.
@@ -281,8 +285,9 @@ def _flag_rates(est: Any, dets: dict[str, Any], dom: dict[str, Any], X: np.ndarr
     for name in ("rmd", "rmd_anchor", "rmd_anchor_w2"):
         out["either" if name == DEFAULT else f"either_{name}"] = float((f | last[name]).mean())
     if labels is not None:
-        either = f | last["rmd_anchor"]
-        out["either_rmd_anchor_by_class"] = {str(c): float(either[labels == c].mean()) for c in np.unique(labels)}
+        for name in ("rmd_anchor", "rmd_anchor_w2"):
+            either = f | last[name]
+            out[f"either_{name}_by_class"] = {str(c): float(either[labels == c].mean()) for c in np.unique(labels)}
         out["domain_heldout_by_class"] = {str(c): float(f[labels == c].mean()) for c in np.unique(labels)}
     if DUMP is not None and ok.any():
         _dump(f"cross_{tag}", rmd=s[DEFAULT][0], ok=ok, domain=f, labels=np.asarray(labels if labels is not None else []).astype(str))
@@ -448,11 +453,11 @@ def report(summary: dict[str, Any], command: str) -> str:
                      f"{' '.join(f'{a:.2f}' for a in s['exit_accuracy'])} |")
     lines += ["", "## Cross-domain and junk spectra (share flagged; refused = 1)", "",
               (f"Mean over the {h['cross_domain_pairs']} (model set, other set) pairs, share flagged by the domain check "
-               f"or unknown at the last exit: {_f(h['cross_domain_either_rmd_anchor'])} with the library's anchored score "
-               f"(rmd_anchor), {_f(h['cross_domain_either'])} with rmd alone, {_f(h['cross_domain_either_rmd_anchor_w2'])} "
-               f"with rmd_anchor_w2; the domain check alone {_f(h['cross_domain_domain_heldout'])}. Junk spectra "
+               f"or unknown at the last exit: {_f(h['cross_domain_either_rmd_anchor_w2'])} with the library's default "
+               f"(rmd_anchor_w2: anchored, weight 2), {_f(h['cross_domain_either_rmd_anchor'])} with weight 1 (rmd_anchor), "
+               f"{_f(h['cross_domain_either'])} with rmd alone; the domain check alone {_f(h['cross_domain_domain_heldout'])}. Junk spectra "
                f"{_f(h['junk_either'])} (domain check alone {_f(h['junk_domain_heldout'])})."), "",
-              f"| model set | source | refused | domain (theory) | domain (held-out) | unknown last exit ({DEFAULT}) | either ({DEFAULT}) | either (rmd_anchor) |",
+              f"| model set | source | refused | domain (theory) | domain (held-out) | unknown last exit ({DEFAULT}) | either ({DEFAULT}) | either (rmd_anchor_w2) |",
               "|---|---|---|---|---|---|---|---|"]
     partial = []
     for d, s in summary["datasets"].items():
@@ -462,15 +467,16 @@ def report(summary: dict[str, Any], command: str) -> str:
                 continue
             lines.append(f"| {d} | {src} | no | {_f(v['domain_theory'])} | {_f(v['domain_heldout'])} | "
                          f"{_f(v.get(f'unknown_last_{DEFAULT}', v['unknown_last_maha']))} | {_f(v['either'])} | "
-                         f"{_f(v.get('either_rmd_anchor'))} |")
-            if "either_rmd_anchor_by_class" in v and (v.get("either_rmd_anchor") or 0.0) < 0.99:
+                         f"{_f(v.get('either_rmd_anchor_w2'))} |")
+            if (v.get("either_rmd_anchor_w2") or 0.0) < 0.99 and any(k.endswith("_by_class") for k in v):
                 partial.append((d, src, v))
     if partial:
-        lines += ["", "Pairs flagged below 0.99 (rmd_anchor), per class of the source set (domain check held-out limits / "
-                  "either):", ""]
+        lines += ["", "Pairs flagged below 0.99 (rmd_anchor_w2), per class of the source set (domain check held-out limits / "
+                  "either; records written before weight 2 had its own per-class entry give weight 1's):", ""]
         for d, src, v in partial:
-            cls = ", ".join(f"{c} {_f(v['domain_heldout_by_class'][c])} / {_f(e)}" for c, e in v["either_rmd_anchor_by_class"].items())
-            lines.append(f"- {d} model, {src}: {cls}")
+            name = "rmd_anchor_w2" if "either_rmd_anchor_w2_by_class" in v else "rmd_anchor"
+            cls = ", ".join(f"{c} {_f(v['domain_heldout_by_class'][c])} / {_f(e)}" for c, e in v[f"either_{name}_by_class"].items())
+            lines.append(f"- {d} model, {src} ({name}): {cls}")
     lines += ["", "## Conformal prediction sets (MAPIE, LAC, calibrated on the validation split)", "",
               (f"Mean coverage at 0.9: exit 0 {_f(h['coverage_0.9_exit0'])} (mean set size {_f(h['size_0.9_exit0'])}), "
                f"last exit {_f(h['coverage_0.9_last'])} (size {_f(h['size_0.9_last'])}); at 0.95: exit 0 "

@@ -199,7 +199,7 @@ def test_anchored_score_adds_exit_0s_standardised_score():
     held, _ = batch(300, False)
     known, unseen = batch(200, False)[0], batch(200, True)[0]
     plain = UnknownDetector(n_components=None).fit(train, y, held)
-    anch = UnknownDetector(n_components=None, anchored=True).fit(train, y, held)
+    anch = UnknownDetector(n_components=None, anchored=True, anchor_weight=1.0).fit(train, y, held)
     raw_held = plain.score(held)
     np.testing.assert_allclose(anch.anchor_mean_, raw_held.mean(1))
     np.testing.assert_allclose(anch.anchor_std_, raw_held.std(1))
@@ -230,6 +230,9 @@ def test_anchored_score_adds_exit_0s_standardised_score():
     no_w = dict(d3)
     no_w.pop("anchor_weight")
     np.testing.assert_allclose(UnknownDetector.from_dict(no_w).score(unseen), anch.score(unseen), rtol=1e-10)
+    assert UnknownDetector().anchor_weight == 2.0  # the default
+    np.testing.assert_allclose(UnknownDetector(n_components=None, anchored=True).fit(train, y, held).score(unseen),
+                               z + 2.0 * z[0], rtol=1e-10)
     for bad in (0.0, -1.0, float("nan")):
         with pytest.raises(ConfigError, match="anchor_weight"):
             UnknownDetector(anchored=True, anchor_weight=bad).fit(train, y, held)
