@@ -238,3 +238,28 @@ def test_another_reject_rate_needs_no_refit(est: Any, saved: Path, data: dict[st
         est.reliability_ = rel
     assert tight.unknown.sum() <= loose.unknown.sum()
     assert not (tight.unknown & ~loose.unknown).any()
+
+
+@pytest.mark.parametrize("policy, kw", [("full", {}), ("threshold", {"threshold": 0.5}), ("anytime", {"budget": "40%"})])
+def test_flags_off_change_no_prediction(est: Any, data: dict[str, Any], policy: str, kw: dict[str, Any]) -> None:
+    """With on_unknown="answer" the detector, domain check and sets only annotate: predictions, exits
+    and MACs equal those of the same model with no reliability record at all (the issue's "no
+    accuracy change on in-distribution data when the flags are off")."""
+    m = data["m"]
+    X = m.X[np.r_[data["te"][:40], data["un"][:10]]]
+    flagged = est.predict_detailed(X, m.axis, policy=policy, on_unknown="answer", confidence_level=0.9, **kw)
+    rel = est.reliability_
+    est.reliability_ = None
+    try:
+        bare = est.predict_detailed(X, m.axis, policy=policy, **kw)
+    finally:
+        est.reliability_ = rel
+    assert flagged.unknown is not None and bare.unknown is None  # the flags were on in one run only
+    assert flagged.prediction.tolist() == bare.prediction.tolist()
+    assert flagged.exit.tolist() == bare.exit.tolist()
+    np.testing.assert_allclose(flagged.macs, bare.macs)
+    np.testing.assert_allclose(flagged.confidence, bare.confidence, rtol=1e-6)
+    if policy == "threshold":  # under "deeper" the same flags do change where unknowns leave
+        deeper = est.predict_detailed(X, m.axis, policy=policy, on_unknown="deeper", **kw)
+        assert flagged.unknown.any(), "nothing flagged: the control below would be empty"
+        assert deeper.exit.tolist() != bare.exit.tolist()
