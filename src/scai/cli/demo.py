@@ -140,8 +140,9 @@ def _run(args: argparse.Namespace) -> int:
     print(f"split: {split['protocol']} (seed {args.seed}): {split['n_train']} train / {split['n_val']} val / {split['n_test']} test")
     cap = training_cut_short(h, args.epochs, args.max_time, (getattr(est, "epoch_cap_", None) or {}).get("epochs"))
     budget = (getattr(est, "epoch_cap_", None) or {}).get("epochs")
+    at_budget = budget is not None and len(h.epochs) >= budget
     how = (f" (stopped by {cap})" if cap else " (early stopping)" if h.stopped_early
-           else " (the default training budget's epoch cap, as in scai train)" if budget is not None and len(h.epochs) >= budget else "")
+           else " (the default training budget's epoch cap, as in scai train)" if at_budget else "")
     print(f"trained {args.model} for {len(h.epochs)} epochs{how} (best {h.best_epoch}) in {h.fit_time_s:.1f} s")
     describe_model(est)
     first = 1 if est.first_exit_number == 0 else 0

@@ -28,10 +28,10 @@ Four scores, per exit:
 **Anchored scores** (``anchored=True``, what ``SCAIClassifier`` fits for the feature scores):
 every spectrum passes exit 0 first, and exit 0 sees the spectrum itself, so exit ``k``'s score is
 its own raw score plus ``anchor_weight`` (default 2) times exit 0's, each standardised by its mean
-and spread on held-out in-distribution spectra. A network exit's features are fitted to separate the *known* classes;
-adding what exit 0 measured on the spectrum keeps the evidence an unseen class leaves there
-(``benchmarks/ood.py``: last-exit AUROC 0.97 vs 0.88 on milk_adulteration, 0.898 vs 0.845 on the mean of
-seven dev sets; see docs/ood.md).
+and spread on held-out in-distribution spectra. A network exit's features are fitted to separate
+the *known* classes; adding what exit 0 measured on the spectrum keeps the evidence an unseen
+class leaves there (``benchmarks/ood.py``: last-exit AUROC 0.97 vs 0.88 on milk_adulteration,
+0.898 vs 0.845 on the mean of seven dev sets; see docs/ood.md).
 
 A threshold per exit is set on held-out in-distribution spectra (the validation split, or
 out-of-fold predictions) so that a chosen share of them is flagged: the *false-reject rate*
