@@ -180,6 +180,9 @@ def set_summary(rec: dict[str, Any]) -> dict[str, Any]:
             continue  # the summary compares the paper's SCAI+ with the default (uniform) target
         key = "paper" if r["target"] is None else "target"
         out[f"{key}_acc"], out[f"{key}_units"] = r["acc"][-1], r["units"]
+        if "claim_d" in r:  # runs written before claim (d) was measured have none
+            out[f"{key}_rho"], out[f"{key}_overlap"] = r["claim_d"]["spearman"], r["claim_d"]["top_overlap"]
+            out[f"{key}_holds"], out["chance"] = bool(r["claim_d"]["holds"]), r["claim_d"]["chance"]
         if "knob" in r:
             both = [(m, a) for k in r["knob"] for m, a in zip(k["macs"], k["acc"])]
             out["frontier_on_or_above"] = on_or_above(both, list(zip(rec["scai"]["macs"], rec["scai"]["acc"])))
@@ -189,19 +192,29 @@ def set_summary(rec: dict[str, Any]) -> dict[str, Any]:
 def summary(runs: list[tuple[int, list[dict[str, Any]]]]) -> list[str]:
     """Markdown: per set and seed, then the means over every (set, seed) run."""
     rows = [(seed, set_summary(rec)) for seed, records in runs for rec in records]
-    lines = ["| set | seed | SCAI acc | SCAI+ paper acc | units | SCAI+ target acc | units | knob x exits frontier on/above SCAI |",
-             "|---|---:|---:|---:|---:|---:|---:|---|"]
-    def f(v: Any) -> str:
-        return "-" if v is None else f"{v:.3f}"
+    lines = ["| set | seed | SCAI acc | SCAI+ paper acc | units | SCAI+ target acc | units | knob x exits frontier on/above SCAI "
+             "| claim (d) Spearman paper / target | top-10 % overlap paper / target (chance) |",
+             "|---|---:|---:|---:|---:|---:|---:|---|---|---|"]
+    def f(v: Any, fmt: str = ".3f") -> str:
+        return "-" if v is None else f"{v:{fmt}}"
+    def held(r: dict[str, Any], key: str) -> str:
+        return "" if r.get(f"{key}_holds") is None else (" (holds)" if r[f"{key}_holds"] else "")
     for seed, r in rows:
         lines.append(f"| {r['dataset']} | {seed} | {f(r['scai_acc'])} | {f(r.get('paper_acc'))} | {f(r.get('paper_units'))} | "
-                     f"{f(r.get('target_acc'))} | {f(r.get('target_units'))} | {r.get('frontier_on_or_above', '-')} |")
-    def mean(key: str) -> str:
+                     f"{f(r.get('target_acc'))} | {f(r.get('target_units'))} | {r.get('frontier_on_or_above', '-')} | "
+                     f"{f(r.get('paper_rho'), '+.2f')}{held(r, 'paper')} / {f(r.get('target_rho'), '+.2f')}{held(r, 'target')} | "
+                     f"{f(r.get('paper_overlap'), '.2f')} / {f(r.get('target_overlap'), '.2f')} ({f(r.get('chance'), '.2f')}) |")
+    def mean(key: str, fmt: str = ".3f") -> str:
         vals = [r[key] for _, r in rows if r.get(key) is not None]
-        return f"{np.mean(vals):.3f}" if vals else "-"
+        return f"{np.mean(vals):{fmt}}" if vals else "-"
+    def holds(key: str) -> str:
+        vals = [r[f"{key}_holds"] for _, r in rows if r.get(f"{key}_holds") is not None]
+        return f"{sum(vals)} of {len(vals)}"
     above = [r["frontier_on_or_above"] for _, r in rows if "frontier_on_or_above" in r]
     lines.append(f"| **mean of {len(rows)} runs** | | {mean('scai_acc')} | {mean('paper_acc')} | {mean('paper_units')} | "
-                 f"{mean('target_acc')} | {mean('target_units')} | {sum(above)} of {len(above)} |")
+                 f"{mean('target_acc')} | {mean('target_units')} | {sum(above)} of {len(above)} | "
+                 f"{mean('paper_rho', '+.2f')} / {mean('target_rho', '+.2f')}; holds {holds('paper')} / {holds('target')} | "
+                 f"{mean('paper_overlap', '.2f')} / {mean('target_overlap', '.2f')} ({mean('chance', '.2f')}) |")
     return lines
 
 
