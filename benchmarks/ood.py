@@ -310,7 +310,7 @@ def run_pair(name: str, seed: int, data_dir: Path) -> dict[str, Any]:
     idx, protocol = split_indices(sp, seed, 0.1, 0.1)
     others = {o: _load(o, data_dir) for o in DATASETS}
     rec: dict[str, Any] = {"dataset": name, "seed": seed, "protocol": protocol, "n_classes": int(sp.n_classes),
-                           "axis_unit": sp.axis_unit}
+                           "axis_unit": sp.axis_unit, "train_config": dict(TRAIN_CONFIG)}
     rec["full"] = full_model(sp, name, idx, seed, others)
     rec["loco"] = [loco(sp, idx, seed, k, name) for k in range(sp.n_classes)] if sp.n_classes >= 3 else []
     return rec
@@ -505,7 +505,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=OUT)
     p.add_argument("--report-only", action="store_true")
     p.add_argument("--dump", type=Path, default=None, help="also save the raw rmd scores behind each record here (npz)")
+    p.add_argument("--max-epochs", type=int, default=TRAIN_CONFIG["max_epochs"],
+                   help=f"network training epochs (default {TRAIN_CONFIG['max_epochs']}; write other values to another --out)")
     args = p.parse_args(argv)
+    TRAIN_CONFIG["max_epochs"] = args.max_epochs
     global DUMP
     DUMP = args.dump
     args.out.mkdir(parents=True, exist_ok=True)
