@@ -41,6 +41,7 @@ Writes ``benchmarks/results/ood/records.jsonl`` (one line per set and seed), ``r
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import platform
 import sys
@@ -100,14 +101,18 @@ def _detectors(est: Any, Xtr: np.ndarray, ytr: np.ndarray, Xva: np.ndarray) -> d
             score = FEATURE.get(name.removesuffix("_gap"), name)
             out[name] = (pooling, UnknownDetector(score=score, reject_rate=REJECT_RATE).fit(btr, est._encode(ytr, "y"), bva))
         if pooling == "head":
-            btr_head, bva_head = btr, bva
+            bva_head = bva
     for name in ANCHORED:  # each exit's score plus exit 0's (the library's anchored detector)
-        pooling, _ = out[name]
+        pooling, base = out[name]
+        raw_val = base.score(bva_head)  # the unanchored detector's scores: the same fitted scorers
         for tag, w in ANCHOR_WEIGHTS.items():
             if tag and name != DEFAULT:
                 continue
-            det = UnknownDetector(score=FEATURE[name], reject_rate=REJECT_RATE, anchored=True, anchor_weight=w)
-            out[f"{name}_anchor{tag}"] = (pooling, det.fit(btr_head, est._encode(ytr, "y"), bva_head))
+            det = copy.copy(base)
+            det.anchor_weight = w
+            det.set_anchor(raw_val)
+            det.recalibrate(bva_head, REJECT_RATE)
+            out[f"{name}_anchor{tag}"] = (pooling, det)
     return out
 
 

@@ -138,8 +138,8 @@ def _run(args: argparse.Namespace) -> int:
     model_dir = est.save(out / "model")
     h = est.history_
     print(f"split: {split['protocol']} (seed {args.seed}): {split['n_train']} train / {split['n_val']} val / {split['n_test']} test")
-    cap = training_cut_short(h, args.epochs, args.max_time, (getattr(est, "epoch_cap_", None) or {}).get("epochs"))
     budget = (getattr(est, "epoch_cap_", None) or {}).get("epochs")
+    cap = training_cut_short(h, args.epochs, args.max_time, budget)
     at_budget = budget is not None and len(h.epochs) >= budget
     how = (f" (stopped by {cap})" if cap else " (early stopping)" if h.stopped_early
            else " (the default training budget's epoch cap, as in scai train)" if at_budget else "")
