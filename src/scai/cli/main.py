@@ -125,6 +125,11 @@ def _warning_printer(command: str) -> Any:
     return show
 
 
+#: Commands that may predict for a long time, meeting many batch shapes: their process caps
+#: oneDNN's compiled-convolution cache (:mod:`scai.inference.memory`).
+PREDICTING = frozenset({"predict", "evaluate", "serve", "edge"})
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run ``scai`` with ``argv`` (default ``sys.argv[1:]``); returns the exit status.
 
@@ -140,6 +145,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         build_parser().print_help()
         return 0
+    if args.command in PREDICTING:
+        from scai.inference.memory import bound_onednn_cache
+
+        bound_onednn_cache()  # before the command's first convolution
     with warnings.catch_warnings():
         warnings.simplefilter("default")
         warnings.showwarning = _warning_printer(args.command)

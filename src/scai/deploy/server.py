@@ -269,6 +269,9 @@ def create_app(
     config : ServerConfig, optional
     """
     cfg = config or ServerConfig()
+    from scai.inference.memory import bound_onednn_cache
+
+    bound_onednn_cache()  # a server meets every batch size: bound the compiled-convolution cache
     service = model if isinstance(model, ModelService) else ModelService(model, threads=cfg.threads)
     token_bytes = token.encode("utf-8") if token else None
     model_sha = str(service.manifest["model_sha256"])

@@ -19,6 +19,7 @@ from scai.cli._output import RELIABILITY_COLUMNS, SET_COLUMN, arrow_type, column
 from scai.datasets.archive import ID_COLUMN, SPECTRUM_COLUMN, import_pyarrow
 from scai.distributed.shards import END, PIECE, ROW, SOURCE, Plan
 from scai.errors import AxisError, BudgetError, ConfigError, DataValueError, LabelError
+from scai.inference.memory import ONEDNN_CACHE_CAPACITY, ONEDNN_CACHE_ENV, bound_onednn_cache
 
 __all__ = ["ONEDNN_CACHE_CAPACITY", "OUTPUT_COLUMNS", "PID", "RSS", "BatchPredictor", "bound_onednn_cache",
            "output_columns", "policy_kwargs", "reliability_kwargs", "result_types"]
@@ -32,23 +33,6 @@ OUTPUT_COLUMNS = ("source", "row", "id", "prediction", "exit", "confidence", "ma
 #: (KiB; it includes the pages of Ray's shared-memory object store the worker has read blocks from)
 #: and its private resident memory now (``RssAnon``, KiB: what the worker itself holds).
 PID, RSS, PRIVATE = "_pid", "_rss_kib", "_private_kib"
-
-#: oneDNN (PyTorch's CPU convolutions) caches one compiled primitive per input shape, up to 1024
-#: of them by default. A budgeted batch sends a different number of spectra into each deeper stage
-#: every batch, so a worker meets a new shape nearly every batch, and its private memory grew by
-#: ~3.5 MiB per batch until the cache was full (about 400 -> 1000 MiB, measured). 64 keeps the
-#: shapes that recur and bounds the rest: on 45 distinct batches of 1024 one process grew by
-#: 212 MiB with the default cache and by 99 MiB with 64, at the same 0.131 CPU s per batch and
-#: with the same predictions. Set before the worker's first convolution; a value already in
-#: the environment is kept.
-ONEDNN_CACHE_ENV, ONEDNN_CACHE_CAPACITY = "ONEDNN_PRIMITIVE_CACHE_CAPACITY", 64
-
-
-def bound_onednn_cache() -> None:
-    """Cap oneDNN's primitive cache at :data:`ONEDNN_CACHE_CAPACITY` (unless the environment sets
-    it). oneDNN reads the setting at its first primitive, so this takes effect only in a process
-    that has not run a convolution yet (a fresh Ray worker; the driver before its first model)."""
-    os.environ.setdefault(ONEDNN_CACHE_ENV, str(ONEDNN_CACHE_CAPACITY))
 
 
 def policy_kwargs(est: Any, policy: str, budget: Any, threshold: float | None) -> dict[str, Any]:

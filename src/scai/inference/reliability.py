@@ -20,6 +20,8 @@ while calibrating the conformal sets).
 
 from __future__ import annotations
 
+import functools
+
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -76,25 +78,41 @@ def pool_matrix(length: int, bins: int) -> np.ndarray:
     """(length, bins) binned-average matrix, the segments of :func:`scai.models.layers.bin_pool_matrix`."""
     if not 1 <= bins <= length:
         raise ConfigError(f"bins must be between 1 and the feature length {length}; got {bins}")
+    return _pool_matrix(int(length), int(bins)).copy()
+
+
+@functools.lru_cache(maxsize=64)
+def _pool_matrix(length: int, bins: int) -> np.ndarray:
     pool = np.zeros((length, bins))
     for j in range(bins):
         start, end = (j * length) // bins, -((-(j + 1) * length) // bins)
         pool[start:end, j] = 1.0 / (end - start)
+    pool.setflags(write=False)
     return pool
 
 
 def pool_features(features: Any, bins: int) -> np.ndarray:
     """What an exit classifies, from its stage's features (B, C, W): ``bins=0`` flattens (exit 0,
     the linear exit on the spectrum), ``1`` averages over positions, ``b > 1`` averages over ``b``
-    equal segments and concatenates them channel by channel (the exit head's pooling)."""
-    x = np.asarray(features, dtype=np.float64)
+    equal segments and concatenates them channel by channel (the exit head's pooling).
+
+    Float32 features are pooled in float32, as the exit head pools them, then widened: no
+    float64 copy of the whole feature map. Returns float64."""
+    x = np.asarray(features)
+    if x.dtype not in (np.float32, np.float64):
+        x = x.astype(np.float64)
     if bins == 0:
-        return x.reshape(x.shape[0], -1)
+        return x.reshape(x.shape[0], -1).astype(np.float64, copy=False)
     if x.ndim != 3:
         raise DataValueError(f"stage features must be (n, channels, length); got shape {x.shape}")
     if bins == 1:
-        return x.mean(axis=-1)
-    return (x @ pool_matrix(x.shape[-1], min(int(bins), x.shape[-1]))).reshape(x.shape[0], -1)
+        return x.mean(axis=-1).astype(np.float64, copy=False)
+    n, c, w = x.shape
+    b = min(int(bins), w)
+    if b < 1:
+        raise ConfigError(f"bins must be between 1 and the feature length {w}; got {bins}")
+    pooled = np.ascontiguousarray(x).reshape(n * c, w) @ _pool_matrix(w, b).astype(x.dtype, copy=False)
+    return pooled.reshape(n, c * b).astype(np.float64, copy=False)
 
 
 def exit_pooling(network: Any) -> list[int] | None:
