@@ -104,11 +104,9 @@ def _child(spec: dict[str, Any]) -> dict[str, Any]:
     kw = {k: spec[k] for k in ("engine", "num_workers") if spec.get(k) is not None}
     out: dict[str, Any] = {"spec": spec, "load_before": _loadavg()}
     if spec["engine"] == "ray":  # started here (as predict_dataset would) so its processes can be counted
-        import logging
+        from scai.distributed._ray import start_ray
 
-        import ray
-
-        ray.init(num_cpus=spec["num_workers"], include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
+        start_ray(None, spec["num_workers"])  # as predict_dataset starts a local Ray
     cpu0 = _tree_cpu_s()
     t0 = time.perf_counter()
     try:

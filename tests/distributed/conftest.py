@@ -22,7 +22,10 @@ def ray_local() -> Any:
     pytest.importorskip("pyarrow", reason="pyarrow (scai[distributed]) is not installed")
     started = not ray.is_initialized()
     if started:
-        ray.init(num_cpus=2, include_dashboard=False, object_store_memory=100 * 1024**2, log_to_driver=False)
+        # workers at the test process's priority, as scai's own local Ray runs them (start_ray): at
+        # Ray's default (+15) they starve whenever anything else on the machine is busy
+        ray.init(num_cpus=2, include_dashboard=False, object_store_memory=100 * 1024**2, log_to_driver=False,
+                 _system_config={"worker_niceness": 0})
     yield ray
     if started:
         ray.shutdown()

@@ -269,3 +269,21 @@ def test_import_scai_does_not_import_ray():
     code = "import sys, scai, scai.distributed, scai.datasets, scai.cli.main; print('ray' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_a_local_ray_runs_its_workers_at_the_drivers_priority():
+    # Ray's default starts workers at niceness 15, below every ordinary process (beside two busy
+    # processes each actor then got ~3.5 % of a core); the local Ray scai starts gives them the
+    # driver's own niceness, here 3 (what `nice -n 3 scai predict ...` would give)
+    pytest.importorskip("ray", reason="the distributed extra (pip install 'scai[distributed]') is not installed")
+    code = ("import os; from scai.distributed._ray import start_ray; import ray\n"
+            "assert start_ray(None, 1)\n"
+            "@ray.remote\n"
+            "def nice(): return os.nice(0)\n"
+            "print('niceness', os.nice(0), ray.get(nice.remote()))\n"
+            "ray.shutdown()\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180, check=False,
+                          preexec_fn=lambda: os.nice(3))
+    assert done.returncode == 0, done.stderr[-2000:]
+    line = [x for x in done.stdout.splitlines() if x.startswith("niceness")][-1]
+    assert line == "niceness 3 3"
