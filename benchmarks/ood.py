@@ -11,8 +11,8 @@ train/test with 10 % of train for validation):
   (``maha_gap``), and the relative Mahalanobis distance on the same two (``rmd``, the library's
   default, and ``rmd_gap``); both with the library's settings (OAS, 64 principal components);
   and ``rmd`` / ``maha`` anchored on exit 0 as the library fits them (``UnknownDetector(anchored=True,
-  anchor_weight=w)``, standardised on validation): ``rmd_anchor`` (w = 1), ``rmd_anchor_w2`` (w = 2,
-  the library's default), ``maha_anchor`` (w = 1). Reported: AUROC per exit; the detection rate
+  anchor_weight=w)``, standardised on validation): ``rmd_anchor`` (w = 1), ``rmd_anchor_w2`` (w = 2),
+  ``rmd_anchor_w4`` (w = 4, the library's default), ``maha_anchor`` (w = 1). Reported: AUROC per exit; the detection rate
   at a 5 % false-reject rate with the threshold set on the validation split (what a user gets)
   and the false-reject rate that threshold has on the test split; the detection rate at 5 %
   false-reject on the test split itself (TPR at 5 % FPR). Also the domain check's detection rate.
@@ -57,12 +57,18 @@ DATASETS = ("milk_adulteration", "milk_species", "cheese_brands", "raspberry_ori
 RAMAN = {"milk_adulteration", "milk_species", "cheese_brands", "raspberry_origin", "astragalus_origin",
          "liquor_vintage"}
 TRAIN_CONFIG = {"max_epochs": 20, "threads": 1}
-SCORES = ("msp", "energy", "maha", "maha_gap", "rmd", "rmd_gap", "maha_anchor", "rmd_anchor", "rmd_anchor_w2")
+SCORES = ("msp", "energy", "maha", "maha_gap", "rmd", "rmd_gap", "maha_anchor", "rmd_anchor", "rmd_anchor_w2",
+          "rmd_anchor_w4")
 #: These scores again as the library's anchored detector (``UnknownDetector(anchored=True)``):
 #: each exit's standardised score plus ``anchor_weight`` x exit 0's, standardised on validation.
 ANCHORED = ("maha", "rmd")
-#: name suffix -> anchor_weight (the library's default is 1; "_w2" only for the rmd score)
-ANCHOR_WEIGHTS = {"": 1.0, "_w2": 2.0}
+#: name suffix -> anchor_weight ("_w2", "_w4" only for the rmd score)
+ANCHOR_WEIGHTS = {"": 1.0, "_w2": 2.0, "_w4": 4.0}
+#: The rmd score anchored as every library model with an exit combination scores it
+#: (``scai.inference.ood.DEFAULT_ANCHOR_WEIGHT``).
+LIBRARY = "rmd_anchor_w4"
+#: The anchored rmd scores recorded for the cross-domain sets.
+RMD_ANCHORED = tuple(f"rmd_anchor{tag}" for tag in ANCHOR_WEIGHTS)
 #: The library's default score (``ood="auto"``): what the cross-domain flags and false rejects use.
 DEFAULT = "rmd"
 FEATURE = {"maha": "mahalanobis", "rmd": "relative_mahalanobis"}
@@ -277,7 +283,7 @@ def _flag_rates(est: Any, dets: dict[str, Any], dom: dict[str, Any], X: np.ndarr
         out[f"domain_{kind}"] = float(f.mean())
     s = _score_all(dets, est, X[ok]) if ok.any() else {}
     last: dict[str, np.ndarray] = {}
-    for name in ("maha", "rmd", "rmd_anchor", "rmd_anchor_w2"):
+    for name in ("maha", "rmd", *RMD_ANCHORED):
         last[name] = ~ok.copy()
         if ok.any():
             _, flags = s[name]
@@ -287,10 +293,10 @@ def _flag_rates(est: Any, dets: dict[str, Any], dom: dict[str, Any], X: np.ndarr
     f = ~ok.copy()
     if ok.any():
         f[ok] |= dom["heldout"].out_of_domain(Z[ok])
-    for name in ("rmd", "rmd_anchor", "rmd_anchor_w2"):
+    for name in ("rmd", *RMD_ANCHORED):
         out["either" if name == DEFAULT else f"either_{name}"] = float((f | last[name]).mean())
     if labels is not None:
-        for name in ("rmd_anchor", "rmd_anchor_w2"):
+        for name in RMD_ANCHORED:
             either = f | last[name]
             out[f"either_{name}_by_class"] = {str(c): float(either[labels == c].mean()) for c in np.unique(labels)}
         out["domain_heldout_by_class"] = {str(c): float(f[labels == c].mean()) for c in np.unique(labels)}
@@ -373,8 +379,8 @@ def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
         for src in full[0]["cross"]:
             vals = [f["cross"][src] for f in full]
             if "refused" in vals[0]:
-                cross[src] = {"refused": vals[0]["refused"], "either": 1.0, "either_rmd_anchor": 1.0,
-                              "either_rmd_anchor_w2": 1.0, "domain_heldout": 1.0, "domain_theory": 1.0}
+                cross[src] = {"refused": vals[0]["refused"], "either": 1.0, **{f"either_{n}": 1.0 for n in RMD_ANCHORED},
+                              "domain_heldout": 1.0, "domain_theory": 1.0}
             else:
                 keys = dict.fromkeys(k for v in vals for k in v if k != "n")  # later runs may record more
                 cross[src] = {}
@@ -403,7 +409,7 @@ def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
     xs = [v for d in sets for k, v in out["datasets"][d]["cross"].items() if k.startswith("set:")]
     js = [v for d in sets for k, v in out["datasets"][d]["cross"].items() if k.startswith("junk:")]
     head["cross_domain_either"] = _mean([v["either"] for v in xs])
-    for name in ("rmd_anchor", "rmd_anchor_w2"):
+    for name in RMD_ANCHORED:
         xa = [v for v in xs if f"either_{name}" in v]  # pairs whose runs recorded it (and refused pairs)
         head[f"cross_domain_either_{name}"] = _mean([v[f"either_{name}"] for v in xa])
         head[f"cross_domain_either_{name}_pairs"] = len(xa)
@@ -458,11 +464,12 @@ def report(summary: dict[str, Any], command: str) -> str:
                      f"{' '.join(f'{a:.2f}' for a in s['exit_accuracy'])} |")
     lines += ["", "## Cross-domain and junk spectra (share flagged; refused = 1)", "",
               (f"Mean over the {h['cross_domain_pairs']} (model set, other set) pairs, share flagged by the domain check "
-               f"or unknown at the last exit: {_f(h['cross_domain_either_rmd_anchor_w2'])} with the library's default "
-               f"(rmd_anchor_w2: anchored, weight 2), {_f(h['cross_domain_either_rmd_anchor'])} with weight 1 (rmd_anchor), "
+               f"or unknown at the last exit: {_f(h.get(f'cross_domain_either_{LIBRARY}'))} with the library's default "
+               f"({LIBRARY}: anchored, weight {ANCHOR_WEIGHTS[LIBRARY.removeprefix('rmd_anchor')]:g}), "
+               f"{_f(h['cross_domain_either_rmd_anchor_w2'])} with weight 2, {_f(h['cross_domain_either_rmd_anchor'])} with weight 1, "
                f"{_f(h['cross_domain_either'])} with rmd alone; the domain check alone {_f(h['cross_domain_domain_heldout'])}. Junk spectra "
                f"{_f(h['junk_either'])} (domain check alone {_f(h['junk_domain_heldout'])})."), "",
-              f"| model set | source | refused | domain (theory) | domain (held-out) | unknown last exit ({DEFAULT}) | either ({DEFAULT}) | either (rmd_anchor_w2) |",
+              f"| model set | source | refused | domain (theory) | domain (held-out) | unknown last exit ({DEFAULT}) | either ({DEFAULT}) | either ({LIBRARY}) |",
               "|---|---|---|---|---|---|---|---|"]
     partial = []
     for d, s in summary["datasets"].items():
@@ -472,16 +479,15 @@ def report(summary: dict[str, Any], command: str) -> str:
                 continue
             lines.append(f"| {d} | {src} | no | {_f(v['domain_theory'])} | {_f(v['domain_heldout'])} | "
                          f"{_f(v.get(f'unknown_last_{DEFAULT}', v['unknown_last_maha']))} | {_f(v['either'])} | "
-                         f"{_f(v.get('either_rmd_anchor_w2'))} |")
-            if (v.get("either_rmd_anchor_w2") or 0.0) < 0.99 and any(k.endswith("_by_class") for k in v):
+                         f"{_f(v.get(f'either_{LIBRARY}'))} |")
+            if (v.get(f"either_{LIBRARY}") or 0.0) < 0.99 and any(k.endswith("_by_class") for k in v):
                 partial.append((d, src, v))
     if partial:
-        lines += ["", "Pairs flagged below 0.99 (rmd_anchor_w2), per class of the source set (domain check held-out limits / "
-                  "either; records written before weight 2 had its own per-class entry give weight 1's):", ""]
+        lines += ["", f"Pairs flagged below 0.99 ({LIBRARY}), per class of the source set (domain check held-out limits / "
+                  "either):", ""]
         for d, src, v in partial:
-            name = "rmd_anchor_w2" if "either_rmd_anchor_w2_by_class" in v else "rmd_anchor"
-            cls = ", ".join(f"{c} {_f(v['domain_heldout_by_class'][c])} / {_f(e)}" for c, e in v[f"either_{name}_by_class"].items())
-            lines.append(f"- {d} model, {src} ({name}): {cls}")
+            cls = ", ".join(f"{c} {_f(v['domain_heldout_by_class'][c])} / {_f(e)}" for c, e in v[f"either_{LIBRARY}_by_class"].items())
+            lines.append(f"- {d} model, {src}: {cls}")
     lines += ["", "## Conformal prediction sets (MAPIE, LAC, calibrated on the validation split)", "",
               (f"Mean coverage at 0.9: exit 0 {_f(h['coverage_0.9_exit0'])} (mean set size {_f(h['size_0.9_exit0'])}), "
                f"last exit {_f(h['coverage_0.9_last'])} (size {_f(h['size_0.9_last'])}); at 0.95: exit 0 "
@@ -513,6 +519,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-epochs", type=int, default=TRAIN_CONFIG["max_epochs"],
                    help=f"network training epochs (default {TRAIN_CONFIG['max_epochs']}; write other values to another --out)")
     args = p.parse_args(argv)
+    from scai.inference.ood import DEFAULT_ANCHOR_WEIGHT
+
+    if ANCHOR_WEIGHTS[LIBRARY.removeprefix("rmd_anchor")] != DEFAULT_ANCHOR_WEIGHT:
+        raise SystemExit(f"{LIBRARY} is not the library's anchor weight {DEFAULT_ANCHOR_WEIGHT}: update LIBRARY")
     TRAIN_CONFIG["max_epochs"] = args.max_epochs
     global DUMP
     DUMP = args.dump

@@ -17,7 +17,8 @@ Usage (one thread; ~2-4 min per held-out class on a 2-core machine)::
 
     OMP_NUM_THREADS=1 python benchmarks/ood_estimator.py --dataset milk_adulteration --seed 0 --classes 0 5
 
-Appends one JSON line per held-out class to ``benchmarks/results/ood_estimator/records.jsonl``.
+Appends one JSON line per held-out class to ``benchmarks/results/ood_estimator/records.jsonl``
+(``anchor_weight``: the stored detector's; records without it were fitted with weight 1).
 """
 
 from __future__ import annotations
@@ -34,8 +35,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results" / "ood_estimator"
 DATA_DIR = ROOT.parent / "shared" / "datasets"
-RAMAN = {"milk_adulteration", "milk_species", "cheese_brands", "raspberry_origin", "astragalus_origin",
-         "liquor_vintage"}
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from ood import _load  # noqa: E402  (the dev sets read with their axis units, as benchmarks/ood.py reads them)
 
 
 def run(name: str, seed: int, k: int) -> dict:
@@ -43,10 +44,9 @@ def run(name: str, seed: int, k: int) -> dict:
 
     from scai import SCAIClassifier
     from scai.bench.splits import split_indices
-    from scai.data import read
     from scai.inference.ood import exit_batch
 
-    sp = read(DATA_DIR / f"{name}.npz", axis_unit="cm-1" if name in RAMAN else "index")
+    sp = _load(name, DATA_DIR)
     (tr, va, te), _ = split_indices(sp, seed, 0.1, 0.1)
     rows = np.sort(np.concatenate([tr, va]))
     rows, known_te, unknown = rows[sp.y[rows] != k], te[sp.y[te] != k], np.flatnonzero(sp.y == k)
@@ -60,6 +60,7 @@ def run(name: str, seed: int, k: int) -> dict:
     a, b = det.score(exit_batch(est, sp.X[known_te])), det.score(exit_batch(est, sp.X[unknown]))
     truth = np.r_[np.zeros(a.shape[1]), np.ones(b.shape[1])]
     return {"dataset": name, "seed": seed, "class": k, "score": det.score_name, "anchored": bool(det.anchored),
+            "anchor_weight": float(det.anchor_weight) if det.anchored else None,
             "n_exits": int(a.shape[0]), "n_known_test": int(a.shape[1]), "n_unknown": int(b.shape[1]),
             "auroc": [round(float(roc_auc_score(truth, np.r_[x, y])), 4) for x, y in zip(a, b)],
             "detected": (b > det.thresholds_[:, None]).mean(axis=1).round(4).tolist(),

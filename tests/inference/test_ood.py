@@ -230,9 +230,9 @@ def test_anchored_score_adds_exit_0s_standardised_score():
     no_w = dict(d3)
     no_w.pop("anchor_weight")
     np.testing.assert_allclose(UnknownDetector.from_dict(no_w).score(unseen), anch.score(unseen), rtol=1e-10)
-    assert UnknownDetector().anchor_weight == 2.0  # the default
+    assert UnknownDetector().anchor_weight == 4.0  # the default
     np.testing.assert_allclose(UnknownDetector(n_components=None, anchored=True).fit(train, y, held).score(unseen),
-                               z + 2.0 * z[0], rtol=1e-10)
+                               z + 4.0 * z[0], rtol=1e-10)
     for bad in (0.0, -1.0, float("nan")):
         with pytest.raises(ConfigError, match="anchor_weight"):
             UnknownDetector(anchored=True, anchor_weight=bad).fit(train, y, held)
