@@ -44,6 +44,8 @@ def test_card_holds_what_the_directory_stores(model_dir):
     # fitted by default at training (docs/ood.md): the card summarises what config.json stores
     assert card["calibration"]["ood"]["score"] == cfg["ood"]["score"] == "relative_mahalanobis"
     assert card["calibration"]["ood"]["thresholds"] == pytest.approx(cfg["ood"]["thresholds"])
+    for key in ("anchored", "anchor_weight", "anchor_mean", "anchor_std"):  # the anchor, as stored
+        assert card["calibration"]["ood"][key] == cfg["ood"].get(key)
     assert card["calibration"]["conformal"] is not None
     assert card["preprocessing_cost"] == cfg["preprocessing_cost"] and cfg["preprocessing_cost"]["macs"] > 0
     assert [s["step"] for s in card["preprocessing"]["steps"]] == [type(s).__name__ for s in est.pipeline_.steps]

@@ -82,7 +82,9 @@ def _summarise_calibration(key: str, rec: Any) -> Any:
     if not isinstance(rec, dict):
         return rec
     if key == "ood":
-        return {k: rec.get(k) for k in ("score", "reject_rate", "thresholds", "shrinkage", "n_components")}
+        # with the anchor (an exit's score plus anchor_weight x exit 0's, each standardised by anchor_mean/std)
+        return {k: rec.get(k) for k in ("score", "reject_rate", "thresholds", "shrinkage", "n_components", "anchored",
+                                        "anchor_weight", "anchor_mean", "anchor_std")}
     if key == "domain":
         return {k: rec.get(k) for k in ("n_components", "n_samples", "confidence", "q_method", "t2_limit", "q_limit", "limits_source")}
     if key == "conformal":
