@@ -12,8 +12,8 @@ train/test with 10 % of train for validation):
   default, and ``rmd_gap``); both with the library's settings (OAS, 64 principal components);
   and ``rmd`` / ``maha`` anchored on exit 0 as the library fits them (``UnknownDetector(anchored=True,
   anchor_weight=w)``, standardised on validation): ``rmd_anchor`` (w = 1), ``rmd_anchor_w2`` (w = 2),
-  ``rmd_anchor_w4`` (w = 4, the library's default), ``maha_anchor`` (w = 1). Reported: AUROC per exit; the detection rate
-  at a 5 % false-reject rate with the threshold set on the validation split (what a user gets)
+  ``rmd_anchor_w4`` (w = 4, the library's default), ``maha_anchor`` (w = 1). Reported: AUROC per
+  exit; the detection rate at a 5 % false-reject rate with the threshold set on the validation split (what a user gets)
   and the false-reject rate that threshold has on the test split; the detection rate at 5 %
   false-reject on the test split itself (TPR at 5 % FPR). Also the domain check's detection rate.
 * **Cross-domain**, for a model of each set trained on all classes: up to 200 spectra of every

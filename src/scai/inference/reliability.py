@@ -21,7 +21,6 @@ while calibrating the conformal sets).
 from __future__ import annotations
 
 import functools
-
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
