@@ -1,5 +1,6 @@
 """A worker caps oneDNN's primitive cache before its first convolution (its memory otherwise grew with
-every new batch shape, benchmarks/results/scale/report.md), and keeps a cap the user set."""
+every new batch shape, benchmarks/results/scale/report.md); the cap itself, and that a user's is
+kept, is tested in tests/inference/test_memory.py."""
 
 from __future__ import annotations
 
@@ -11,18 +12,7 @@ import pytest
 pytest.importorskip("pyarrow", reason="pyarrow (scai[distributed]) is not installed")
 
 from scai.distributed.shards import plan_inputs
-from scai.distributed.worker import ONEDNN_CACHE_CAPACITY, ONEDNN_CACHE_ENV, BatchPredictor, bound_onednn_cache
-
-
-def test_the_cap_is_set_unless_the_environment_has_one(monkeypatch):
-    monkeypatch.delenv(ONEDNN_CACHE_ENV, raising=False)
-    bound_onednn_cache()
-    import os
-
-    assert os.environ[ONEDNN_CACHE_ENV] == str(ONEDNN_CACHE_CAPACITY) == "64"
-    monkeypatch.setenv(ONEDNN_CACHE_ENV, "7")
-    bound_onednn_cache()
-    assert os.environ[ONEDNN_CACHE_ENV] == "7"
+from scai.distributed.worker import ONEDNN_CACHE_ENV, BatchPredictor
 
 
 def test_a_fresh_worker_process_has_the_cap_before_torch_runs(liquor_model, archive):
