@@ -52,23 +52,23 @@ from typing import Any
 
 import numpy as np
 
+from scai.inference.ood import DEFAULT_ANCHOR_WEIGHT
+
 DATASETS = ("milk_adulteration", "milk_species", "cheese_brands", "raspberry_origin", "astragalus_origin",
             "liquor_vintage", "ucr_strawberry", "ucr_meat", "chemotools_coffee")
 RAMAN = {"milk_adulteration", "milk_species", "cheese_brands", "raspberry_origin", "astragalus_origin",
          "liquor_vintage"}
 TRAIN_CONFIG = {"max_epochs": 20, "threads": 1}
-SCORES = ("msp", "energy", "maha", "maha_gap", "rmd", "rmd_gap", "maha_anchor", "rmd_anchor", "rmd_anchor_w2",
-          "rmd_anchor_w4")
 #: These scores again as the library's anchored detector (``UnknownDetector(anchored=True)``):
 #: each exit's standardised score plus ``anchor_weight`` x exit 0's, standardised on validation.
 ANCHORED = ("maha", "rmd")
-#: name suffix -> anchor_weight ("_w2", "_w4" only for the rmd score)
-ANCHOR_WEIGHTS = {"": 1.0, "_w2": 2.0, "_w4": 4.0}
-#: The rmd score anchored as every library model with an exit combination scores it
-#: (``scai.inference.ood.DEFAULT_ANCHOR_WEIGHT``).
-LIBRARY = "rmd_anchor_w4"
+#: name suffix -> anchor_weight (the suffixed ones only for the rmd score): 1, 2 and the library's
+ANCHOR_WEIGHTS = {"": 1.0, "_w2": 2.0, f"_w{DEFAULT_ANCHOR_WEIGHT:g}": DEFAULT_ANCHOR_WEIGHT}
+#: The rmd score anchored as every library model with an exit combination scores it.
+LIBRARY = f"rmd_anchor_w{DEFAULT_ANCHOR_WEIGHT:g}"
 #: The anchored rmd scores recorded for the cross-domain sets.
 RMD_ANCHORED = tuple(f"rmd_anchor{tag}" for tag in ANCHOR_WEIGHTS)
+SCORES = ("msp", "energy", "maha", "maha_gap", "rmd", "rmd_gap", "maha_anchor", *RMD_ANCHORED)
 #: The library's default score (``ood="auto"``): what the cross-domain flags and false rejects use.
 DEFAULT = "rmd"
 FEATURE = {"maha": "mahalanobis", "rmd": "relative_mahalanobis"}
@@ -465,7 +465,7 @@ def report(summary: dict[str, Any], command: str) -> str:
     lines += ["", "## Cross-domain and junk spectra (share flagged; refused = 1)", "",
               (f"Mean over the {h['cross_domain_pairs']} (model set, other set) pairs, share flagged by the domain check "
                f"or unknown at the last exit: {_f(h.get(f'cross_domain_either_{LIBRARY}'))} with the library's default "
-               f"({LIBRARY}: anchored, weight {ANCHOR_WEIGHTS[LIBRARY.removeprefix('rmd_anchor')]:g}), "
+               f"({LIBRARY}: anchored, weight {DEFAULT_ANCHOR_WEIGHT:g}), "
                f"{_f(h['cross_domain_either_rmd_anchor_w2'])} with weight 2, {_f(h['cross_domain_either_rmd_anchor'])} with weight 1, "
                f"{_f(h['cross_domain_either'])} with rmd alone; the domain check alone {_f(h['cross_domain_domain_heldout'])}. Junk spectra "
                f"{_f(h['junk_either'])} (domain check alone {_f(h['junk_domain_heldout'])})."), "",
@@ -519,10 +519,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-epochs", type=int, default=TRAIN_CONFIG["max_epochs"],
                    help=f"network training epochs (default {TRAIN_CONFIG['max_epochs']}; write other values to another --out)")
     args = p.parse_args(argv)
-    from scai.inference.ood import DEFAULT_ANCHOR_WEIGHT
-
-    if ANCHOR_WEIGHTS[LIBRARY.removeprefix("rmd_anchor")] != DEFAULT_ANCHOR_WEIGHT:
-        raise SystemExit(f"{LIBRARY} is not the library's anchor weight {DEFAULT_ANCHOR_WEIGHT}: update LIBRARY")
     TRAIN_CONFIG["max_epochs"] = args.max_epochs
     global DUMP
     DUMP = args.dump
