@@ -10,7 +10,11 @@ from scipy.linalg import solveh_banded
 from scai.errors import DataValueError
 from scai.preprocessing import BaselineCorrection, Despike, default_pipeline, whittaker
 from scai.preprocessing import baseline as baseline_module
-from scai.preprocessing.whittaker import asls_rows, penalty_bands, solve_weighted_rows
+from scai.preprocessing.whittaker import asls_lanes, asls_rows, compiled_kernel, penalty_bands, solve_weighted_rows
+
+HAS_NUMBA = compiled_kernel() is not None
+#: Both engines of asls_rows; numba is in the dev install (scai[fast]), so CI runs both.
+ENGINES = [pytest.param("numpy"), pytest.param("numba", marks=pytest.mark.skipif(not HAS_NUMBA, reason="numba not installed"))]
 
 
 def _reference(Y: np.ndarray, **params: object) -> tuple[np.ndarray, np.ndarray]:
@@ -57,10 +61,11 @@ def test_solve_weighted_rows_equals_lapack_per_spectrum(k: int) -> None:
         np.testing.assert_allclose(x[:, r], solveh_banded(ab, rhs[:, r], lower=True), rtol=1e-9, atol=1e-12)
 
 
-def test_real_spectra_equal_pybaselines(shared_datasets) -> None:
+@pytest.mark.parametrize("engine", ENGINES)
+def test_real_spectra_equal_pybaselines(shared_datasets, engine: str) -> None:
     d = np.load(shared_datasets / "milk_adulteration.npz", allow_pickle=False)
     Y = Despike().fit(d["X"]).transform(d["X"])[::10].astype(np.float64)  # 50 spectra, 1738 points
-    ours, iters = asls_rows(Y, lam=1e6, p=0.01)
+    ours, iters = asls_rows(Y, lam=1e6, p=0.01, engine=engine)
     ref, ref_iters = _reference(Y, lam=1e6, p=0.01)
     _close(ours, ref, Y)
     np.testing.assert_array_equal(iters, ref_iters)
@@ -79,9 +84,10 @@ def test_real_spectra_equal_pybaselines(shared_datasets) -> None:
         {"lam": 1e5, "p": 0.02, "weights": np.linspace(0.5, 1.0, 400)},
     ],
 )
-def test_synthetic_spectra_equal_pybaselines(params: dict) -> None:
+@pytest.mark.parametrize("engine", ENGINES)
+def test_synthetic_spectra_equal_pybaselines(params: dict, engine: str) -> None:
     Y = _synthetic()
-    ours, iters = asls_rows(Y, **params)
+    ours, iters = asls_rows(Y, **params, engine=engine)
     ref, ref_iters = _reference(Y, **params)
     # Both solvers carry rounding error ~ cond * eps, and cond(W + lam D'D) grows as lam / p:
     # LAPACK's Cholesky and the batched LDL' agree to 1e-8 of the data at lam / p <= 1e8.
@@ -92,24 +98,67 @@ def test_synthetic_spectra_equal_pybaselines(params: dict) -> None:
 
 def test_many_batches_and_shrinking_equal_one(monkeypatch: pytest.MonkeyPatch) -> None:
     Y = _synthetic(n=40, width=120, seed=3)
-    whole, _ = asls_rows(Y, lam=1e4, p=0.01)
+    whole, _ = asls_rows(Y, lam=1e4, p=0.01, engine="numpy")
     monkeypatch.setattr(whittaker, "_MAX_BATCH_VALUES", 7 * 120)  # batches of 7 spectra
-    np.testing.assert_allclose(asls_rows(Y, lam=1e4, p=0.01)[0], whole, rtol=0, atol=1e-9 * np.abs(Y).max())
+    np.testing.assert_allclose(asls_rows(Y, lam=1e4, p=0.01, engine="numpy")[0], whole, rtol=0,
+                               atol=1e-9 * np.abs(Y).max())
     _close(whole, _reference(Y, lam=1e4, p=0.01)[0], Y)
 
 
+@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("width", [3, 4, 5, 8])
-def test_very_short_spectra_equal_pybaselines(width: int) -> None:
+def test_very_short_spectra_equal_pybaselines(width: int, engine: str) -> None:
     Y = _synthetic(n=5, width=width, seed=width)
-    _close(asls_rows(Y, lam=1e2, p=0.01)[0], _reference(Y, lam=1e2, p=0.01)[0], Y)
+    _close(asls_rows(Y, lam=1e2, p=0.01, engine=engine)[0], _reference(Y, lam=1e2, p=0.01)[0], Y)
+    Y = _synthetic(n=5, width=width, seed=width)[:, : max(width - 1, 2)]  # order 1 down to 2 points
+    _close(asls_rows(Y, lam=1e2, p=0.01, diff_order=1, engine=engine)[0],
+           _reference(Y, lam=1e2, p=0.01, diff_order=1)[0], Y)
 
 
-def test_constant_and_zero_spectra() -> None:
+@pytest.mark.parametrize("engine", ENGINES)
+def test_constant_and_zero_spectra(engine: str) -> None:
     Y = np.vstack([np.full(200, 7.5), np.zeros(200), _synthetic(n=1, width=200)[0]])
-    ours, _ = asls_rows(Y, lam=1e6, p=0.01)
+    ours, _ = asls_rows(Y, lam=1e6, p=0.01, engine=engine)
     _close(ours, _reference(Y, lam=1e6, p=0.01)[0], Y)
     np.testing.assert_allclose(ours[0], 7.5, rtol=1e-9)  # a flat spectrum is its own baseline
     np.testing.assert_array_equal(ours[1], 0.0)
+
+
+@pytest.mark.skipif(not HAS_NUMBA, reason="numba not installed")
+@pytest.mark.parametrize("m", [1, 3, 4, 9])  # fewer, as many and more spectra than LANES, and a remainder
+def test_compiled_kernel_is_the_python_kernel_and_the_numpy_path_bit_for_bit(shared_datasets, m: int) -> None:
+    """numba runs asls_lanes as written: plain Python, compiled and the NumPy recurrence agree exactly."""
+    d = np.load(shared_datasets / "milk_adulteration.npz", allow_pickle=False)
+    Y = np.ascontiguousarray(d["X"][:: 50][:m, ::8], dtype=np.float64)  # 218 points: plain Python stays quick
+    n = Y.shape[1]
+    bands = penalty_bands(n, 1e4, 2)
+    out = {}
+    for name, kernel in (("python", asls_lanes), ("numba", compiled_kernel())):
+        z, it = np.empty_like(Y), np.zeros(m, dtype=np.int64)
+        kernel(Y, bands[0], bands[1], bands[2], np.ones(n), 0.01, 50, 1e-3, z, it)
+        out[name] = (z, it)
+    np.testing.assert_array_equal(out["python"][0], out["numba"][0])
+    np.testing.assert_array_equal(out["python"][1], out["numba"][1])
+    z, it = asls_rows(Y, lam=1e4, p=0.01, engine="numpy")
+    np.testing.assert_array_equal(out["numba"][0], z)
+    np.testing.assert_array_equal(out["numba"][1], it)
+
+
+def test_engine_choice(monkeypatch: pytest.MonkeyPatch) -> None:
+    Y = _synthetic(n=3, width=60)
+    with pytest.raises(ValueError, match="engine='gpu' is not one of auto, numba, numpy"):
+        asls_rows(Y, engine="gpu")
+    monkeypatch.setenv("SCAI_NUMBA", "0")
+    compiled_kernel.cache_clear()
+    try:
+        assert compiled_kernel() is None  # switched off: auto runs NumPy, numba is refused by name
+        with pytest.raises(ImportError, match=r"pip install \"scai\[fast\]\""):
+            asls_rows(Y, engine="numba")
+        _close(asls_rows(Y, lam=1e4, p=0.01)[0], _reference(Y, lam=1e4, p=0.01)[0], Y)
+    finally:
+        monkeypatch.delenv("SCAI_NUMBA")
+        compiled_kernel.cache_clear()
+    assert (compiled_kernel() is not None) == HAS_NUMBA
 
 
 def test_asls_rows_refuses_what_pybaselines_refuses() -> None:
@@ -165,10 +214,21 @@ def test_other_methods_and_orders_keep_pybaselines_loop() -> None:
     np.testing.assert_array_equal(Z, np.stack([row - fitter.arpls(row, lam=1e5)[0] for row in X]))
 
 
-def test_small_calls_run_pybaselines_itself() -> None:
+def test_small_calls_run_pybaselines_itself_without_numba(monkeypatch: pytest.MonkeyPatch) -> None:
     X = _synthetic(n=5, width=200)
+    monkeypatch.setattr(baseline_module, "compiled_kernel", lambda: None)
     Z = BaselineCorrection("asls", lam=1e5, p=0.01).fit_transform(X)
     np.testing.assert_array_equal(Z, X - _reference(X, lam=1e5, p=0.01)[0])
+
+
+@pytest.mark.skipif(not HAS_NUMBA, reason="numba not installed")
+def test_small_calls_run_compiled_with_numba(monkeypatch: pytest.MonkeyPatch) -> None:
+    X = _synthetic(n=5, width=200)
+    calls = []
+    monkeypatch.setattr(baseline_module, "asls_rows", lambda *a, **k: calls.append(1) or asls_rows(*a, **k))
+    Z = BaselineCorrection("asls", lam=1e5, p=0.01).fit_transform(X)
+    assert calls == [1]  # one compiled call for the five spectra
+    _close(Z, X - _reference(X, lam=1e5, p=0.01)[0], X)
 
 
 @pytest.mark.parametrize("coarsen", [2, 3, 4])
@@ -179,6 +239,19 @@ def test_coarsen_fits_every_kth_point_and_interpolates(coarsen: int) -> None:
     coarse, _ = _reference(X[:, index], lam=1e5 / coarsen**4, p=0.01)  # same smoothness per unit of the axis
     ref = np.stack([np.interp(np.arange(301), index, b) for b in coarse])
     np.testing.assert_allclose(Z, X - ref, rtol=0, atol=1e-8 * np.abs(X).max())
+
+
+@pytest.mark.skipif(not HAS_NUMBA, reason="numba not installed")
+@pytest.mark.usefixtures("batch_always")  # the NumPy engine's batched fit, not pybaselines' loop
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_coarsen_compiled_equals_numpy_engine_bit_for_bit(dtype: type) -> None:
+    X = _synthetic(n=9, width=301, seed=2).astype(dtype)
+    fast = BaselineCorrection("asls", lam=1e5, p=0.01, coarsen=3).fit(X)
+    slow = BaselineCorrection("asls", lam=1e5, p=0.01, coarsen=3).fit(X)
+    slow._engine = "numpy"
+    Z = fast.transform(X)
+    assert Z.dtype == dtype
+    np.testing.assert_array_equal(Z, slow.transform(X))
 
 
 def test_coarsen_approximates_the_exact_fit_on_real_spectra(shared_datasets) -> None:
