@@ -161,6 +161,29 @@ def test_engine_choice(monkeypatch: pytest.MonkeyPatch) -> None:
     assert (compiled_kernel() is not None) == HAS_NUMBA
 
 
+@pytest.mark.skipif(not HAS_NUMBA, reason="numba not installed")
+def test_no_writable_cache_compiles_without_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    import numba
+
+    real = numba.njit
+    asked = []
+
+    def njit(**options: object) -> object:
+        asked.append(options["cache"])
+        if options["cache"]:  # what numba raises where no cache locator is writable
+            raise RuntimeError("cannot cache function 'asls_lanes': no locator available for file")
+        return real(**options)
+
+    monkeypatch.setattr(numba, "njit", njit)
+    kernel = whittaker.jit(asls_lanes)
+    assert asked == [True, False] and kernel is not None
+    Y = _synthetic(n=2, width=50)
+    bands = penalty_bands(50, 1e3, 2)
+    z, it = np.empty_like(Y), np.zeros(2, dtype=np.int64)
+    kernel(Y, bands[0], bands[1], bands[2], np.ones(50), 0.01, 50, 1e-3, z, it)
+    _close(z, _reference(Y, lam=1e3, p=0.01)[0], Y)
+
+
 def test_asls_rows_refuses_what_pybaselines_refuses() -> None:
     with pytest.raises(ValueError, match="p must be between 0 and 1"):
         asls_rows(_synthetic(n=2), p=1.5)

@@ -243,14 +243,22 @@ def asls_lanes(
 
 
 def jit(fn: Callable[..., None]) -> Callable[..., None] | None:
-    """``fn`` compiled by numba (``nogil``, cached on disk), or ``None`` without numba or with ``SCAI_NUMBA=0``."""
+    """``fn`` compiled by numba (``nogil``), or ``None`` without numba or with ``SCAI_NUMBA=0``.
+
+    The compiled code is cached on disk (next to the module, else in numba's user cache); where no
+    cache can be written (a read-only install without a writable home), each process compiles it
+    once, ~2 s, at its first call.
+    """
     if os.environ.get("SCAI_NUMBA", "1").strip().lower() in ("0", "false", "no", "off"):
         return None
     try:
         import numba
     except ImportError:
         return None
-    return numba.njit(cache=True, nogil=True)(fn)
+    try:
+        return numba.njit(cache=True, nogil=True)(fn)
+    except RuntimeError:  # no writable cache next to the module or in the user's cache: compile per process
+        return numba.njit(cache=False, nogil=True)(fn)
 
 
 @functools.cache
