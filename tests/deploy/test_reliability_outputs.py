@@ -137,7 +137,7 @@ def test_ambiguous_sets_go_deeper_when_asked(estimator: Any, spectra: np.ndarray
 
 
 def test_the_edge_offloads_a_held_spectrum(estimator: Any, export_dir: Path, live: Any, spectra: np.ndarray,
-                                           milk: Any) -> None:
+                                           milk: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """Bmax = exit 0: a spectrum flagged unknown there cannot run deeper on the edge, so it is offloaded
     and the centre answers it (held="unknown"); the others leave at exit 0 on the edge."""
     pytest.importorskip("onnxruntime")
@@ -153,6 +153,16 @@ def test_the_edge_offloads_a_held_spectrum(estimator: Any, export_dir: Path, liv
     assert [r.held for r in res] == ["unknown" if f else "" for f in flagged]
     assert all(r.offload != "none" and not r.offload_failed and r.exit > 0 for r, f in zip(res, flagged) if f)
     assert all(r.exit == 0 and r.offload == "none" for r, f in zip(res, flagged) if not f)
+    # this detector scores each exit alone, so the stage features go (they are the smaller payload) ...
+    assert not edge.reliability.anchored and edge.payload_bytes(0)["features"] <= edge.payload_bytes(0)["raw"]
+    assert all(r.offload == "features" for r, f in zip(res, flagged) if f)
+    # ... while an anchored one (later exits add exit 0's score) needs the raw spectrum at the centre
+    from scai.inference.reliability import Reliability
+
+    monkeypatch.setattr(Reliability, "anchored", property(lambda self: True))
+    assert edge._hook is not None and edge._hook.anchored
+    assert all(r.offload == "raw" for r, f in zip(edge.classify(spectra, milk.axis), flagged) if f)
+    monkeypatch.undo()
     # on_unknown="answer": nothing is held, nothing offloaded
     answer = EdgeClient(export_dir, bmax=estimator.exit_macs_[0], threshold=0.0, server=live.url, token=TOKEN,
                         on_unknown="answer").classify(spectra, milk.axis)

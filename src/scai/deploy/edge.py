@@ -269,7 +269,6 @@ class EdgeClient:
         self.on_unknown = on_unknown or DEFAULT_ON_UNKNOWN
         self._asked_on_unknown = on_unknown  # sent to the centre only when asked for (an older centre refuses it)
         self._hook = self.reliability.hook(self.on_unknown)  # checks on_unknown
-        self._anchored = bool(self.reliability.detector is not None and self.reliability.detector.anchored)
         if sets is not None:
             if self.reliability.conformal is None:
                 raise ConfigError("sets: the manifest holds no conformal calibration; export a model that stores one")
@@ -449,7 +448,8 @@ class EdgeClient:
             # unknown-class score adds exit 0's (an anchored detector), offloads raw spectra: the
             # centre then reruns the edge's stages itself rather than trusting a state.
             small = "features" in sizes and sizes["features"] <= sizes["raw"]
-            kind = "features" if small and self.manifest.get("combination") is None and not self._anchored else "raw"
+            plain = self.manifest.get("combination") is None and not self.reliability.anchored
+            kind = "features" if small and plain else "raw"
             groups.setdefault((kind, k if kind == "features" else -1), []).append(i)
         chunks = [(key, rows[s : s + self.offload_rows]) for key, rows in groups.items()
                   for s in range(0, len(rows), self.offload_rows)]

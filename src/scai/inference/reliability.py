@@ -165,7 +165,7 @@ class UnknownHook:
 
     @property
     def anchored(self) -> bool:
-        return bool(self.reliability.detector is not None and self.reliability.detector.anchored)
+        return self.reliability.anchored
 
     def raw(self, k: int, features: Any, logits: np.ndarray, probs: np.ndarray) -> np.ndarray:
         return self.reliability.exit_score(k, features, logits, probs)
@@ -228,6 +228,11 @@ class Reliability:
         det.thresholds_ = np.array([calibrate_threshold(s, reject_rate) for s in self.heldout_scores])
         det.reject_rate = float(reject_rate)
         return Reliability(det, self.pooling, self.domain, self.conformal, self.record, self.heldout_scores)
+
+    @property
+    def anchored(self) -> bool:
+        """Whether a later exit's unknown score adds exit 0's (an anchored detector, docs/ood.md)."""
+        return bool(self.detector is not None and self.detector.anchored)
 
     @property
     def score(self) -> str | None:

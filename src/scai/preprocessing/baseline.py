@@ -139,7 +139,8 @@ class BaselineCorrection(Step):
         index, params = self._coarse(X.shape[1])
         Y = X[:, index] if index.size < X.shape[1] else X
         compiled = self._engine != "numpy" and compiled_kernel() is not None  # faster at any count
-        if self._batched and (compiled or Y.shape[0] >= BATCH_MIN_SPECTRA) and Y.shape[0] and batched_supports(self.method, params):
+        many = compiled or Y.shape[0] >= BATCH_MIN_SPECTRA
+        if self._batched and many and Y.shape[0] and batched_supports(self.method, params):
             B = asls_rows(Y, **params, engine=self._engine)[0]
         else:
             fitter = Baseline(x_data=self.axis_[index])  # one fitter reuses its penalty matrices across rows

@@ -17,11 +17,10 @@ path's result bit for bit and is 5-15x faster on one thread, whatever the number
 
 from __future__ import annotations
 
-from typing import Any
-
 import functools
 import os
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from scipy.linalg import lapack
@@ -169,8 +168,10 @@ def asls_lanes(
 
     ``a0``, ``a1``, ``a2`` are the penalty's lower bands (:func:`penalty_bands`; ``a2`` zeros for
     the first difference order). The arithmetic is :func:`_solve_pentadiagonal`'s and
-    :func:`_asls_batch`'s, operation for operation, so the result is the NumPy path's bit for bit.
-    Plain Python runs it too (slowly): the tests compare the two.
+    :func:`_asls_batch`'s, operation for operation, so for the second difference order the result
+    is the NumPy path's bit for bit (for the first, which the NumPy path solves with LAPACK's
+    tridiagonal solver, equal to rounding). Plain Python runs it too (slowly): the tests compare
+    the two.
     """
     m, n = Y.shape
     L = LANES
