@@ -97,6 +97,30 @@ def test_raw_reasons_name_constant_saturated_and_non_finite_spectra():
     assert "constant spectrum" in check.flag(X[:2], raw=raw)[1]
 
 
+def test_raw_reasons_of_float32_spectra_equal_the_float64_rule():
+    """float32 input skips the float64 copy and tests the maximum by equality: the same reasons."""
+    rng = np.random.default_rng(9)
+    X = (rng.normal(size=(60, 300)) * rng.uniform(1e-3, 1e6, (60, 1))).astype(np.float32)
+    for i in range(0, 60, 4):  # saturated: a share of points clipped at the maximum, around 2 %
+        top = np.sort(X[i])[-rng.integers(1, 15)]
+        X[i] = np.minimum(X[i], top)
+    X[1] = 7.5  # constant
+    X[2] = 0.0
+    X[3] = -2.0
+    X[5, :] = np.float32(1e-42)  # subnormal and constant
+    X[6, ::50] = np.nextafter(X[6].max(), np.float32(0))  # just below the maximum: not at it
+    X[7, 10] = np.nan
+    X[9, 3] = np.inf
+    X[10] = np.float32(3e38)
+    X[10, ::2] = np.float32(-3e38)
+    X[11, :9] = X[11].max()  # 3 % at the maximum
+    X[13, :4] = X[13].max()  # with the maximum itself 5 of 300, 1.7 %: not saturated
+    got, want = raw_reasons(X), raw_reasons(X.astype(np.float64))
+    assert got == want
+    assert sum("saturated" in " ".join(r) for r in got) >= 10 and ["constant spectrum"] in got
+    assert got[6] == [] and got[11] and not got[13]
+
+
 def test_components_by_variance_share_round_trip_and_errors():
     rng = np.random.default_rng(5)
     X, _ = _plane_data(rng, 60, noise=0.01)

@@ -82,7 +82,12 @@ def _check_confidence(confidence: float) -> None:
 
 def raw_reasons(X: Any) -> list[list[str]]:
     """Reasons, per raw spectrum, that it cannot be a measurement: non-finite, constant, saturated."""
-    X = np.asarray(X, dtype=np.float64)
+    X = np.asarray(X)
+    # float32 spectra are checked as they are: no float64 copy, and "within 1e-9 of the maximum" is
+    # equality there (neighbouring float32 values differ by more than 5e-8 relative).
+    exact32 = X.dtype == np.float32
+    if not exact32:
+        X = np.asarray(X, dtype=np.float64)
     if X.ndim != 2:
         raise DataValueError(f"X must be 2-D (n_samples, n_points); got shape {X.shape}")
     out: list[list[str]] = [[] for _ in range(X.shape[0])]
@@ -91,16 +96,20 @@ def raw_reasons(X: Any) -> list[list[str]]:
     F = X[finite] if not finite.all() else X
     if F.shape[0]:
         hi, lo = F.max(axis=1), F.min(axis=1)
+        if exact32:
+            top = (F == hi[:, None]).mean(axis=1)
+            hi, lo = hi.astype(np.float64), lo.astype(np.float64)
+        else:
+            top = np.isclose(F, hi[:, None], rtol=1e-9, atol=0.0).mean(axis=1)
         scale = np.maximum(1.0, np.maximum(np.abs(hi), np.abs(lo)))
         constant = (hi - lo) <= 1e-12 * scale
-        top = np.isclose(F, hi[:, None], rtol=1e-9, atol=0.0).mean(axis=1)
         for i, c, t in zip(np.flatnonzero(finite), constant, top):
             if c:
                 out[i].append("constant spectrum")
             elif t >= SATURATION_SHARE:
                 out[i].append(f"saturated: {t:.0%} of points at the maximum")
     for i in np.flatnonzero(~finite):
-        out[i] = _raw_row_reasons(X[i])
+        out[i] = _raw_row_reasons(X[i].astype(np.float64))
     return out
 
 
