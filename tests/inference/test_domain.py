@@ -138,3 +138,23 @@ def test_components_by_variance_share_round_trip_and_errors():
         DomainCheck.from_dict({"n_components": 2})
     with pytest.raises(ConfigError, match="q_method"):
         DomainCheck(q_method="x").fit(X)
+
+
+def test_domain_reasons_of_float32_spectra_equal_those_of_float64() -> None:
+    """Reliability.domain_reasons reads float32 without a float64 copy: the same reasons, a
+    non-finite row named and the other rows still checked against T² and Q."""
+    from scai.inference.reliability import Reliability
+
+    rng = np.random.default_rng(3)
+    Z_train, _ = _plane_data(rng, 200)
+    rel = Reliability(domain=DomainCheck(n_components=3).fit(Z_train))
+    Z, _ = _plane_data(rng, 40)
+    Z[::7] += rng.normal(scale=2.0, size=Z[::7].shape)  # off the plane: Q above its limit
+    Z32 = Z.astype(np.float32)
+    want = rel.domain_reasons(Z32.astype(np.float64))
+    assert sum(bool(r) for r in want) >= 5 and rel.domain_reasons(Z32) == want
+    Z32[2, 5] = np.nan
+    got = rel.domain_reasons(Z32)
+    assert got[2] == "preprocessing produced NaN/inf"
+    assert got[:2] == want[:2] and got[3:] == want[3:]
+    assert rel.domain_reasons(Z32.astype(np.float16))[2] == "preprocessing produced NaN/inf"

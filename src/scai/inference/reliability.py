@@ -276,8 +276,11 @@ class Reliability:
 
     def domain_reasons(self, Z: np.ndarray, raw: np.ndarray | None = None) -> list[str]:
         """Per spectrum, why it is out of domain ("" when in domain): the raw checks (which need no
-        model) and, when the model stores one, Hotelling T² and Q."""
-        Z = np.asarray(Z, dtype=np.float64)
+        model) and, when the model stores one, Hotelling T² and Q. float32 ``Z`` is read as it is
+        (the domain check converts as it computes, exactly), and all-finite ``Z`` is not copied."""
+        Z = np.asarray(Z)
+        if not (Z.dtype == np.float32 or Z.dtype == np.float64):
+            Z = np.asarray(Z, dtype=np.float64)
         finite = np.isfinite(Z).all(axis=1)
         reasons = raw_reasons(raw) if raw is not None else [[] for _ in range(len(Z))]
         if len(reasons) != len(Z):
@@ -285,7 +288,7 @@ class Reliability:
         for i in np.flatnonzero(~finite):
             reasons[i].append("preprocessing produced NaN/inf")
         if self.domain is not None and finite.any():
-            for i, r in zip(np.flatnonzero(finite), self.domain.flag(Z[finite])):
+            for i, r in zip(np.flatnonzero(finite), self.domain.flag(Z if finite.all() else Z[finite])):
                 reasons[i].extend(r)
         return ["; ".join(r) for r in reasons]
 
