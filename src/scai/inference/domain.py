@@ -293,12 +293,16 @@ class DomainCheck:
         return c
 
 
-def _spectra(Z: Any, convert: bool = True) -> np.ndarray:
-    """``Z`` as a 2-D array of finite values: float64, or (``convert=False``) float32 kept as it
-    is, for a caller that converts as it computes (float32 -> float64 is exact)."""
+def float_spectra(Z: Any) -> np.ndarray:
+    """``Z`` as float32 or float64, kept as it is when it is either (no copy); other dtypes become
+    float64. For a caller that converts as it computes (float32 -> float64 is exact)."""
     X = np.asarray(Z)
-    if convert or not (X.dtype == np.float32 or X.dtype == np.float64):
-        X = np.asarray(X, dtype=np.float64)
+    return X if X.dtype in (np.float32, np.float64) else np.asarray(X, dtype=np.float64)
+
+
+def _spectra(Z: Any, convert: bool = True) -> np.ndarray:
+    """``Z`` as a 2-D array of finite values: float64, or (``convert=False``) :func:`float_spectra`."""
+    X = np.asarray(Z, dtype=np.float64) if convert else float_spectra(Z)
     if X.ndim != 2:
         raise DataValueError(f"spectra must be 2-D (n_samples, n_points); got shape {X.shape}")
     if not np.all(np.isfinite(X)):

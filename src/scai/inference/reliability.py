@@ -29,7 +29,7 @@ import numpy as np
 
 from scai.errors import ConfigError, DataValueError, ModelFileError
 from scai.inference.conformal import ConformalSets
-from scai.inference.domain import DomainCheck, raw_reasons
+from scai.inference.domain import DomainCheck, float_spectra, raw_reasons
 from scai.inference.ood import (
     FEATURE_SCORES,
     UnknownDetector,
@@ -278,9 +278,7 @@ class Reliability:
         """Per spectrum, why it is out of domain ("" when in domain): the raw checks (which need no
         model) and, when the model stores one, Hotelling T² and Q. float32 ``Z`` is read as it is
         (the domain check converts as it computes, exactly), and all-finite ``Z`` is not copied."""
-        Z = np.asarray(Z)
-        if not (Z.dtype == np.float32 or Z.dtype == np.float64):
-            Z = np.asarray(Z, dtype=np.float64)
+        Z = float_spectra(Z)
         finite = np.isfinite(Z).all(axis=1)
         reasons = raw_reasons(raw) if raw is not None else [[] for _ in range(len(Z))]
         if len(reasons) != len(Z):
