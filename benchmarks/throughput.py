@@ -20,7 +20,13 @@ thread, ``--epochs``), then on ``--n`` spectra drawn with replacement from the h
 - network: :class:`scai.inference.Predictor`, policy "full" and policy "batch" at a mean budget
   of 25 % of the full path's MACs (thresholds calibrated on the model's validation split);
 - end to end = preprocessing + network; also one timed ``predict_detailed`` call each, which
-  includes alignment and the batch calibration.
+  includes alignment and the batch calibration;
+- the shipped default model (``--default-model``, on by default): ``SCAIClassifier()`` with only
+  the training config above set (``preprocessing="auto"``, a linear exit 0, 5-fold cross-fitting,
+  a MiniRocket exit where it helps out of fold), trained on the same split and timed on the same
+  spectra in the same rounds: its own preprocessing, network full vs 25 % batch, and one
+  ``predict_detailed`` call each. Its full budget is recorded beside the ratio, because a ratio
+  says nothing of what the full budget costs.
 
 Every timing is the median of ``--repeats`` rounds; within a round the variants alternate, so a
 load change on the (shared) machine hits them alike. Everything runs on one thread, so CPU time
@@ -188,6 +194,10 @@ def main(argv: list[str] | None = None) -> int:
                          "tau-only cost of the paper; default: TrainConfig's")
     ap.add_argument("--coarsen", type=int, nargs="*", default=[4], help="further coarse asls variants timed (dev suite: "
                     "compared with exact; 2, the shipped default, is always among them there)")
+    ap.add_argument("--default-model", action=argparse.BooleanOptionalAction, default=True,
+                    help="also train and time the shipped default model (SCAIClassifier() with only the training "
+                         "config above set: preprocessing 'auto', linear exit 0, cross-fit, a MiniRocket exit where it "
+                         "helps) beside the paper's SCAI+, in the same rounds (default: on)")
     ap.add_argument("--dev-suite", action="store_true", help="measure coarsen's accuracy on the dev sets instead")
     ap.add_argument("--seeds", type=int, default=5, help="dev suite: seeds 0..N-1")
     ap.add_argument("--out", type=Path, default=RESULTS)
@@ -231,6 +241,18 @@ def main(argv: list[str] | None = None) -> int:
     max_diff = float(np.abs(Z_exact - Z_old).max())
 
     coarse = {k: coarse_pipeline(new, k) for k in args.coarsen}
+    dflt = None
+    if args.default_model:
+        dflt = SCAIClassifier(random_state=args.seed, n_jobs=1, train_config=cfg)
+        t0 = time.perf_counter()
+        dflt.fit(X[tr], y[tr], axis=axis)
+        dflt_fit_s = time.perf_counter() - t0
+        print(f"trained the default model on {tr.size} spectra in {dflt_fit_s:.1f} s; exits {len(dflt.exit_macs_)}, "
+              f"MACs {[int(m) for m in dflt.exit_macs_]}", flush=True)
+        d_pre = dflt.pipeline_
+        d_pred = dflt.predictor()
+        d_cal = dflt.calibrate_batch(BUDGET, store=False)["calibration"]
+        Zd = np.asarray(d_pre.transform(Xt), dtype=np.float32)
     runs: dict[str, Callable[[], Any]] = {
         "pre_old": lambda: old.transform(Xt),
         "pre_exact": lambda: exact.transform(Xt),
@@ -242,6 +264,15 @@ def main(argv: list[str] | None = None) -> int:
         "call_full": lambda: clf.predict_detailed(Xt, axis, policy="full", batch_size=args.batch_size),
         "call_budget": lambda: clf.predict_detailed(Xt, axis, policy="batch", budget=BUDGET, batch_size=args.batch_size),
     }
+    if dflt is not None:
+        runs |= {
+            "default_pre": lambda: d_pre.transform(Xt),
+            "default_net_full": lambda: d_pred.predict(Zd, policy="full", batch_size=args.batch_size),
+            "default_net_budget": lambda: d_pred.predict(Zd, policy="batch", calibration=d_cal, batch_size=args.batch_size),
+            "default_call_full": lambda: dflt.predict_detailed(Xt, axis, policy="full", batch_size=args.batch_size),
+            "default_call_budget": lambda: dflt.predict_detailed(Xt, axis, policy="batch", budget=BUDGET,
+                                                                 batch_size=args.batch_size),
+        }
     for fn in runs.values():  # warm-up (allocations, torch kernels)
         fn()
     times: dict[str, list[float]] = {k: [] for k in runs}
@@ -333,11 +364,91 @@ def main(argv: list[str] | None = None) -> int:
                    f"numpy {np.__version__}, torch {torch.__version__}",
         "command": "OMP_NUM_THREADS=1 python benchmarks/throughput.py " + " ".join(argv if argv is not None else __import__("sys").argv[1:]),
     }
+    if dflt is not None:
+        result["default_model"] = _default_model_result(dflt, dflt_fit_s, d_pred, d_cal, Zd, X[te], test_idx, med, n)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(result, indent=1) + "\n")
     (args.out / "report.md").write_text(_report(result, cost.table()))
     print(_report(result, cost.table()))
     return 0
+
+
+def _default_model_result(clf: Any, fit_s: float, pred: Any, cal: Any, Z: np.ndarray, X_test: np.ndarray,
+                          test_idx: np.ndarray, med: dict[str, float], n: int) -> dict[str, Any]:
+    """The shipped default model's figures: what its fit kept, its time split, ratio and targets."""
+    full = pred.predict(Z, policy="full")
+    budget = pred.predict(Z, policy="batch", calibration=cal)
+    Zte = np.asarray(clf.pipeline_.transform(X_test), dtype=np.float32)
+    n_exits = len(clf.exit_macs_)
+    pre, net_full, net_budget = med["default_pre"], med["default_net_full"], med["default_net_budget"]
+    e2e = {net: {"seconds": pre + s, "spectra_per_s": n / (pre + s), "preprocessing_share": pre / (pre + s)}
+           for net, s in (("full", net_full), ("budget", net_budget))}
+    speedup = e2e["full"]["seconds"] / e2e["budget"]["seconds"]
+    sel = getattr(clf, "preprocessing_selection_", None)
+    rocket = (getattr(clf, "cross_fit_", None) or {}).get("rocket")
+    return {
+        "config": "SCAIClassifier(random_state=seed, n_jobs=1, train_config=the paper model's); every other argument "
+                  "its default",
+        "fit_seconds": fit_s,
+        "pipeline": [type(s).__name__ for s in clf.pipeline_.steps],
+        "preprocessing_chosen": sel["chosen"] if sel else clf.preprocessing,
+        "exit0": {k: v for k, v in (getattr(clf, "exit0_", None) or {}).items() if k in ("kind", "macs", "cv_accuracy")},
+        "rocket_used": bool(rocket and rocket["used"]),
+        "exit_macs": [float(m) for m in clf.exit_macs_],
+        "mean_macs": {"full": float(np.mean(full.macs)), "budget": float(np.mean(budget.macs))},
+        "exit_counts": {"full": np.bincount(full.exit, minlength=n_exits).tolist(),
+                        "budget": np.bincount(budget.exit, minlength=n_exits).tolist()},
+        "test_accuracy": {
+            "full": float(np.mean(pred.predict(Zte, policy="full").class_index == test_idx)),
+            "budget": float(np.mean(pred.predict(Zte, policy="batch", calibration=cal).class_index == test_idx)),
+            "n_test": int(test_idx.size),
+        },
+        "seconds_median": {k.removeprefix("default_"): v for k, v in med.items() if k.startswith("default_")},
+        "end_to_end": e2e,
+        "speedup_budget_vs_full": speedup,
+        "speedup_budget_vs_full_single_call": med["default_call_full"] / med["default_call_budget"],
+        "network_speedup": net_full / net_budget,
+        "targets": {
+            "speedup_ge_2": {"target": TARGET_SPEEDUP, "measured": speedup, "met": speedup >= TARGET_SPEEDUP},
+            "preprocessing_share_le_30pct": {"target": TARGET_PRE_SHARE, "measured": e2e["full"]["preprocessing_share"],
+                                             "met": e2e["full"]["preprocessing_share"] <= TARGET_PRE_SHARE},
+        },
+    }
+
+
+def _default_report(r: dict[str, Any], paper: dict[str, Any]) -> list[str]:
+    """The report's section on the shipped default model, with the paper model's full budget beside it."""
+    d, yes = r, {True: "**met**", False: "**missed**"}
+    m, e, t = d["seconds_median"], d["end_to_end"], d["targets"]
+    kept = ", ".join(f"{macs:,.0f}" for macs in d["exit_macs"])
+    paper_sps = paper["end_to_end"]["new_full"]["spectra_per_s"]
+    return [
+        "## The shipped default model (`SCAIClassifier()`), same spectra, same rounds",
+        "",
+        (f"Config: {d['config']}. Preprocessing '{d['preprocessing_chosen']}': {' -> '.join(d['pipeline'])}; exit 0 "
+         f"{d['exit0'].get('kind', 'none')}; MiniRocket exit {'used' if d['rocket_used'] else 'not used'}; the fit kept "
+         f"{len(d['exit_macs'])} exits of {kept} MACs; {d['fit_seconds']:.0f} s to train."),
+        "",
+        "| network | preprocessing s | network s | end to end s | spectra/s | preprocessing share | mean MACs | spectra per exit |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
+        *[f"| {'full' if k == 'full' else paper['budget'] + ' (batch)'} | {m['pre']:.3f} | {m['net_' + k]:.3f} | "
+          f"{e[k]['seconds']:.3f} | {e[k]['spectra_per_s']:,.0f} | {100 * e[k]['preprocessing_share']:.0f} % | "
+          f"{d['mean_macs'][k]:,.0f} | {d['exit_counts'][k]} |" for k in ("full", "budget")],
+        "",
+        (f"- 25 % budget vs full, end to end: **{d['speedup_budget_vs_full']:.2f}x** (target >= 2x: "
+         f"{yes[t['speedup_ge_2']['met']]}); network alone {d['network_speedup']:.2f}x; one `predict_detailed` call "
+         f"each: {d['speedup_budget_vs_full_single_call']:.2f}x ({m['call_full']:.3f} s vs {m['call_budget']:.3f} s)."),
+        (f"- Preprocessing share at full {100 * t['preprocessing_share_le_30pct']['measured']:.1f} % (target <= 30 %: "
+         f"{yes[t['preprocessing_share_le_30pct']['met']]})."),
+        (f"- Read the ratio with the full budget's price: at full budget this model runs {e['full']['spectra_per_s']:,.0f} "
+         f"spectra/s end to end, against {paper_sps:,.0f} for the paper's SCAI+ above; its last exit costs "
+         f"{d['exit_macs'][-1]:,.0f} MACs" + (" (MiniRocket)" if d["rocket_used"] else "") + ". Under the budget "
+         f"{d['exit_counts']['budget'][0]:,} of {sum(d['exit_counts']['budget']):,} spectra leave at exit 0 "
+         f"({d['exit_macs'][0]:,.0f} MACs)."),
+        (f"- Held-out test accuracy ({d['test_accuracy']['n_test']} spectra): full {d['test_accuracy']['full']:.3f}, "
+         f"25 % budget {d['test_accuracy']['budget']:.3f}."),
+        "",
+    ]
 
 
 def _report(r: dict[str, Any], cost_table: str) -> str:
@@ -347,7 +458,7 @@ def _report(r: dict[str, Any], cost_table: str) -> str:
         f"# Throughput that the budget buys ({r['dataset']}, {r['n_spectra']:,} spectra x {r['n_points']} points, one thread)",
         "",
         f"Command: `{r['command']}`  ",
-        (f"Model: scai_plus trained here ({r['epochs']} epochs max, seed {r['seed']}, cross_fit=0, exit0='none', "
+        (f"Paper model: scai_plus trained here ({r['epochs']} epochs max, seed {r['seed']}, cross_fit=0, exit0='none', "
         f"ponder_target {r.get('ponder_target', 'TrainConfig default')}, "
         f"preprocessing '{r['preprocessing']}': {' -> '.join(r['pipeline'])}); {r['fit_seconds']:.0f} s to train.  "),
         f"Timings: median of {r['repeats']} rounds, variants alternating within a round; network batch {r['batch_size']}.  ",
@@ -390,6 +501,14 @@ def _report(r: dict[str, Any], cost_table: str) -> str:
         "",
         "## Targets (issue 18)",
         "",
+        *([f"Shipped default model (`SCAIClassifier()`, section below): 25 % budget vs full end to end "
+           f"{r['default_model']['speedup_budget_vs_full']:.2f}x (target >= 2x: "
+           f"{yes[r['default_model']['targets']['speedup_ge_2']['met']]}); preprocessing share at full "
+           f"{100 * r['default_model']['targets']['preprocessing_share_le_30pct']['measured']:.1f} % (target <= 30 %: "
+           f"{yes[r['default_model']['targets']['preprocessing_share_le_30pct']['met']]}).", ""]
+          if "default_model" in r else []),
+        "The paper's SCAI+ (the table above):",
+        "",
         (f"Shipped preprocessing (new): 25 % budget vs full end to end {t['new']['speedup_ge_2']['measured']:.2f}x "
          f"(target >= 2x: {yes[t['new']['speedup_ge_2']['met']]}); preprocessing share at full "
          f"{100 * t['new']['preprocessing_share_le_30pct']['measured']:.0f} % (target <= 30 %: "
@@ -401,6 +520,7 @@ def _report(r: dict[str, Any], cost_table: str) -> str:
           f"{100 * t[v]['preprocessing_share_le_30pct']['measured']:.0f} %, {yes[t[v]['preprocessing_share_le_30pct']['met']]} |"
           for v in r["variants"]],
         "",
+        *(_default_report(r["default_model"], r) if "default_model" in r else []),
         "## Preprocessing cost per spectrum (`Pipeline.cost(clock=\"cpu\")`, new code, all timed spectra in one batch)",
         "",
         "```",
