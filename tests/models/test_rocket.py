@@ -6,10 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 pytest.importorskip("aeon", reason="the MiniRocket exit is fitted with aeon (the bench extra)")
 
-from scai.models.rocket import KERNEL_TAPS, RocketExit, rocket_kernels  # noqa: E402
+from scai.models.rocket import KERNEL_TAPS, RocketExit, compiled_ppv, ppv_rows, rocket_kernels  # noqa: E402
 from scai.training.rocket_exit import fit_rocket_head  # noqa: E402
 from tests.conftest import TINY_SCAI  # noqa: E402
 
@@ -184,11 +185,15 @@ def test_a_minirocket_exit_that_adds_nothing_is_left_out_even_when_every_exit_is
     assert rec["oof_accuracy"] <= est.cross_fit_["oof_accuracy"][0]
 
 
-def test_chunked_transform_equals_the_whole_batch():
-    """Eager mode runs the batch in chunks of CHUNK spectra; it is the one-batch transform exactly."""
+def test_chunked_transform_equals_the_whole_batch(monkeypatch):
+    """Without numba, eager mode runs the PyTorch ops in chunks of CHUNK spectra; it is the one-batch
+    transform exactly."""
     from aeon.transformations.collection.convolution_based import MiniRocket
 
+    from scai.models import rocket
     from scai.models.rocket import CHUNK
+
+    monkeypatch.setattr(rocket, "compiled_ppv", lambda: None)
 
     X = _series(n=3 * CHUNK + 5)
     trf = MiniRocket(n_kernels=840, random_state=1, n_jobs=1).fit(X[:, None, :])
@@ -198,3 +203,73 @@ def test_chunked_transform_equals_the_whole_batch():
     with torch.inference_mode():
         x = torch.from_numpy(X).unsqueeze(1)
         np.testing.assert_array_equal(m.features(x).numpy(), m._features(x).numpy())
+
+
+def _fitted(X, n_kernels=840, seed=0):
+    from aeon.transformations.collection.convolution_based import MiniRocket
+
+    trf = MiniRocket(n_kernels=n_kernels, random_state=seed, n_jobs=1).fit(X[:, None, :])
+    _, _, dil, per, biases = trf.parameters
+    m = RocketExit(X.shape[1], 2, dil, per)
+    m.set_weights(biases, np.zeros((2, m.n_features)), np.zeros(2))
+    return trf, m
+
+
+@pytest.mark.skipif(compiled_ppv() is None, reason="numba not installed (the fast extra) or SCAI_NUMBA=0")
+def test_compiled_features_are_aeons_transform():
+    """Eager CPU inference runs the numba kernel: aeon's sums in aeon's order, so its features are
+    aeon's, on a long series with many dilations (26 here) and on unseen spectra."""
+    rng = np.random.default_rng(3)
+    X = np.cumsum(rng.standard_normal((30, 700)), axis=1).astype(np.float32)
+    trf, m = _fitted(X[:20], n_kernels=10_000)
+    assert len(m.dilations) > 15
+    ref = np.asarray(trf.transform(X[:, None, :]))
+    with torch.inference_mode():
+        got = m.features(torch.from_numpy(X).unsqueeze(1)).numpy()
+    assert np.mean(got == ref) > 0.9999
+    # the uncompiled loops are the same code: same features bit for bit
+    plain = np.empty((2, m.n_features), dtype=np.float32)
+    ppv_rows(X[:2], np.asarray(m.dilations), np.asarray(m.features_per_dilation), m.biases.detach().numpy(),
+             np.array(KERNEL_TAPS), plain)
+    np.testing.assert_array_equal(plain, got[:2])
+
+
+@pytest.mark.skipif(compiled_ppv() is None, reason="numba not installed (the fast extra) or SCAI_NUMBA=0")
+def test_compiled_and_pytorch_features_agree_and_pytorch_runs_without_numba(monkeypatch):
+    from scai.models import rocket
+
+    X = _series(n=20, W=300)
+    _, m = _fitted(X, seed=2)
+    x = torch.from_numpy(X).unsqueeze(1)
+    with torch.inference_mode():
+        compiled = m.features(x).numpy()
+        pytorch = m._features(x).numpy()
+        monkeypatch.setattr(rocket, "compiled_ppv", lambda: None)
+        fallback = m.features(x).numpy()
+    np.testing.assert_array_equal(fallback, pytorch)
+    # the two differ only where a convolution value is within rounding of a bias (one position)
+    assert np.mean(compiled != pytorch) < 1e-3
+    assert np.abs(compiled - pytorch).max() <= 1.0 / (X.shape[1] - 8 * max(m.dilations)) + 1e-6
+
+
+def test_onnx_export_traces_the_pytorch_ops(monkeypatch, tmp_path):
+    """The ONNX graph is the PyTorch ops', whatever eager mode runs: exporting never calls the kernel,
+    and onnxruntime's logits are the PyTorch ops' logits."""
+    ort = pytest.importorskip("onnxruntime")
+    from scai.models import rocket
+
+    def refuse():
+        raise AssertionError("the compiled kernel ran while exporting")
+
+    X = _series(n=6, W=120)
+    _, m = _fitted(X)
+    m.set_weights(m.biases.detach().numpy(), np.random.default_rng(0).standard_normal((2, m.n_features)), np.zeros(2))
+    x = torch.from_numpy(X).unsqueeze(1)
+    monkeypatch.setattr(rocket, "compiled_ppv", refuse)
+    path = tmp_path / "rocket.onnx"
+    torch.onnx.export(m, (x,), str(path), dynamo=False, input_names=["x"], output_names=["logits"],
+                      dynamic_axes={"x": {0: "batch"}, "logits": {0: "batch"}})
+    got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": X[:, None, :]})[0]
+    with torch.inference_mode():
+        want = F.linear(m._features(x), m.weight, m.bias).numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)

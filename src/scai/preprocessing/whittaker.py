@@ -18,13 +18,14 @@ path's result bit for bit and is 5-15x faster on one thread, whatever the number
 from __future__ import annotations
 
 import functools
-import os
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 from scipy.linalg import lapack
 from scipy.sparse import diags
+
+from scai._jit import jit
 
 __all__ = [
     "BATCHED_METHODS", "BATCH_MIN_SPECTRA", "ENGINES", "asls_lanes", "asls_rows", "batched_supports", "compiled_kernel",
@@ -241,25 +242,6 @@ def asls_lanes(
                         left = True
             if not left:
                 break
-
-
-def jit(fn: Callable[..., None]) -> Callable[..., None] | None:
-    """``fn`` compiled by numba (``nogil``), or ``None`` without numba or with ``SCAI_NUMBA=0``.
-
-    The compiled code is cached on disk (next to the module, else in numba's user cache); where no
-    cache can be written (a read-only install without a writable home), each process compiles it
-    once, ~2 s, at its first call.
-    """
-    if os.environ.get("SCAI_NUMBA", "1").strip().lower() in ("0", "false", "no", "off"):
-        return None
-    try:
-        import numba
-    except ImportError:
-        return None
-    try:
-        return numba.njit(cache=True, nogil=True)(fn)
-    except RuntimeError:  # no writable cache next to the module or in the user's cache: compile per process
-        return numba.njit(cache=False, nogil=True)(fn)
 
 
 @functools.cache
