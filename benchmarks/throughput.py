@@ -64,6 +64,7 @@ import functools
 import json
 import platform
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -170,6 +171,11 @@ def _split(d: dict[str, np.ndarray], seed: int) -> tuple[np.ndarray, np.ndarray]
         test.extend(idx[:k])
         train.extend(idx[k:])
     return np.sort(train), np.sort(test)
+
+
+def _command(argv: list[str] | None) -> str:
+    """The command line that produced a result, as one runs it."""
+    return " ".join(["OMP_NUM_THREADS=1 python benchmarks/throughput.py", *(sys.argv[1:] if argv is None else argv)])
 
 
 def _seconds(fn: Callable[[], Any]) -> tuple[float, float]:
@@ -362,7 +368,7 @@ def main(argv: list[str] | None = None) -> int:
         "load_average": {"start": list(load_start), "end": list(os.getloadavg())},
         "machine": f"{platform.node()} ({platform.machine()}, {os.cpu_count()} CPUs), python {platform.python_version()}, "
                    f"numpy {np.__version__}, torch {torch.__version__}",
-        "command": "OMP_NUM_THREADS=1 python benchmarks/throughput.py " + " ".join(argv if argv is not None else __import__("sys").argv[1:]),
+        "command": _command(argv),
     }
     if dflt is not None:
         result["default_model"] = _default_model_result(dflt, dflt_fit_s, d_pred, d_cal, Zd, X[te], test_idx, med, n)
@@ -586,8 +592,7 @@ def dev_suite(args: argparse.Namespace, argv: list[str] | None) -> int:
         print(name, {k: round(float(np.mean(v)), 3) for k, v in acc.items()}, flush=True)
     means = {str(k): float(np.mean([v["mean"][str(k)] for v in out["datasets"].values()])) for k in ks}
     out["mean_over_sets"] = means
-    out["command"] = "OMP_NUM_THREADS=1 python benchmarks/throughput.py " + " ".join(
-        argv if argv is not None else __import__("sys").argv[1:])
+    out["command"] = _command(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "dev_suite.json").write_text(json.dumps(out, indent=1) + "\n")
     head = "| dataset | n x points | " + " | ".join("exact" if k == 1 else f"coarsen={k}" for k in ks) + " |"
