@@ -11,12 +11,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["jit", "numba_disabled"]
-
-
-def numba_disabled() -> bool:
-    """Whether ``SCAI_NUMBA`` switches the compiled kernels off (0, false, no, off)."""
-    return os.environ.get("SCAI_NUMBA", "1").strip().lower() in ("0", "false", "no", "off")
+__all__ = ["jit"]
 
 
 def jit(fn: Callable[..., Any]) -> Callable[..., Any] | None:
@@ -26,7 +21,7 @@ def jit(fn: Callable[..., Any]) -> Callable[..., Any] | None:
     cache can be written (a read-only install without a writable home), each process compiles it
     once, ~2 s, at its first call.
     """
-    if numba_disabled():
+    if os.environ.get("SCAI_NUMBA", "1").strip().lower() in ("0", "false", "no", "off"):
         return None
     try:
         import numba

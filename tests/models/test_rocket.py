@@ -218,7 +218,7 @@ def _fitted(X, n_kernels=840, seed=0):
 @pytest.mark.skipif(compiled_ppv() is None, reason="numba not installed (the fast extra) or SCAI_NUMBA=0")
 def test_compiled_features_are_aeons_transform():
     """Eager CPU inference runs the numba kernel: aeon's sums in aeon's order, so its features are
-    aeon's, on a long series with many dilations (26 here) and on unseen spectra."""
+    aeon's, on a long series with many dilations and on spectra the transform was not fitted on."""
     rng = np.random.default_rng(3)
     X = np.cumsum(rng.standard_normal((30, 700)), axis=1).astype(np.float32)
     trf, m = _fitted(X[:20], n_kernels=10_000)
@@ -273,3 +273,20 @@ def test_onnx_export_traces_the_pytorch_ops(monkeypatch, tmp_path):
     with torch.inference_mode():
         want = F.linear(m._features(x), m.weight, m.bias).numpy()
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_scai_numba_0_switches_the_kernel_off(monkeypatch):
+    from scai.models import rocket
+
+    monkeypatch.setenv("SCAI_NUMBA", "0")
+    rocket.compiled_ppv.cache_clear()
+    try:
+        assert rocket.compiled_ppv() is None
+        X = _series(n=5, W=120)
+        _, m = _fitted(X)
+        with torch.inference_mode():
+            x = torch.from_numpy(X).unsqueeze(1)
+            np.testing.assert_array_equal(m.features(x).numpy(), m._features(x).numpy())
+    finally:
+        monkeypatch.delenv("SCAI_NUMBA")
+        rocket.compiled_ppv.cache_clear()
