@@ -34,7 +34,7 @@ nothing about the request, which is valid and may succeed when retried.
 
 from __future__ import annotations
 
-from sklearn.exceptions import NotFittedError as _SklearnNotFitted
+from typing import TYPE_CHECKING, Any
 
 __all__ = [
     "ScaiError",
@@ -95,10 +95,6 @@ class ModelConfigError(ConfigError):
     """Bad model name, configuration key/value, stage index or execution mode."""
 
 
-class NotFittedError(ScaiError, _SklearnNotFitted):
-    """An estimator or transformer was used before ``fit`` (also scikit-learn's NotFittedError)."""
-
-
 class BudgetError(ConfigError):
     """A compute budget or threshold could not be parsed or is out of range."""
 
@@ -113,6 +109,32 @@ class PayloadError(ScaiError, ValueError):
     def __init__(self, message: str, status: int = 400) -> None:
         super().__init__(message)
         self.status = int(status)
+
+
+if TYPE_CHECKING:
+    from sklearn.exceptions import NotFittedError as _SklearnNotFitted
+
+    class NotFittedError(ScaiError, _SklearnNotFitted):
+        """An estimator or transformer was used before ``fit`` (also scikit-learn's NotFittedError)."""
+
+
+def _not_fitted_error() -> type:
+    """:class:`NotFittedError`, defined at its first use: its base is scikit-learn's, and importing
+    scikit-learn (~1 s with SciPy's stats) is left to the code that needs it, so that reading files
+    (``scai.data``, the Ray read tasks, ``scai --help``) does not pay for it."""
+    from sklearn.exceptions import NotFittedError as sklearn_not_fitted
+
+    cls = type("NotFittedError", (ScaiError, sklearn_not_fitted), {
+        "__doc__": "An estimator or transformer was used before ``fit`` (also scikit-learn's NotFittedError).",
+        "__module__": __name__, "__qualname__": "NotFittedError"})
+    globals()["NotFittedError"] = cls
+    return cls
+
+
+def __getattr__(name: str) -> Any:
+    if name == "NotFittedError":
+        return _not_fitted_error()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class QueueFullError(RuntimeError):

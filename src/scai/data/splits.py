@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from sklearn.model_selection import StratifiedGroupKFold, train_test_split
 
 from scai.data.spectra import Spectra
 from scai.errors import DataValueError, LabelError
@@ -38,7 +37,13 @@ def _check_counts(y: np.ndarray, parts: int, names: Sequence[str] | None, what: 
             )
 
 
+# scikit-learn is imported where a split is made, not with scai.data: reading files (the edge,
+# the Ray read tasks, the CLI's start) then does not pay for it (~1 s with SciPy's stats)
+
+
 def _stratified(idx: np.ndarray, y: np.ndarray, size: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.model_selection import train_test_split
+
     try:
         a, b = train_test_split(idx, test_size=size, stratify=y[idx], random_state=seed)
     except ValueError as e:
@@ -47,6 +52,8 @@ def _stratified(idx: np.ndarray, y: np.ndarray, size: float, seed: int) -> tuple
 
 
 def _grouped(idx: np.ndarray, y: np.ndarray, groups: np.ndarray, size: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.model_selection import StratifiedGroupKFold
+
     n_splits = max(2, int(round(1.0 / size)))
     n_groups = np.unique(groups[idx]).size
     if n_groups < n_splits:
