@@ -287,3 +287,46 @@ def test_a_local_ray_runs_its_workers_at_the_drivers_priority():
     assert done.returncode == 0, done.stderr[-2000:]
     line = [x for x in done.stdout.splitlines() if x.startswith("niceness")][-1]
     assert line == "niceness 3 3"
+
+
+_OWN_RAY = """
+import json, sys
+import ray
+import scai.distributed._ray as R
+from scai.distributed import predict_dataset
+from scai.errors import BudgetError
+
+model, shard, out = sys.argv[1:4]
+starts = []
+real_start = R.start_ray
+R.start_ray = lambda *a: starts.append(real_start(*a)) or starts[-1]  # True: this call started Ray
+res = {}
+try:  # a bad option: refused after the local Ray started, and before out_dir is written
+    predict_dataset(model, shard, out, engine="ray", num_workers=1, policy="threshold")
+except BudgetError as exc:
+    res["error"] = str(exc)
+res["out_after_error"] = __import__("os").path.exists(out)
+res["ray_after_error"] = ray.is_initialized()
+s = predict_dataset(model, shard, out, engine="ray", num_workers=1)
+res["rows"], res["written"], res["ray_after_run"] = s.rows, s.shards_written, ray.is_initialized()
+s = predict_dataset(model, shard, out, engine="ray", num_workers=1)  # every shard done: no Ray to start
+res["skipped"], res["starts"] = s.shards_skipped, sum(starts)
+print("RESULT", json.dumps(res))
+"""
+
+
+def test_a_run_starts_its_own_local_ray_checks_options_meanwhile_and_shuts_it_down(liquor_model, archive, tmp_path):
+    # what `scai predict ... --engine ray` does in a fresh process (the other tests share one Ray):
+    # the model is loaded to check the options while Ray starts; a bad option fails before out_dir
+    # is written and Ray is shut down; a finished run resumed starts no Ray at all
+    pytest.importorskip("ray", reason="the distributed extra (pip install 'scai[distributed]') is not installed")
+    out = tmp_path / "preds"
+    done = subprocess.run([sys.executable, "-c", _OWN_RAY, str(liquor_model), str(archive[2]), str(out)],
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    res = json.loads([x for x in done.stdout.splitlines() if x.startswith("RESULT ")][-1][len("RESULT "):])
+    assert "policy 'threshold' needs a threshold" in res["error"]
+    assert res["out_after_error"] is False and res["ray_after_error"] is False
+    assert (res["rows"], res["written"], res["ray_after_run"]) == (100, 1, False)
+    assert res["skipped"] == 1 and res["starts"] == 2  # the bad call and the first run; not the resumed one
+    assert _outputs(out).column("row").to_pylist() == list(range(100))

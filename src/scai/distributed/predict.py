@@ -18,6 +18,8 @@ The same call runs on a laptop (a local Ray started for the run) and on a cluste
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -98,6 +100,35 @@ class PredictSummary:
     worker_peak_rss_kib: dict[int, int] = field(default_factory=dict)
     worker_peak_private_kib: dict[int, int] = field(default_factory=dict)
     manifest: dict[str, Any] = field(default_factory=dict)
+
+
+class _Background:
+    """``fn(*args)`` in a daemon thread; :meth:`result` waits for its value or raises its error
+    (a daemon, so that an error raised meanwhile on the calling thread does not wait for it)."""
+
+    def __init__(self, fn: Callable[..., Any], *args: Any) -> None:
+        self._value: Any = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(fn, args), name="scai-checks", daemon=True)
+        self._thread.start()
+
+    def _run(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        try:
+            self._value = fn(*args)
+        except BaseException as exc:  # re-raised on the calling thread
+            self._error = exc
+
+    def result(self) -> Any:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
+def _shutdown_ray() -> None:
+    import ray
+
+    ray.shutdown()
 
 
 def _budget_macs(model_dir: str, policy: str, budget: Any, threshold: float | None,
@@ -262,65 +293,71 @@ def predict_dataset(
     model_dir = str(model_dir)
     reliability = {"on_unknown": on_unknown, "confidence_level": confidence_level, "on_ambiguous": on_ambiguous,
                    "reject_rate": reject_rate}
-    budget_macs, calibration = _budget_macs(model_dir, policy, budget, threshold, reliability)
+    # Ray engine: the driver loads the model to check the options (~5 s of imports on 2 cores) in a
+    # thread while a local Ray starts in this one; ray.init alone left ~40 % of 2 cores idle for its
+    # ~5 s (measured). The checks still pass before out_dir is touched and before any actor starts.
+    checks = _Background(_budget_macs, model_dir, policy, budget, threshold, reliability) if engine == "ray" else None
+    if checks is None:
+        budget_macs, calibration = _budget_macs(model_dir, policy, budget, threshold, reliability)
     plan = plan_inputs(inputs, piece_rows=piece_rows, read_options=read_options)
     out = Path(out_dir)
-    from scai.inference.reliability import DEFAULT_ON_AMBIGUOUS, DEFAULT_ON_UNKNOWN
-    from scai.model_dir import ModelDir
-
-    settings = {"model_weights_sha256": ModelDir(model_dir).weights_sha256, "policy": policy,
-                "budget": None if budget is None else str(budget), "threshold": threshold, "batch_size": batch_size,
-                # what the options do (None = the default's behaviour, so that a rerun naming the default resumes)
-                "on_unknown": on_unknown or DEFAULT_ON_UNKNOWN, "on_ambiguous": on_ambiguous or DEFAULT_ON_AMBIGUOUS,
-                "confidence_level": None if confidence_level is None else float(confidence_level),
-                "reject_rate": None if reject_rate is None else float(reject_rate),
-                "read_options": {k: v if isinstance(v, (str, int)) else list(v) for k, v in plan.read_options.items()}}
-    todo = prepare_out_dir(out, plan, settings)
-    skipped = len(plan.pieces) - len(todo)
-    collector = Collector(plan, todo, out, with_sets=confidence_level is not None)
-    for piece in [p for p in todo if p.n_rows == 0]:
-        collector.write_empty(piece)
-    todo = [p for p in todo if p.n_rows != 0]
-    total = None if any(p.n_rows is None for p in todo) else sum(int(p.n_rows or 0) for p in todo)
-    predictor_kwargs = {"policy": policy, "budget": budget, "threshold": threshold, "threads": threads, **reliability}
     workers = 1
-    started = False
-    quiet = warnings.catch_warnings()
-    quiet.__enter__()
-    # Ray Data reads deprecated settings of its own DataContext; those warnings are not the user's.
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
-    try:
-        if not todo:
-            results: Iterator[Any] = iter(())
-        elif engine == "inline":
-            worker = BatchPredictor(model_dir, plan, **predictor_kwargs)
-            results = (worker(b) for b in _inline_batches(plan, todo, block_rows, batch_size))
-        else:
-            from scai.distributed._ray import import_ray, start_ray
+    with contextlib.ExitStack() as stack:
+        # Ray Data reads deprecated settings of its own DataContext; those warnings are not the user's.
+        stack.enter_context(warnings.catch_warnings())
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        if checks is not None:
+            if not all((out / plan.output_name(p)).is_file() for p in plan.pieces):  # else nothing to predict
+                from scai.distributed._ray import start_ray
 
-            ray = import_ray()
-            started = start_ray(address, num_workers)
-            workers = num_workers or max(int(ray.cluster_resources().get("CPU", 1)), 1)
-            results = _ray_results(plan, todo, model_dir, predictor_kwargs, batch_size=batch_size,
-                                   block_rows=block_rows, workers=workers, progress=progress)
-        for table in results:
-            added = collector.add(table)
-            if on_batch is not None and table.num_rows:
-                on_batch(BatchEvent(int(table.column("_pid")[0].as_py()), added, collector.rows_received, total,
-                                    int(table.column("_private_kib")[0].as_py())))
-    except Exception as exc:
-        from scai.distributed._ray import unwrap_error
+                if start_ray(address, num_workers):
+                    stack.callback(_shutdown_ray)
+            budget_macs, calibration = checks.result()
+        from scai.inference.reliability import DEFAULT_ON_AMBIGUOUS, DEFAULT_ON_UNKNOWN
+        from scai.model_dir import ModelDir
 
-        clear = unwrap_error(exc) if engine == "ray" else None
-        if clear is not None:
-            raise clear from None
-        raise
-    finally:
-        if started:
-            import ray
+        settings = {"model_weights_sha256": ModelDir(model_dir).weights_sha256, "policy": policy,
+                    "budget": None if budget is None else str(budget), "threshold": threshold, "batch_size": batch_size,
+                    # what the options do (None = the default's behaviour, so that a rerun naming the default resumes)
+                    "on_unknown": on_unknown or DEFAULT_ON_UNKNOWN, "on_ambiguous": on_ambiguous or DEFAULT_ON_AMBIGUOUS,
+                    "confidence_level": None if confidence_level is None else float(confidence_level),
+                    "reject_rate": None if reject_rate is None else float(reject_rate),
+                    "read_options": {k: v if isinstance(v, (str, int)) else list(v) for k, v in plan.read_options.items()}}
+        todo = prepare_out_dir(out, plan, settings)
+        skipped = len(plan.pieces) - len(todo)
+        collector = Collector(plan, todo, out, with_sets=confidence_level is not None)
+        for piece in [p for p in todo if p.n_rows == 0]:
+            collector.write_empty(piece)
+        todo = [p for p in todo if p.n_rows != 0]
+        total = None if any(p.n_rows is None for p in todo) else sum(int(p.n_rows or 0) for p in todo)
+        predictor_kwargs = {"policy": policy, "budget": budget, "threshold": threshold, "threads": threads, **reliability}
+        try:
+            if not todo:
+                results: Iterator[Any] = iter(())
+            elif engine == "inline":
+                worker = BatchPredictor(model_dir, plan, **predictor_kwargs)
+                results = (worker(b) for b in _inline_batches(plan, todo, block_rows, batch_size))
+            else:
+                from scai.distributed._ray import import_ray, start_ray
 
-            ray.shutdown()
-        quiet.__exit__(None, None, None)
+                ray = import_ray()
+                if start_ray(address, num_workers):  # not started above: every piece was done, yet one is not
+                    stack.callback(_shutdown_ray)
+                workers = num_workers or max(int(ray.cluster_resources().get("CPU", 1)), 1)
+                results = _ray_results(plan, todo, model_dir, predictor_kwargs, batch_size=batch_size,
+                                       block_rows=block_rows, workers=workers, progress=progress)
+            for table in results:
+                added = collector.add(table)
+                if on_batch is not None and table.num_rows:
+                    on_batch(BatchEvent(int(table.column("_pid")[0].as_py()), added, collector.rows_received, total,
+                                        int(table.column("_private_kib")[0].as_py())))
+        except Exception as exc:
+            from scai.distributed._ray import unwrap_error
+
+            clear = unwrap_error(exc) if engine == "ray" else None
+            if clear is not None:
+                raise clear from None
+            raise
     collector.check_complete()
     extra = {"policy": policy, "budget": settings["budget"], "budget_macs": budget_macs, "batch_size": batch_size,
              "calibration": calibration, "model_weights_sha256": settings["model_weights_sha256"],
