@@ -420,8 +420,8 @@ def _header(info: dict[str, Any]) -> list[str]:
 
 def _report(res: dict[str, Any]) -> str:
     lines = ["# Archive scale: one process vs Ray Data (2 workers)", "",
-             "Each part below ran under `/work/cpu-lock.sh exclusive` (nothing else heavy on the machine); "
-             "every prediction run is a child process of its own.", ""]
+             "Run each part alone on the machine (nothing else heavy; the load average is recorded beside every "
+             "figure); every prediction run is a child process of its own.", ""]
     if "side_by_side" in res:
         lines += _side(res["side_by_side"])
     if "faults" in res:
