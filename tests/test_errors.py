@@ -41,3 +41,13 @@ def test_reading_files_and_the_cli_do_not_import_sklearn():
             "from scai.errors import NotFittedError; print('sklearn' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["False", "False", "True"]
+
+
+def test_threads_asking_first_at_once_get_one_class():
+    # predict_dataset loads the model in a thread beside the calling one: both may ask first
+    code = ("import threading, scai.errors as e; got = []; go = threading.Barrier(8)\n"
+            "def ask():\n    go.wait(); got.append(e.NotFittedError)\n"
+            "ts = [threading.Thread(target=ask) for _ in range(8)]; [t.start() for t in ts]; [t.join() for t in ts]\n"
+            "print(len(got), len({id(c) for c in got}), got[0] is e.NotFittedError)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["8", "1", "True"]

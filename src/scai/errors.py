@@ -34,6 +34,7 @@ nothing about the request, which is valid and may succeed when retried.
 
 from __future__ import annotations
 
+import threading
 from typing import TYPE_CHECKING, Any
 
 __all__ = [
@@ -118,17 +119,24 @@ if TYPE_CHECKING:
         """An estimator or transformer was used before ``fit`` (also scikit-learn's NotFittedError)."""
 
 
+_NOT_FITTED_LOCK = threading.Lock()  # one class, even when two threads ask for it first at once
+
+
 def _not_fitted_error() -> type:
     """:class:`NotFittedError`, defined at its first use: its base is scikit-learn's, and importing
     scikit-learn (~1 s with SciPy's stats) is left to the code that needs it, so that reading files
     (``scai.data``, the Ray read tasks, ``scai --help``) does not pay for it."""
-    from sklearn.exceptions import NotFittedError as sklearn_not_fitted
+    with _NOT_FITTED_LOCK:
+        if "NotFittedError" in globals():
+            return globals()["NotFittedError"]
+        from sklearn.exceptions import NotFittedError as sklearn_not_fitted
 
-    cls = type("NotFittedError", (ScaiError, sklearn_not_fitted), {
-        "__doc__": "An estimator or transformer was used before ``fit`` (also scikit-learn's NotFittedError).",
-        "__module__": __name__, "__qualname__": "NotFittedError"})
-    globals()["NotFittedError"] = cls
-    return cls
+        class NotFittedError(ScaiError, sklearn_not_fitted):
+            """An estimator or transformer was used before ``fit`` (also scikit-learn's NotFittedError)."""
+
+        NotFittedError.__qualname__ = "NotFittedError"
+        globals()["NotFittedError"] = NotFittedError
+        return NotFittedError
 
 
 def __getattr__(name: str) -> Any:

@@ -30,7 +30,7 @@ from scai.distributed.shards import END, PIECE, Piece, Plan
 from scai.distributed.worker import PID, PRIVATE, RSS, output_columns, result_types
 from scai.errors import ConfigError, DataValueError
 
-__all__ = ["MANIFEST_FILE", "RUN_FILE", "Collector", "prepare_out_dir", "write_manifest"]
+__all__ = ["MANIFEST_FILE", "RUN_FILE", "Collector", "pending_pieces", "prepare_out_dir", "write_manifest"]
 
 RUN_FILE = "_run.json"
 MANIFEST_FILE = "_manifest.json"
@@ -81,6 +81,12 @@ def prepare_out_dir(out_dir: Path, plan: Plan, settings: dict[str, Any]) -> list
     for tmp in out_dir.glob(".*.tmp"):  # a run killed while writing a shard
         with contextlib.suppress(OSError):
             tmp.unlink()
+    return pending_pieces(out_dir, plan)
+
+
+def pending_pieces(out_dir: Path, plan: Plan) -> list[Piece]:
+    """The pieces of ``plan`` whose shard is not in ``out_dir`` yet (written shards are complete:
+    each is written to a temporary name and renamed)."""
     return [p for p in plan.pieces if not (out_dir / plan.output_name(p)).is_file()]
 
 

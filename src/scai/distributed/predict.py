@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from scai.datasets.archive import import_pyarrow
-from scai.distributed.outputs import Collector, prepare_out_dir, write_manifest
+from scai.distributed.outputs import Collector, pending_pieces, prepare_out_dir, write_manifest
 from scai.distributed.shards import Piece, Plan, plan_inputs, read_piece
 from scai.distributed.worker import BatchPredictor, bound_onednn_cache, output_columns, policy_kwargs, reliability_kwargs
 from scai.errors import ConfigError
@@ -307,7 +307,7 @@ def predict_dataset(
         stack.enter_context(warnings.catch_warnings())
         warnings.filterwarnings("ignore", category=DeprecationWarning)
         if checks is not None:
-            if not all((out / plan.output_name(p)).is_file() for p in plan.pieces):  # else nothing to predict
+            if pending_pieces(out, plan):  # else nothing to predict, and no Ray to start
                 from scai.distributed._ray import start_ray
 
                 if start_ray(address, num_workers):
@@ -341,7 +341,7 @@ def predict_dataset(
                 from scai.distributed._ray import import_ray, start_ray
 
                 ray = import_ray()
-                if start_ray(address, num_workers):  # not started above: every piece was done, yet one is not
+                if start_ray(address, num_workers):  # started above unless a shard vanished since
                     stack.callback(_shutdown_ray)
                 workers = num_workers or max(int(ray.cluster_resources().get("CPU", 1)), 1)
                 results = _ray_results(plan, todo, model_dir, predictor_kwargs, batch_size=batch_size,
